@@ -1,0 +1,50 @@
+//! Errors of the shared model crate.
+
+use std::path::{Path, PathBuf};
+
+/// What can go wrong with genotypes, cards, images and networks.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operation name that is not one of the eight primitives.
+    #[error("unknown operation `{0}` (known: none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3, sep_conv_5x5, dil_conv_3x3, dil_conv_5x5)")]
+    UnknownOp(String),
+    /// A malformed genotype.
+    #[error("invalid genotype: {0}")]
+    InvalidGenotype(String),
+    /// A missing or malformed model card.
+    #[error("invalid model card: {0}")]
+    InvalidCard(String),
+    /// An image that cannot be decoded.
+    #[error("{path}: {reason}")]
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file that cannot be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A model file whose tensors do not fit the network.
+    #[error("{0}")]
+    Weights(String),
+    /// A tensor computation failed.
+    #[cfg(feature = "candle")]
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

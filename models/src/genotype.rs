@@ -1,0 +1,386 @@
+//! The discrete cell architecture found by a search, in DARTS' format.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Op};
+
+/// Intermediate nodes per cell, as in DARTS.
+pub const NODES: usize = 4;
+/// Incoming edges kept per node in a derived cell.
+pub const EDGES_PER_NODE: usize = 2;
+
+/// One kept edge of a derived cell: the operation and the index of the state it reads
+/// (0 and 1 are the cell's two inputs, 2.. the earlier intermediate nodes).
+pub type Edge = (Op, usize);
+
+/// A cell architecture pair, mirroring DARTS' `Genotype` namedtuple.
+///
+/// `normal[2 * i]` and `normal[2 * i + 1]` are the two edges into node `i`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genotype {
+    /// Edges of the normal cell.
+    pub normal: Vec<Edge>,
+    /// States concatenated into the normal cell's output.
+    pub normal_concat: Vec<usize>,
+    /// Edges of the reduction cell.
+    pub reduce: Vec<Edge>,
+    /// States concatenated into the reduction cell's output.
+    pub reduce_concat: Vec<usize>,
+}
+
+/// The names of the published genotypes shipped with the crate.
+pub const PUBLISHED: [&str; 4] = ["DARTS_V1", "DARTS_V2", "PC_DARTS_cifar", "PDARTS"];
+
+impl Genotype {
+    /// Checks that each node has two edges from earlier states, no `none` op, and that the
+    /// concat lists name existing intermediate nodes.
+    pub fn validate(&self) -> Result<(), Error> {
+        for (cell, edges, concat) in [
+            ("normal", &self.normal, &self.normal_concat),
+            ("reduce", &self.reduce, &self.reduce_concat),
+        ] {
+            if edges.len() != NODES * EDGES_PER_NODE {
+                return Err(Error::InvalidGenotype(format!(
+                    "{cell} cell has {} edges, expected {}",
+                    edges.len(),
+                    NODES * EDGES_PER_NODE
+                )));
+            }
+            for (k, &(op, from)) in edges.iter().enumerate() {
+                let node = k / EDGES_PER_NODE;
+                if op == Op::None {
+                    return Err(Error::InvalidGenotype(format!(
+                        "{cell} edge {k} uses the `none` op"
+                    )));
+                }
+                if from >= node + 2 {
+                    return Err(Error::InvalidGenotype(format!(
+                        "{cell} edge {k} into node {} reads state {from}, which is not computed yet",
+                        node + 2
+                    )));
+                }
+            }
+            if concat.is_empty() || concat.iter().any(|&s| !(2..NODES + 2).contains(&s)) {
+                return Err(Error::InvalidGenotype(format!(
+                    "{cell}_concat {concat:?} must name nodes 2..={}",
+                    NODES + 1
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// One of the published genotypes listed in [`PUBLISHED`].
+    pub fn published(name: &str) -> Result<Genotype, Error> {
+        let json = match name {
+            "DARTS_V1" => include_str!("../genotypes/DARTS_V1.json"),
+            "DARTS_V2" => include_str!("../genotypes/DARTS_V2.json"),
+            "PC_DARTS_cifar" => include_str!("../genotypes/PC_DARTS_cifar.json"),
+            "PDARTS" => include_str!("../genotypes/PDARTS.json"),
+            _ => {
+                return Err(Error::InvalidGenotype(format!(
+                    "no published genotype named {name:?} (known: {})",
+                    PUBLISHED.join(", ")
+                )))
+            }
+        };
+        Genotype::from_json(json)
+    }
+
+    /// Parses and validates the JSON form.
+    pub fn from_json(json: &str) -> Result<Genotype, Error> {
+        let genotype: Genotype = serde_json::from_str(json)
+            .map_err(|e| Error::InvalidGenotype(format!("bad genotype JSON: {e}")))?;
+        genotype.validate()?;
+        Ok(genotype)
+    }
+
+    /// Reads a genotype file in JSON or DARTS' Python notation.
+    pub fn read(path: &Path) -> Result<Genotype, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let parsed = if text.trim_start().starts_with('{') {
+            Genotype::from_json(&text)
+        } else {
+            text.parse()
+        };
+        parsed.map_err(|e| Error::InvalidGenotype(format!("{}: {e}", path.display())))
+    }
+
+    /// Resolves a genotype argument: a published name, a run folder holding
+    /// `genotype.json`, or a genotype file.
+    pub fn resolve(spec: &str) -> Result<Genotype, Error> {
+        if PUBLISHED.contains(&spec) {
+            return Genotype::published(spec);
+        }
+        let path = Path::new(spec);
+        if path.is_dir() {
+            return Genotype::read(&path.join("genotype.json"));
+        }
+        Genotype::read(path)
+    }
+
+    /// The pretty JSON form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("genotype serialises")
+    }
+
+    /// DARTS' Python notation, as printed by its search scripts.
+    pub fn to_python(&self) -> String {
+        self.to_string()
+    }
+
+    /// The edges and concat list of one cell type.
+    pub fn cell(&self, reduction: bool) -> (&[Edge], &[usize]) {
+        if reduction {
+            (&self.reduce, &self.reduce_concat)
+        } else {
+            (&self.normal, &self.normal_concat)
+        }
+    }
+}
+
+impl fmt::Display for Genotype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn edges(edges: &[Edge]) -> String {
+            let items: Vec<String> = edges
+                .iter()
+                .map(|(op, from)| format!("('{op}', {from})"))
+                .collect();
+            format!("[{}]", items.join(", "))
+        }
+        fn concat(list: &[usize]) -> String {
+            let items: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+            format!("[{}]", items.join(", "))
+        }
+        write!(
+            f,
+            "Genotype(normal={}, normal_concat={}, reduce={}, reduce_concat={})",
+            edges(&self.normal),
+            concat(&self.normal_concat),
+            edges(&self.reduce),
+            concat(&self.reduce_concat)
+        )
+    }
+}
+
+impl FromStr for Genotype {
+    type Err = Error;
+
+    /// Parses DARTS' Python notation, e.g.
+    /// `Genotype(normal=[('sep_conv_3x3', 1), ...], normal_concat=range(2, 6), ...)`.
+    /// A leading `NAME = ` is accepted.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let genotype = PythonParser::new(s).genotype()?;
+        genotype.validate()?;
+        Ok(genotype)
+    }
+}
+
+/// A small recursive-descent parser for the Python genotype notation.
+struct PythonParser<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> PythonParser<'a> {
+    fn new(text: &'a str) -> Self {
+        PythonParser { text, pos: 0 }
+    }
+
+    fn error(&self, what: &str) -> Error {
+        let rest: String = self.text[self.pos..].chars().take(30).collect();
+        Error::InvalidGenotype(format!(
+            "Python notation: expected {what} at byte {} (near {rest:?})",
+            self.pos
+        ))
+    }
+
+    fn skip_ws(&mut self) {
+        let rest = &self.text[self.pos..];
+        self.pos += rest.len() - rest.trim_start().len();
+    }
+
+    fn eat(&mut self, token: &str) -> bool {
+        self.skip_ws();
+        if self.text[self.pos..].starts_with(token) {
+            self.pos += token.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, token: &str) -> Result<(), Error> {
+        if self.eat(token) {
+            Ok(())
+        } else {
+            Err(self.error(&format!("`{token}`")))
+        }
+    }
+
+    fn ident(&mut self) -> Result<&'a str, Error> {
+        self.skip_ws();
+        let rest = &self.text[self.pos..];
+        let len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        if len == 0 {
+            return Err(self.error("a name"));
+        }
+        self.pos += len;
+        Ok(&rest[..len])
+    }
+
+    fn number(&mut self) -> Result<usize, Error> {
+        self.skip_ws();
+        let rest = &self.text[self.pos..];
+        let len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let value = rest[..len].parse().map_err(|_| self.error("a number"))?;
+        self.pos += len;
+        Ok(value)
+    }
+
+    fn string(&mut self) -> Result<&'a str, Error> {
+        self.skip_ws();
+        let quote = match self.text[self.pos..].chars().next() {
+            Some(q @ ('\'' | '"')) => q,
+            _ => return Err(self.error("a quoted op name")),
+        };
+        self.pos += 1;
+        let rest = &self.text[self.pos..];
+        let end = rest
+            .find(quote)
+            .ok_or_else(|| self.error("a closing quote"))?;
+        self.pos += end + 1;
+        Ok(&rest[..end])
+    }
+
+    fn edges(&mut self) -> Result<Vec<Edge>, Error> {
+        self.expect("[")?;
+        let mut edges = Vec::new();
+        while !self.eat("]") {
+            self.expect("(")?;
+            let op: Op = self.string()?.parse()?;
+            self.expect(",")?;
+            let from = self.number()?;
+            self.expect(")")?;
+            edges.push((op, from));
+            if !self.eat(",") {
+                self.expect("]")?;
+                break;
+            }
+        }
+        Ok(edges)
+    }
+
+    fn concat(&mut self) -> Result<Vec<usize>, Error> {
+        if self.eat("range") {
+            self.expect("(")?;
+            let start = self.number()?;
+            self.expect(",")?;
+            let end = self.number()?;
+            self.expect(")")?;
+            return Ok((start..end).collect());
+        }
+        self.expect("[")?;
+        let mut list = Vec::new();
+        while !self.eat("]") {
+            list.push(self.number()?);
+            if !self.eat(",") {
+                self.expect("]")?;
+                break;
+            }
+        }
+        Ok(list)
+    }
+
+    fn genotype(&mut self) -> Result<Genotype, Error> {
+        let first = self.ident()?;
+        if first != "Genotype" {
+            self.expect("=")?;
+            if self.ident()? != "Genotype" {
+                return Err(self.error("`Genotype(`"));
+            }
+        }
+        self.expect("(")?;
+        let (mut normal, mut normal_concat, mut reduce, mut reduce_concat) =
+            (None, None, None, None);
+        while !self.eat(")") {
+            let field = self.ident()?;
+            self.expect("=")?;
+            match field {
+                "normal" => normal = Some(self.edges()?),
+                "reduce" => reduce = Some(self.edges()?),
+                "normal_concat" => normal_concat = Some(self.concat()?),
+                "reduce_concat" => reduce_concat = Some(self.concat()?),
+                other => {
+                    return Err(Error::InvalidGenotype(format!(
+                        "Python notation: unknown field `{other}`"
+                    )))
+                }
+            }
+            if !self.eat(",") {
+                self.expect(")")?;
+                break;
+            }
+        }
+        let missing = |name: &str| Error::InvalidGenotype(format!("missing field `{name}`"));
+        Ok(Genotype {
+            normal: normal.ok_or_else(|| missing("normal"))?,
+            normal_concat: normal_concat.ok_or_else(|| missing("normal_concat"))?,
+            reduce: reduce.ok_or_else(|| missing("reduce"))?,
+            reduce_concat: reduce_concat.ok_or_else(|| missing("reduce_concat"))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DARTS_V2: &str = "DARTS_V2 = Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])";
+    const PDARTS: &str = "PDARTS = Genotype(normal=[('skip_connect', 0), ('dil_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('sep_conv_3x3', 3), ('sep_conv_3x3', 0), ('dil_conv_5x5', 4)], normal_concat=range(2, 6), reduce=[('avg_pool_3x3', 0), ('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ('dil_conv_5x5', 2), ('max_pool_3x3', 0), ('dil_conv_3x3', 1), ('dil_conv_3x3', 1), ('dil_conv_5x5', 3)], reduce_concat=range(2, 6))";
+
+    #[test]
+    fn python_notation_matches_shipped_json() {
+        assert_eq!(
+            DARTS_V2.parse::<Genotype>().unwrap(),
+            Genotype::published("DARTS_V2").unwrap()
+        );
+        assert_eq!(
+            PDARTS.parse::<Genotype>().unwrap(),
+            Genotype::published("PDARTS").unwrap()
+        );
+    }
+
+    #[test]
+    fn all_published_round_trip_through_python_and_json() {
+        for name in PUBLISHED {
+            let genotype = Genotype::published(name).unwrap();
+            let python = genotype.to_python();
+            assert_eq!(python.parse::<Genotype>().unwrap(), genotype, "{name}");
+            assert_eq!(Genotype::from_json(&genotype.to_json()).unwrap(), genotype);
+        }
+    }
+
+    #[test]
+    fn bad_genotypes_are_refused_with_reason() {
+        let unknown = DARTS_V2.replace("dil_conv_3x3", "conv_7x1_1x7");
+        let err = unknown.parse::<Genotype>().unwrap_err().to_string();
+        assert!(err.contains("conv_7x1_1x7"), "{err}");
+
+        let forward = DARTS_V2.replace("('dil_conv_3x3', 2)", "('dil_conv_3x3', 5)");
+        let err = forward.parse::<Genotype>().unwrap_err().to_string();
+        assert!(err.contains("not computed yet"), "{err}");
+
+        let err = Genotype::published("NASNet").unwrap_err().to_string();
+        assert!(err.contains("NASNet"), "{err}");
+        assert!("Genotype(normal=[".parse::<Genotype>().is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! What the `hands` programs share: the operation vocabulary, genotypes, the model card,
+//! image preprocessing and, behind the `candle` feature, the network building blocks.
+
+pub mod card;
+mod error;
+pub mod genotype;
+pub mod ops;
+pub mod preprocess;
+
+pub use card::ModelCard;
+pub use error::Error;
+pub use genotype::Genotype;
+pub use ops::Op;

@@ -1,0 +1,1 @@
+//! (crate filled in by its issue)
