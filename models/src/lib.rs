@@ -4,6 +4,8 @@
 pub mod card;
 mod error;
 pub mod genotype;
+#[cfg(feature = "candle")]
+pub mod nn;
 pub mod ops;
 pub mod preprocess;
 

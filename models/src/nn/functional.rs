@@ -1,0 +1,461 @@
+//! Differentiable tensor functions built on the CPU kernels of [`super::kernels`], with
+//! portable candle formulations on other devices.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+use num_traits::Float;
+use rayon::prelude::*;
+
+use super::kernels::{self, Pool, Window};
+
+/// Reads a contiguous tensor's storage slice.
+fn slice<'a, T: candle_core::WithDType>(storage: &'a [T], layout: &Layout) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&storage[start..end]),
+        None => candle_core::bail!("kernel input must be contiguous"),
+    }
+}
+
+/// Copies a tensor's values out as a flat vector.
+fn values<T: candle_core::WithDType>(t: &Tensor) -> Result<Vec<T>> {
+    t.flatten_all()?.to_vec1::<T>()
+}
+
+fn dims4(shape: &Shape) -> Result<(usize, usize, usize, usize)> {
+    shape.dims4()
+}
+
+/// Depthwise 2-D convolution: `x` is `[B, C, H, W]`, `kernel` is `[C, 1, K, K]`.
+#[derive(Debug, Clone, Copy)]
+struct Depthwise {
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+}
+
+impl Depthwise {
+    fn window(&self, h: usize, w: usize, k: usize) -> Window {
+        Window {
+            h,
+            w,
+            k,
+            stride: self.stride,
+            pad: self.pad,
+            dilation: self.dilation,
+        }
+    }
+
+    fn forward<T: Float + candle_core::WithDType + Send + Sync>(
+        &self,
+        x: &[T],
+        x_shape: &Shape,
+        kernel: &[T],
+        k: usize,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = dims4(x_shape)?;
+        let win = self.window(h, w, k);
+        let (oh, ow) = (win.out_h(), win.out_w());
+        let mut out = vec![T::zero(); b * c * oh * ow];
+        out.par_chunks_mut(oh * ow)
+            .zip(x.par_chunks(h * w))
+            .enumerate()
+            .for_each(|(plane, (out, x))| {
+                let ch = plane % c;
+                kernels::depthwise_forward(x, &kernel[ch * k * k..(ch + 1) * k * k], &win, out);
+            });
+        Ok((T::to_cpu_storage_owned(out), Shape::from((b, c, oh, ow))))
+    }
+
+    fn backward<T: Float + candle_core::WithDType + Send + Sync>(
+        &self,
+        x: &Tensor,
+        kernel: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let (b, c, h, w) = x.dims4()?;
+        let k = kernel.dim(3)?;
+        let win = self.window(h, w, k);
+        let plane_out = win.out_h() * win.out_w();
+        let (xv, kv, gv) = (values::<T>(x)?, values::<T>(kernel)?, values::<T>(grad)?);
+        let mut grad_x = vec![T::zero(); xv.len()];
+        grad_x
+            .par_chunks_mut(h * w)
+            .zip(gv.par_chunks(plane_out))
+            .enumerate()
+            .for_each(|(plane, (gx, g))| {
+                let ch = plane % c;
+                kernels::depthwise_backward_input(g, &kv[ch * k * k..(ch + 1) * k * k], &win, gx);
+            });
+        let mut grad_k = vec![T::zero(); kv.len()];
+        grad_k
+            .par_chunks_mut(k * k)
+            .enumerate()
+            .for_each(|(ch, gk)| {
+                for n in 0..b {
+                    let plane = n * c + ch;
+                    kernels::depthwise_backward_kernel(
+                        &gv[plane * plane_out..(plane + 1) * plane_out],
+                        &xv[plane * h * w..(plane + 1) * h * w],
+                        &win,
+                        gk,
+                    );
+                }
+            });
+        Ok((
+            Tensor::from_vec(grad_x, x.shape(), x.device())?,
+            Tensor::from_vec(grad_k, kernel.shape(), kernel.device())?,
+        ))
+    }
+}
+
+impl CustomOp2 for Depthwise {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let k = l2.shape().dims()[3];
+        match (s1, s2) {
+            (CpuStorage::F32(x), CpuStorage::F32(kern)) => {
+                self.forward(slice(x, l1)?, l1.shape(), slice(kern, l2)?, k)
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(kern)) => {
+                self.forward(slice(x, l1)?, l1.shape(), slice(kern, l2)?, k)
+            }
+            _ => candle_core::bail!("depthwise-conv2d supports f32 and f64 only"),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        kernel: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (gx, gk) = match x.dtype() {
+            DType::F32 => self.backward::<f32>(x, kernel, grad)?,
+            DType::F64 => self.backward::<f64>(x, kernel, grad)?,
+            dtype => candle_core::bail!("depthwise-conv2d backward: unsupported {dtype:?}"),
+        };
+        Ok((Some(gx), Some(gk)))
+    }
+}
+
+/// Depthwise convolution of `x` `[B, C, H, W]` with `kernel` `[C, 1, K, K]`.
+///
+/// On the CPU a dedicated kernel (forward and backward); elsewhere candle's grouped
+/// convolution.
+pub fn depthwise_conv2d(
+    x: &Tensor,
+    kernel: &Tensor,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        x.contiguous()?.apply_op2(
+            &kernel.contiguous()?,
+            Depthwise {
+                stride,
+                pad,
+                dilation,
+            },
+        )
+    } else {
+        let groups = x.dim(1)?;
+        x.conv2d(kernel, pad, stride, dilation, groups)
+    }
+}
+
+/// 3x3 pooling with padding 1 (DARTS' pooling candidates).
+#[derive(Debug, Clone, Copy)]
+struct Pool3x3 {
+    pool: Pool,
+    stride: usize,
+}
+
+impl Pool3x3 {
+    fn window(&self, h: usize, w: usize) -> Window {
+        Window {
+            h,
+            w,
+            k: 3,
+            stride: self.stride,
+            pad: 1,
+            dilation: 1,
+        }
+    }
+
+    fn forward<T: Float + candle_core::WithDType + Send + Sync>(
+        &self,
+        x: &[T],
+        shape: &Shape,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = dims4(shape)?;
+        let win = self.window(h, w);
+        let (oh, ow) = (win.out_h(), win.out_w());
+        let mut out = vec![T::zero(); b * c * oh * ow];
+        out.par_chunks_mut(oh * ow)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(out, x)| kernels::pool_forward(self.pool, x, &win, out));
+        Ok((T::to_cpu_storage_owned(out), Shape::from((b, c, oh, ow))))
+    }
+
+    fn backward<T: Float + candle_core::WithDType + Send + Sync>(
+        &self,
+        x: &Tensor,
+        grad: &Tensor,
+    ) -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        let win = self.window(h, w);
+        let plane_out = win.out_h() * win.out_w();
+        let (xv, gv) = (values::<T>(x)?, values::<T>(grad)?);
+        let mut grad_x = vec![T::zero(); xv.len()];
+        grad_x
+            .par_chunks_mut(h * w)
+            .zip(xv.par_chunks(h * w))
+            .zip(gv.par_chunks(plane_out))
+            .for_each(|((gx, x), g)| kernels::pool_backward(self.pool, x, g, &win, gx));
+        Tensor::from_vec(grad_x, x.shape(), x.device())
+    }
+}
+
+impl CustomOp1 for Pool3x3 {
+    fn name(&self) -> &'static str {
+        match self.pool {
+            Pool::Max => "max-pool-3x3",
+            Pool::Avg => "avg-pool-3x3",
+        }
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        match storage {
+            CpuStorage::F32(x) => self.forward(slice(x, layout)?, layout.shape()),
+            CpuStorage::F64(x) => self.forward(slice(x, layout)?, layout.shape()),
+            _ => candle_core::bail!("{} supports f32 and f64 only", self.name()),
+        }
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let gx = match x.dtype() {
+            DType::F32 => self.backward::<f32>(x, grad)?,
+            DType::F64 => self.backward::<f64>(x, grad)?,
+            dtype => candle_core::bail!("{} backward: unsupported {dtype:?}", self.name()),
+        };
+        Ok(Some(gx))
+    }
+}
+
+/// 3x3 max pooling, padding 1, at `stride` 1 or 2.
+pub fn max_pool3x3(x: &Tensor, stride: usize) -> Result<Tensor> {
+    pool3x3(x, Pool::Max, stride)
+}
+
+/// 3x3 average pooling, padding 1 excluded from the mean, at `stride` 1 or 2.
+pub fn avg_pool3x3(x: &Tensor, stride: usize) -> Result<Tensor> {
+    pool3x3(x, Pool::Avg, stride)
+}
+
+fn pool3x3(x: &Tensor, pool: Pool, stride: usize) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        return x.contiguous()?.apply_op1(Pool3x3 { pool, stride });
+    }
+    // Portable form: reduce the nine shifted views of the padded input.
+    let (_, _, h, w) = x.dims4()?;
+    let fill = match pool {
+        Pool::Max => f64::NEG_INFINITY,
+        Pool::Avg => 0.0,
+    };
+    let padded = pad_constant(x, 1, fill)?;
+    let mut acc: Option<Tensor> = None;
+    for dy in 0..3 {
+        for dx in 0..3 {
+            let view = padded.narrow(2, dy, h)?.narrow(3, dx, w)?;
+            acc = Some(match (acc, pool) {
+                (None, _) => view,
+                (Some(a), Pool::Max) => a.maximum(&view)?,
+                (Some(a), Pool::Avg) => (a + view)?,
+            });
+        }
+    }
+    let mut out = acc.expect("nine views");
+    if pool == Pool::Avg {
+        let counts = window_counts(h, w, x)?;
+        out = out.broadcast_div(&counts)?;
+    }
+    if stride == 2 {
+        out = subsample2(&out, 0)?;
+    }
+    Ok(out)
+}
+
+/// The number of in-bounds positions of each 3x3 window, as a `[1, 1, H, W]` tensor.
+fn window_counts(h: usize, w: usize, like: &Tensor) -> Result<Tensor> {
+    let axis = |i: usize, len: usize| (i.min(1) + 1 + usize::from(i + 1 < len)) as f64;
+    let counts: Vec<f64> = (0..h * w)
+        .map(|i| axis(i / w, h) * axis(i % w, w))
+        .collect();
+    Tensor::from_vec(counts, (1, 1, h, w), like.device())?.to_dtype(like.dtype())
+}
+
+/// Pads the two spatial dimensions of `[B, C, H, W]` by `pad` on every side with `value`.
+pub fn pad_constant(x: &Tensor, pad: usize, value: f64) -> Result<Tensor> {
+    if value == 0.0 {
+        return x.pad_with_zeros(2, pad, pad)?.pad_with_zeros(3, pad, pad);
+    }
+    let (b, c, h, w) = x.dims4()?;
+    let rows = Tensor::full(value, (b, c, pad, w), x.device())?.to_dtype(x.dtype())?;
+    let x = Tensor::cat(&[&rows, x, &rows], 2)?;
+    let cols = Tensor::full(value, (b, c, h + 2 * pad, pad), x.device())?.to_dtype(x.dtype())?;
+    Tensor::cat(&[&cols, &x, &cols], 3)
+}
+
+/// Keeps every second row and column of `[B, C, H, W]`, starting at `offset` (0 or 1),
+/// as a stride-2 1x1 convolution or pooling does. `H` and `W` must be even.
+pub fn subsample2(x: &Tensor, offset: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    if h % 2 != 0 || w % 2 != 0 {
+        candle_core::bail!("stride-2 reduction needs an even feature map, got {h}x{w}");
+    }
+    x.reshape((b, c, h / 2, 2, w / 2, 2))?
+        .narrow(3, offset, 1)?
+        .narrow(5, offset, 1)?
+        .reshape((b, c, h / 2, w / 2))
+}
+
+/// A 1x1 convolution (`weight` `[Cout, Cin, 1, 1]`, no bias) computed as a matrix product.
+pub fn pointwise_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (c_out, c_in, _, _) = weight.dims4()?;
+    if c_in != c {
+        candle_core::bail!("pointwise conv expects {c_in} channels, got {c}");
+    }
+    let y = weight
+        .reshape((c_out, c_in))?
+        .broadcast_matmul(&x.reshape((b, c, h * w))?)?;
+    y.reshape((b, c_out, h, w))
+}
+
+/// Batch statistics normalisation over `(N, H, W)`: returns `(x - mean) / sqrt(var + eps)`
+/// and the per-channel batch mean and biased variance.
+pub fn batch_normalise(x: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
+    let (_, c, _, _) = x.dims4()?;
+    let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred
+        .sqr()?
+        .mean_keepdim(0)?
+        .mean_keepdim(2)?
+        .mean_keepdim(3)?;
+    let normed = centred.broadcast_div(&(var.clone() + eps)?.sqrt()?)?;
+    Ok((normed, mean.reshape(c)?, var.reshape(c)?))
+}
+
+/// Global average pooling of `[B, C, H, W]` to `[B, C]`.
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    x.mean(D::Minus1)?.mean(D::Minus1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn ramp(shape: (usize, usize, usize, usize), scale: f64) -> Tensor {
+        let n = shape.0 * shape.1 * shape.2 * shape.3;
+        let v: Vec<f64> = (0..n)
+            .map(|i| ((i * 37 % 101) as f64 / 50.0 - 1.0) * scale)
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn depthwise_agrees_with_candle_grouped_conv_both_ways() {
+        for (k, pad, dil, stride) in [(3, 1, 1, 1), (5, 2, 1, 2), (3, 2, 2, 1), (5, 4, 2, 2)] {
+            let x = Var::from_tensor(&ramp((2, 3, 8, 8), 1.0)).unwrap();
+            let kern = Var::from_tensor(&ramp((3, 1, k, k), 0.5)).unwrap();
+            let ours = depthwise_conv2d(&x, &kern, stride, pad, dil).unwrap();
+            let theirs = x.conv2d(&kern, pad, stride, dil, 3).unwrap();
+            let diff = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
+            let weight = ramp(ours.dims4().unwrap(), 1.0);
+            let g1 = (&ours * &weight)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g2 = (&theirs * &weight)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for v in [&x, &kern] {
+                let d = (g1.get(v).unwrap() - g2.get(v).unwrap())
+                    .unwrap()
+                    .abs()
+                    .unwrap();
+                let d = d.max_all().unwrap().to_scalar::<f64>().unwrap();
+                assert!(d < 1e-10, "k{k} d{dil} s{stride}: {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn pooling_kernels_agree_with_portable_form() {
+        let x = ramp((2, 3, 6, 6), 1.0);
+        for stride in [1, 2] {
+            for pool in [Pool::Max, Pool::Avg] {
+                let ours = x.apply_op1(Pool3x3 { pool, stride }).unwrap();
+                let padded =
+                    pad_constant(&x, 1, if pool == Pool::Max { -1e9 } else { 0.0 }).unwrap();
+                let mut acc: Option<Tensor> = None;
+                for dy in 0..3 {
+                    for dx in 0..3 {
+                        let v = padded.narrow(2, dy, 6).unwrap().narrow(3, dx, 6).unwrap();
+                        acc = Some(match acc {
+                            None => v,
+                            Some(a) if pool == Pool::Max => a.maximum(&v).unwrap(),
+                            Some(a) => (a + v).unwrap(),
+                        });
+                    }
+                }
+                let mut reference = acc.unwrap();
+                if pool == Pool::Avg {
+                    let counts = window_counts(6, 6, &x).unwrap();
+                    reference = reference.broadcast_div(&counts).unwrap();
+                }
+                if stride == 2 {
+                    reference = subsample2(&reference, 0).unwrap();
+                }
+                let d = (ours - reference)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap();
+                assert!(d.to_scalar::<f64>().unwrap() < 1e-12, "{pool:?} s{stride}");
+            }
+        }
+    }
+
+    #[test]
+    fn pointwise_matches_conv2d() {
+        let x = ramp((2, 4, 5, 5), 1.0);
+        let w = ramp((6, 4, 1, 1), 0.3);
+        let d = (pointwise_conv(&x, &w).unwrap() - x.conv2d(&w, 0, 1, 1, 1).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert!(d.to_scalar::<f64>().unwrap() < 1e-12);
+    }
+}

@@ -1,0 +1,280 @@
+//! The building blocks of DARTS cells: batch normalisation and the candidate operations of
+//! `hands_models::Op`, with parameter names that follow DARTS' PyTorch module tree
+//! (`op.1.weight`, `op.3.running_mean`, ...), so a reader of the paper's code finds them.
+
+use candle_core::{Result, Tensor, Var};
+use candle_nn::{Init, VarBuilder};
+
+use super::functional::{
+    avg_pool3x3, batch_normalise, depthwise_conv2d, max_pool3x3, pointwise_conv, subsample2,
+};
+use crate::Op;
+
+/// How a network normalises: the search supernet uses batch statistics only (DARTS'
+/// `affine=False`), a discrete network learns scale and shift and tracks running statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Norm {
+    /// No learnable parameters, always batch statistics.
+    BatchStats,
+    /// Affine parameters and running statistics (used in evaluation).
+    Learned,
+}
+
+/// Batch normalisation over `(N, H, W)` of a `[N, C, H, W]` tensor.
+#[derive(Debug, Clone)]
+pub struct BatchNorm2d {
+    affine: Option<(Tensor, Tensor)>,
+    running: Option<(Var, Var)>,
+}
+
+/// PyTorch's BatchNorm epsilon.
+pub const BN_EPS: f64 = 1e-5;
+/// PyTorch's BatchNorm momentum for the running statistics.
+pub const BN_MOMENTUM: f64 = 0.1;
+
+impl BatchNorm2d {
+    /// A BatchNorm over `channels`; parameters `weight`, `bias`, `running_mean`, `running_var`
+    /// under `vb` when `norm` is [`Norm::Learned`].
+    pub fn new(channels: usize, norm: Norm, vb: VarBuilder) -> Result<Self> {
+        match norm {
+            Norm::BatchStats => Ok(BatchNorm2d {
+                affine: None,
+                running: None,
+            }),
+            Norm::Learned => {
+                let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
+                let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
+                let mean = vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?;
+                let var = vb.get_with_hints(channels, "running_var", Init::Const(1.0))?;
+                Ok(BatchNorm2d {
+                    affine: Some((weight, bias)),
+                    running: Some((Var::from_tensor(&mean)?, Var::from_tensor(&var)?)),
+                })
+            }
+        }
+    }
+
+    /// Normalises with batch statistics when `train` (updating the running statistics) or
+    /// when no running statistics exist, else with the running statistics.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let normed = match (&self.running, train) {
+            (Some((mean, var)), false) => {
+                let c = x.dim(1)?;
+                let mean = mean.as_tensor().reshape((1, c, 1, 1))?;
+                let std = (var.as_tensor().reshape((1, c, 1, 1))? + BN_EPS)?.sqrt()?;
+                x.broadcast_sub(&mean)?.broadcast_div(&std)?
+            }
+            (running, _) => {
+                let (normed, mean, var) = batch_normalise(x, BN_EPS)?;
+                if let Some((run_mean, run_var)) = running {
+                    let (n, _, h, w) = x.dims4()?;
+                    let count = (n * h * w) as f64;
+                    let unbiased = (var.detach() * (count / (count - 1.0).max(1.0)))?;
+                    let keep = 1.0 - BN_MOMENTUM;
+                    run_mean
+                        .set(&((run_mean.as_tensor() * keep)? + (mean.detach() * BN_MOMENTUM)?)?)?;
+                    run_var.set(&((run_var.as_tensor() * keep)? + (unbiased * BN_MOMENTUM)?)?)?;
+                }
+                normed
+            }
+        };
+        match &self.affine {
+            Some((weight, bias)) => {
+                let c = x.dim(1)?;
+                normed
+                    .broadcast_mul(&weight.reshape((1, c, 1, 1))?)?
+                    .broadcast_add(&bias.reshape((1, c, 1, 1))?)
+            }
+            None => Ok(normed),
+        }
+    }
+}
+
+/// A bias-free convolution weight `[c_out, c_in / groups, k, k]` named `weight`.
+fn conv_weight(c_out: usize, c_in: usize, k: usize, vb: &VarBuilder) -> Result<Tensor> {
+    // Values are drawn later by `init::init_seeded`, so that runs are reproducible.
+    vb.get_with_hints((c_out, c_in, k, k), "weight", Init::Const(0.0))
+}
+
+/// ReLU, 1x1 convolution, BatchNorm (DARTS' `ReLUConvBN` with kernel 1): `op.1`, `op.2`.
+#[derive(Debug, Clone)]
+pub struct ReluConvBn {
+    weight: Tensor,
+    bn: BatchNorm2d,
+}
+
+impl ReluConvBn {
+    /// A 1x1 ReLU-conv-BN from `c_in` to `c_out` channels.
+    pub fn new(c_in: usize, c_out: usize, norm: Norm, vb: VarBuilder) -> Result<Self> {
+        Ok(ReluConvBn {
+            weight: conv_weight(c_out, c_in, 1, &vb.pp("op.1"))?,
+            bn: BatchNorm2d::new(c_out, norm, vb.pp("op.2"))?,
+        })
+    }
+
+    /// Applies the block.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn
+            .forward_t(&pointwise_conv(&x.relu()?, &self.weight)?, train)
+    }
+}
+
+/// ReLU, depthwise kxk (dilated), pointwise 1x1, BatchNorm: DARTS' `DilConv`, and one half
+/// of `SepConv`.
+#[derive(Debug, Clone)]
+pub struct DilConv {
+    depthwise: Tensor,
+    pointwise: Tensor,
+    bn: BatchNorm2d,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+}
+
+impl DilConv {
+    /// The block with parameters at `vb.pp(first)`, `first + 1`, `first + 2` (DARTS' indices
+    /// inside its `nn.Sequential`).
+    #[allow(clippy::too_many_arguments)]
+    fn with_indices(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        dilation: usize,
+        norm: Norm,
+        vb: &VarBuilder,
+        first: usize,
+    ) -> Result<Self> {
+        Ok(DilConv {
+            depthwise: conv_weight(c_in, 1, k, &vb.pp(format!("op.{first}")))?,
+            pointwise: conv_weight(c_out, c_in, 1, &vb.pp(format!("op.{}", first + 1)))?,
+            bn: BatchNorm2d::new(c_out, norm, vb.pp(format!("op.{}", first + 2)))?,
+            stride,
+            pad,
+            dilation,
+        })
+    }
+
+    /// Applies the block.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = depthwise_conv2d(
+            &x.relu()?,
+            &self.depthwise,
+            self.stride,
+            self.pad,
+            self.dilation,
+        )?;
+        self.bn
+            .forward_t(&pointwise_conv(&y, &self.pointwise)?, train)
+    }
+}
+
+/// ReLU, two 1x1 stride-2 convolutions (the second on the input shifted by one pixel),
+/// concatenated, BatchNorm: DARTS' `FactorizedReduce` (`conv_1`, `conv_2`, `bn`).
+#[derive(Debug, Clone)]
+pub struct FactorizedReduce {
+    conv_1: Tensor,
+    conv_2: Tensor,
+    bn: BatchNorm2d,
+}
+
+impl FactorizedReduce {
+    /// Halves the resolution, `c_in` to `c_out` (even) channels.
+    pub fn new(c_in: usize, c_out: usize, norm: Norm, vb: VarBuilder) -> Result<Self> {
+        if c_out % 2 != 0 {
+            candle_core::bail!("FactorizedReduce needs an even channel count, got {c_out}");
+        }
+        Ok(FactorizedReduce {
+            conv_1: conv_weight(c_out / 2, c_in, 1, &vb.pp("conv_1"))?,
+            conv_2: conv_weight(c_out / 2, c_in, 1, &vb.pp("conv_2"))?,
+            bn: BatchNorm2d::new(c_out, norm, vb.pp("bn"))?,
+        })
+    }
+
+    /// Applies the block.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let x = x.relu()?;
+        let a = pointwise_conv(&subsample2(&x, 0)?, &self.conv_1)?;
+        let b = pointwise_conv(&subsample2(&x, 1)?, &self.conv_2)?;
+        self.bn.forward_t(&Tensor::cat(&[&a, &b], 1)?, train)
+    }
+}
+
+/// One candidate operation on an edge, built from an [`Op`].
+#[derive(Debug, Clone)]
+pub enum Operation {
+    /// The zero op (contributes nothing; never evaluated).
+    Zero,
+    /// 3x3 max pooling.
+    MaxPool {
+        /// 1 or 2.
+        stride: usize,
+    },
+    /// 3x3 average pooling, padding excluded.
+    AvgPool {
+        /// 1 or 2.
+        stride: usize,
+    },
+    /// Identity at stride 1.
+    Identity,
+    /// `skip_connect` at stride 2.
+    Reduce(FactorizedReduce),
+    /// `sep_conv_kxk`: two DilConv blocks with dilation 1.
+    SepConv(DilConv, DilConv),
+    /// `dil_conv_kxk`.
+    DilConv(DilConv),
+}
+
+impl Operation {
+    /// Builds `op` on `channels` channels at `stride` with parameters under `vb`.
+    pub fn new(op: Op, channels: usize, stride: usize, norm: Norm, vb: VarBuilder) -> Result<Self> {
+        let c = channels;
+        Ok(match op {
+            Op::None => Operation::Zero,
+            Op::MaxPool3x3 => Operation::MaxPool { stride },
+            Op::AvgPool3x3 => Operation::AvgPool { stride },
+            Op::SkipConnect if stride == 1 => Operation::Identity,
+            Op::SkipConnect => Operation::Reduce(FactorizedReduce::new(c, c, norm, vb)?),
+            Op::SepConv3x3 | Op::SepConv5x5 => {
+                let k = if op == Op::SepConv3x3 { 3 } else { 5 };
+                Operation::SepConv(
+                    DilConv::with_indices(c, c, k, stride, k / 2, 1, norm, &vb, 1)?,
+                    DilConv::with_indices(c, c, k, 1, k / 2, 1, norm, &vb, 5)?,
+                )
+            }
+            Op::DilConv3x3 | Op::DilConv5x5 => {
+                let k = if op == Op::DilConv3x3 { 3 } else { 5 };
+                Operation::DilConv(DilConv::with_indices(
+                    c,
+                    c,
+                    k,
+                    stride,
+                    k - 1,
+                    2,
+                    norm,
+                    &vb,
+                    1,
+                )?)
+            }
+        })
+    }
+
+    /// Applies the operation; `Zero` returns `None`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Option<Tensor>> {
+        Ok(Some(match self {
+            Operation::Zero => return Ok(None),
+            Operation::MaxPool { stride } => max_pool3x3(x, *stride)?,
+            Operation::AvgPool { stride } => avg_pool3x3(x, *stride)?,
+            Operation::Identity => x.clone(),
+            Operation::Reduce(fr) => fr.forward_t(x, train)?,
+            Operation::SepConv(a, b) => b.forward_t(&a.forward_t(x, train)?, train)?,
+            Operation::DilConv(d) => d.forward_t(x, train)?,
+        }))
+    }
+
+    /// Whether the op is the plain identity (exempt from drop path).
+    pub fn is_identity(&self) -> bool {
+        matches!(self, Operation::Identity)
+    }
+}

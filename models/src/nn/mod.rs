@@ -1,0 +1,7 @@
+//! Candle building blocks shared by the search supernet and the discrete network.
+
+pub mod functional;
+pub mod init;
+pub mod kernels;
+pub mod layers;
+pub mod network;

@@ -1,0 +1,344 @@
+//! The discrete network built from a genotype (DARTS' `NetworkCIFAR`): stem, stacked normal
+//! and reduction cells, optional auxiliary head at 2/3 depth, global pooling, classifier.
+//!
+//! Parameter names read like the module tree: `stem.0.weight`, `cells.3.preprocess1.op.1.weight`,
+//! `cells.3.ops.2.op.5.weight`, `auxiliary.conv.weight`, `classifier.weight`.
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{Init, VarBuilder, VarMap};
+use rand::Rng;
+
+use super::functional::global_avg_pool;
+use super::layers::{BatchNorm2d, FactorizedReduce, Norm, Operation, ReluConvBn};
+use crate::genotype::{Genotype, EDGES_PER_NODE, NODES};
+
+/// Shape of a discrete network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkConfig {
+    /// Channels of the first cell (C).
+    pub init_channels: usize,
+    /// Number of cells.
+    pub layers: usize,
+    /// Number of output classes.
+    pub num_classes: usize,
+    /// Whether to build the auxiliary head (training only).
+    pub auxiliary: bool,
+}
+
+/// Cell indices that are reduction cells for `layers` cells: `layers/3` and `2*layers/3`.
+pub fn reduction_layers(layers: usize) -> [usize; 2] {
+    [layers / 3, 2 * layers / 3]
+}
+
+/// The first input of a cell: FactorizedReduce after a reduction cell, else ReLU-conv-BN.
+#[derive(Debug, Clone)]
+pub enum Preprocess {
+    /// The previous-previous state has twice the resolution.
+    Reduce(FactorizedReduce),
+    /// A 1x1 ReLU-conv-BN.
+    Conv(ReluConvBn),
+}
+
+impl Preprocess {
+    /// Builds the first-input preprocessing of a cell.
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        reduction_prev: bool,
+        norm: Norm,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(if reduction_prev {
+            Preprocess::Reduce(FactorizedReduce::new(c_in, c_out, norm, vb)?)
+        } else {
+            Preprocess::Conv(ReluConvBn::new(c_in, c_out, norm, vb)?)
+        })
+    }
+
+    /// Applies it.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match self {
+            Preprocess::Reduce(fr) => fr.forward_t(x, train),
+            Preprocess::Conv(rcb) => rcb.forward_t(x, train),
+        }
+    }
+}
+
+/// Drop path settings for one training forward pass.
+pub struct DropPath<'a, R: Rng> {
+    /// Probability of dropping a non-identity edge for a sample.
+    pub prob: f64,
+    /// Source of the per-sample masks.
+    pub rng: &'a mut R,
+}
+
+/// One cell of the discrete network.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    preprocess0: Preprocess,
+    preprocess1: ReluConvBn,
+    ops: Vec<(Operation, usize)>,
+    concat: Vec<usize>,
+}
+
+impl Cell {
+    /// Builds a cell of `genotype` (its reduce or normal half).
+    pub fn new(
+        genotype: &Genotype,
+        (c_pp, c_p, c): (usize, usize, usize),
+        reduction: bool,
+        reduction_prev: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let norm = Norm::Learned;
+        let (edges, concat) = genotype.cell(reduction);
+        let ops = edges
+            .iter()
+            .enumerate()
+            .map(|(k, &(op, from))| {
+                let stride = if reduction && from < 2 { 2 } else { 1 };
+                Ok((
+                    Operation::new(op, c, stride, norm, vb.pp(format!("ops.{k}")))?,
+                    from,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Cell {
+            preprocess0: Preprocess::new(c_pp, c, reduction_prev, norm, vb.pp("preprocess0"))?,
+            preprocess1: ReluConvBn::new(c_p, c, norm, vb.pp("preprocess1"))?,
+            ops,
+            concat: concat.to_vec(),
+        })
+    }
+
+    /// Applies the cell to its two inputs.
+    pub fn forward_t<R: Rng>(
+        &self,
+        s0: &Tensor,
+        s1: &Tensor,
+        train: bool,
+        drop: &mut Option<DropPath<'_, R>>,
+    ) -> Result<Tensor> {
+        let mut states = vec![
+            self.preprocess0.forward_t(s0, train)?,
+            self.preprocess1.forward_t(s1, train)?,
+        ];
+        for node in 0..NODES {
+            let mut sum: Option<Tensor> = None;
+            for (op, from) in &self.ops[node * EDGES_PER_NODE..(node + 1) * EDGES_PER_NODE] {
+                let Some(mut h) = op.forward_t(&states[*from], train)? else {
+                    continue;
+                };
+                if let Some(drop) = drop.as_mut().filter(|d| d.prob > 0.0 && train) {
+                    if !op.is_identity() {
+                        h = drop_path(&h, drop)?;
+                    }
+                }
+                sum = Some(match sum {
+                    None => h,
+                    Some(s) => (s + h)?,
+                });
+            }
+            let sum = match sum {
+                Some(s) => s,
+                None => candle_core::bail!("node {} of a cell has no input", node + 2),
+            };
+            states.push(sum);
+        }
+        let outputs: Vec<&Tensor> = self.concat.iter().map(|&i| &states[i]).collect();
+        Tensor::cat(&outputs, 1)
+    }
+}
+
+/// Zeroes whole samples with probability `prob` and rescales the rest.
+fn drop_path<R: Rng>(x: &Tensor, drop: &mut DropPath<'_, R>) -> Result<Tensor> {
+    let keep = 1.0 - drop.prob;
+    let n = x.dim(0)?;
+    let mask: Vec<f32> = (0..n)
+        .map(|_| {
+            if drop.rng.random_bool(keep) {
+                (1.0 / keep) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::from_vec(mask, (n, 1, 1, 1), x.device())?.to_dtype(x.dtype())?;
+    x.broadcast_mul(&mask)
+}
+
+/// The auxiliary classifier at 2/3 depth: ReLU, 1x1 conv to 128, BN, ReLU, global average
+/// pool, linear. (DARTS' CIFAR head pools 5x5/3 and needs an 8x8 map; this one works at any
+/// input size.)
+#[derive(Debug, Clone)]
+pub struct AuxiliaryHead {
+    conv: ReluConvBn,
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl AuxiliaryHead {
+    fn new(c: usize, num_classes: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(AuxiliaryHead {
+            conv: ReluConvBn::new(c, 128, Norm::Learned, vb.pp("conv"))?,
+            weight: vb.get_with_hints((num_classes, 128), "linear.weight", Init::Const(0.0))?,
+            bias: vb.get_with_hints(num_classes, "linear.bias", Init::Const(0.0))?,
+        })
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let h = global_avg_pool(&self.conv.forward_t(x, train)?.relu()?)?;
+        h.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+    }
+}
+
+/// The discrete network.
+#[derive(Debug, Clone)]
+pub struct Network {
+    config: NetworkConfig,
+    stem_conv: Tensor,
+    stem_bn: BatchNorm2d,
+    cells: Vec<Cell>,
+    auxiliary: Option<(usize, AuxiliaryHead)>,
+    classifier_weight: Tensor,
+    classifier_bias: Tensor,
+}
+
+/// What a forward pass returns.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Class logits `[B, classes]`.
+    pub logits: Tensor,
+    /// Auxiliary head logits, in training with an auxiliary head.
+    pub aux_logits: Option<Tensor>,
+}
+
+impl Network {
+    /// Builds the network with parameters under `vb` (all created with constant
+    /// placeholders: fill them with [`super::init::init_seeded`] or load trained weights).
+    pub fn new(genotype: &Genotype, config: &NetworkConfig, vb: VarBuilder) -> Result<Self> {
+        genotype
+            .validate()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let c = config.init_channels;
+        let stem_c = 3 * c;
+        let stem_conv = vb.get_with_hints((stem_c, 3, 3, 3), "stem.0.weight", Init::Const(0.0))?;
+        let stem_bn = BatchNorm2d::new(stem_c, Norm::Learned, vb.pp("stem.1"))?;
+        let (mut c_pp, mut c_p, mut c_cur) = (stem_c, stem_c, c);
+        let reductions = reduction_layers(config.layers);
+        let mut reduction_prev = false;
+        let mut cells = Vec::with_capacity(config.layers);
+        let mut aux_channels = None;
+        for i in 0..config.layers {
+            let reduction = reductions.contains(&i);
+            if reduction {
+                c_cur *= 2;
+            }
+            let cell = Cell::new(
+                genotype,
+                (c_pp, c_p, c_cur),
+                reduction,
+                reduction_prev,
+                vb.pp(format!("cells.{i}")),
+            )?;
+            reduction_prev = reduction;
+            c_pp = c_p;
+            c_p = cell.concat.len() * c_cur;
+            cells.push(cell);
+            if i == reductions[1] {
+                aux_channels = Some(c_p);
+            }
+        }
+        let auxiliary = match (config.auxiliary, aux_channels) {
+            (true, Some(aux_c)) => Some((
+                reductions[1],
+                AuxiliaryHead::new(aux_c, config.num_classes, vb.pp("auxiliary"))?,
+            )),
+            _ => None,
+        };
+        Ok(Network {
+            config: config.clone(),
+            stem_conv,
+            stem_bn,
+            cells,
+            auxiliary,
+            classifier_weight: vb.get_with_hints(
+                (config.num_classes, c_p),
+                "classifier.weight",
+                Init::Const(0.0),
+            )?,
+            classifier_bias: vb.get_with_hints(
+                config.num_classes,
+                "classifier.bias",
+                Init::Const(0.0),
+            )?,
+        })
+    }
+
+    /// A network with seeded random weights in a fresh `VarMap`.
+    pub fn seeded(
+        genotype: &Genotype,
+        config: &NetworkConfig,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Network, VarMap)> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, dtype, device);
+        let network = Network::new(genotype, config, vb)?;
+        super::init::init_seeded(&varmap, seed)?;
+        Ok((network, varmap))
+    }
+
+    /// The network's shape.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+
+    /// Forward pass on `[B, 3, S, S]` images. In training (`train`), BatchNorm uses batch
+    /// statistics, drop path applies when given, and the auxiliary head runs if present.
+    pub fn forward_t<R: Rng>(
+        &self,
+        images: &Tensor,
+        train: bool,
+        mut drop: Option<DropPath<'_, R>>,
+    ) -> Result<Output> {
+        let stem = self
+            .stem_bn
+            .forward_t(&images.conv2d(&self.stem_conv, 1, 1, 1, 1)?, train)?;
+        let (mut s0, mut s1) = (stem.clone(), stem);
+        let mut aux_logits = None;
+        for (i, cell) in self.cells.iter().enumerate() {
+            let s2 = cell.forward_t(&s0, &s1, train, &mut drop)?;
+            s0 = s1;
+            s1 = s2;
+            if let Some((at, head)) = &self.auxiliary {
+                if train && *at == i {
+                    aux_logits = Some(head.forward_t(&s1, train)?);
+                }
+            }
+        }
+        let logits = global_avg_pool(&s1)?
+            .matmul(&self.classifier_weight.t()?)?
+            .broadcast_add(&self.classifier_bias)?;
+        Ok(Output { logits, aux_logits })
+    }
+
+    /// Evaluation-mode logits.
+    pub fn logits(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self
+            .forward_t::<rand_chacha::ChaCha8Rng>(images, false, None)?
+            .logits)
+    }
+}
+
+/// Number of learnable parameters in `varmap`, excluding BatchNorm running statistics and,
+/// unless `with_auxiliary`, the auxiliary head.
+pub fn parameter_count(varmap: &VarMap, with_auxiliary: bool) -> usize {
+    let vars = varmap.data().lock().expect("varmap lock");
+    vars.iter()
+        .filter(|(name, _)| !name.ends_with("running_mean") && !name.ends_with("running_var"))
+        .filter(|(name, _)| with_auxiliary || !name.starts_with("auxiliary."))
+        .map(|(_, var)| var.elem_count())
+        .sum()
+}
