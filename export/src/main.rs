@@ -1,0 +1,129 @@
+//! `hands-export`: freezes a trained model into `NAME.safetensors` (BN folded) and
+//! `NAME.onnx`, both carrying the model card, after checking the ONNX file in ONNX Runtime.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use hands_export::{export, BatchSize, ExportOptions, OnnxOptions, Parity, PARITY_TOLERANCE};
+
+/// Export a trained hands model to safetensors (BN folded) and ONNX, checked in ONNX Runtime.
+#[derive(Debug, Parser)]
+#[command(name = "hands-export", version)]
+struct Args {
+    /// The trained model: a safetensors file with the model card (runs/NAME/model.safetensors).
+    #[arg(long, value_name = "FILE")]
+    model: PathBuf,
+    /// Output folder (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Base name of the output files: DIR/NAME.safetensors and DIR/NAME.onnx.
+    #[arg(long, default_value = "model")]
+    name: String,
+    /// ONNX operator set version (17 to 23).
+    #[arg(long, default_value_t = hands_export::DEFAULT_OPSET)]
+    opset: i64,
+    /// Batch dimension of the ONNX graph: `dynamic` or a fixed size.
+    #[arg(long, default_value = "dynamic", value_name = "dynamic|N")]
+    batch: BatchSize,
+    /// Do not check the ONNX file in ONNX Runtime (for machines without it).
+    #[arg(long)]
+    skip_parity: bool,
+    /// ONNX Runtime shared library, or a folder holding it (default: ORT_DYLIB_PATH,
+    /// .tools/onnxruntime, then python3's onnxruntime package).
+    #[arg(long, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
+    /// Check parity on the images in this folder (default: seeded random inputs).
+    #[arg(long, value_name = "DIR")]
+    parity_images: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hands-export: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let parity = if args.skip_parity {
+        eprintln!(
+            "hands-export: warning: --skip-parity: the ONNX file is NOT checked in ONNX Runtime; \
+             run the export again where ONNX Runtime is installed before shipping it"
+        );
+        Parity::Skip
+    } else {
+        let images = match &args.parity_images {
+            Some(dir) => image_files(dir)?,
+            None => Vec::new(),
+        };
+        Parity::Check {
+            ort_lib: args.ort_lib.clone(),
+            images,
+        }
+    };
+    let options = ExportOptions {
+        name: args.name.clone(),
+        onnx: OnnxOptions {
+            opset: args.opset,
+            batch: args.batch,
+        },
+        parity,
+    };
+    let report = export(&args.model, &args.out, &options)
+        .with_context(|| format!("exporting {}", args.model.display()))?;
+
+    println!("wrote {}", report.safetensors.display());
+    println!(
+        "wrote {} ({} nodes, {} initializers, opset {}, {} BatchNorm layers folded)",
+        report.onnx.display(),
+        report.nodes,
+        report.initializers,
+        args.opset,
+        report.folded_batch_norms
+    );
+    if !report.dropped.is_empty() {
+        println!(
+            "left out {} tensors not used for inference (e.g. {})",
+            report.dropped.len(),
+            report.dropped[0]
+        );
+    }
+    println!(
+        "BN folding: candle logits max |diff| {:.2e}",
+        report.folded_logits_max_abs
+    );
+    if let Some(lib) = &report.ort_library {
+        println!("parity with ONNX Runtime ({}):", lib.display());
+    }
+    for p in &report.parity {
+        println!(
+            "  batch {}: logits max |diff| {:.2e}, probabilities max |diff| {:.2e} (tolerance {:.0e})",
+            p.batch, p.logits_max_abs, p.probabilities_max_abs, PARITY_TOLERANCE
+        );
+    }
+    Ok(())
+}
+
+/// The image files directly in `dir`, sorted by name.
+fn image_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                matches!(
+                    e.to_ascii_lowercase().as_str(),
+                    "jpg" | "jpeg" | "png" | "bmp" | "webp"
+                )
+            })
+        })
+        .collect();
+    files.sort();
+    anyhow::ensure!(!files.is_empty(), "{}: no image files", dir.display());
+    Ok(files)
+}

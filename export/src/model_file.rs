@@ -1,0 +1,138 @@
+//! Reading a trained model file (`runs/NAME/model.safetensors`) and checking its tensors
+//! against the network its card describes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use hands_models::nn::network::{Network, NetworkConfig};
+use hands_models::ModelCard;
+
+use crate::{Error, Result};
+
+/// Name prefixes of the inference network's parameters. A tensor under one of them that the
+/// card's network does not have means the file holds another architecture.
+const NETWORK_PREFIXES: [&str; 3] = ["stem.", "cells.", "classifier."];
+
+/// A trained model file whose tensors fit the network of its card.
+#[derive(Debug)]
+pub struct ModelFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its model card.
+    pub card: ModelCard,
+    /// The inference network's tensors (f32, CPU), by name.
+    pub tensors: HashMap<String, Tensor>,
+    /// Tensors of the file that inference does not use (auxiliary head, optimizer state,
+    /// architecture parameters), dropped from the export.
+    pub dropped: Vec<String>,
+}
+
+impl ModelFile {
+    /// Reads `path`, its card and its tensors, and checks every tensor the card's network
+    /// needs is present with the right shape. Errors name the file and the tensor.
+    pub fn read(path: &Path) -> Result<ModelFile> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let model_err = |reason: String| Error::Model {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| model_err(format!("not a safetensors file: {e}")))?;
+        let card = ModelCard::from_metadata(metadata.metadata().as_ref(), path)?;
+        let loaded = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| model_err(format!("cannot read tensors: {e}")))?;
+
+        let expected = expected_shapes(&card)?;
+        let mut tensors = HashMap::with_capacity(expected.len());
+        for (name, shape) in &expected {
+            let tensor = loaded.get(name).ok_or_else(|| Error::MissingTensor {
+                path: path.to_path_buf(),
+                name: name.clone(),
+                expected: shape.clone(),
+            })?;
+            if tensor.dims() != shape.as_slice() {
+                return Err(Error::TensorShape {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                    found: tensor.dims().to_vec(),
+                    expected: shape.clone(),
+                });
+            }
+            let tensor = tensor.to_dtype(DType::F32)?;
+            let finite = tensor
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .all(|v| v.is_finite());
+            if !finite {
+                return Err(model_err(format!(
+                    "tensor `{name}` holds NaN or infinite values"
+                )));
+            }
+            tensors.insert(name.clone(), tensor);
+        }
+        let mut dropped = Vec::new();
+        let mut extra: Vec<&String> = loaded
+            .keys()
+            .filter(|n| !expected.contains_key(*n))
+            .collect();
+        extra.sort();
+        for name in extra {
+            if NETWORK_PREFIXES.iter().any(|p| name.starts_with(p)) {
+                return Err(model_err(format!(
+                    "tensor `{name}` is not a parameter of the network the card describes \
+                     (genotype, {} cells, C = {}): the weights come from a different genotype \
+                     or network size",
+                    card.network.layers, card.network.init_channels
+                )));
+            }
+            dropped.push(name.clone());
+        }
+        Ok(ModelFile {
+            path: path.to_path_buf(),
+            card,
+            tensors,
+            dropped,
+        })
+    }
+
+    /// The inference network's shape (no auxiliary head).
+    pub fn config(&self) -> NetworkConfig {
+        inference_config(&self.card)
+    }
+
+    /// The candle network (eval mode) on these tensors.
+    pub fn network(&self) -> Result<Network> {
+        build_network(&self.card, self.tensors.clone())
+    }
+}
+
+/// The inference network of `card`: its genotype and size, without auxiliary head.
+pub fn inference_config(card: &ModelCard) -> NetworkConfig {
+    NetworkConfig {
+        init_channels: card.network.init_channels,
+        layers: card.network.layers,
+        num_classes: card.labels.len(),
+        auxiliary: false,
+    }
+}
+
+/// Builds the candle network of `card` on `tensors` (which must fit it).
+pub fn build_network(card: &ModelCard, tensors: HashMap<String, Tensor>) -> Result<Network> {
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    Ok(Network::new(&card.genotype, &inference_config(card), vb)?)
+}
+
+/// Names and shapes of every tensor of the inference network described by `card`.
+pub fn expected_shapes(card: &ModelCard) -> Result<BTreeMap<String, Vec<usize>>> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    Network::new(&card.genotype, &inference_config(card), vb)?;
+    let vars = varmap.data().lock().expect("varmap lock");
+    Ok(vars
+        .iter()
+        .map(|(name, var)| (name.clone(), var.dims().to_vec()))
+        .collect())
+}
