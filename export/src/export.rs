@@ -251,11 +251,13 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Writes `bytes` to a hidden temporary file in `dir` and syncs it; the file is deleted when
 /// the handle is dropped without being persisted.
 fn write_temp(dir: &Path, name: &str, ext: &str, bytes: &[u8]) -> Result<NamedTempFile> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(&format!(".{ext}.tmp"))
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    let (prefix, suffix) = (format!(".{name}."), format!(".{ext}.tmp"));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(&suffix);
+    // Temporary files are private (0600) by default; the outputs are ordinary files.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::io(tmp.path(), e))?;

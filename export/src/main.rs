@@ -74,8 +74,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         },
         parity,
     };
-    let report = export(&args.model, &args.out, &options)
-        .with_context(|| format!("exporting {}", args.model.display()))?;
+    // Every error of the export names the file it concerns.
+    let report = export(&args.model, &args.out, &options).map_err(|e| match e {
+        hands_export::Error::Runtime(_) => anyhow::anyhow!(
+            "{e}\n(where ONNX Runtime cannot be had, --skip-parity exports without this check)"
+        ),
+        e => e.into(),
+    })?;
 
     println!("wrote {}", report.safetensors.display());
     println!(
