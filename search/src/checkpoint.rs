@@ -1,0 +1,338 @@
+//! Atomic checkpoints: one safetensors file holding every tensor of a run (weights, BN
+//! statistics, architecture parameters, optimizer state) with the run's JSON state (epoch,
+//! RNG, best-so-far, ...) in its `__metadata__`.
+//!
+//! [`save`] writes `<path>.tmp` beside the target, syncs it to disk and renames it over the
+//! target, so a process killed at any moment leaves either the previous or the new
+//! checkpoint, and a save that fails leaves the previous one untouched.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use serde::Serialize;
+
+/// Metadata key of the run state JSON in a checkpoint.
+pub const STATE_METADATA_KEY: &str = "hands.state";
+
+/// What can go wrong reading or writing a checkpoint; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The file could not be read, written, synced or renamed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid checkpoint, or the data cannot be stored.
+    #[error("{path}: {reason}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl CheckpointError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn format(path: &Path, reason: impl ToString) -> Self {
+        CheckpointError::Format {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Saves `tensors` and the JSON of `state` to `path` atomically, see the module docs.
+pub fn save(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    state: &impl Serialize,
+) -> Result<(), CheckpointError> {
+    let json = serde_json::to_string(state)
+        .map_err(|e| CheckpointError::format(path, format!("cannot serialise state: {e}")))?;
+    let metadata = HashMap::from([(STATE_METADATA_KEY.to_string(), json)]);
+    write_safetensors(path, tensors, metadata)
+}
+
+/// Loads a checkpoint written by [`save`] onto `device`: its tensors by name and its state.
+pub fn load(
+    path: &Path,
+    device: &Device,
+) -> Result<(HashMap<String, Tensor>, serde_json::Value), CheckpointError> {
+    let (tensors, metadata) = read_safetensors(path, device)?;
+    let json = metadata.get(STATE_METADATA_KEY).ok_or_else(|| {
+        CheckpointError::format(
+            path,
+            format!("not a checkpoint: no `{STATE_METADATA_KEY}` metadata"),
+        )
+    })?;
+    let state = serde_json::from_str(json)
+        .map_err(|e| CheckpointError::format(path, format!("bad state JSON: {e}")))?;
+    Ok((tensors, state))
+}
+
+/// Writes a safetensors file with `metadata` atomically: `<path>.tmp`, fsync, rename over
+/// `path`, fsync of the folder. On error the temporary file is removed and `path` is
+/// untouched. Tensor names must be unique.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+) -> Result<(), CheckpointError> {
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in tensors {
+        if !seen.insert(name.as_str()) {
+            return Err(CheckpointError::format(
+                path,
+                format!("tensor name `{name}` given twice"),
+            ));
+        }
+    }
+    // safetensors' `View` for candle tensors cannot report conversion errors, so bring
+    // every tensor to the CPU, contiguous, here, where errors can be returned.
+    let cpu: Vec<(&str, Tensor)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let t = t
+                .to_device(&Device::Cpu)
+                .and_then(|t| t.contiguous())
+                .map_err(|e| CheckpointError::format(path, format!("tensor `{name}`: {e}")))?;
+            Ok((name.as_str(), t))
+        })
+        .collect::<Result<_, CheckpointError>>()?;
+    let bytes = safetensors::serialize(cpu, Some(metadata))
+        .map_err(|e| CheckpointError::format(path, e))?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads a safetensors file: its tensors on `device` and its `__metadata__` (empty when the
+/// file has none).
+pub fn read_safetensors(
+    path: &Path,
+    device: &Device,
+) -> Result<(HashMap<String, Tensor>, HashMap<String, String>), CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|e| CheckpointError::io(path, e))?;
+    let invalid = |e: &dyn std::fmt::Display| {
+        CheckpointError::format(path, format!("not a valid safetensors file: {e}"))
+    };
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| invalid(&e))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let tensors = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| invalid(&e))?;
+    Ok((tensors, metadata))
+}
+
+/// The variables of `varmap` for which `keep(name)` holds, as `(prefix + name, value)`
+/// pairs sorted by name (values detached from the variables: later updates do not show).
+pub fn varmap_tensors(
+    varmap: &VarMap,
+    prefix: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, Tensor)>, candle_core::Error> {
+    let vars = varmap.data().lock().expect("varmap lock");
+    let mut out = Vec::with_capacity(vars.len());
+    for (name, var) in vars.iter().filter(|(name, _)| keep(name)) {
+        out.push((format!("{prefix}{name}"), var.as_tensor().copy()?.detach()));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Sets every variable of `varmap` from `tensors[prefix + name]` (converted to the
+/// variable's dtype). Fails, naming `path` and the tensor, when one is missing or has
+/// another shape, or when `tensors` holds a name under `prefix` that is no variable (a file
+/// of another network).
+pub fn load_varmap(
+    varmap: &VarMap,
+    tensors: &HashMap<String, Tensor>,
+    prefix: &str,
+    path: &Path,
+) -> Result<(), CheckpointError> {
+    let vars = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &vars[name];
+        let key = format!("{prefix}{name}");
+        let tensor = tensors.get(&key).ok_or_else(|| {
+            CheckpointError::format(path, format!("tensor `{key}` of the network is missing"))
+        })?;
+        if tensor.dims() != var.dims() {
+            return Err(CheckpointError::format(
+                path,
+                format!(
+                    "tensor `{key}` has shape {:?}, the network expects {:?}",
+                    tensor.dims(),
+                    var.dims()
+                ),
+            ));
+        }
+        tensor
+            .to_dtype(var.dtype())
+            .and_then(|t| t.to_device(var.device()))
+            .and_then(|t| var.set(&t))
+            .map_err(|e| CheckpointError::format(path, format!("tensor `{key}`: {e}")))?;
+    }
+    let mut extra: Vec<&String> = tensors
+        .keys()
+        .filter(|k| {
+            k.strip_prefix(prefix)
+                .is_some_and(|name| !vars.contains_key(name))
+        })
+        .collect();
+    if !extra.is_empty() {
+        extra.sort();
+        return Err(CheckpointError::format(
+            path,
+            format!("tensors {extra:?} are not parameters of the network (another architecture?)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through `<path>.tmp` + fsync + rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let tmp = tmp_path(path);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp).map_err(|e| CheckpointError::io(&tmp, e))?;
+        file.write_all(bytes)
+            .map_err(|e| CheckpointError::io(&tmp, e))?;
+        file.sync_all().map_err(|e| CheckpointError::io(&tmp, e))?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(|e| CheckpointError::io(path, e))
+    })();
+    if result.is_err() {
+        // Best effort: a leftover temporary file is harmless, the target is intact.
+        let _ = std::fs::remove_file(&tmp);
+        return result;
+    }
+    sync_parent(path);
+    Ok(())
+}
+
+/// `<path>.tmp`, in the same folder so that the rename stays on one file system.
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Syncs the folder holding `path` so that the rename itself is durable (best effort:
+/// not every platform can open a folder for syncing).
+fn sync_parent(path: &Path) {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(dir) = std::fs::File::open(parent) {
+        let _ = dir.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+
+    fn tensors(fill: f32) -> Vec<(String, Tensor)> {
+        vec![
+            (
+                "cells.0.weight".to_string(),
+                Tensor::full(fill, (2, 3), &Device::Cpu).unwrap(),
+            ),
+            (
+                "sgd.buf.0".to_string(),
+                Tensor::arange(0i64, 4, &Device::Cpu).unwrap(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn round_trip_keeps_tensors_and_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.safetensors");
+        let state = serde_json::json!({"epoch": 3, "best": {"val_acc": 0.75}});
+        save(&path, &tensors(1.5), &state).unwrap();
+        let (loaded, got) = load(&path, &Device::Cpu).unwrap();
+        assert_eq!(got, state);
+        assert_eq!(loaded.len(), 2);
+        let w = &loaded["cells.0.weight"];
+        assert_eq!((w.dims(), w.dtype()), (&[2usize, 3][..], DType::F32));
+        assert_eq!(w.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [1.5; 6]);
+        assert_eq!(loaded["sgd.buf.0"].to_vec1::<i64>().unwrap(), [0, 1, 2, 3]);
+        assert!(!tmp_path(&path).exists());
+    }
+
+    #[test]
+    fn failed_save_leaves_old_checkpoint_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.safetensors");
+        save(&path, &tensors(1.0), &serde_json::json!({"epoch": 1})).unwrap();
+
+        // The temporary file cannot be created: the write fails before the rename.
+        std::fs::create_dir(tmp_path(&path)).unwrap();
+        let err = save(&path, &tensors(2.0), &serde_json::json!({"epoch": 2})).unwrap_err();
+        assert!(
+            err.to_string().contains("checkpoint.safetensors.tmp"),
+            "{err}"
+        );
+        std::fs::remove_dir(tmp_path(&path)).unwrap();
+
+        // A state that cannot be serialised fails before anything is written.
+        let bad = HashMap::from([((1, 2), 3)]);
+        assert!(save(&path, &tensors(3.0), &bad).is_err());
+
+        // Duplicate names are refused.
+        let mut twice = tensors(4.0);
+        twice.push(twice[0].clone());
+        let err = save(&path, &twice, &serde_json::json!({})).unwrap_err();
+        assert!(err.to_string().contains("given twice"), "{err}");
+
+        let (loaded, state) = load(&path, &Device::Cpu).unwrap();
+        assert_eq!(state["epoch"], 1);
+        let w = loaded["cells.0.weight"].flatten_all().unwrap();
+        assert_eq!(w.to_vec1::<f32>().unwrap(), [1.0; 6]);
+    }
+
+    #[test]
+    fn a_leftover_temporary_file_is_ignored_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ckpt.safetensors");
+        // A save killed mid-write leaves a torn temporary file beside the target.
+        std::fs::write(tmp_path(&path), b"torn").unwrap();
+        save(&path, &tensors(1.0), &serde_json::json!({"epoch": 0})).unwrap();
+        assert_eq!(load(&path, &Device::Cpu).unwrap().1["epoch"], 0);
+    }
+
+    #[test]
+    fn bad_files_are_named_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.safetensors");
+        let err = load(&missing, &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("missing.safetensors"), "{err}");
+
+        let garbage = dir.path().join("garbage.safetensors");
+        std::fs::write(&garbage, b"not a safetensors file").unwrap();
+        let err = load(&garbage, &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("garbage.safetensors"), "{err}");
+
+        let plain = dir.path().join("plain.safetensors");
+        write_safetensors(&plain, &tensors(1.0), HashMap::new()).unwrap();
+        let err = load(&plain, &Device::Cpu).unwrap_err().to_string();
+        assert!(
+            err.contains("plain.safetensors") && err.contains("not a checkpoint"),
+            "{err}"
+        );
+    }
+}
