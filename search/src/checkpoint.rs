@@ -17,6 +17,9 @@ use serde::Serialize;
 /// Metadata key of the run state JSON in a checkpoint.
 pub const STATE_METADATA_KEY: &str = "hands.state";
 
+/// A safetensors file's `__metadata__`: string keys to string values.
+pub type Metadata = HashMap<String, String>;
+
 /// What can go wrong reading or writing a checkpoint; every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -122,7 +125,7 @@ pub fn write_safetensors(
 pub fn read_safetensors(
     path: &Path,
     device: &Device,
-) -> Result<(HashMap<String, Tensor>, HashMap<String, String>), CheckpointError> {
+) -> Result<(HashMap<String, Tensor>, Metadata), CheckpointError> {
     let bytes = std::fs::read(path).map_err(|e| CheckpointError::io(path, e))?;
     let invalid = |e: &dyn std::fmt::Display| {
         CheckpointError::format(path, format!("not a valid safetensors file: {e}"))

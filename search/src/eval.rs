@@ -1,0 +1,503 @@
+//! Measuring a trained network: accuracy, mean per-class accuracy, per-aspect accuracy and
+//! the confusion matrix, and the `eval` subcommand that measures a model file on the test
+//! subjects of its run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{VarBuilder, VarMap};
+use clap::{Args, ValueEnum};
+use hands_models::card::Metrics;
+use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
+use hands_models::ModelCard;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{load_varmap, read_safetensors};
+use crate::data::{AspectFilter, ChannelStats, Dataset, ImageCache, Loader, PartName, Split};
+use crate::device::parse_device;
+use crate::runlog::progress_bar;
+
+/// Accuracy of the images of one label or one hand aspect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupAccuracy {
+    /// Images in the group.
+    pub images: usize,
+    /// Of which classified correctly.
+    pub correct: usize,
+    /// `correct / images` (0 for an empty group).
+    pub accuracy: f64,
+}
+
+impl GroupAccuracy {
+    fn new(images: usize, correct: usize) -> Self {
+        GroupAccuracy {
+            images,
+            correct,
+            accuracy: if images == 0 {
+                0.0
+            } else {
+                correct as f64 / images as f64
+            },
+        }
+    }
+}
+
+/// What a network achieved on a set of images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Which images: `test` (subjects never seen in training), `val`, `train` or `all`.
+    pub split: String,
+    /// Images measured.
+    pub images: usize,
+    /// Distinct subjects among them.
+    pub subjects: usize,
+    /// Mean cross-entropy loss.
+    pub loss: f64,
+    /// Fraction of images classified correctly.
+    pub accuracy: f64,
+    /// Mean over the labels present of the per-label recall (Afifi's measure).
+    pub mean_class_accuracy: f64,
+    /// Share of the most frequent true label: what always answering it would score.
+    pub majority_rate: f64,
+    /// Label names, in logit order.
+    pub labels: Vec<String>,
+    /// Per-label recall, by label name.
+    pub per_class: BTreeMap<String, GroupAccuracy>,
+    /// Per hand aspect (`dorsal left`, ...), where the data records aspects.
+    pub per_aspect: BTreeMap<String, GroupAccuracy>,
+    /// `confusion[true][predicted]` image counts.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl Evaluation {
+    /// Tallies predictions: `indices[i]` (a sample of `dataset`) was predicted `predicted[i]`;
+    /// `loss_sum` is the summed cross-entropy of those images.
+    pub fn from_predictions(
+        split: &str,
+        dataset: &Dataset,
+        indices: &[usize],
+        predicted: &[usize],
+        loss_sum: f64,
+    ) -> Evaluation {
+        assert_eq!(indices.len(), predicted.len(), "one prediction per image");
+        let labels = dataset.labels().to_vec();
+        let k = labels.len();
+        let mut confusion = vec![vec![0usize; k]; k];
+        let mut aspects: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        let mut subjects = BTreeSet::new();
+        for (&i, &p) in indices.iter().zip(predicted) {
+            let sample = &dataset.samples()[i];
+            confusion[sample.label][p] += 1;
+            subjects.insert(sample.subject.as_str());
+            if let Some(aspect) = &sample.aspect {
+                let entry = aspects.entry(aspect.clone()).or_default();
+                entry.0 += 1;
+                entry.1 += usize::from(sample.label == p);
+            }
+        }
+        let n = indices.len();
+        let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
+        let per_class: BTreeMap<String, GroupAccuracy> = (0..k)
+            .map(|c| {
+                let images = confusion[c].iter().sum();
+                (
+                    labels[c].clone(),
+                    GroupAccuracy::new(images, confusion[c][c]),
+                )
+            })
+            .collect();
+        let present: Vec<&GroupAccuracy> = per_class.values().filter(|g| g.images > 0).collect();
+        let mean_class_accuracy = if present.is_empty() {
+            0.0
+        } else {
+            present.iter().map(|g| g.accuracy).sum::<f64>() / present.len() as f64
+        };
+        let majority = per_class.values().map(|g| g.images).max().unwrap_or(0);
+        let ratio = |a: usize| if n == 0 { 0.0 } else { a as f64 / n as f64 };
+        Evaluation {
+            split: split.to_string(),
+            images: n,
+            subjects: subjects.len(),
+            loss: if n == 0 { 0.0 } else { loss_sum / n as f64 },
+            accuracy: ratio(correct),
+            mean_class_accuracy,
+            majority_rate: ratio(majority),
+            labels,
+            per_class,
+            per_aspect: aspects
+                .into_iter()
+                .map(|(a, (images, correct))| (a, GroupAccuracy::new(images, correct)))
+                .collect(),
+            confusion,
+        }
+    }
+
+    /// The figures a model card records.
+    pub fn card_metrics(&self) -> Metrics {
+        Metrics {
+            split: self.split.clone(),
+            images: self.images,
+            subjects: self.subjects,
+            accuracy: self.accuracy,
+            mean_class_accuracy: self.mean_class_accuracy,
+            per_aspect: self
+                .per_aspect
+                .iter()
+                .map(|(a, g)| (a.clone(), g.accuracy))
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Display for Evaluation {
+    /// A plain-text report: headline figures, per-class and per-aspect accuracy, and the
+    /// confusion matrix (rows: true label, columns: predicted label).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: {} images of {} subjects",
+            self.split, self.images, self.subjects
+        )?;
+        writeln!(f, "  accuracy             {:.4}", self.accuracy)?;
+        writeln!(f, "  mean class accuracy  {:.4}", self.mean_class_accuracy)?;
+        writeln!(f, "  majority-class rate  {:.4}", self.majority_rate)?;
+        writeln!(f, "  loss                 {:.4}", self.loss)?;
+        let width = self
+            .labels
+            .iter()
+            .map(String::len)
+            .chain(self.per_aspect.keys().map(String::len))
+            .max()
+            .unwrap_or(0)
+            .max(9);
+        writeln!(f, "  per class:")?;
+        for (label, g) in &self.per_class {
+            writeln!(
+                f,
+                "    {label:<width$}  {:.4}  ({}/{})",
+                g.accuracy, g.correct, g.images
+            )?;
+        }
+        if !self.per_aspect.is_empty() {
+            writeln!(f, "  per aspect:")?;
+            for (aspect, g) in &self.per_aspect {
+                writeln!(
+                    f,
+                    "    {aspect:<width$}  {:.4}  ({}/{})",
+                    g.accuracy, g.correct, g.images
+                )?;
+            }
+        }
+        writeln!(f, "  confusion (rows: true, columns: predicted):")?;
+        let cell = self
+            .labels
+            .iter()
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
+            .max(6);
+        write!(f, "    {:<width$}", "")?;
+        for label in &self.labels {
+            write!(f, "  {label:>cell$}")?;
+        }
+        writeln!(f)?;
+        for (label, row) in self.labels.iter().zip(&self.confusion) {
+            write!(f, "    {label:<width$}")?;
+            for count in row {
+                write!(f, "  {count:>cell$}")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `network` in evaluation mode over the images `indices` of `loader`'s cache (in
+/// order, no augmentation) and tallies the result. `dataset` is the one the cache was built
+/// from.
+pub fn evaluate(
+    network: &Network,
+    loader: &Loader<'_>,
+    dataset: &Dataset,
+    indices: &[usize],
+    split: &str,
+) -> Result<Evaluation> {
+    let epoch = loader.in_order(indices);
+    let bar = progress_bar(epoch.num_batches() as u64, split);
+    let mut predicted = Vec::with_capacity(indices.len());
+    let mut order = Vec::with_capacity(indices.len());
+    let mut loss_sum = 0.0;
+    for batch in epoch {
+        let batch = batch?;
+        let logits = network.logits(&batch.images)?;
+        let (loss, preds) = loss_and_predictions(&logits, &batch.labels)?;
+        loss_sum += loss * batch.indices.len() as f64;
+        predicted.extend(preds);
+        order.extend_from_slice(&batch.indices);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(Evaluation::from_predictions(
+        split, dataset, &order, &predicted, loss_sum,
+    ))
+}
+
+/// The mean cross-entropy of `logits` `[B, K]` against `labels` `[B]` and the argmax
+/// prediction of each row.
+pub fn loss_and_predictions(logits: &Tensor, labels: &Tensor) -> Result<(f64, Vec<usize>)> {
+    let logits = logits.to_dtype(DType::F32)?;
+    let loss = candle_nn::loss::cross_entropy(&logits, labels)?.to_scalar::<f32>()? as f64;
+    let preds = logits
+        .argmax(D::Minus1)?
+        .to_vec1::<u32>()?
+        .into_iter()
+        .map(|p| p as usize)
+        .collect();
+    Ok((loss, preds))
+}
+
+/// A trained model read back from its file: the network of its card with the file's
+/// weights.
+pub struct LoadedModel {
+    /// The network, in evaluation configuration (no auxiliary head).
+    pub network: Network,
+    /// Its parameters (and BatchNorm running statistics).
+    pub varmap: VarMap,
+    /// The model card.
+    pub card: ModelCard,
+}
+
+impl fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("network", &self.network)
+            .field("card", &self.card)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a `model.safetensors` written by `hands-search train`: builds the network its card
+/// describes and fills it with the file's tensors, which must match the network exactly.
+pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
+    let (tensors, metadata) = read_safetensors(path, device)?;
+    let card = ModelCard::from_metadata(Some(&metadata), path)?;
+    let config = NetworkConfig {
+        init_channels: card.network.init_channels,
+        layers: card.network.layers,
+        num_classes: card.labels.len(),
+        auxiliary: false,
+    };
+    let varmap = VarMap::new();
+    let network = Network::new(
+        &card.genotype,
+        &config,
+        VarBuilder::from_varmap(&varmap, DType::F32, device),
+    )
+    .with_context(|| format!("{}: cannot build the network of its card", path.display()))?;
+    load_varmap(&varmap, &tensors, "", path)?;
+    let count = parameter_count(&varmap, false);
+    if count != card.network.parameters {
+        bail!(
+            "{}: the card states {} parameters, the network has {count}",
+            path.display(),
+            card.network.parameters
+        );
+    }
+    Ok(LoadedModel {
+        network,
+        varmap,
+        card,
+    })
+}
+
+/// Which images `eval` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalSplit {
+    /// The run's test subjects (never seen in training or model selection).
+    Test,
+    /// The run's validation subjects (used for model selection).
+    Val,
+    /// The run's training subjects.
+    Train,
+    /// Every image of --data (for data the model has never seen at all).
+    All,
+}
+
+/// Arguments of `hands-search eval`.
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// The model file written by `hands-search train` (carries its model card).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Dataset folder: 11K Hands (HandInfo.csv + images) or one sub-folder per class.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Which images to measure; test, val and train need the run's split.json.
+    #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
+    pub split: EvalSplit,
+    /// The split file (default: split.json beside the model).
+    #[arg(long)]
+    pub split_file: Option<PathBuf>,
+    /// Which hand aspects to load (default: the aspects the model was trained on).
+    #[arg(long, value_enum)]
+    pub aspect: Option<AspectFilter>,
+    /// Also write the result as JSON to this file (`-` prints JSON instead of the table).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Compute device: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// `hands-search eval`: measures a model file and prints the result.
+pub fn run_eval(args: &EvalArgs) -> Result<()> {
+    let evaluation = eval_model(args)?;
+    match &args.json {
+        Some(path) if path.as_os_str() == "-" => {
+            println!("{}", serde_json::to_string_pretty(&evaluation)?);
+        }
+        Some(path) => {
+            print!("{evaluation}");
+            std::fs::write(path, serde_json::to_string_pretty(&evaluation)? + "\n")
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("written: {}", path.display());
+        }
+        None => print!("{evaluation}"),
+    }
+    Ok(())
+}
+
+/// The measurement of [`run_eval`], without printing.
+pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
+    if args.batch == 0 {
+        bail!("--batch must be positive");
+    }
+    let device = parse_device(&args.device)?;
+    let model = load_model(&args.model, &device)?;
+    let card = &model.card;
+    let filter = match args.aspect {
+        Some(filter) => filter,
+        None => trained_aspects(card)
+            .with_context(|| format!("{}: bad aspect in the card", args.model.display()))?,
+    };
+    let dataset = Dataset::load(&args.data, &filter)?;
+    if dataset.labels() != card.labels.as_slice() {
+        bail!(
+            "{} has labels {:?}, the model {} predicts {:?}",
+            args.data.display(),
+            dataset.labels(),
+            args.model.display(),
+            card.labels
+        );
+    }
+    let indices = match args.split {
+        EvalSplit::All => dataset.all_indices(),
+        part => {
+            let path = match &args.split_file {
+                Some(path) => path.clone(),
+                None => args
+                    .model
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join("split.json"),
+            };
+            let split = Split::load(&path).with_context(|| {
+                format!(
+                    "--split {} needs the run's split (pass --split-file, or use --split all)",
+                    part.to_possible_value().expect("named").get_name()
+                )
+            })?;
+            split.check(&dataset, &path)?;
+            let name = match part {
+                EvalSplit::Test => PartName::Test,
+                EvalSplit::Val => PartName::Val,
+                _ => PartName::Train,
+            };
+            split.part(name).indices(&dataset)
+        }
+    };
+    if indices.is_empty() {
+        bail!("no images to evaluate in {}", args.data.display());
+    }
+    let cache = ImageCache::build(&dataset, card.input.size)?;
+    let stats = ChannelStats {
+        mean: card.input.mean,
+        std: card.input.std,
+    };
+    let loader = Loader::new(&cache, stats, args.batch, &device);
+    let split_name = args.split.to_possible_value().expect("named");
+    evaluate(
+        &model.network,
+        &loader,
+        &dataset,
+        &indices,
+        split_name.get_name(),
+    )
+}
+
+/// The aspect filter recorded in the card's training settings (`all` when absent).
+fn trained_aspects(card: &ModelCard) -> Result<AspectFilter> {
+    match card.provenance.train.get("aspect") {
+        None => Ok(AspectFilter::All),
+        Some(value) => Ok(serde_json::from_value(value.clone())?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Sample, Source};
+
+    fn dataset() -> Dataset {
+        let sample = |i: usize, subject: &str, label: usize, aspect: &str| Sample {
+            path: PathBuf::from(format!("{i}.jpg")),
+            subject: subject.to_string(),
+            label,
+            aspect: Some(aspect.to_string()),
+        };
+        Dataset::from_samples(
+            Source::Folder {
+                root: PathBuf::from("x"),
+            },
+            vec!["female".into(), "male".into()],
+            vec![
+                sample(0, "a", 0, "dorsal left"),
+                sample(1, "a", 0, "palmar left"),
+                sample(2, "b", 0, "dorsal left"),
+                sample(3, "c", 1, "dorsal left"),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn tallies_accuracy_mean_class_aspects_and_confusion() {
+        let d = dataset();
+        // Predictions: female right, female wrong, female right, male right.
+        let e = Evaluation::from_predictions("test", &d, &[0, 1, 2, 3], &[0, 1, 0, 1], 2.0);
+        assert_eq!(e.images, 4);
+        assert_eq!(e.subjects, 3);
+        assert_eq!(e.accuracy, 0.75);
+        assert!((e.mean_class_accuracy - (2.0 / 3.0 + 1.0) / 2.0).abs() < 1e-12);
+        assert_eq!(e.majority_rate, 0.75);
+        assert_eq!(e.loss, 0.5);
+        assert_eq!(e.confusion, [[2, 1], [0, 1]]);
+        assert_eq!(e.per_aspect["dorsal left"].accuracy, 1.0);
+        assert_eq!(e.per_aspect["palmar left"].accuracy, 0.0);
+        let metrics = e.card_metrics();
+        assert_eq!(metrics.split, "test");
+        assert_eq!(metrics.per_aspect.len(), 2);
+        let table = e.to_string();
+        assert!(
+            table.contains("confusion") && table.contains("dorsal left"),
+            "{table}"
+        );
+    }
+}

@@ -1,0 +1,769 @@
+//! The `train` subcommand: the discrete network of a genotype trained from scratch on the
+//! training subjects, selected on the validation subjects, measured on the test subjects.
+//!
+//! A run folder holds `config.json` (the settings), `split.json` (the subjects of each
+//! part), `train.jsonl` (one record per epoch), `checkpoint.safetensors` (written atomically
+//! after every epoch: weights with BatchNorm statistics, the best weights so far, optimizer
+//! state, RNG), and at the end `model.safetensors` (the selected epoch's inference weights
+//! with the model card) and `metrics.json`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::{VarBuilder, VarMap};
+use clap::Args;
+use hands_models::card::{
+    InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_METADATA_KEY, CARD_SCHEMA_VERSION,
+};
+use hands_models::nn::network::{parameter_count, DropPath, Network, NetworkConfig};
+use hands_models::{Genotype, ModelCard};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, load_varmap, varmap_tensors, write_safetensors};
+use crate::data::{
+    AspectFilter, Augment, ChannelStats, Dataset, Fractions, ImageCache, Loader, Split,
+};
+use crate::device::parse_device;
+use crate::eval::{evaluate, Evaluation};
+use crate::optim::{clip_grad_norm, Sgd, SgdConfig};
+use crate::runlog::{progress_bar, RunLog};
+use crate::schedule::{cosine_lr, linear_ramp};
+
+/// The ChaCha stream of the training RNG (batch order, augmentation, drop path); the split
+/// uses streams 0 and 1 of the same seed.
+const TRAIN_STREAM: u64 = 2;
+/// Checkpoint tensor prefix of the current weights.
+const MODEL_PREFIX: &str = "model.";
+/// Checkpoint tensor prefix of the best weights so far.
+const BEST_PREFIX: &str = "best.";
+
+/// Arguments of `hands-search train`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
+pub struct TrainArgs {
+    /// Dataset folder: 11K Hands (HandInfo.csv + images) or one sub-folder per class.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The genotype: a published name (DARTS_V1, DARTS_V2, PC_DARTS_cifar, PDARTS), a search
+    /// run folder (its genotype.json, and its split.json unless --split-file), or a file in
+    /// JSON or DARTS' Python notation.
+    #[arg(long)]
+    pub genotype: String,
+    /// Channels of the first cell (C).
+    #[arg(long, default_value_t = 16)]
+    pub init_channels: usize,
+    /// Number of cells.
+    #[arg(long, default_value_t = 8)]
+    pub layers: usize,
+    /// Side of the square input images.
+    #[arg(long, default_value_t = 64)]
+    pub size: u32,
+    /// Training epochs.
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Initial learning rate (cosine annealed per epoch).
+    #[arg(long, default_value_t = 0.025)]
+    pub lr: f64,
+    /// Final learning rate of the cosine schedule.
+    #[arg(long, default_value_t = 0.0)]
+    pub lr_min: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Weight decay (L2, added to the gradient).
+    #[arg(long, default_value_t = 3e-4)]
+    pub weight_decay: f64,
+    /// Global gradient-norm clip.
+    #[arg(long, default_value_t = 5.0)]
+    pub grad_clip: f64,
+    /// Weight of the auxiliary head's loss (0 builds no auxiliary head).
+    #[arg(long, default_value_t = 0.4)]
+    pub auxiliary_weight: f64,
+    /// Final drop-path probability, ramped linearly from 0 over the epochs.
+    #[arg(long, default_value_t = 0.2)]
+    pub drop_path: f64,
+    /// Cutout square side in pixels (0 = off).
+    #[arg(long, default_value_t = 16)]
+    pub cutout: u32,
+    /// Label smoothing of the cross-entropy loss.
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// Random seed (split when drawn here, initialisation, batches, augmentation, drop path).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run folder (default: `<search run>/train` for a run-folder genotype, else
+    /// `runs/train-<genotype>`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its checkpoint (its settings are used).
+    #[arg(long)]
+    pub resume: bool,
+    /// Which hand aspects to use.
+    #[arg(long, value_enum, default_value_t = AspectFilter::All)]
+    pub aspect: AspectFilter,
+    /// The subject split to use (default: the search run's split.json when --genotype is a
+    /// run folder or a file in one, else a new split drawn with --seed).
+    #[arg(long)]
+    pub split_file: Option<PathBuf>,
+    /// Compute device: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// End this invocation once this many epochs are complete; continue with --resume.
+    #[arg(long)]
+    #[serde(skip)]
+    pub stop_after: Option<usize>,
+}
+
+impl TrainArgs {
+    /// The settings with every default and the given data and genotype (for tests and
+    /// programs that embed the trainer).
+    pub fn new(data: impl Into<PathBuf>, genotype: &str) -> TrainArgs {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: TrainArgs,
+        }
+        let data = data.into();
+        let mut args =
+            <Wrapper as clap::Parser>::parse_from(["train", "--data", "_", "--genotype", genotype])
+                .args;
+        args.data = data;
+        args
+    }
+
+    /// The run folder.
+    pub fn out_dir(&self) -> PathBuf {
+        if let Some(out) = &self.out {
+            return out.clone();
+        }
+        let genotype = Path::new(&self.genotype);
+        if genotype.is_dir() {
+            return genotype.join("train");
+        }
+        let stem = genotype
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.genotype.clone());
+        PathBuf::from("runs").join(format!("train-{stem}"))
+    }
+
+    /// The split file to reuse, if any: --split-file, else `split.json` of the search run
+    /// folder the genotype comes from.
+    fn split_source(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.split_file {
+            return Some(path.clone());
+        }
+        let genotype = Path::new(&self.genotype);
+        let folder = if genotype.is_dir() {
+            Some(genotype)
+        } else if genotype.is_file() {
+            genotype.parent()
+        } else {
+            None
+        };
+        folder
+            .map(|f| f.join("split.json"))
+            .filter(|path| path.is_file())
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.epochs == 0 || self.batch == 0 || self.size == 0 {
+            bail!("--epochs, --batch and --size must be positive");
+        }
+        if self.layers < 3 || self.init_channels == 0 {
+            bail!("--layers must be at least 3 and --init-channels positive");
+        }
+        if !(0.0..1.0).contains(&self.drop_path) || !(0.0..1.0).contains(&self.label_smoothing) {
+            bail!("--drop-path and --label-smoothing must be in [0, 1)");
+        }
+        if self.auxiliary_weight < 0.0 || self.grad_clip <= 0.0 || self.lr <= 0.0 {
+            bail!("--auxiliary-weight must be >= 0, --grad-clip and --lr positive");
+        }
+        Ok(())
+    }
+}
+
+/// The best epoch so far, chosen on validation accuracy (ties: lower validation loss).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// The epoch (0-based).
+    pub epoch: usize,
+    /// Its validation accuracy.
+    pub val_accuracy: f64,
+    /// Its validation loss.
+    pub val_loss: f64,
+}
+
+impl Best {
+    fn improved_by(&self, accuracy: f64, loss: f64) -> bool {
+        accuracy > self.val_accuracy || (accuracy == self.val_accuracy && loss < self.val_loss)
+    }
+}
+
+/// The run state stored in the checkpoint's metadata.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainState {
+    args: TrainArgs,
+    /// Epochs completed.
+    epoch: usize,
+    rng: ChaCha8Rng,
+    best: Option<Best>,
+    /// Training seconds spent so far (all invocations).
+    seconds: f64,
+    /// Where the split came from.
+    split_source: String,
+}
+
+/// One line of `train.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// The epoch (0-based).
+    pub epoch: usize,
+    /// Its learning rate.
+    pub lr: f64,
+    /// Its drop-path probability.
+    pub drop_path: f64,
+    /// Mean training loss of the main head (augmented images, drop path on).
+    pub train_loss: f64,
+    /// Training accuracy under the same conditions.
+    pub train_acc: f64,
+    /// Validation loss (evaluation mode), when there are validation subjects.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy.
+    pub val_acc: Option<f64>,
+    /// Wall-clock seconds of the epoch (training and validation).
+    pub seconds: f64,
+}
+
+/// `metrics.json`: the figures of the selected epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainMetrics {
+    /// The epoch whose weights were kept.
+    pub selected_epoch: usize,
+    /// Epochs trained.
+    pub epochs: usize,
+    /// Training seconds, all invocations.
+    pub train_seconds: f64,
+    /// Learnable parameters of the inference network.
+    pub parameters: usize,
+    /// The selected weights on the validation subjects (absent without any).
+    pub val: Option<Evaluation>,
+    /// The selected weights on the test subjects.
+    pub test: Evaluation,
+}
+
+/// What a finished (or stopped) training run produced.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    /// The run folder.
+    pub out: PathBuf,
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// The final figures, when all epochs are done.
+    pub metrics: Option<TrainMetrics>,
+}
+
+/// `hands-search train`.
+pub fn run_train(args: &TrainArgs) -> Result<()> {
+    let outcome = train(args)?;
+    match &outcome.metrics {
+        Some(metrics) => {
+            print!("{}", metrics.test);
+            eprintln!(
+                "selected epoch {} of {}; written: {}, {}",
+                metrics.selected_epoch,
+                metrics.epochs,
+                outcome.out.join("model.safetensors").display(),
+                outcome.out.join("metrics.json").display()
+            );
+        }
+        None => eprintln!(
+            "stopped after {} epochs; continue with: --resume --out {}",
+            outcome.epochs_done,
+            outcome.out.display()
+        ),
+    }
+    Ok(())
+}
+
+/// Trains as `hands-search train` does and returns what it produced.
+pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
+    let out = cli.out_dir();
+    let checkpoint_path = out.join("checkpoint.safetensors");
+    let device = parse_device(&cli.device)?;
+
+    let (args, mut state, tensors) = if cli.resume {
+        let (tensors, state) = checkpoint::load(&checkpoint_path, &device)
+            .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
+        let mut state: TrainState = serde_json::from_value(state)
+            .with_context(|| format!("{}: not a training checkpoint", checkpoint_path.display()))?;
+        // Per-invocation settings come from the command line, the rest from the run.
+        state.args.resume = true;
+        state.args.out = Some(out.clone());
+        state.args.device = cli.device.clone();
+        state.args.stop_after = cli.stop_after;
+        eprintln!(
+            "resuming {} after epoch {} of {} (settings from the checkpoint)",
+            out.display(),
+            state.epoch,
+            state.args.epochs
+        );
+        (state.args.clone(), state, Some(tensors))
+    } else {
+        cli.check()?;
+        if checkpoint_path.exists() {
+            bail!(
+                "{} already holds a checkpoint: pass --resume to continue it, or choose another \
+                 --out",
+                out.display()
+            );
+        }
+        let state = TrainState {
+            args: cli.clone(),
+            epoch: 0,
+            rng: {
+                let mut rng = ChaCha8Rng::seed_from_u64(cli.seed);
+                rng.set_stream(TRAIN_STREAM);
+                rng
+            },
+            best: None,
+            seconds: 0.0,
+            split_source: String::new(),
+        };
+        (cli.clone(), state, None)
+    };
+    let genotype = Genotype::resolve(&args.genotype)?;
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+
+    // Data: the split is drawn (or copied) once and read back from the run folder after.
+    let dataset = Dataset::load(&args.data, &args.aspect)?;
+    let split_path = out.join("split.json");
+    let split = if args.resume {
+        let split = Split::load(&split_path)?;
+        split.check(&dataset, &split_path)?;
+        split
+    } else {
+        let (split, source) = match args.split_source() {
+            Some(path) => {
+                let split = Split::load(&path)?;
+                split.check(&dataset, &path).with_context(|| {
+                    format!(
+                        "the split {} does not fit --data {} (pass another --split-file)",
+                        path.display(),
+                        args.data.display()
+                    )
+                })?;
+                (split, path.display().to_string())
+            }
+            None => (
+                Split::new(&dataset, Fractions::default(), args.seed)?,
+                format!("drawn with seed {}", args.seed),
+            ),
+        };
+        split.save(&split_path)?;
+        state.split_source = source;
+        std::fs::write(
+            out.join("config.json"),
+            serde_json::to_string_pretty(&args)? + "\n",
+        )
+        .with_context(|| format!("cannot write {}", out.join("config.json").display()))?;
+        split
+    };
+    let train_idx = split.train.indices(&dataset);
+    let val_idx = split.val.indices(&dataset);
+    let test_idx = split.test.indices(&dataset);
+    eprintln!(
+        "{}: {} images of {} subjects; train {} / val {} / test {} subjects ({} / {} / {} \
+         images; split {})",
+        args.data.display(),
+        dataset.len(),
+        dataset.subjects().len(),
+        split.train.subjects.len(),
+        split.val.subjects.len(),
+        split.test.subjects.len(),
+        train_idx.len(),
+        val_idx.len(),
+        test_idx.len(),
+        state.split_source
+    );
+    if train_idx.is_empty() || test_idx.is_empty() {
+        bail!("the split leaves no training or no test images: more subjects are needed");
+    }
+    let cache = ImageCache::build(&dataset, args.size)?;
+    let stats = cache.stats(&train_idx)?;
+    let train_loader = Loader::new(&cache, stats, args.batch, &device)
+        .augment(Augment::standard(args.size).with_cutout(args.cutout))
+        .shuffle(true)
+        .drop_last(train_idx.len() >= args.batch);
+    let eval_loader = Loader::new(&cache, stats, args.batch, &device);
+
+    // The network, its optimizer, and the state of an interrupted run.
+    let config = NetworkConfig {
+        init_channels: args.init_channels,
+        layers: args.layers,
+        num_classes: dataset.labels().len(),
+        auxiliary: args.auxiliary_weight > 0.0,
+    };
+    let (network, varmap) = Network::seeded(&genotype, &config, args.seed, DType::F32, &device)?;
+    let mut sgd = Sgd::new(
+        trainable_vars(&varmap),
+        SgdConfig {
+            lr: args.lr,
+            momentum: args.momentum,
+            weight_decay: args.weight_decay,
+        },
+    )?;
+    let mut best_weights: Option<Vec<(String, Tensor)>> = None;
+    if let Some(tensors) = &tensors {
+        load_varmap(&varmap, tensors, MODEL_PREFIX, &checkpoint_path)?;
+        sgd.load_state(tensors)
+            .with_context(|| format!("{}: optimizer state", checkpoint_path.display()))?;
+        if state.best.is_some() {
+            best_weights = Some(unprefixed(tensors, BEST_PREFIX));
+        }
+    }
+    let parameters = parameter_count(&varmap, false);
+    eprintln!(
+        "network: {} cells, C = {}, {} parameters (+{} in the auxiliary head)",
+        args.layers,
+        args.init_channels,
+        parameters,
+        parameter_count(&varmap, true) - parameters
+    );
+
+    let mut log = RunLog::open(&out.join("train.jsonl"), args.resume.then_some(state.epoch))?;
+    while state.epoch < args.epochs {
+        if args.stop_after.is_some_and(|n| state.epoch >= n) {
+            return Ok(TrainOutcome {
+                out,
+                epochs_done: state.epoch,
+                metrics: None,
+            });
+        }
+        let epoch = state.epoch;
+        let started = Instant::now();
+        let lr = cosine_lr(epoch, args.epochs, args.lr, args.lr_min);
+        let drop_prob = linear_ramp(epoch, args.epochs, args.drop_path);
+        sgd.set_lr(lr);
+        let (train_loss, train_acc) = train_epoch(
+            &network,
+            &mut sgd,
+            &train_loader,
+            &train_idx,
+            &args,
+            drop_prob,
+            epoch,
+            &mut state.rng,
+        )?;
+        check_finite(sgd.vars(), epoch)?;
+        let val = if val_idx.is_empty() {
+            None
+        } else {
+            Some(evaluate(&network, &eval_loader, &dataset, &val_idx, "val")?)
+        };
+        let improved = match (&val, &state.best) {
+            (None, _) | (Some(_), None) => true,
+            (Some(v), Some(best)) => best.improved_by(v.accuracy, v.loss),
+        };
+        if improved {
+            state.best = Some(Best {
+                epoch,
+                val_accuracy: val.as_ref().map_or(0.0, |v| v.accuracy),
+                val_loss: val.as_ref().map_or(0.0, |v| v.loss),
+            });
+            best_weights = Some(inference_tensors(&varmap, "")?);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        state.seconds += seconds;
+        state.epoch += 1;
+        let record = EpochRecord {
+            epoch,
+            lr,
+            drop_path: drop_prob,
+            train_loss,
+            train_acc,
+            val_loss: val.as_ref().map(|v| v.loss),
+            val_acc: val.as_ref().map(|v| v.accuracy),
+            seconds,
+        };
+        eprintln!(
+            "epoch {epoch}: lr {lr:.5} train loss {train_loss:.4} acc {train_acc:.4}{} ({seconds:.1} s)",
+            val.as_ref().map_or(String::new(), |v| format!(
+                " | val loss {:.4} acc {:.4}",
+                v.loss, v.accuracy
+            ))
+        );
+        // Checkpoint first, then log: a kill between the two loses a log line that the
+        // resumed run writes again, never a checkpoint.
+        let mut tensors = varmap_tensors(&varmap, MODEL_PREFIX, |_| true)?;
+        tensors.extend(sgd.state());
+        if let Some(best) = &best_weights {
+            tensors.extend(
+                best.iter()
+                    .map(|(name, t)| (format!("{BEST_PREFIX}{name}"), t.clone())),
+            );
+        }
+        checkpoint::save(&checkpoint_path, &tensors, &state)?;
+        log.write(&record)?;
+    }
+
+    finish(
+        &args,
+        &state,
+        &genotype,
+        &dataset,
+        &cache,
+        stats,
+        &split,
+        best_weights.context("no epoch was trained")?,
+        &out,
+        &device,
+    )
+    .map(|metrics| TrainOutcome {
+        out,
+        epochs_done: state.epoch,
+        metrics: Some(metrics),
+    })
+}
+
+/// One training epoch; returns the mean main-head loss and the accuracy.
+#[allow(clippy::too_many_arguments)]
+fn train_epoch(
+    network: &Network,
+    sgd: &mut Sgd,
+    loader: &Loader<'_>,
+    indices: &[usize],
+    args: &TrainArgs,
+    drop_prob: f64,
+    epoch: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<(f64, f64)> {
+    let batches = loader.epoch(indices, rng);
+    let bar = progress_bar(batches.num_batches() as u64, &format!("epoch {epoch}"));
+    let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+    for (step, batch) in batches.enumerate() {
+        let batch = batch?;
+        let drop = (drop_prob > 0.0).then_some(DropPath {
+            prob: drop_prob,
+            rng: &mut *rng,
+        });
+        let output = network.forward_t(&batch.images, true, drop)?;
+        let main = cross_entropy(&output.logits, &batch.labels, args.label_smoothing)?;
+        let loss = match &output.aux_logits {
+            Some(aux) => {
+                (&main
+                    + (cross_entropy(aux, &batch.labels, args.label_smoothing)?
+                        * args.auxiliary_weight)?)?
+            }
+            None => main.clone(),
+        };
+        let total = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !total.is_finite() {
+            bail!(
+                "non-finite loss ({total}) at epoch {epoch} step {step}: training stopped; the \
+                 last checkpoint is intact (try a lower --lr)"
+            );
+        }
+        let mut grads = loss.backward()?;
+        clip_grad_norm(sgd.vars(), &mut grads, args.grad_clip)
+            .with_context(|| format!("epoch {epoch} step {step}"))?;
+        sgd.step(&grads)?;
+
+        let n = batch.indices.len();
+        loss_sum += main.to_dtype(DType::F64)?.to_scalar::<f64>()? * n as f64;
+        let predicted = output.logits.argmax(D::Minus1)?;
+        correct += predicted
+            .eq(&batch.labels)?
+            .to_dtype(DType::U32)?
+            .sum_all()?
+            .to_scalar::<u32>()? as usize;
+        seen += n;
+        bar.inc(1);
+        bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
+    }
+    bar.finish_and_clear();
+    if seen == 0 {
+        bail!("epoch {epoch} has no training batch (fewer images than --batch?)");
+    }
+    Ok((loss_sum / seen as f64, correct as f64 / seen as f64))
+}
+
+/// Cross-entropy of `logits` `[B, K]` against `labels` `[B]` with label smoothing `eps`, as
+/// `torch.nn.CrossEntropyLoss(label_smoothing=eps)`:
+/// `(1 - eps) * nll + eps * mean_k(-log p_k)`, averaged over the batch.
+pub fn cross_entropy(logits: &Tensor, labels: &Tensor, eps: f64) -> Result<Tensor> {
+    let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let labels = labels.to_dtype(DType::U32)?.unsqueeze(1)?;
+    let nll = log_p.gather(&labels, 1)?.neg()?.mean_all()?;
+    if eps == 0.0 {
+        return Ok(nll);
+    }
+    let uniform = log_p.mean(D::Minus1)?.neg()?.mean_all()?;
+    Ok(((nll * (1.0 - eps))? + (uniform * eps)?)?)
+}
+
+/// The learnable variables of `varmap` (BatchNorm running statistics excluded), sorted by
+/// name: the fixed order of the optimizer state.
+pub fn trainable_vars(varmap: &VarMap) -> Vec<Var> {
+    let vars = varmap.data().lock().expect("varmap lock");
+    let mut named: Vec<(&String, &Var)> = vars
+        .iter()
+        .filter(|(name, _)| !is_running_stat(name))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    named.into_iter().map(|(_, v)| v.clone()).collect()
+}
+
+fn is_running_stat(name: &str) -> bool {
+    name.ends_with(".running_mean") || name.ends_with(".running_var")
+}
+
+/// The tensors of the inference network (auxiliary head left out), named like its module
+/// tree, with `prefix`.
+pub fn inference_tensors(varmap: &VarMap, prefix: &str) -> Result<Vec<(String, Tensor)>> {
+    Ok(varmap_tensors(varmap, prefix, |name| {
+        !name.starts_with("auxiliary.")
+    })?)
+}
+
+/// Writes a model file: the inference network's tensors (see [`inference_tensors`]) with
+/// `card` in the metadata under [`CARD_METADATA_KEY`], atomically. The card is validated
+/// first.
+pub fn write_model(path: &Path, tensors: &[(String, Tensor)], card: &ModelCard) -> Result<()> {
+    card.validate()?;
+    let metadata = HashMap::from([(CARD_METADATA_KEY.to_string(), card.to_json())]);
+    write_safetensors(path, tensors, metadata)?;
+    Ok(())
+}
+
+/// Fails when a learnable variable holds NaN or infinity (a diverged update).
+fn check_finite(vars: &[Var], epoch: usize) -> Result<()> {
+    let mut sums = Vec::with_capacity(vars.len());
+    for var in vars {
+        sums.push(var.as_tensor().to_dtype(DType::F64)?.abs()?.sum_all()?);
+    }
+    let total = Tensor::stack(&sums, 0)?.sum_all()?.to_scalar::<f64>()?;
+    if !total.is_finite() {
+        bail!(
+            "the weights became non-finite during epoch {epoch}: training stopped; the last \
+             checkpoint is intact (try a lower --lr)"
+        );
+    }
+    Ok(())
+}
+
+fn unprefixed(tensors: &HashMap<String, Tensor>, prefix: &str) -> Vec<(String, Tensor)> {
+    let mut out: Vec<(String, Tensor)> = tensors
+        .iter()
+        .filter_map(|(k, t)| k.strip_prefix(prefix).map(|n| (n.to_string(), t.clone())))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Loads the selected weights into an inference network, measures it on the validation
+/// and test subjects, and writes `model.safetensors` and `metrics.json`.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    args: &TrainArgs,
+    state: &TrainState,
+    genotype: &Genotype,
+    dataset: &Dataset,
+    cache: &ImageCache,
+    stats: ChannelStats,
+    split: &Split,
+    best_weights: Vec<(String, Tensor)>,
+    out: &Path,
+    device: &Device,
+) -> Result<TrainMetrics> {
+    let best = state.best.context("no epoch was selected")?;
+    let config = NetworkConfig {
+        init_channels: args.init_channels,
+        layers: args.layers,
+        num_classes: dataset.labels().len(),
+        auxiliary: false,
+    };
+    let varmap = VarMap::new();
+    let network = Network::new(
+        genotype,
+        &config,
+        VarBuilder::from_varmap(&varmap, DType::F32, device),
+    )?;
+    let model_path = out.join("model.safetensors");
+    let best_map: HashMap<String, Tensor> = best_weights.iter().cloned().collect();
+    load_varmap(&varmap, &best_map, "", &model_path)?;
+    let parameters = parameter_count(&varmap, false);
+
+    let loader = Loader::new(cache, stats, args.batch, device);
+    let val_idx = split.val.indices(dataset);
+    let val = if val_idx.is_empty() {
+        None
+    } else {
+        Some(evaluate(&network, &loader, dataset, &val_idx, "val")?)
+    };
+    let test = evaluate(
+        &network,
+        &loader,
+        dataset,
+        &split.test.indices(dataset),
+        "test",
+    )?;
+
+    let mut settings = serde_json::to_value(args)?;
+    if let serde_json::Value::Object(map) = &mut settings {
+        map.remove("resume");
+        map.remove("out");
+        map.insert("selected_epoch".into(), best.epoch.into());
+        map.insert("split".into(), state.split_source.clone().into());
+    }
+    let card = ModelCard {
+        schema_version: CARD_SCHEMA_VERSION,
+        labels: dataset.labels().to_vec(),
+        input: InputSpec {
+            size: args.size,
+            layout: "NCHW".into(),
+            colour: "RGB".into(),
+            resize: ResizeRule::StretchBilinear,
+            mean: stats.mean,
+            std: stats.std,
+        },
+        genotype: genotype.clone(),
+        network: NetworkSpec {
+            init_channels: args.init_channels,
+            layers: args.layers,
+            auxiliary: false,
+            parameters,
+        },
+        metrics: Some(test.card_metrics()),
+        provenance: Provenance {
+            data: args.data.display().to_string(),
+            genotype_source: args.genotype.clone(),
+            train: settings,
+            seed: args.seed,
+            tool_version: concat!("hands-search ", env!("CARGO_PKG_VERSION")).to_string(),
+        },
+    };
+    write_model(&model_path, &best_weights, &card)?;
+
+    let metrics = TrainMetrics {
+        selected_epoch: best.epoch,
+        epochs: args.epochs,
+        train_seconds: state.seconds,
+        parameters,
+        val,
+        test,
+    };
+    let metrics_path = out.join("metrics.json");
+    checkpoint::write_atomic(
+        &metrics_path,
+        (serde_json::to_string_pretty(&metrics)? + "\n").as_bytes(),
+    )?;
+    Ok(metrics)
+}

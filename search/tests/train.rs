@@ -1,0 +1,424 @@
+//! Training and evaluation of the discrete network: shapes and sizes of the published
+//! genotypes, drop path, model files, subject-disjoint splits, and a tiny training run that
+//! is interrupted and resumed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use hands_models::card::{InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_SCHEMA_VERSION};
+use hands_models::genotype::PUBLISHED;
+use hands_models::nn::network::{parameter_count, DropPath, Network, NetworkConfig};
+use hands_models::{Genotype, ModelCard};
+use hands_search::checkpoint;
+use hands_search::data::{AspectFilter, Dataset, PartName, Split};
+use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
+use hands_search::train::{inference_tensors, train, write_model, TrainArgs};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn config(auxiliary: bool) -> NetworkConfig {
+    NetworkConfig {
+        init_channels: 8,
+        layers: 5,
+        num_classes: 2,
+        auxiliary,
+    }
+}
+
+fn images(n: usize, size: usize, seed: u64) -> Tensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let values: Vec<f32> = (0..n * 3 * size * size)
+        .map(|_| rand::Rng::random_range(&mut rng, -1.0..1.0))
+        .collect();
+    Tensor::from_vec(values, (n, 3, size, size), &Device::Cpu).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+#[test]
+fn published_genotypes_have_expected_shapes_and_pinned_sizes() {
+    // Parameters (auxiliary head excluded) at C = 8, 5 cells, 2 classes; computed once with
+    // this code and pinned, so that a change of the network's structure shows.
+    let expected: HashMap<&str, usize> = HashMap::from([
+        ("DARTS_V1", 34_026),
+        ("DARTS_V2", 35_986),
+        ("PC_DARTS_cifar", 65_738),
+        ("PDARTS", 52_458),
+    ]);
+    let mut counts = HashMap::new();
+    for name in PUBLISHED {
+        let genotype = Genotype::published(name).unwrap();
+        let (net, varmap) =
+            Network::seeded(&genotype, &config(true), 0, DType::F32, &Device::Cpu).unwrap();
+        let x = images(2, 16, 1);
+        let logits = net.logits(&x).unwrap();
+        assert_eq!(logits.dims(), [2, 2], "{name}");
+        let out = net.forward_t::<ChaCha8Rng>(&x, true, None).unwrap();
+        assert_eq!(out.logits.dims(), [2, 2], "{name}");
+        assert_eq!(out.aux_logits.expect("auxiliary head").dims(), [2, 2]);
+        let count = parameter_count(&varmap, false);
+        assert!(parameter_count(&varmap, true) > count);
+        counts.insert(name, count);
+    }
+    assert_eq!(counts, expected);
+}
+
+#[test]
+fn darts_v2_at_the_papers_setting_has_the_papers_size() {
+    // DARTS' train.py logs `param size = 3.349342MB` for DARTS_V2 at C = 36, 20 cells, 10
+    // classes (auxiliary head excluded).
+    let genotype = Genotype::published("DARTS_V2").unwrap();
+    let config = NetworkConfig {
+        init_channels: 36,
+        layers: 20,
+        num_classes: 10,
+        auxiliary: true,
+    };
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    Network::new(&genotype, &config, vb).unwrap();
+    assert_eq!(parameter_count(&varmap, false), 3_349_342);
+}
+
+#[test]
+fn drop_path_is_inactive_in_eval() {
+    let genotype = Genotype::published("PDARTS").unwrap();
+    let (net, _) = Network::seeded(&genotype, &config(true), 3, DType::F32, &Device::Cpu).unwrap();
+    let x = images(4, 16, 2);
+    let plain = net.logits(&x).unwrap();
+    for seed in 0..3 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let out = net
+            .forward_t(
+                &x,
+                false,
+                Some(DropPath {
+                    prob: 0.9,
+                    rng: &mut rng,
+                }),
+            )
+            .unwrap();
+        assert_eq!(max_abs_diff(&out.logits, &plain), 0.0);
+        assert!(out.aux_logits.is_none(), "no auxiliary output in eval");
+    }
+    // In training the same probability changes the output (the masks depend on the RNG).
+    let train = |seed: u64| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        net.forward_t(
+            &x,
+            true,
+            Some(DropPath {
+                prob: 0.9,
+                rng: &mut rng,
+            }),
+        )
+        .unwrap()
+        .logits
+    };
+    assert!(max_abs_diff(&train(0), &train(1)) > 0.0);
+}
+
+fn card(genotype: &Genotype, parameters: usize) -> ModelCard {
+    ModelCard {
+        schema_version: CARD_SCHEMA_VERSION,
+        labels: vec!["female".into(), "male".into()],
+        input: InputSpec {
+            size: 16,
+            layout: "NCHW".into(),
+            colour: "RGB".into(),
+            resize: ResizeRule::StretchBilinear,
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        },
+        genotype: genotype.clone(),
+        network: NetworkSpec {
+            init_channels: 8,
+            layers: 5,
+            auxiliary: false,
+            parameters,
+        },
+        metrics: None,
+        provenance: Provenance {
+            data: "test".into(),
+            genotype_source: "DARTS_V2".into(),
+            train: serde_json::json!({}),
+            seed: 0,
+            tool_version: "test".into(),
+        },
+    }
+}
+
+#[test]
+fn save_then_load_gives_identical_logits() {
+    let genotype = Genotype::published("DARTS_V2").unwrap();
+    let (net, varmap) =
+        Network::seeded(&genotype, &config(true), 5, DType::F32, &Device::Cpu).unwrap();
+    // Training-mode passes move the BatchNorm running statistics away from their initial
+    // values, so the file must carry them for the logits to match.
+    for seed in 0..3 {
+        net.forward_t::<ChaCha8Rng>(&images(4, 16, seed), true, None)
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    let tensors = inference_tensors(&varmap, "").unwrap();
+    assert!(tensors.iter().any(|(n, _)| n.ends_with("running_var")));
+    assert!(tensors.iter().all(|(n, _)| !n.starts_with("auxiliary.")));
+    write_model(
+        &path,
+        &tensors,
+        &card(&genotype, parameter_count(&varmap, false)),
+    )
+    .unwrap();
+
+    let loaded = load_model(&path, &Device::Cpu).unwrap();
+    let x = images(3, 16, 9);
+    assert_eq!(
+        max_abs_diff(
+            &net.logits(&x).unwrap(),
+            &loaded.network.logits(&x).unwrap()
+        ),
+        0.0
+    );
+    assert_eq!(loaded.card.genotype, genotype);
+
+    // A card that does not describe the tensors is refused, naming the file.
+    let mut wrong = card(&genotype, parameter_count(&varmap, false));
+    wrong.network.init_channels = 4;
+    let other = dir.path().join("other.safetensors");
+    write_model(&other, &tensors, &wrong).unwrap();
+    let err = format!("{:#}", load_model(&other, &Device::Cpu).unwrap_err());
+    assert!(err.contains("other.safetensors"), "{err}");
+}
+
+/// A class-folder dataset of `per_class` synthetic 24x24 PNGs per class: reddish `female`,
+/// bluish `male`, with noise.
+fn synthetic_dataset(root: &Path, per_class: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for (label, base) in [("female", [180u8, 60, 60]), ("male", [60u8, 60, 180])] {
+        let dir = root.join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class {
+            let image = image::RgbImage::from_fn(24, 24, |_, _| {
+                image::Rgb(base.map(|c| c.saturating_add(rand::Rng::random_range(&mut rng, 0..60))))
+            });
+            image.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+fn tiny_args(data: &Path, out: &Path) -> TrainArgs {
+    let mut args = TrainArgs::new(data, "DARTS_V2");
+    args.out = Some(out.to_path_buf());
+    args.init_channels = 4;
+    args.layers = 3;
+    args.size = 16;
+    args.epochs = 3;
+    args.batch = 4;
+    args.cutout = 4;
+    args.seed = 7;
+    args
+}
+
+fn model_tensors(path: &Path) -> HashMap<String, Tensor> {
+    checkpoint::read_safetensors(path, &Device::Cpu).unwrap().0
+}
+
+fn jsonl_without_seconds(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn tiny_training_completes_and_resumes_to_identical_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_dataset(&data, 10);
+
+    let straight = dir.path().join("straight");
+    let outcome = train(&tiny_args(&data, &straight)).unwrap();
+    let metrics = outcome.metrics.expect("finished");
+    assert_eq!(outcome.epochs_done, 3);
+    assert!(metrics.selected_epoch < 3);
+    assert_eq!(metrics.test.split, "test");
+    for file in [
+        "config.json",
+        "split.json",
+        "train.jsonl",
+        "model.safetensors",
+        "metrics.json",
+    ] {
+        assert!(straight.join(file).is_file(), "{file}");
+    }
+    assert_eq!(
+        jsonl_without_seconds(&straight.join("train.jsonl")).len(),
+        3
+    );
+
+    // The same run, stopped after one epoch (as if killed) and resumed.
+    let resumed = dir.path().join("resumed");
+    let mut args = tiny_args(&data, &resumed);
+    args.stop_after = Some(1);
+    let stopped = train(&args).unwrap();
+    assert_eq!((stopped.epochs_done, stopped.metrics.is_none()), (1, true));
+    assert!(!resumed.join("model.safetensors").exists());
+    // A fresh start over an existing run is refused.
+    args.stop_after = None;
+    let err = train(&args).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+    args.resume = true;
+    let outcome = train(&args).unwrap();
+    assert_eq!(outcome.epochs_done, 3);
+
+    let a = model_tensors(&straight.join("model.safetensors"));
+    let b = model_tensors(&resumed.join("model.safetensors"));
+    assert_eq!(a.len(), b.len());
+    for (name, t) in &a {
+        assert_eq!(max_abs_diff(t, &b[name]), 0.0, "{name}");
+    }
+    let a = model_tensors(&straight.join("checkpoint.safetensors"));
+    let b = model_tensors(&resumed.join("checkpoint.safetensors"));
+    for (name, t) in a.iter().filter(|(n, _)| n.starts_with("model.")) {
+        assert_eq!(max_abs_diff(t, &b[name]), 0.0, "{name}");
+    }
+    assert_eq!(
+        jsonl_without_seconds(&straight.join("train.jsonl")),
+        jsonl_without_seconds(&resumed.join("train.jsonl"))
+    );
+    assert_eq!(
+        std::fs::read_to_string(straight.join("metrics.json"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.contains("seconds"))
+            .collect::<Vec<_>>(),
+        std::fs::read_to_string(resumed.join("metrics.json"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.contains("seconds"))
+            .collect::<Vec<_>>()
+    );
+
+    // The split is subject-disjoint and the test figures come from the test subjects.
+    let split = Split::load(&straight.join("split.json")).unwrap();
+    assert_disjoint(&split);
+    assert_eq!(metrics.test.images, split.test.images);
+
+    // `eval` reads the model and its split back and reproduces the test figures.
+    let eval = eval_model(&EvalArgs {
+        model: straight.join("model.safetensors"),
+        data: data.clone(),
+        split: EvalSplit::Test,
+        split_file: None,
+        aspect: None,
+        json: None,
+        batch: 3,
+        device: "cpu".into(),
+    })
+    .unwrap();
+    assert_eq!(eval.confusion, metrics.test.confusion);
+    assert_eq!(eval.accuracy, metrics.test.accuracy);
+    let card = load_model(&straight.join("model.safetensors"), &Device::Cpu)
+        .unwrap()
+        .card;
+    let card_metrics = card.metrics.expect("card metrics");
+    assert_eq!(card_metrics.split, "test");
+    assert_eq!(card_metrics.accuracy, metrics.test.accuracy);
+    assert_eq!(card.input.size, 16);
+    assert_eq!(card.network.parameters, metrics.parameters);
+}
+
+#[test]
+fn diverging_training_stops_naming_the_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_dataset(&data, 10);
+    let out = dir.path().join("run");
+    let mut args = tiny_args(&data, &out);
+    args.lr = 1e38;
+    args.epochs = 2;
+    let err = format!("{:#}", train(&args).unwrap_err());
+    assert!(err.contains("non-finite") && err.contains("epoch"), "{err}");
+    assert!(!out.join("model.safetensors").exists());
+    // Whatever checkpoint exists holds finite weights only.
+    if out.join("checkpoint.safetensors").exists() {
+        for (name, t) in model_tensors(&out.join("checkpoint.safetensors")) {
+            let v = t.to_dtype(DType::F64).unwrap().sum_all().unwrap();
+            assert!(v.to_scalar::<f64>().unwrap().is_finite(), "{name}");
+        }
+    }
+}
+
+fn assert_disjoint(split: &Split) {
+    let mut seen = BTreeSet::new();
+    for name in [PartName::Train, PartName::Val, PartName::Test] {
+        for subject in &split.part(name).subjects {
+            assert!(seen.insert(subject.clone()), "{subject} in two parts");
+        }
+    }
+    assert!(!split.train.subjects.is_empty() && !split.test.subjects.is_empty());
+}
+
+/// The shared 11K Hands sample, or `None` (with a notice) when absent; with `CI=true` a
+/// missing sample fails the test.
+fn sample() -> Option<PathBuf> {
+    let path = std::env::var_os("HANDS_SAMPLE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/hands-11k-sample")
+        });
+    if path.join("HandInfo.csv").is_file() {
+        return Some(path);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("the 11K Hands sample is missing at {}", path.display());
+    }
+    eprintln!("skipped: no 11K Hands sample at {}", path.display());
+    None
+}
+
+#[test]
+fn one_epoch_on_the_sample_keeps_test_subjects_unseen() {
+    let Some(data) = sample() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut args = tiny_args(&data, &out);
+    args.epochs = 1;
+    args.batch = 32;
+    let metrics = train(&args).unwrap().metrics.unwrap();
+
+    let dataset = Dataset::load(&data, &AspectFilter::All).unwrap();
+    let split = Split::load(&out.join("split.json")).unwrap();
+    split.check(&dataset, &out.join("split.json")).unwrap();
+    assert_disjoint(&split);
+    let subjects =
+        split.train.subjects.len() + split.val.subjects.len() + split.test.subjects.len();
+    assert_eq!(subjects, 123);
+    assert_eq!(metrics.test.subjects, split.test.subjects.len());
+    assert_eq!(metrics.test.images, split.test.indices(&dataset).len());
+    // The hand aspects of the 11K layout are reported.
+    assert!(!metrics.test.per_aspect.is_empty());
+    assert!(metrics
+        .test
+        .per_aspect
+        .keys()
+        .all(|a| hands_search::data::ASPECTS.contains(&a.as_str())));
+}
