@@ -1,0 +1,327 @@
+//! Subject-disjoint, label-stratified, seeded splits into train / val / test, and the two
+//! halves of the search (weights on one, architecture on the other).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{Dataset, Error};
+
+/// The ChaCha stream a train/val/test split draws from.
+const SPLIT_STREAM: u64 = 0;
+/// The ChaCha stream [`Part::halves`] draws from, so that it does not repeat the split's
+/// shuffle when given the same seed.
+const HALVES_STREAM: u64 = 1;
+
+/// The share of subjects (per label) that goes to each part.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Fractions {
+    /// Training subjects.
+    pub train: f64,
+    /// Validation subjects (model selection).
+    pub val: f64,
+    /// Test subjects (final figures only).
+    pub test: f64,
+}
+
+impl Default for Fractions {
+    /// 70 / 15 / 15.
+    fn default() -> Self {
+        Fractions {
+            train: 0.7,
+            val: 0.15,
+            test: 0.15,
+        }
+    }
+}
+
+/// Names one part of a [`Split`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum PartName {
+    /// Training subjects.
+    Train,
+    /// Validation subjects.
+    Val,
+    /// Test subjects.
+    Test,
+}
+
+/// A set of subjects and the images they have in the dataset the split was made on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// The subject ids, sorted.
+    pub subjects: Vec<String>,
+    /// Number of images of these subjects.
+    pub images: usize,
+    /// Number of images per label.
+    pub label_images: Vec<usize>,
+}
+
+impl Part {
+    fn from_subjects(dataset: &Dataset, mut subjects: Vec<String>) -> Part {
+        subjects.sort();
+        let set: BTreeSet<&str> = subjects.iter().map(String::as_str).collect();
+        let mut label_images = vec![0; dataset.labels().len()];
+        for sample in dataset.samples() {
+            if set.contains(sample.subject.as_str()) {
+                label_images[sample.label] += 1;
+            }
+        }
+        Part {
+            images: label_images.iter().sum(),
+            label_images,
+            subjects,
+        }
+    }
+
+    /// The indices (into `dataset.samples()`, ascending) of this part's images.
+    pub fn indices(&self, dataset: &Dataset) -> Vec<usize> {
+        let set: BTreeSet<&str> = self.subjects.iter().map(String::as_str).collect();
+        dataset
+            .samples()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| set.contains(s.subject.as_str()))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Splits this part's subjects into two subject-disjoint halves, stratified by label and
+    /// seeded (DARTS' w-train / alpha-val halves of the training data).
+    pub fn halves(&self, dataset: &Dataset, seed: u64) -> Result<(Part, Part), Error> {
+        let mut parts =
+            stratified(dataset, &self.subjects, &[0.5, 0.5], seed, HALVES_STREAM)?.into_iter();
+        let first = parts.next().expect("two parts");
+        let second = parts.next().expect("two parts");
+        Ok((
+            Part::from_subjects(dataset, first),
+            Part::from_subjects(dataset, second),
+        ))
+    }
+}
+
+/// A subject-disjoint train / val / test split, as recorded in a run's `split.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    /// The seed it was drawn with.
+    pub seed: u64,
+    /// The fractions it was drawn with.
+    pub fractions: Fractions,
+    /// The dataset's labels (`label_images` counts are in this order).
+    pub labels: Vec<String>,
+    /// Training subjects.
+    pub train: Part,
+    /// Validation subjects.
+    pub val: Part,
+    /// Test subjects.
+    pub test: Part,
+}
+
+impl Split {
+    /// Splits the subjects of `dataset`: for each label, its subjects (sorted) are shuffled
+    /// with `ChaCha8Rng::seed_from_u64(seed)` and cut by `fractions` (largest remainders;
+    /// every part with a non-zero fraction gets at least one subject of each label that has
+    /// enough subjects).
+    pub fn new(dataset: &Dataset, fractions: Fractions, seed: u64) -> Result<Split, Error> {
+        let shares = [fractions.train, fractions.val, fractions.test];
+        if shares.iter().any(|f| !f.is_finite() || *f < 0.0)
+            || (shares.iter().sum::<f64>() - 1.0).abs() > 1e-6
+        {
+            return Err(Error::Split(format!(
+                "fractions must be non-negative and sum to 1, got train {} / val {} / test {}",
+                fractions.train, fractions.val, fractions.test
+            )));
+        }
+        let subjects: Vec<String> = dataset.subjects().into_keys().collect();
+        let mut parts = stratified(dataset, &subjects, &shares, seed, SPLIT_STREAM)?.into_iter();
+        let mut next = || Part::from_subjects(dataset, parts.next().expect("three parts"));
+        Ok(Split {
+            seed,
+            fractions,
+            labels: dataset.labels().to_vec(),
+            train: next(),
+            val: next(),
+            test: next(),
+        })
+    }
+
+    /// The part named `name`.
+    pub fn part(&self, name: PartName) -> &Part {
+        match name {
+            PartName::Train => &self.train,
+            PartName::Val => &self.val,
+            PartName::Test => &self.test,
+        }
+    }
+
+    /// Writes the split as pretty JSON, atomically (a temporary file renamed over `path`).
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let json = serde_json::to_string_pretty(self).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::write(&tmp, json + "\n").map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+
+    /// Reads a split written by [`Split::save`] and checks that its parts are disjoint.
+    pub fn load(path: &Path) -> Result<Split, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let split: Split = serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut seen = BTreeMap::new();
+        for name in [PartName::Train, PartName::Val, PartName::Test] {
+            for subject in &split.part(name).subjects {
+                if let Some(other) = seen.insert(subject.as_str(), name) {
+                    return Err(Error::SplitMismatch {
+                        path: path.to_path_buf(),
+                        reason: format!("subject {subject} is in both {other:?} and {name:?}"),
+                    });
+                }
+            }
+        }
+        Ok(split)
+    }
+
+    /// Checks that this split was made on `dataset`: same labels, the same subjects, and the
+    /// same image counts per part. `path` names the split in errors.
+    pub fn check(&self, dataset: &Dataset, path: &Path) -> Result<(), Error> {
+        let mismatch = |reason: String| Error::SplitMismatch {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if self.labels != dataset.labels() {
+            return Err(mismatch(format!(
+                "labels {:?} but the data has {:?}",
+                self.labels,
+                dataset.labels()
+            )));
+        }
+        let data_subjects = dataset.subjects();
+        let mut split_subjects = 0;
+        for name in [PartName::Train, PartName::Val, PartName::Test] {
+            let part = self.part(name);
+            for subject in &part.subjects {
+                if !data_subjects.contains_key(subject) {
+                    return Err(mismatch(format!(
+                        "{name:?} subject {subject} is not in the data"
+                    )));
+                }
+            }
+            split_subjects += part.subjects.len();
+            let actual = Part::from_subjects(dataset, part.subjects.clone());
+            if actual.label_images != part.label_images {
+                return Err(mismatch(format!(
+                    "{name:?} has {:?} images per label, the data {:?}",
+                    part.label_images, actual.label_images
+                )));
+            }
+        }
+        if split_subjects != data_subjects.len() {
+            return Err(mismatch(format!(
+                "it covers {split_subjects} subjects, the data has {}",
+                data_subjects.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Cuts `n` items by `shares` with the largest-remainder method, then moves one item into
+/// every empty part with a non-zero share (from the largest part) while `n` allows.
+fn allocate(n: usize, shares: &[f64]) -> Vec<usize> {
+    let total: f64 = shares.iter().sum();
+    let quotas: Vec<f64> = shares.iter().map(|f| n as f64 * f / total).collect();
+    let mut counts: Vec<usize> = quotas.iter().map(|q| q.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..shares.len()).collect();
+    order.sort_by(|&a, &b| {
+        let ra = quotas[a] - counts[a] as f64;
+        let rb = quotas[b] - counts[b] as f64;
+        rb.total_cmp(&ra).then(a.cmp(&b))
+    });
+    let mut left = n - counts.iter().sum::<usize>();
+    for &i in order.iter().cycle() {
+        if left == 0 {
+            break;
+        }
+        counts[i] += 1;
+        left -= 1;
+    }
+    let wanted = shares.iter().filter(|f| **f > 0.0).count();
+    if n >= wanted {
+        for i in 0..shares.len() {
+            if shares[i] > 0.0 && counts[i] == 0 {
+                let largest = (0..counts.len())
+                    .max_by(|&a, &b| counts[a].cmp(&counts[b]).then(b.cmp(&a)))
+                    .expect("non-empty");
+                counts[largest] -= 1;
+                counts[i] += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// Splits `subjects` into `shares.len()` lists, per label: sorted, shuffled with ChaCha8
+/// (`seed`, `stream`), cut by [`allocate`].
+fn stratified(
+    dataset: &Dataset,
+    subjects: &[String],
+    shares: &[f64],
+    seed: u64,
+    stream: u64,
+) -> Result<Vec<Vec<String>>, Error> {
+    let labels = dataset.subjects();
+    let mut by_label: Vec<Vec<&String>> = vec![Vec::new(); dataset.labels().len()];
+    for subject in subjects {
+        let label = labels
+            .get(subject)
+            .ok_or_else(|| Error::Split(format!("subject {subject} is not in the dataset")))?;
+        by_label[*label].push(subject);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    let mut parts: Vec<Vec<String>> = vec![Vec::new(); shares.len()];
+    for mut group in by_label {
+        group.sort();
+        group.dedup();
+        group.shuffle(&mut rng);
+        let counts = allocate(group.len(), shares);
+        let mut rest = group.as_slice();
+        for (part, count) in parts.iter_mut().zip(counts) {
+            let (taken, remaining) = rest.split_at(count);
+            part.extend(taken.iter().map(|s| s.to_string()));
+            rest = remaining;
+        }
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allocate;
+
+    #[test]
+    fn allocation_sums_and_fills_parts() {
+        assert_eq!(allocate(100, &[0.7, 0.15, 0.15]), [70, 15, 15]);
+        assert_eq!(allocate(10, &[0.7, 0.15, 0.15]), [7, 2, 1]);
+        assert_eq!(allocate(3, &[0.7, 0.15, 0.15]), [1, 1, 1]);
+        assert_eq!(allocate(2, &[0.7, 0.15, 0.15]), [2, 0, 0]);
+        assert_eq!(allocate(0, &[0.7, 0.15, 0.15]), [0, 0, 0]);
+        assert_eq!(allocate(5, &[1.0, 0.0, 0.0]), [5, 0, 0]);
+        assert_eq!(allocate(7, &[0.5, 0.5]), [4, 3]);
+        for n in 0..50 {
+            assert_eq!(allocate(n, &[0.7, 0.15, 0.15]).iter().sum::<usize>(), n);
+        }
+    }
+}
