@@ -1,0 +1,86 @@
+//! The batched pipeline: decode a batch of files in parallel while the network runs on the
+//! previous one.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use rayon::prelude::*;
+
+use crate::predictor::{Input, Prediction, Predictor};
+use crate::Error;
+
+/// The result for one file.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The file.
+    pub path: PathBuf,
+    /// Its prediction, or why there is none.
+    pub result: Result<Prediction, Error>,
+}
+
+/// Predicts every file in `paths`, in order, calling `sink` once per file until it breaks.
+///
+/// Files are decoded `batch` at a time on `pool` by a separate thread, one batch ahead of
+/// the network, so decoding and inference overlap. A file that cannot be read or decoded
+/// gets an error outcome and the run goes on; an error of ONNX Runtime itself stops it.
+pub fn predict_files(
+    predictor: &Predictor,
+    paths: &[PathBuf],
+    batch: usize,
+    pool: &rayon::ThreadPool,
+    mut sink: impl FnMut(Outcome) -> ControlFlow<()>,
+) -> Result<(), Error> {
+    if batch == 0 {
+        return Err(Error::Usage("batch size must be at least 1".into()));
+    }
+    std::thread::scope(|scope| {
+        // Capacity 1: one decoded batch waits while the next is being decoded.
+        let (sender, receiver) = mpsc::sync_channel::<Vec<Result<Input, Error>>>(1);
+        scope.spawn(move || {
+            for chunk in paths.chunks(batch) {
+                let decoded = decode_all(predictor, chunk, pool);
+                if sender.send(decoded).is_err() {
+                    break; // the consumer stopped
+                }
+            }
+        });
+        for (chunk, decoded) in paths.chunks(batch).zip(receiver) {
+            let results = predictor.predict_results(decoded)?;
+            for (path, result) in chunk.iter().zip(results) {
+                let outcome = Outcome {
+                    path: path.clone(),
+                    result,
+                };
+                if sink(outcome).is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Decodes and preprocesses every file without running the network (the decode ceiling of
+/// the pipeline). Returns the number of files that failed.
+pub fn decode_files(predictor: &Predictor, paths: &[PathBuf], pool: &rayon::ThreadPool) -> usize {
+    pool.install(|| {
+        paths
+            .par_iter()
+            .filter(|p| predictor.preprocess_path(p).is_err())
+            .count()
+    })
+}
+
+fn decode_all(
+    predictor: &Predictor,
+    paths: &[PathBuf],
+    pool: &rayon::ThreadPool,
+) -> Vec<Result<Input, Error>> {
+    pool.install(|| {
+        paths
+            .par_iter()
+            .map(|p| predictor.preprocess_path(p))
+            .collect()
+    })
+}

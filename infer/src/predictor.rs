@@ -1,0 +1,445 @@
+//! The predictor: one ONNX Runtime session, the model card, and preprocessing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hands_models::card::{ModelCard, CARD_METADATA_KEY};
+use hands_models::preprocess;
+use image::DynamicImage;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::{TensorRef, ValueType};
+use rayon::prelude::*;
+
+use crate::device::{self, Device, ExecutionProvider};
+use crate::runtime;
+use crate::Error;
+
+/// Name of the model input (an `[N, 3, size, size]` float tensor).
+pub const INPUT_NAME: &str = "image";
+/// Name of the model output holding probabilities per label (`[N, labels]`).
+pub const OUTPUT_NAME: &str = "probabilities";
+
+/// How [`Predictor::open_with`] sets up the session.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Where to run the network.
+    pub device: Device,
+    /// Threads ONNX Runtime uses inside an operator; `None` lets it choose (all cores).
+    pub threads: Option<usize>,
+    /// The ONNX Runtime library to load before searching, see [`crate::runtime`].
+    pub ort_library: Option<PathBuf>,
+}
+
+/// Where the time for one prediction went.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Timing {
+    /// Reading, decoding, resizing and normalising this image.
+    pub preprocess: Duration,
+    /// Running the network on the whole batch this image was part of.
+    pub inference: Duration,
+    /// Images in that batch.
+    pub batch: usize,
+}
+
+/// The network's answer for one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// The most probable label.
+    pub label: String,
+    /// Its index in [`Predictor::labels`].
+    pub index: usize,
+    /// Probability of each label, in the order of [`Predictor::labels`].
+    pub probabilities: Vec<f32>,
+    /// Where the time went.
+    pub timing: Timing,
+}
+
+/// An image ready for the network: normalised CHW floats of the model's input size.
+#[derive(Debug, Clone)]
+pub struct Input {
+    data: Vec<f32>,
+    preprocess: Duration,
+}
+
+impl Input {
+    /// The normalised pixels, channel-major (`3 * size * size` values).
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Time spent producing it.
+    pub fn preprocess_time(&self) -> Duration {
+        self.preprocess
+    }
+}
+
+/// A loaded model, ready to predict. `Send + Sync`: share one behind an `Arc` or a reference;
+/// runs of the single ONNX Runtime session are serialised, each using the session's threads.
+#[derive(Debug)]
+pub struct Predictor {
+    session: Mutex<Session>,
+    card: ModelCard,
+    path: PathBuf,
+    provider: ExecutionProvider,
+    fixed_batch: Option<usize>,
+    library: PathBuf,
+}
+
+/// Converts any `ort` error (including the builder's recoverable ones) into ours.
+fn ort_error<R>(e: ort::Error<R>) -> Error {
+    Error::Inference(e.to_string())
+}
+
+impl Predictor {
+    /// Opens `model` with default [`Options`] (device `auto`, all cores).
+    pub fn open(model: impl AsRef<Path>) -> Result<Predictor, Error> {
+        Predictor::open_with(model, &Options::default())
+    }
+
+    /// Opens `model`: loads ONNX Runtime if needed, reads the model card from the ONNX
+    /// metadata, registers the execution provider and checks that the graph's input and
+    /// output match the card. A mismatch is refused here rather than at the first
+    /// prediction.
+    pub fn open_with(model: impl AsRef<Path>, options: &Options) -> Result<Predictor, Error> {
+        let path = model.as_ref();
+        if !path.is_file() {
+            return Err(Error::model(path, "model file not found"));
+        }
+        let runtime = runtime::runtime(options.ort_library.as_deref())?;
+        let mut builder = Session::builder(&runtime.environment)
+            .map_err(ort_error)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(ort_error)?
+            // Spinning workers would take the cores the image decoders need.
+            .with_intra_op_spinning(false)
+            .map_err(ort_error)?;
+        if let Some(threads) = options.threads {
+            builder = builder.with_intra_threads(threads).map_err(ort_error)?;
+        }
+        let provider = device::register(options.device, &mut builder)?;
+        let session = builder
+            .commit_from_file(path)
+            .map_err(|e| Error::model(path, format!("ONNX Runtime cannot load it: {e}")))?;
+        let card_json = session
+            .metadata()
+            .map_err(ort_error)?
+            .custom(CARD_METADATA_KEY)
+            .ok_or_else(|| {
+                Error::model(
+                    path,
+                    format!("no model card (metadata_props key `{CARD_METADATA_KEY}`)"),
+                )
+            })?;
+        let card =
+            ModelCard::from_json(&card_json).map_err(|e| Error::model(path, e.to_string()))?;
+        let fixed_batch = check_signature(&session, &card).map_err(|r| Error::model(path, r))?;
+        tracing::info!(
+            model = %path.display(),
+            provider = %provider,
+            library = %runtime.library().display(),
+            "opened model"
+        );
+        Ok(Predictor {
+            session: Mutex::new(session),
+            card,
+            path: path.to_path_buf(),
+            provider,
+            fixed_batch,
+            library: runtime.library().to_path_buf(),
+        })
+    }
+
+    /// The model card read from the file.
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    /// Output labels, in the order of [`Prediction::probabilities`].
+    pub fn labels(&self) -> &[String] {
+        &self.card.labels
+    }
+
+    /// Side of the square input image in pixels.
+    pub fn input_size(&self) -> u32 {
+        self.card.input.size
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The execution provider the session runs on.
+    pub fn execution_provider(&self) -> ExecutionProvider {
+        self.provider
+    }
+
+    /// The ONNX Runtime library in use.
+    pub fn ort_library(&self) -> &Path {
+        &self.library
+    }
+
+    /// Preprocesses an encoded image (JPEG, PNG, BMP, WebP) exactly as training does.
+    /// `name` only labels errors.
+    pub fn preprocess_bytes(&self, bytes: &[u8], name: &Path) -> Result<Input, Error> {
+        let start = Instant::now();
+        let mut data = vec![0.0; self.input_len()];
+        preprocess::decode_input_into(bytes, &self.card.input, name, &mut data)?;
+        Ok(Input {
+            data,
+            preprocess: start.elapsed(),
+        })
+    }
+
+    /// Reads and preprocesses an image file.
+    pub fn preprocess_path(&self, path: &Path) -> Result<Input, Error> {
+        let start = Instant::now();
+        let bytes = std::fs::read(path).map_err(|e| hands_models::Error::io(path, e))?;
+        let mut input = self.preprocess_bytes(&bytes, path)?;
+        input.preprocess = start.elapsed();
+        Ok(input)
+    }
+
+    /// Preprocesses an already decoded image (its orientation is taken as it is).
+    pub fn preprocess_image(&self, image: &DynamicImage) -> Result<Input, Error> {
+        let start = Instant::now();
+        let resized = preprocess::resize_image(image, self.card.input.size).map_err(|reason| {
+            hands_models::Error::Image {
+                path: PathBuf::from("<image>"),
+                reason,
+            }
+        })?;
+        let mut data = vec![0.0; self.input_len()];
+        preprocess::normalise_into(
+            &resized,
+            self.card.input.mean,
+            self.card.input.std,
+            &mut data,
+        );
+        Ok(Input {
+            data,
+            preprocess: start.elapsed(),
+        })
+    }
+
+    /// Predicts on one decoded image.
+    pub fn predict_image(&self, image: &DynamicImage) -> Result<Prediction, Error> {
+        let input = self.preprocess_image(image)?;
+        Ok(self.predict_inputs(&[&input])?.remove(0))
+    }
+
+    /// Predicts on decoded images, as one batch.
+    pub fn predict_images(&self, images: &[DynamicImage]) -> Result<Vec<Prediction>, Error> {
+        let inputs = images
+            .par_iter()
+            .map(|image| self.preprocess_image(image))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.predict_inputs(&inputs.iter().collect::<Vec<_>>())
+    }
+
+    /// Predicts on one encoded image held in memory.
+    pub fn predict_bytes(&self, bytes: &[u8]) -> Result<Prediction, Error> {
+        let input = self.preprocess_bytes(bytes, Path::new("<bytes>"))?;
+        Ok(self.predict_inputs(&[&input])?.remove(0))
+    }
+
+    /// Predicts on one image file.
+    pub fn predict_path(&self, path: impl AsRef<Path>) -> Result<Prediction, Error> {
+        let input = self.preprocess_path(path.as_ref())?;
+        Ok(self.predict_inputs(&[&input])?.remove(0))
+    }
+
+    /// Predicts on many image files: decoded in parallel (on the current rayon pool) and run
+    /// in batches of 64. One result per path, in order; a file that cannot be read or
+    /// decoded gets its error and the others are still predicted.
+    pub fn predict_paths<P: AsRef<Path> + Sync>(
+        &self,
+        paths: &[P],
+    ) -> Result<Vec<Result<Prediction, Error>>, Error> {
+        let mut out = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(64) {
+            let inputs: Vec<Result<Input, Error>> = chunk
+                .par_iter()
+                .map(|p| self.preprocess_path(p.as_ref()))
+                .collect();
+            out.extend(self.predict_results(inputs)?);
+        }
+        Ok(out)
+    }
+
+    /// Runs the network on decoded inputs that may contain failures, keeping their order:
+    /// failed inputs pass through, the rest are predicted as one batch.
+    pub fn predict_results(
+        &self,
+        inputs: Vec<Result<Input, Error>>,
+    ) -> Result<Vec<Result<Prediction, Error>>, Error> {
+        let ok: Vec<&Input> = inputs.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let mut predictions = if ok.is_empty() {
+            Vec::new()
+        } else {
+            self.predict_inputs(&ok)?
+        }
+        .into_iter();
+        Ok(inputs
+            .into_iter()
+            .map(|input| input.map(|_| predictions.next().expect("one prediction per input")))
+            .collect())
+    }
+
+    /// Runs the network on preprocessed inputs, as one batch (or several when the model
+    /// has a fixed batch size).
+    pub fn predict_inputs(&self, inputs: &[&Input]) -> Result<Vec<Prediction>, Error> {
+        let step = self.fixed_batch.unwrap_or(inputs.len().max(1));
+        let mut out = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(step) {
+            let start = Instant::now();
+            let probabilities = self.run(chunk)?;
+            let inference = start.elapsed();
+            for (input, probs) in chunk.iter().zip(probabilities) {
+                let index = argmax(&probs);
+                out.push(Prediction {
+                    label: self.card.labels[index].clone(),
+                    index,
+                    probabilities: probs,
+                    timing: Timing {
+                        preprocess: input.preprocess,
+                        inference,
+                        batch: chunk.len(),
+                    },
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn input_len(&self) -> usize {
+        let size = self.card.input.size as usize;
+        3 * size * size
+    }
+
+    /// One session run; returns probabilities per input.
+    fn run(&self, inputs: &[&Input]) -> Result<Vec<Vec<f32>>, Error> {
+        let per_image = self.input_len();
+        let rows = self.fixed_batch.unwrap_or(inputs.len());
+        let mut batch = vec![0f32; rows * per_image];
+        for (slot, input) in batch.chunks_exact_mut(per_image).zip(inputs) {
+            if input.data.len() != per_image {
+                return Err(Error::Usage(format!(
+                    "input has {} values, the model takes {per_image}",
+                    input.data.len()
+                )));
+            }
+            slot.copy_from_slice(&input.data);
+        }
+        let size = self.card.input.size as usize;
+        let tensor =
+            TensorRef::from_array_view(([rows, 3, size, size], &batch[..])).map_err(ort_error)?;
+        let labels = self.card.labels.len();
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let outputs = session
+            .run(ort::inputs![INPUT_NAME => tensor])
+            .map_err(ort_error)?;
+        let output = outputs.get(OUTPUT_NAME).ok_or_else(|| {
+            Error::Inference(format!("the model returned no `{OUTPUT_NAME}` output"))
+        })?;
+        let (shape, values) = output.try_extract_tensor::<f32>().map_err(ort_error)?;
+        if shape.len() != 2 || shape[0] as usize != rows || shape[1] as usize != labels {
+            return Err(Error::Inference(format!(
+                "`{OUTPUT_NAME}` has shape {shape:?}, expected [{rows}, {labels}]"
+            )));
+        }
+        Ok(values
+            .chunks_exact(labels)
+            .take(inputs.len())
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+}
+
+/// Checks the graph against the card: one float input `image` of shape
+/// `[batch, 3, size, size]` (batch dynamic or fixed) and a float output `probabilities` of
+/// shape `[batch, labels]`. Returns the fixed batch size, if any.
+fn check_signature(session: &Session, card: &ModelCard) -> Result<Option<usize>, String> {
+    let size = card.input.size as i64;
+    let [input] = session.inputs() else {
+        return Err(format!(
+            "the model has {} inputs, expected one named `{INPUT_NAME}`",
+            session.inputs().len()
+        ));
+    };
+    if input.name() != INPUT_NAME {
+        return Err(format!(
+            "the model input is named `{}`, expected `{INPUT_NAME}`",
+            input.name()
+        ));
+    }
+    let ValueType::Tensor { ty, shape, .. } = input.dtype() else {
+        return Err(format!("input `{INPUT_NAME}` is not a tensor"));
+    };
+    if *ty != ort::value::TensorElementType::Float32 {
+        return Err(format!(
+            "input `{INPUT_NAME}` holds {ty:?}, expected float32"
+        ));
+    }
+    let dims: Vec<i64> = shape.iter().copied().collect();
+    let expected = format!("[batch, 3, {size}, {size}] as the card says");
+    if dims.len() != 4 || dims[1] != 3 || dims[2] != size || dims[3] != size || dims[0] == 0 {
+        return Err(format!(
+            "input `{INPUT_NAME}` has shape {dims:?}, expected {expected}"
+        ));
+    }
+    let fixed_batch = (dims[0] > 0).then_some(dims[0] as usize);
+    let labels = card.labels.len() as i64;
+    let output = session
+        .outputs()
+        .iter()
+        .find(|o| o.name() == OUTPUT_NAME)
+        .ok_or_else(|| format!("the model has no output named `{OUTPUT_NAME}`"))?;
+    match output.dtype() {
+        ValueType::Tensor { ty, shape, .. }
+            if *ty == ort::value::TensorElementType::Float32
+                && shape.len() == 2
+                && (shape[1] == labels || shape[1] < 0) => {}
+        other => {
+            return Err(format!(
+                "output `{OUTPUT_NAME}` is {other:?}, expected float32 [batch, {labels}] for the card's labels"
+            ))
+        }
+    }
+    Ok(fixed_batch)
+}
+
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_maximum() {
+        assert_eq!(argmax(&[0.2, 0.8]), 1);
+        assert_eq!(argmax(&[0.5, 0.5]), 0);
+        assert_eq!(argmax(&[f32::NAN, 0.1]), 1);
+    }
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn predictor_is_send_and_sync() {
+        assert_send_sync::<Predictor>();
+    }
+}

@@ -1,0 +1,204 @@
+//! The library API on the fixture model: card, preprocessing parity with training, batching,
+//! threads, bad inputs and refused models.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{fixture, have_ort, sample_images, write_zoo};
+use hands_infer::{Device, Error, Options, Predictor};
+use hands_models::preprocess;
+
+fn open() -> Predictor {
+    Predictor::open_with(
+        fixture("tiny.onnx"),
+        &Options {
+            device: Device::Cpu,
+            threads: Some(2),
+            ort_library: None,
+        },
+    )
+    .unwrap()
+}
+
+fn close(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5)
+}
+
+#[test]
+fn opens_the_fixture_and_reads_its_card() {
+    if !have_ort("opens_the_fixture_and_reads_its_card") {
+        return;
+    }
+    let predictor = open();
+    assert_eq!(predictor.labels(), ["female", "male"]);
+    assert_eq!(predictor.input_size(), 32);
+    assert_eq!(
+        predictor.execution_provider(),
+        hands_infer::ExecutionProvider::Cpu
+    );
+    assert!(predictor.ort_library().exists());
+}
+
+#[test]
+fn inference_sees_the_pixels_training_sees() {
+    if !have_ort("inference_sees_the_pixels_training_sees") {
+        return;
+    }
+    let Some(images) = sample_images("inference_sees_the_pixels_training_sees") else {
+        return;
+    };
+    let predictor = open();
+    for path in common::first_images(&images, 5) {
+        // Training's data cache calls load_resized / load_input; inference must agree exactly.
+        let training = preprocess::load_input(&path, &predictor.card().input).unwrap();
+        let inference = predictor.preprocess_path(&path).unwrap();
+        assert_eq!(inference.data(), &training[..], "{}", path.display());
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(
+            predictor.preprocess_bytes(&bytes, &path).unwrap().data(),
+            &training[..]
+        );
+    }
+}
+
+#[test]
+fn every_entry_point_gives_the_same_prediction() {
+    if !have_ort("every_entry_point_gives_the_same_prediction") {
+        return;
+    }
+    let Some(images) = sample_images("every_entry_point_gives_the_same_prediction") else {
+        return;
+    };
+    let predictor = open();
+    let paths = common::first_images(&images, 70);
+    let batched = predictor.predict_paths(&paths).unwrap();
+    assert_eq!(batched.len(), paths.len());
+    for (path, batched) in paths.iter().zip(&batched).take(6) {
+        let batched = batched.as_ref().unwrap();
+        let single = predictor.predict_path(path).unwrap();
+        let bytes = predictor
+            .predict_bytes(&std::fs::read(path).unwrap())
+            .unwrap();
+        let decoded = image::DynamicImage::ImageRgb8(
+            preprocess::load_resized(path, predictor.input_size()).unwrap(),
+        );
+        let from_image = predictor.predict_image(&decoded).unwrap();
+        for other in [&single, &bytes, &from_image] {
+            assert_eq!(other.label, batched.label);
+            assert!(close(&other.probabilities, &batched.probabilities));
+        }
+        let sum: f32 = batched.probabilities.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4);
+        assert_eq!(batched.label, predictor.labels()[batched.index]);
+    }
+    let last = batched.last().unwrap().as_ref().unwrap();
+    assert_eq!(last.timing.batch, 70 - 64);
+}
+
+#[test]
+fn one_predictor_serves_many_threads() {
+    if !have_ort("one_predictor_serves_many_threads") {
+        return;
+    }
+    let Some(images) = sample_images("one_predictor_serves_many_threads") else {
+        return;
+    };
+    let predictor = Arc::new(open());
+    let paths = common::first_images(&images, 8);
+    let expected: Vec<Vec<f32>> = paths
+        .iter()
+        .map(|p| predictor.predict_path(p).unwrap().probabilities)
+        .collect();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let predictor = Arc::clone(&predictor);
+            let paths = paths.clone();
+            std::thread::spawn(move || {
+                paths
+                    .iter()
+                    .map(|p| predictor.predict_path(p).unwrap().probabilities)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for handle in handles {
+        let got = handle.join().unwrap();
+        assert!(got.iter().zip(&expected).all(|(a, b)| close(a, b)));
+    }
+}
+
+#[test]
+fn bad_files_get_their_error_and_the_rest_is_predicted() {
+    if !have_ort("bad_files_get_their_error_and_the_rest_is_predicted") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = write_zoo(dir.path());
+    let predictor = open();
+    let names: Vec<&str> = zoo
+        .good
+        .iter()
+        .copied()
+        .chain(zoo.bad.iter().map(|(n, _)| *n))
+        .collect();
+    let paths: Vec<_> = names.iter().map(|n| dir.path().join(n)).collect();
+    let results = predictor.predict_paths(&paths).unwrap();
+    for (name, result) in names.iter().zip(&results) {
+        match zoo.bad.iter().find(|(n, _)| n == name) {
+            Some((_, reason)) => {
+                let message = result.as_ref().unwrap_err().to_string();
+                assert!(message.contains(name), "{message} names the file");
+                assert!(message.contains(reason), "{name}: {message}");
+            }
+            None => {
+                assert!(result.is_ok(), "{name}: {:?}", result.as_ref().err());
+            }
+        }
+    }
+}
+
+#[test]
+fn models_that_do_not_match_their_card_are_refused() {
+    if !have_ort("models_that_do_not_match_their_card_are_refused") {
+        return;
+    }
+    let refuse = |path: &Path, expected: &str| {
+        let err = Predictor::open(path).unwrap_err();
+        assert!(matches!(err, Error::Model { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains(expected), "{message}");
+        assert!(message.contains(&*path.to_string_lossy()), "{message}");
+    };
+    refuse(&fixture("card-mismatch.onnx"), "[batch, 3, 64, 64]");
+    refuse(&fixture("wrong-input-name.onnx"), "named `input`");
+    refuse(&fixture("no-card.onnx"), "no model card");
+    refuse(&fixture("missing.onnx"), "not found");
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.onnx");
+    std::fs::write(&junk, b"not a protobuf").unwrap();
+    refuse(&junk, "ONNX Runtime cannot load it");
+}
+
+#[test]
+fn cuda_is_refused_or_used_never_silently_replaced() {
+    if !have_ort("cuda_is_refused_or_used_never_silently_replaced") {
+        return;
+    }
+    let options = Options {
+        device: Device::Cuda,
+        ..Options::default()
+    };
+    match Predictor::open_with(fixture("tiny.onnx"), &options) {
+        Ok(p) => assert_eq!(p.execution_provider(), hands_infer::ExecutionProvider::Cuda),
+        Err(e) => assert!(matches!(e, Error::Device(_)), "{e:?}"),
+    }
+    let auto = Predictor::open_with(fixture("tiny.onnx"), &Options::default()).unwrap();
+    if !cfg!(feature = "cuda") {
+        assert_eq!(
+            auto.execution_provider(),
+            hands_infer::ExecutionProvider::Cpu
+        );
+    }
+}
