@@ -1,2 +1,4 @@
 //! (crate filled in by its issue)
 pub mod data;
+pub mod dot;
+pub mod plot;
