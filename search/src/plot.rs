@@ -181,7 +181,20 @@ fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
                     i + 1
                 );
             }
-            Err(e) => bail!("{}:{}: bad record: {e}", path.display(), i + 1),
+            Err(e) => {
+                // serde_json ends its message with the position inside the line; the
+                // position in the file is given in front instead.
+                let message = e.to_string();
+                let message = message
+                    .rfind(" at line ")
+                    .map_or(message.as_str(), |at| &message[..at]);
+                bail!(
+                    "{}:{}:{}: bad record: {message}",
+                    path.display(),
+                    i + 1,
+                    e.column()
+                )
+            }
         }
     }
     Ok(records)
