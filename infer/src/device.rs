@@ -97,7 +97,7 @@ fn register_cuda(builder: &mut SessionBuilder) -> Result<(), Error> {
     }
     cuda.register(builder).map_err(|e| {
         Error::Device(format!(
-            "cannot register the CUDA execution provider: {e} (CUDA 12 and cuDNN 9 libraries must be on the library path)"
+            "cannot register the CUDA execution provider: {e} (CUDA 13 and cuDNN 9 libraries must be on the library path)"
         ))
     })
 }

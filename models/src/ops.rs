@@ -64,7 +64,10 @@ impl Op {
 
     /// The position of this op in [`Op::ALL`].
     pub fn index(self) -> usize {
-        Op::ALL.iter().position(|&op| op == self).expect("op is in ALL")
+        Op::ALL
+            .iter()
+            .position(|&op| op == self)
+            .expect("op is in ALL")
     }
 
     /// Whether the op has learnable weights.

@@ -12,6 +12,8 @@ use anyhow::{Context, Result};
 use hands_models::genotype::Edge;
 use hands_models::Genotype;
 
+use crate::checkpoint::write_atomic;
+
 /// Name of the cell's older input, `c_{k-2}`.
 pub const INPUT_PREV_PREV: &str = "c_{k-2}";
 /// Name of the cell's newer input, `c_{k-1}`.
@@ -95,8 +97,8 @@ pub fn cell_svg(genotype: &Genotype, reduction: bool) -> String {
 }
 
 /// Writes `normal.dot`, `normal.svg`, `reduce.dot` and `reduce.svg` for `genotype` into
-/// `dir` (which must exist), after checking that the genotype is valid. Each file is written to a temporary file and renamed, so a reader
-/// never sees a half-written picture.
+/// `dir` (which must exist), after checking that the genotype is valid. Each file is written
+/// atomically, so a reader never sees a half-written picture.
 pub fn write_cell_pictures(genotype: &Genotype, dir: &Path) -> Result<()> {
     genotype
         .validate()
@@ -108,24 +110,6 @@ pub fn write_cell_pictures(genotype: &Genotype, dir: &Path) -> Result<()> {
         write_atomic(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
     }
     Ok(())
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let result = std::fs::write(&tmp, bytes)
-        .with_context(|| format!("cannot write {}", tmp.display()))
-        .and_then(|()| {
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
-        });
-    if result.is_err() {
-        // Best effort: the target is intact either way.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 // ---- Layout -------------------------------------------------------------------------------

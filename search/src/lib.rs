@@ -1,4 +1,18 @@
-//! (crate filled in by its issue)
+//! hands-search: differentiable architecture search (DARTS, P-DARTS, PC-DARTS) for
+//! hand-gender networks in candle, and training and evaluation of the networks it finds.
+
+pub mod architect;
+pub mod checkpoint;
 pub mod data;
+pub mod derive;
+pub mod device;
 pub mod dot;
+pub mod eval;
+pub mod optim;
+pub mod pdarts;
 pub mod plot;
+pub mod runlog;
+pub mod schedule;
+pub mod search;
+pub mod supernet;
+pub mod train;

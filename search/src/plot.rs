@@ -18,7 +18,7 @@ use plotters::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::dot::write_atomic;
+use crate::checkpoint::write_atomic;
 
 /// Arguments of `hands-search plot`.
 #[derive(Debug, Clone, clap::Args)]

@@ -182,7 +182,7 @@ pub struct FactorizedReduce {
 impl FactorizedReduce {
     /// Halves the resolution, `c_in` to `c_out` (even) channels.
     pub fn new(c_in: usize, c_out: usize, norm: Norm, vb: VarBuilder) -> Result<Self> {
-        if c_out % 2 != 0 {
+        if !c_out.is_multiple_of(2) {
             candle_core::bail!("FactorizedReduce needs an even channel count, got {c_out}");
         }
         Ok(FactorizedReduce {

@@ -1,0 +1,147 @@
+//! Benchmark of one full search step (architecture step + weight step) on random data.
+//!
+//! Prints one JSON line with the median step time in milliseconds and the process's peak
+//! resident memory, in the same form as `../shared/bench/darts_ref.py`, so the two can be
+//! compared side by side (`scripts/bench-search` runs both). One configuration per process,
+//! so that the peak memory belongs to that configuration alone.
+//!
+//! ```text
+//! cargo bench -p hands-search --bench search_step -- --algo darts --size 32 --batch 64 \
+//!     --init-channels 16 --layers 8 --threads 2
+//! ```
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use clap::Parser;
+use hands_models::Op;
+use hands_search::architect::LabelledBatch;
+use hands_search::device::parse_device;
+use hands_search::search::{Algo, SearchArgs, StageRun};
+use hands_search::supernet::{Supernet, SupernetConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+#[derive(Debug, Parser)]
+struct BenchArgs {
+    /// darts, darts2, pcdarts or pdarts (P-DARTS' first stage: 5 cells, 8 ops, skip dropout).
+    #[arg(long, value_enum, default_value_t = Algo::Darts)]
+    algo: Algo,
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 16)]
+    init_channels: usize,
+    #[arg(long, default_value_t = 8)]
+    layers: usize,
+    /// PC-DARTS channel factor (default 4 for pcdarts, 1 otherwise).
+    #[arg(long)]
+    partial_k: Option<usize>,
+    /// CPU threads (rayon and candle's CPU kernels).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// cpu, cuda[:N] or auto (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Measured steps (after two warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Ignored (cargo bench passes it).
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn random_batch(
+    rng: &mut ChaCha8Rng,
+    b: usize,
+    size: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let pixels: Vec<f32> = (0..b * 3 * size * size)
+        .map(|_| rng.random_range(-2.0..2.0))
+        .collect();
+    let labels: Vec<u32> = (0..b).map(|_| rng.random_range(0..2)).collect();
+    Ok((
+        Tensor::from_vec(pixels, (b, 3, size, size), device)?,
+        Tensor::from_vec(labels, b, device)?,
+    ))
+}
+
+fn main() -> Result<()> {
+    let bench = BenchArgs::parse();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(bench.threads)
+        .build_global()?;
+    let pdarts = bench.algo == Algo::Pdarts;
+    let partial_k = bench
+        .partial_k
+        .unwrap_or(if bench.algo == Algo::Pcdarts { 4 } else { 1 });
+    let layers = if pdarts { 5 } else { bench.layers };
+    let config = SupernetConfig {
+        init_channels: bench.init_channels,
+        layers,
+        num_classes: 2,
+        partial_k,
+        edge_norm: bench.algo == Algo::Pcdarts,
+        normal_candidates: vec![Op::ALL.to_vec(); 14],
+        reduce_candidates: vec![Op::ALL.to_vec(); 14],
+    };
+    let device = parse_device(&bench.device)?;
+    let net = Supernet::new(&config, 0, DType::F32, &device)?;
+    let args = SearchArgs::for_benchmark(bench.algo);
+    let mut run = StageRun::new(&net, &args)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let (xt, yt) = random_batch(&mut rng, bench.batch, bench.size, &device)?;
+    let (xv, yv) = random_batch(&mut rng, bench.batch, bench.size, &device)?;
+    let train = LabelledBatch {
+        images: &xt,
+        labels: &yt,
+    };
+    let val = LabelledBatch {
+        images: &xv,
+        labels: &yv,
+    };
+    let skip_dropout = if pdarts { 0.1 } else { 0.0 };
+    let mut times = Vec::with_capacity(bench.steps);
+    for step in 0..bench.steps + 2 {
+        let start = Instant::now();
+        run.step(train, Some(val), 0.025, skip_dropout, &mut rng)?;
+        device.synchronize()?;
+        if step >= 2 {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let params: usize = net.weight_vars().iter().map(|(_, v)| v.elem_count()).sum();
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "hands-search (candle)",
+            "algo": bench.algo,
+            "size": bench.size,
+            "batch": bench.batch,
+            "C": bench.init_channels,
+            "layers": layers,
+            "partial_k": partial_k,
+            "threads": bench.threads,
+            "device": bench.device,
+            "steps": bench.steps,
+            "step_ms_median": (median * 10.0).round() / 10.0,
+            "step_ms_min": (times[0] * 10.0).round() / 10.0,
+            "peak_rss_mb": peak_rss_mb().map(|m| m.round()),
+            "params": params,
+        })
+    );
+    Ok(())
+}

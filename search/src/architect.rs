@@ -1,0 +1,217 @@
+//! Architecture gradients: first order (the gradient of the validation loss at the current
+//! weights) and DARTS' unrolled second order with a finite-difference Hessian-vector product.
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Result, Tensor, Var};
+use candle_nn::loss::cross_entropy;
+
+use crate::supernet::{SkipDropout, Supernet};
+
+/// A labelled batch.
+#[derive(Debug, Clone, Copy)]
+pub struct LabelledBatch<'a> {
+    /// `[B, 3, S, S]` images.
+    pub images: &'a Tensor,
+    /// `[B]` u32 labels.
+    pub labels: &'a Tensor,
+}
+
+/// Loss and number of correct predictions of one forward pass.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    /// Mean cross-entropy, as a differentiable scalar.
+    pub loss: Tensor,
+    /// Correctly classified samples of the batch.
+    pub correct: usize,
+}
+
+/// Forward pass of `net` on `batch` with the mean cross-entropy loss.
+pub fn evaluate(
+    net: &Supernet,
+    batch: LabelledBatch<'_>,
+    drop_skip: Option<SkipDropout<'_>>,
+) -> Result<Evaluated> {
+    let logits = net.forward(batch.images, drop_skip)?;
+    let loss = cross_entropy(&logits, batch.labels)?;
+    let correct = logits
+        .argmax(1)?
+        .eq(batch.labels)?
+        .to_dtype(DType::U32)?
+        .sum_all()?
+        .to_scalar::<u32>()? as usize;
+    Ok(Evaluated { loss, correct })
+}
+
+/// The scalar value of a loss, refusing NaN and infinity.
+pub fn finite_loss(loss: &Tensor, what: &str) -> Result<f64> {
+    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    if !value.is_finite() {
+        candle_core::bail!("non-finite loss ({value}) in the {what}");
+    }
+    Ok(value)
+}
+
+/// Settings of the unrolled (second-order) architecture step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Unrolling {
+    /// Virtual step size xi (DARTS uses the current weight learning rate).
+    pub xi: f64,
+    /// Momentum of the weight optimiser.
+    pub momentum: f64,
+    /// Weight decay of the weight optimiser.
+    pub weight_decay: f64,
+    /// Finite-difference radius factor: R = r_scale / ||grad_w' L_val(w')|| (DARTS: 0.01).
+    pub r_scale: f64,
+}
+
+/// Result of an architecture gradient computation.
+#[derive(Debug)]
+pub struct ArchGradient {
+    /// Gradients of the architecture variables (in [`Supernet::arch_vars`] order).
+    pub grads: GradStore,
+    /// Validation loss at the weights the gradient was taken at.
+    pub val_loss: f64,
+    /// Correct validation predictions.
+    pub val_correct: usize,
+}
+
+/// First-order DARTS: grad_alpha L_val(w, alpha).
+pub fn first_order(net: &Supernet, val: LabelledBatch<'_>) -> Result<ArchGradient> {
+    let eval = evaluate(net, val, None)?;
+    let val_loss = finite_loss(&eval.loss, "architecture step")?;
+    Ok(ArchGradient {
+        grads: eval.loss.backward()?,
+        val_loss,
+        val_correct: eval.correct,
+    })
+}
+
+/// Unrolled second-order DARTS:
+///
+/// ```text
+/// w'  = w - xi (momentum * buf + grad_w L_train(w) + wd w)
+/// d   = grad_alpha L_val(w') - xi [grad_alpha L_train(w+) - grad_alpha L_train(w-)] / 2R
+/// w+- = w +- R grad_w' L_val(w'),   R = r_scale / ||grad_w' L_val(w')||
+/// ```
+///
+/// `buffers[i]` is the momentum buffer of `weights[i]` (None before the first step). The
+/// weights are restored before returning.
+pub fn second_order(
+    net: &Supernet,
+    weights: &[Var],
+    buffers: &[Option<Tensor>],
+    train: LabelledBatch<'_>,
+    val: LabelledBatch<'_>,
+    unrolling: Unrolling,
+) -> Result<ArchGradient> {
+    let original: Vec<Tensor> = weights
+        .iter()
+        .map(|w| w.as_tensor().copy())
+        .collect::<Result<_>>()?;
+    let result = unrolled_gradient(net, weights, &original, buffers, train, val, unrolling);
+    // Restore the weights whatever happened.
+    for (w, o) in weights.iter().zip(&original) {
+        w.set(o)?;
+    }
+    result
+}
+
+fn set_all(weights: &[Var], values: impl Iterator<Item = Result<Tensor>>) -> Result<()> {
+    for (w, v) in weights.iter().zip(values) {
+        w.set(&v?)?;
+    }
+    Ok(())
+}
+
+fn unrolled_gradient(
+    net: &Supernet,
+    weights: &[Var],
+    original: &[Tensor],
+    buffers: &[Option<Tensor>],
+    train: LabelledBatch<'_>,
+    val: LabelledBatch<'_>,
+    u: Unrolling,
+) -> Result<ArchGradient> {
+    // w' = w - xi (momentum * buf + grad + wd * w)
+    let train_loss = evaluate(net, train, None)?.loss;
+    finite_loss(&train_loss, "unrolled step")?;
+    let grads = train_loss.backward()?;
+    set_all(
+        weights,
+        weights
+            .iter()
+            .zip(original)
+            .zip(buffers)
+            .map(|((w, o), buf)| {
+                let mut d = match grads.get(w.as_tensor()) {
+                    Some(g) => (g + (o * u.weight_decay)?)?,
+                    None => (o * u.weight_decay)?,
+                };
+                if let Some(buf) = buf {
+                    d = (d + (buf * u.momentum)?)?;
+                }
+                o - (d * u.xi)?
+            }),
+    )?;
+
+    // grad_alpha and grad_w' of L_val(w')
+    let eval = evaluate(net, val, None)?;
+    let val_loss = finite_loss(&eval.loss, "architecture step")?;
+    let mut val_grads = eval.loss.backward()?;
+    let dw: Vec<Option<Tensor>> = weights
+        .iter()
+        .map(|w| val_grads.get(w.as_tensor()).cloned())
+        .collect();
+    let norm_sq: f64 = dw
+        .iter()
+        .flatten()
+        .map(|g| g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>())
+        .sum::<Result<f64>>()?;
+    let norm = norm_sq.sqrt();
+    if !norm.is_finite() {
+        candle_core::bail!("non-finite validation gradient in the architecture step");
+    }
+    let arch = net.arch_vars();
+    if norm == 0.0 {
+        return Ok(ArchGradient {
+            grads: val_grads,
+            val_loss,
+            val_correct: eval.correct,
+        });
+    }
+    let r = u.r_scale / norm;
+
+    // grad_alpha L_train(w +- R dw)
+    let arch_grad_at = |sign: f64| -> Result<Vec<Option<Tensor>>> {
+        set_all(
+            weights,
+            original.iter().zip(&dw).map(|(o, g)| match g {
+                Some(g) => o + (g * (sign * r))?,
+                None => Ok(o.clone()),
+            }),
+        )?;
+        let loss = evaluate(net, train, None)?.loss;
+        finite_loss(&loss, "Hessian-vector product")?;
+        let g = loss.backward()?;
+        Ok(arch
+            .iter()
+            .map(|(_, a)| g.get(a.as_tensor()).cloned())
+            .collect())
+    };
+    let plus = arch_grad_at(1.0)?;
+    let minus = arch_grad_at(-1.0)?;
+    for ((_, a), (p, m)) in arch.iter().zip(plus.into_iter().zip(minus)) {
+        let (Some(p), Some(m)) = (p, m) else { continue };
+        let implicit = ((p - m)? * (u.xi / (2.0 * r)))?;
+        let total = match val_grads.get(a.as_tensor()) {
+            Some(g) => (g - implicit)?,
+            None => implicit.neg()?,
+        };
+        val_grads.insert(a.as_tensor(), total);
+    }
+    Ok(ArchGradient {
+        grads: val_grads,
+        val_loss,
+        val_correct: eval.correct,
+    })
+}

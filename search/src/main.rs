@@ -1,0 +1,47 @@
+//! `hands-search`: architecture search, training and evaluation on hand photographs.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use hands_search::eval::{run_eval, EvalArgs};
+use hands_search::plot::{run_plot, PlotArgs};
+use hands_search::search::{run_search, SearchArgs};
+use hands_search::train::{run_train, TrainArgs};
+
+/// Differentiable architecture search for hand-gender networks.
+#[derive(Debug, Parser)]
+#[command(name = "hands-search", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Worker threads for the CPU kernels (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Search a cell architecture (DARTS, DARTS second order, PC-DARTS, P-DARTS).
+    Search(SearchArgs),
+    /// Train the network of a genotype from scratch; writes model.safetensors with its card.
+    Train(TrainArgs),
+    /// Measure a trained model on the test subjects of its run (or on any data).
+    Eval(EvalArgs),
+    /// Plot a run's logs: alphas.svg, alphas_edges.svg, search_curves.svg, train_curves.svg.
+    Plot(PlotArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()?;
+    }
+    match &cli.command {
+        Command::Search(args) => run_search(args),
+        Command::Train(args) => run_train(args),
+        Command::Eval(args) => run_eval(args),
+        Command::Plot(args) => run_plot(args),
+    }
+}

@@ -1,0 +1,696 @@
+//! The `search` subcommand: bilevel architecture search (DARTS first and second order,
+//! PC-DARTS, P-DARTS) on a hand dataset, with per-epoch genotypes, JSON-lines metrics and
+//! atomic, resumable checkpoints.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Tensor};
+use clap::{Args, ValueEnum};
+use hands_models::{Genotype, Op};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::architect::{self, LabelledBatch, Unrolling};
+use crate::checkpoint;
+use crate::data::{AspectFilter, Augment, Dataset, Fractions, ImageCache, Loader, Split};
+use crate::derive::derive_genotype;
+use crate::device::parse_device;
+use crate::optim::{clip_grad_norm, Adam, AdamConfig, Sgd, SgdConfig};
+use crate::pdarts::{limit_skips, prune_candidates, skip_dropout_rate, StagePlan};
+use crate::runlog::{progress_bar, RunLog};
+use crate::schedule::cosine_lr;
+use crate::supernet::{SkipDropout, Supernet, SupernetConfig, EDGES};
+
+/// The search algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algo {
+    /// DARTS, first order: one weight step per architecture step.
+    Darts,
+    /// DARTS, unrolled second order with a finite-difference Hessian-vector product.
+    Darts2,
+    /// PC-DARTS: partial channels, edge normalisation, architecture warm-up.
+    Pcdarts,
+    /// P-DARTS: stages of growing depth with candidate pruning and skip-connect control.
+    Pdarts,
+}
+
+/// Arguments of `hands-search search`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct SearchArgs {
+    /// Dataset folder: 11K Hands (HandInfo.csv + images) or one sub-folder per class.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Search algorithm.
+    #[arg(long, value_enum, default_value_t = Algo::Darts)]
+    pub algo: Algo,
+    /// Side of the square search images.
+    #[arg(long, default_value_t = 64)]
+    pub size: u32,
+    /// Batch size of both the weight and the architecture steps.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Epochs (per stage for P-DARTS).
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    /// Channels of the first cell.
+    #[arg(long, default_value_t = 16)]
+    pub init_channels: usize,
+    /// Cells of the supernet (P-DARTS: see --stages).
+    #[arg(long, default_value_t = 8)]
+    pub layers: usize,
+    /// Random seed (split, initialisation, batches, augmentation).
+    #[arg(long, default_value_t = 2)]
+    pub seed: u64,
+    /// Run folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Which hand aspects to use.
+    #[arg(long, value_enum, default_value_t = AspectFilter::All)]
+    pub aspect: AspectFilter,
+    /// Weight learning rate (cosine annealed).
+    #[arg(long, default_value_t = 0.025)]
+    pub lr: f64,
+    /// Final weight learning rate.
+    #[arg(long, default_value_t = 0.001)]
+    pub lr_min: f64,
+    /// Weight momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Weight decay of the weights.
+    #[arg(long, default_value_t = 3e-4)]
+    pub weight_decay: f64,
+    /// Gradient-norm clip of the weights.
+    #[arg(long, default_value_t = 5.0)]
+    pub grad_clip: f64,
+    /// Architecture learning rate (default 3e-4, 6e-4 for pcdarts).
+    #[arg(long)]
+    pub arch_lr: Option<f64>,
+    /// Architecture weight decay.
+    #[arg(long, default_value_t = 1e-3)]
+    pub arch_weight_decay: f64,
+    /// PC-DARTS channel sampling factor K (default 4 for pcdarts, 1 otherwise).
+    #[arg(long)]
+    pub partial_k: Option<usize>,
+    /// Epochs with frozen architecture at the start (default 15 for pcdarts, else 0;
+    /// P-DARTS uses --stage-warmup).
+    #[arg(long)]
+    pub arch_warmup_epochs: Option<usize>,
+    /// P-DARTS: cells per stage.
+    #[arg(long, value_delimiter = ',', default_value = "5,11,17")]
+    pub stages: Vec<usize>,
+    /// P-DARTS: candidate operations per edge in each stage.
+    #[arg(long, value_delimiter = ',', default_value = "8,5,3")]
+    pub stage_ops: Vec<usize>,
+    /// P-DARTS: skip-connect dropout rate per stage.
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.4,0.7")]
+    pub skip_dropout: Vec<f64>,
+    /// P-DARTS: weight-only warm-up epochs of each stage.
+    #[arg(long, default_value_t = 10)]
+    pub stage_warmup: usize,
+    /// P-DARTS: most skip connections in the final normal cell.
+    #[arg(long, default_value_t = 2)]
+    pub max_skip: usize,
+    /// Compute device: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl SearchArgs {
+    fn arch_lr(&self) -> f64 {
+        self.arch_lr.unwrap_or(match self.algo {
+            Algo::Pcdarts => 6e-4,
+            _ => 3e-4,
+        })
+    }
+
+    fn partial_k(&self) -> usize {
+        self.partial_k.unwrap_or(match self.algo {
+            Algo::Pcdarts => 4,
+            _ => 1,
+        })
+    }
+
+    fn arch_warmup(&self) -> usize {
+        self.arch_warmup_epochs.unwrap_or(match self.algo {
+            Algo::Pcdarts => 15.min(self.epochs.saturating_sub(1)),
+            Algo::Pdarts => self.stage_warmup,
+            _ => 0,
+        })
+    }
+
+    /// The stages of the run: one for DARTS and PC-DARTS.
+    pub fn plan(&self) -> Result<Vec<StagePlan>> {
+        if self.algo != Algo::Pdarts {
+            return Ok(vec![StagePlan {
+                layers: self.layers,
+                ops: Op::ALL.len(),
+                skip_dropout: 0.0,
+                epochs: self.epochs,
+                warmup: self.arch_warmup(),
+            }]);
+        }
+        let n = self.stages.len();
+        if n == 0 || self.stage_ops.len() != n || self.skip_dropout.len() != n {
+            bail!(
+                "--stages, --stage-ops and --skip-dropout need the same number of entries \
+                 (got {}, {}, {})",
+                n,
+                self.stage_ops.len(),
+                self.skip_dropout.len()
+            );
+        }
+        if self.stage_ops[0] > Op::ALL.len() || self.stage_ops.windows(2).any(|w| w[1] > w[0]) {
+            bail!("--stage-ops must not grow and start at most at 8");
+        }
+        Ok((0..n)
+            .map(|s| StagePlan {
+                layers: self.stages[s],
+                ops: self.stage_ops[s],
+                skip_dropout: self.skip_dropout[s],
+                epochs: self.epochs,
+                warmup: self.arch_warmup(),
+            })
+            .collect())
+    }
+
+    fn second_order(&self) -> bool {
+        self.algo == Algo::Darts2
+    }
+
+    /// The paper's search settings for `algo`, with no data (used by the step benchmark).
+    pub fn for_benchmark(algo: Algo) -> SearchArgs {
+        SearchArgs::parse_from(["search", "--data", "", "--algo", algo.as_arg()])
+    }
+}
+
+impl Algo {
+    /// The command-line spelling.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            Algo::Darts => "darts",
+            Algo::Darts2 => "darts2",
+            Algo::Pcdarts => "pcdarts",
+            Algo::Pdarts => "pdarts",
+        }
+    }
+}
+
+/// Parses [`SearchArgs`] alone, as the `search` subcommand would.
+#[derive(Debug, clap::Parser)]
+struct SearchOnly {
+    #[command(flatten)]
+    args: SearchArgs,
+}
+
+impl SearchArgs {
+    fn parse_from<I: IntoIterator<Item = &'static str>>(argv: I) -> SearchArgs {
+        <SearchOnly as clap::Parser>::parse_from(argv).args
+    }
+}
+
+/// What a checkpoint records besides tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SearchState {
+    args: SearchArgs,
+    /// Stage being run.
+    stage: usize,
+    /// Next epoch of that stage to run.
+    epoch: usize,
+    /// Epochs finished over all stages (the `epoch` field of the log).
+    global_epoch: usize,
+    /// Candidate operations of each edge in the current stage.
+    normal_candidates: Vec<Vec<Op>>,
+    reduce_candidates: Vec<Vec<Op>>,
+    rng: ChaCha8Rng,
+    genotype: Option<Genotype>,
+}
+
+/// Metrics of one search epoch.
+#[derive(Debug, Serialize)]
+struct EpochStats {
+    lr: f64,
+    arch_active: bool,
+    skip_dropout: f64,
+    train_loss: f64,
+    train_acc: f64,
+    val_loss: Option<f64>,
+    val_acc: Option<f64>,
+    seconds: f64,
+}
+
+/// One line of `search.jsonl`.
+#[derive(Debug, Serialize)]
+struct EpochRecord<'a> {
+    epoch: usize,
+    stage: usize,
+    stage_epoch: usize,
+    layers: usize,
+    #[serde(flatten)]
+    stats: EpochStats,
+    alphas_normal: Vec<Vec<f64>>,
+    alphas_reduce: Vec<Vec<f64>>,
+    betas_normal: Option<Vec<f64>>,
+    betas_reduce: Option<Vec<f64>>,
+    candidates_normal: &'a [Vec<Op>],
+    candidates_reduce: &'a [Vec<Op>],
+    genotype: &'a Genotype,
+}
+
+/// Runs `hands-search search`.
+pub fn run_search(args: &SearchArgs) -> Result<()> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/search-{}", args.algo.as_arg())));
+    let checkpoint_path = out.join("checkpoint.safetensors");
+    let device = parse_device(&args.device)?;
+
+    let (args, mut state, tensors) = if args.resume {
+        let (tensors, state) = checkpoint::load(&checkpoint_path, &device)
+            .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
+        let state: SearchState = serde_json::from_value(state)
+            .with_context(|| format!("{}: bad search state", checkpoint_path.display()))?;
+        eprintln!(
+            "resuming {} at stage {} epoch {} (settings from the checkpoint)",
+            out.display(),
+            state.stage,
+            state.epoch
+        );
+        (state.args.clone(), state, Some(tensors))
+    } else {
+        if checkpoint_path.exists() {
+            bail!(
+                "{} already holds a search checkpoint: pass --resume to continue it, or choose \
+                 another --out",
+                out.display()
+            );
+        }
+        let state = SearchState {
+            args: args.clone(),
+            stage: 0,
+            epoch: 0,
+            global_epoch: 0,
+            normal_candidates: SupernetConfig::full_candidates(),
+            reduce_candidates: SupernetConfig::full_candidates(),
+            rng: ChaCha8Rng::seed_from_u64(args.seed),
+            genotype: None,
+        };
+        (args.clone(), state, None)
+    };
+    let plan = args.plan()?;
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+
+    let dataset = Dataset::load(&args.data, &args.aspect)?;
+    let split = Split::new(&dataset, Fractions::default(), args.seed)?;
+    split.save(&out.join("split.json"))?;
+    let (w_half, alpha_half) = split.train.halves(&dataset, args.seed)?;
+    let (w_idx, a_idx) = (w_half.indices(&dataset), alpha_half.indices(&dataset));
+    eprintln!(
+        "{}: {} images of {} subjects; searching on {} training subjects ({} / {} images for \
+         weights / architecture)",
+        args.data.display(),
+        dataset.len(),
+        dataset.subjects().len(),
+        split.train.subjects.len(),
+        w_idx.len(),
+        a_idx.len()
+    );
+    let cache = ImageCache::build(&dataset, args.size)?;
+    let stats = cache.stats(&split.train.indices(&dataset))?;
+    let loader = Loader::new(&cache, stats, args.batch, &device)
+        .augment(Augment::standard(args.size))
+        .shuffle(true)
+        .drop_last(w_idx.len().min(a_idx.len()) >= args.batch);
+    std::fs::write(
+        out.join("config.json"),
+        serde_json::to_string_pretty(&args)? + "\n",
+    )?;
+
+    let mut log = RunLog::open(
+        &out.join("search.jsonl"),
+        args.resume.then_some(state.global_epoch),
+    )?;
+    let mut tensors = tensors;
+    while state.stage < plan.len() {
+        let stage = &plan[state.stage];
+        let config = SupernetConfig {
+            init_channels: args.init_channels,
+            layers: stage.layers,
+            num_classes: dataset.labels().len(),
+            partial_k: args.partial_k(),
+            edge_norm: args.algo == Algo::Pcdarts,
+            normal_candidates: state.normal_candidates.clone(),
+            reduce_candidates: state.reduce_candidates.clone(),
+        };
+        let net = Supernet::new(&config, args.seed + state.stage as u64, DType::F32, &device)?;
+        let mut stage_run = StageRun::new(&net, &args)?;
+        if let Some(t) = tensors.take().filter(|_| state.epoch > 0) {
+            stage_run.restore(&t).with_context(|| {
+                format!("{}: does not fit this search", checkpoint_path.display())
+            })?;
+        }
+        while state.epoch < stage.epochs {
+            let stats = stage_run.epoch(&loader, &w_idx, &a_idx, stage, &mut state)?;
+            let genotype = stage_run.genotype(&args, state.stage + 1 == plan.len())?;
+            checkpoint::write_atomic(
+                &out.join("genotype.json"),
+                (genotype.to_json() + "\n").as_bytes(),
+            )?;
+            crate::dot::write_cell_pictures(&genotype, &out)?;
+            let ArchValues {
+                alphas_normal,
+                alphas_reduce,
+                betas_normal,
+                betas_reduce,
+            } = stage_run.arch_values()?;
+            log.write(&EpochRecord {
+                epoch: state.global_epoch,
+                stage: state.stage,
+                stage_epoch: state.epoch,
+                layers: stage.layers,
+                genotype: &genotype,
+                alphas_normal,
+                alphas_reduce,
+                betas_normal,
+                betas_reduce,
+                candidates_normal: &state.normal_candidates,
+                candidates_reduce: &state.reduce_candidates,
+                stats,
+            })?;
+            state.epoch += 1;
+            state.global_epoch += 1;
+            state.genotype = Some(genotype);
+            if state.epoch == stage.epochs && state.stage + 1 < plan.len() {
+                // Prune for the next stage, which starts from fresh weights.
+                let next_ops = plan[state.stage + 1].ops;
+                let (normal, reduce) = stage_run.op_weights()?;
+                state.normal_candidates =
+                    prune_candidates(&normal, &state.normal_candidates, next_ops);
+                state.reduce_candidates =
+                    prune_candidates(&reduce, &state.reduce_candidates, next_ops);
+                state.stage += 1;
+                state.epoch = 0;
+                checkpoint::save(&checkpoint_path, &[], &state)?;
+                break;
+            }
+            checkpoint::save(&checkpoint_path, &stage_run.tensors()?, &state)?;
+        }
+        if state.stage + 1 >= plan.len() && state.epoch >= stage.epochs {
+            break;
+        }
+    }
+    let genotype = state.genotype.context("the search ran no epoch")?;
+    eprintln!("genotype: {genotype}");
+    eprintln!("written: {}", out.join("genotype.json").display());
+    Ok(())
+}
+
+/// Per edge (rows), per candidate op (columns) of one cell type: a weight.
+type PerEdge = Vec<Vec<f64>>;
+
+/// Softmaxed architecture parameters of both cell types, for the log.
+struct ArchValues {
+    alphas_normal: PerEdge,
+    alphas_reduce: PerEdge,
+    betas_normal: Option<Vec<f64>>,
+    betas_reduce: Option<Vec<f64>>,
+}
+
+/// What one search step measured: the architecture step's validation loss and correct
+/// count (when it ran), and the weight step's training loss and correct count.
+#[derive(Debug, Clone, Copy)]
+pub struct StepOutcome {
+    /// `(val_loss, val_correct)` of the architecture step.
+    pub arch: Option<(f64, usize)>,
+    /// `(train_loss, train_correct)` of the weight step.
+    pub weights: (f64, usize),
+}
+
+/// The supernet of one stage with its optimisers: runs search steps.
+pub struct StageRun<'a> {
+    net: &'a Supernet,
+    weight_vars: Vec<candle_core::Var>,
+    sgd: Sgd,
+    adam: Adam,
+    second_order: bool,
+    grad_clip: f64,
+}
+
+impl<'a> StageRun<'a> {
+    /// Optimisers for `net` with the settings of `args`.
+    pub fn new(net: &'a Supernet, args: &SearchArgs) -> Result<Self> {
+        let weight_vars: Vec<_> = net.weight_vars().into_iter().map(|(_, v)| v).collect();
+        let sgd = Sgd::new(
+            weight_vars.clone(),
+            SgdConfig {
+                lr: args.lr,
+                momentum: args.momentum,
+                weight_decay: args.weight_decay,
+            },
+        )?;
+        let adam = Adam::new(
+            net.arch_vars().into_iter().map(|(_, v)| v).collect(),
+            AdamConfig {
+                lr: args.arch_lr(),
+                betas: (0.5, 0.999),
+                eps: 1e-8,
+                weight_decay: args.arch_weight_decay,
+            },
+        )?;
+        Ok(StageRun {
+            net,
+            weight_vars,
+            sgd,
+            adam,
+            second_order: args.second_order(),
+            grad_clip: args.grad_clip,
+        })
+    }
+
+    /// Everything a checkpoint must hold to continue this stage exactly.
+    fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut tensors: Vec<(String, Tensor)> = self
+            .net
+            .all_weight_vars()
+            .into_iter()
+            .chain(self.net.arch_vars())
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
+        tensors.extend(self.sgd.state());
+        tensors.extend(self.adam.state()?);
+        Ok(tensors)
+    }
+
+    fn restore(&mut self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        for (name, var) in self
+            .net
+            .all_weight_vars()
+            .into_iter()
+            .chain(self.net.arch_vars())
+        {
+            let t = tensors
+                .get(&name)
+                .with_context(|| format!("missing tensor `{name}`"))?;
+            if t.dims() != var.dims() {
+                bail!(
+                    "tensor `{name}` has shape {:?}, expected {:?}",
+                    t.dims(),
+                    var.dims()
+                );
+            }
+            var.set(t)?;
+        }
+        self.sgd.load_state(tensors)?;
+        self.adam.load_state(tensors)?;
+        Ok(())
+    }
+
+    fn epoch(
+        &mut self,
+        loader: &Loader<'_>,
+        w_idx: &[usize],
+        a_idx: &[usize],
+        stage: &StagePlan,
+        state: &mut SearchState,
+    ) -> Result<EpochStats> {
+        let start = Instant::now();
+        let lr = cosine_lr(state.epoch, stage.epochs, state.args.lr, state.args.lr_min);
+        let arch_active = state.epoch >= stage.warmup;
+        let drop_rate = skip_dropout_rate(stage, state.epoch);
+        let w_epoch = loader.epoch(w_idx, &mut state.rng);
+        let a_epoch = loader.epoch(a_idx, &mut state.rng);
+        let steps = w_epoch.num_batches().min(a_epoch.num_batches());
+        let bar = progress_bar(
+            steps as u64,
+            &format!("stage {} epoch {}", state.stage, state.epoch),
+        );
+        let (mut train_loss, mut train_correct, mut train_seen) = (0.0, 0usize, 0usize);
+        let (mut val_loss, mut val_correct, mut val_seen) = (0.0, 0usize, 0usize);
+        for step in 0..steps {
+            let w_batch = w_epoch.batch(step)?;
+            let train = LabelledBatch {
+                images: &w_batch.images,
+                labels: &w_batch.labels,
+            };
+            let a_batch = if arch_active {
+                Some(a_epoch.batch(step)?)
+            } else {
+                None
+            };
+            let val = a_batch.as_ref().map(|b| LabelledBatch {
+                images: &b.images,
+                labels: &b.labels,
+            });
+            let outcome = self
+                .step(train, val, lr, drop_rate, &mut state.rng)
+                .with_context(|| {
+                    format!("step {step} of stage {} epoch {}", state.stage, state.epoch)
+                })?;
+            if let (Some(arch), Some(b)) = (&outcome.arch, &a_batch) {
+                val_loss += arch.0 * b.indices.len() as f64;
+                val_correct += arch.1;
+                val_seen += b.indices.len();
+            }
+            let (loss, correct) = outcome.weights;
+            let n = w_batch.indices.len();
+            train_loss += loss * n as f64;
+            train_correct += correct;
+            train_seen += n;
+            bar.inc(1);
+            bar.set_message(format!("loss {:.3}", train_loss / train_seen as f64));
+        }
+        bar.finish_and_clear();
+        let ratio = |a: f64, n: usize| (n > 0).then(|| a / n as f64);
+        Ok(EpochStats {
+            lr,
+            arch_active,
+            skip_dropout: drop_rate,
+            train_loss: ratio(train_loss, train_seen).unwrap_or(f64::NAN),
+            train_acc: ratio(train_correct as f64, train_seen).unwrap_or(f64::NAN),
+            val_loss: ratio(val_loss, val_seen),
+            val_acc: ratio(val_correct as f64, val_seen),
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// One search step: an architecture step on `val` (when given), then a weight step on
+    /// `train` at learning rate `lr`.
+    pub fn step(
+        &mut self,
+        train: LabelledBatch<'_>,
+        val: Option<LabelledBatch<'_>>,
+        lr: f64,
+        skip_dropout: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<StepOutcome> {
+        self.sgd.set_lr(lr);
+        let arch = match val {
+            Some(val) => {
+                let arch = if self.second_order {
+                    let buffers: Vec<Option<Tensor>> = (0..self.weight_vars.len())
+                        .map(|i| self.sgd.momentum_buffer(i).cloned())
+                        .collect();
+                    let config = self.sgd.config();
+                    let unrolling = Unrolling {
+                        xi: lr,
+                        momentum: config.momentum,
+                        weight_decay: config.weight_decay,
+                        r_scale: 0.01,
+                    };
+                    architect::second_order(
+                        self.net,
+                        &self.weight_vars,
+                        &buffers,
+                        train,
+                        val,
+                        unrolling,
+                    )?
+                } else {
+                    architect::first_order(self.net, val)?
+                };
+                self.adam.step(&arch.grads)?;
+                Some((arch.val_loss, arch.val_correct))
+            }
+            None => None,
+        };
+        let dropout = SkipDropout {
+            prob: skip_dropout,
+            rng,
+        };
+        let eval = architect::evaluate(self.net, train, Some(dropout))?;
+        let loss = architect::finite_loss(&eval.loss, "weight step")?;
+        let mut grads = eval.loss.backward()?;
+        clip_grad_norm(&self.weight_vars, &mut grads, self.grad_clip)?;
+        self.sgd.step(&grads)?;
+        Ok(StepOutcome {
+            arch,
+            weights: (loss, eval.correct),
+        })
+    }
+
+    /// Per-edge candidate weights used for deriving and pruning: softmax(alpha), times the
+    /// edge's softmaxed beta with edge normalisation.
+    fn op_weights(&self) -> Result<(PerEdge, PerEdge)> {
+        let cell = |arch: &crate::supernet::CellArch| -> Result<PerEdge> {
+            let mut w = arch.op_weights()?;
+            if let Some(b) = arch.edge_weights()? {
+                w = w.broadcast_mul(&b.reshape((EDGES, 1))?)?;
+            }
+            Ok(w.to_dtype(DType::F64)?.to_vec2::<f64>()?)
+        };
+        Ok((cell(&self.net.normal)?, cell(&self.net.reduce)?))
+    }
+
+    fn arch_values(&self) -> Result<ArchValues> {
+        let soft = |arch: &crate::supernet::CellArch| -> Result<PerEdge> {
+            Ok(arch.op_weights()?.to_dtype(DType::F64)?.to_vec2()?)
+        };
+        let betas = |arch: &crate::supernet::CellArch| -> Result<Option<Vec<f64>>> {
+            Ok(match arch.edge_weights()? {
+                Some(b) => Some(b.to_dtype(DType::F64)?.to_vec1()?),
+                None => None,
+            })
+        };
+        Ok(ArchValues {
+            alphas_normal: soft(&self.net.normal)?,
+            alphas_reduce: soft(&self.net.reduce)?,
+            betas_normal: betas(&self.net.normal)?,
+            betas_reduce: betas(&self.net.reduce)?,
+        })
+    }
+
+    fn genotype(&self, args: &SearchArgs, final_stage: bool) -> Result<Genotype> {
+        let (normal, reduce) = self.op_weights()?;
+        let config = self.net.config();
+        let genotype = if args.algo == Algo::Pdarts && final_stage {
+            limit_skips(
+                &normal,
+                &config.normal_candidates,
+                &reduce,
+                &config.reduce_candidates,
+                args.max_skip,
+            )
+        } else {
+            derive_genotype(
+                &normal,
+                &config.normal_candidates,
+                &reduce,
+                &config.reduce_candidates,
+            )
+        };
+        genotype.validate()?;
+        Ok(genotype)
+    }
+}
+
+/// The run folder's genotype file.
+pub fn genotype_path(run: &Path) -> PathBuf {
+    run.join("genotype.json")
+}

@@ -1,0 +1,629 @@
+//! The search supernet: every cell edge is a mixture of candidate operations weighted by
+//! softmax(alpha) (DARTS), optionally over a sampled 1/K of the channels with edge
+//! normalisation betas (PC-DARTS), and over per-edge pruned candidate sets (P-DARTS).
+
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_nn::ops::softmax;
+use candle_nn::{Init, VarBuilder, VarMap};
+use hands_models::nn::functional::global_avg_pool;
+use hands_models::nn::layers::{BatchNorm2d, Norm, Operation, ReluConvBn};
+use hands_models::nn::network::{reduction_layers, Preprocess};
+use hands_models::Op;
+use rand::Rng;
+
+/// Edges of a search cell: node `i` (0..4) reads all `2 + i` earlier states.
+pub const EDGES: usize = 14;
+/// Intermediate nodes of a search cell.
+pub const NODES: usize = 4;
+
+/// The edges entering node `node`, as a range of edge indices: `[0:2]`, `[2:5]`, `[5:9]`,
+/// `[9:14]`.
+pub fn node_edges(node: usize) -> std::ops::Range<usize> {
+    let start: usize = (0..node).map(|n| n + 2).sum();
+    start..start + node + 2
+}
+
+/// Shape and variant of a supernet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupernetConfig {
+    /// Channels of the first cell (C).
+    pub init_channels: usize,
+    /// Number of cells.
+    pub layers: usize,
+    /// Number of classes.
+    pub num_classes: usize,
+    /// PC-DARTS partial channel factor K (1 = all channels, plain DARTS).
+    pub partial_k: usize,
+    /// PC-DARTS edge normalisation (betas).
+    pub edge_norm: bool,
+    /// Candidate operations of each edge of the normal cell (P-DARTS prunes them).
+    pub normal_candidates: Vec<Vec<Op>>,
+    /// Candidate operations of each edge of the reduction cell.
+    pub reduce_candidates: Vec<Vec<Op>>,
+}
+
+impl SupernetConfig {
+    /// All eight primitives on every edge.
+    pub fn full_candidates() -> Vec<Vec<Op>> {
+        vec![Op::ALL.to_vec(); EDGES]
+    }
+
+    /// Candidates of one cell type.
+    pub fn candidates(&self, reduction: bool) -> &[Vec<Op>] {
+        if reduction {
+            &self.reduce_candidates
+        } else {
+            &self.normal_candidates
+        }
+    }
+}
+
+/// Mixture of candidate operations on one edge.
+#[derive(Debug, Clone)]
+struct MixedOp {
+    ops: Vec<(Operation, Option<BatchNorm2d>)>,
+    partial_k: usize,
+    stride: usize,
+}
+
+impl MixedOp {
+    fn new(
+        candidates: &[Op],
+        channels: usize,
+        stride: usize,
+        partial_k: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let c = channels / partial_k;
+        let ops = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, &op)| {
+                let vb = vb.pp(format!("ops.{i}"));
+                let operation = Operation::new(op, c, stride, Norm::BatchStats, vb.clone())?;
+                // DARTS follows pooling candidates with an affine-free BatchNorm.
+                let bn = matches!(op, Op::MaxPool3x3 | Op::AvgPool3x3)
+                    .then(|| BatchNorm2d::new(c, Norm::BatchStats, vb))
+                    .transpose()?;
+                Ok((operation, bn))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(MixedOp {
+            ops,
+            partial_k,
+            stride,
+        })
+    }
+
+    /// `sum_i weights[i] * op_i(x)`, over the first C/K channels with the rest bypassed and
+    /// the channels shuffled when K > 1. `drop_skip` (P-DARTS) zeroes the identity candidate
+    /// per sample.
+    fn forward(
+        &self,
+        x: &Tensor,
+        weights: &[Tensor],
+        drop_skip: &mut Option<SkipDropout<'_>>,
+    ) -> Result<Tensor> {
+        let c = x.dim(1)?;
+        let part = c / self.partial_k;
+        let active = if self.partial_k > 1 {
+            x.narrow(1, 0, part)?
+        } else {
+            x.clone()
+        };
+        let mut sum: Option<Tensor> = None;
+        for ((op, bn), w) in self.ops.iter().zip(weights) {
+            let Some(mut h) = op.forward_t(&active, true)? else {
+                continue;
+            };
+            if let Some(bn) = bn {
+                h = bn.forward_t(&h, true)?;
+            }
+            if op.is_identity() {
+                if let Some(dropout) = drop_skip.as_mut() {
+                    h = dropout.apply(&h)?;
+                }
+            }
+            let h = h.broadcast_mul(w)?;
+            sum = Some(match sum {
+                None => h,
+                Some(s) => (s + h)?,
+            });
+        }
+        let mixed = match sum {
+            Some(s) => s,
+            // Only `none` on this edge: a zero output of the right shape.
+            None => {
+                let (b, _, h, w) = active.dims4()?;
+                Tensor::zeros(
+                    (b, part, h / self.stride, w / self.stride),
+                    x.dtype(),
+                    x.device(),
+                )?
+            }
+        };
+        if self.partial_k == 1 {
+            return Ok(mixed);
+        }
+        let rest = x.narrow(1, part, c - part)?;
+        let rest = if self.stride == 2 {
+            rest.max_pool2d(2)?
+        } else {
+            rest
+        };
+        channel_shuffle(&Tensor::cat(&[&mixed, &rest], 1)?, self.partial_k)
+    }
+}
+
+/// Interleaves `groups` channel groups: `[B, g*n, H, W] -> view [B, g, n] -> [B, n, g]`.
+pub fn channel_shuffle(x: &Tensor, groups: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    x.reshape((b, groups, c / groups, h, w))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((b, c, h, w))
+}
+
+/// Per-sample dropout of the skip-connect candidate (P-DARTS), with its own seeded rng.
+pub struct SkipDropout<'a> {
+    /// Drop probability.
+    pub prob: f64,
+    /// Mask source.
+    pub rng: &'a mut rand_chacha::ChaCha8Rng,
+}
+
+impl SkipDropout<'_> {
+    fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
+        if self.prob <= 0.0 {
+            return Ok(x.clone());
+        }
+        let keep = 1.0 - self.prob;
+        let (b, c, h, w) = x.dims4()?;
+        let mask: Vec<f32> = (0..b * c * h * w)
+            .map(|_| {
+                if self.rng.random_bool(keep) {
+                    (1.0 / keep) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (b, c, h, w), x.device())?.to_dtype(x.dtype())?;
+        x * mask
+    }
+}
+
+/// One search cell.
+#[derive(Debug, Clone)]
+struct SearchCell {
+    reduction: bool,
+    preprocess0: Preprocess,
+    preprocess1: ReluConvBn,
+    edges: Vec<MixedOp>,
+}
+
+impl SearchCell {
+    fn new(
+        config: &SupernetConfig,
+        (c_pp, c_p, c): (usize, usize, usize),
+        reduction: bool,
+        reduction_prev: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let norm = Norm::BatchStats;
+        let candidates = config.candidates(reduction);
+        let mut edges = Vec::with_capacity(EDGES);
+        for node in 0..NODES {
+            for (from, edge) in node_edges(node).enumerate() {
+                let stride = if reduction && from < 2 { 2 } else { 1 };
+                edges.push(MixedOp::new(
+                    &candidates[edge],
+                    c,
+                    stride,
+                    config.partial_k,
+                    vb.pp(format!("edges.{edge}")),
+                )?);
+            }
+        }
+        Ok(SearchCell {
+            reduction,
+            preprocess0: Preprocess::new(c_pp, c, reduction_prev, norm, vb.pp("preprocess0"))?,
+            preprocess1: ReluConvBn::new(c_p, c, norm, vb.pp("preprocess1"))?,
+            edges,
+        })
+    }
+
+    /// `op_weights[e]` are the mixture weights of edge `e` (one scalar tensor per candidate);
+    /// `edge_weights[e]`, with edge normalisation, scales edge `e`'s output.
+    fn forward(
+        &self,
+        s0: &Tensor,
+        s1: &Tensor,
+        op_weights: &[Vec<Tensor>],
+        edge_weights: Option<&[Tensor]>,
+        drop_skip: &mut Option<SkipDropout<'_>>,
+    ) -> Result<Tensor> {
+        let mut states = vec![
+            self.preprocess0.forward_t(s0, true)?,
+            self.preprocess1.forward_t(s1, true)?,
+        ];
+        for node in 0..NODES {
+            let mut sum: Option<Tensor> = None;
+            for (from, edge) in node_edges(node).enumerate() {
+                let mut h =
+                    self.edges[edge].forward(&states[from], &op_weights[edge], drop_skip)?;
+                if let Some(betas) = edge_weights {
+                    h = h.broadcast_mul(&betas[edge])?;
+                }
+                sum = Some(match sum {
+                    None => h,
+                    Some(s) => (s + h)?,
+                });
+            }
+            states.push(sum.expect("every node has incoming edges"));
+        }
+        Tensor::cat(&states[2..].iter().collect::<Vec<_>>(), 1)
+    }
+}
+
+/// The architecture parameters of one cell type.
+#[derive(Debug, Clone)]
+pub struct CellArch {
+    /// `[14, candidates]` operation logits.
+    pub alphas: Var,
+    /// `[14]` edge logits (PC-DARTS edge normalisation).
+    pub betas: Option<Var>,
+}
+
+impl CellArch {
+    /// Softmax over each edge's candidates, `[14, candidates]`.
+    pub fn op_weights(&self) -> Result<Tensor> {
+        softmax(self.alphas.as_tensor(), D::Minus1)
+    }
+
+    /// Softmax of the betas within each node's incoming edges, `[14]`.
+    pub fn edge_weights(&self) -> Result<Option<Tensor>> {
+        let Some(betas) = &self.betas else {
+            return Ok(None);
+        };
+        let parts = (0..NODES)
+            .map(|node| {
+                let r = node_edges(node);
+                softmax(&betas.as_tensor().narrow(0, r.start, r.len())?, 0)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Tensor::cat(&parts, 0)?))
+    }
+}
+
+/// One cell type's mixing weights as scalars: per edge, per candidate op the op weight;
+/// per edge the edge weight (PC-DARTS edge normalisation only).
+type CellMix = (Vec<Vec<Tensor>>, Option<Vec<Tensor>>);
+
+/// The supernet with its weights (in a `VarMap`) and architecture parameters.
+#[derive(Clone)]
+pub struct Supernet {
+    config: SupernetConfig,
+    stem_conv: Tensor,
+    stem_bn: BatchNorm2d,
+    cells: Vec<SearchCell>,
+    classifier_weight: Tensor,
+    classifier_bias: Tensor,
+    /// Normal cell architecture.
+    pub normal: CellArch,
+    /// Reduction cell architecture.
+    pub reduce: CellArch,
+    weights: VarMap,
+}
+
+impl std::fmt::Debug for Supernet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supernet")
+            .field("config", &self.config)
+            .field("cells", &self.cells.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Supernet {
+    /// Builds a supernet with weights and alphas drawn from `seed` (alphas `1e-3 * N(0, 1)`,
+    /// betas `1e-3 * N(0, 1)`, as in DARTS and PC-DARTS).
+    pub fn new(config: &SupernetConfig, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
+        let weights = VarMap::new();
+        let vb = VarBuilder::from_varmap(&weights, dtype, device);
+        let c = config.init_channels;
+        let stem_c = 3 * c;
+        let stem_conv = vb.get_with_hints((stem_c, 3, 3, 3), "stem.0.weight", Init::Const(0.0))?;
+        let stem_bn = BatchNorm2d::new(stem_c, Norm::Learned, vb.pp("stem.1"))?;
+        let (mut c_pp, mut c_p, mut c_cur) = (stem_c, stem_c, c);
+        let reductions = reduction_layers(config.layers);
+        let mut reduction_prev = false;
+        let mut cells = Vec::with_capacity(config.layers);
+        for i in 0..config.layers {
+            let reduction = reductions.contains(&i);
+            if reduction {
+                c_cur *= 2;
+            }
+            cells.push(SearchCell::new(
+                config,
+                (c_pp, c_p, c_cur),
+                reduction,
+                reduction_prev,
+                vb.pp(format!("cells.{i}")),
+            )?);
+            reduction_prev = reduction;
+            c_pp = c_p;
+            c_p = NODES * c_cur;
+        }
+        let classifier_weight = vb.get_with_hints(
+            (config.num_classes, c_p),
+            "classifier.weight",
+            Init::Const(0.0),
+        )?;
+        let classifier_bias =
+            vb.get_with_hints(config.num_classes, "classifier.bias", Init::Const(0.0))?;
+        hands_models::nn::init::init_seeded(&weights, seed)?;
+
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed ^ 0xa1fa);
+        let mut arch = |reduction: bool| -> Result<CellArch> {
+            let n = config.candidates(reduction)[0].len();
+            let alphas = small_normal(&mut rng, EDGES * n, (EDGES, n), dtype, device)?;
+            let betas = config
+                .edge_norm
+                .then(|| small_normal(&mut rng, EDGES, EDGES, dtype, device))
+                .transpose()?;
+            Ok(CellArch { alphas, betas })
+        };
+        let normal = arch(false)?;
+        let reduce = arch(true)?;
+        Ok(Supernet {
+            config: config.clone(),
+            stem_conv,
+            stem_bn,
+            cells,
+            classifier_weight,
+            classifier_bias,
+            normal,
+            reduce,
+            weights,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SupernetConfig {
+        &self.config
+    }
+
+    /// The weights' store (names follow the module tree).
+    pub fn weights(&self) -> &VarMap {
+        &self.weights
+    }
+
+    /// Trainable weights in name order (a stable order for optimisers and checkpoints).
+    pub fn weight_vars(&self) -> Vec<(String, Var)> {
+        let data = self.weights.data().lock().expect("varmap lock");
+        let mut vars: Vec<(String, Var)> = data
+            .iter()
+            .filter(|(name, _)| !name.ends_with("running_mean") && !name.ends_with("running_var"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// All weights including BatchNorm running statistics, in name order.
+    pub fn all_weight_vars(&self) -> Vec<(String, Var)> {
+        let data = self.weights.data().lock().expect("varmap lock");
+        let mut vars: Vec<(String, Var)> =
+            data.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// Architecture parameters with stable names: `alphas.normal`, `alphas.reduce`, and
+    /// `betas.*` with edge normalisation.
+    pub fn arch_vars(&self) -> Vec<(String, Var)> {
+        let mut vars = vec![
+            ("alphas.normal".to_string(), self.normal.alphas.clone()),
+            ("alphas.reduce".to_string(), self.reduce.alphas.clone()),
+        ];
+        if let (Some(bn), Some(br)) = (&self.normal.betas, &self.reduce.betas) {
+            vars.push(("betas.normal".to_string(), bn.clone()));
+            vars.push(("betas.reduce".to_string(), br.clone()));
+        }
+        vars
+    }
+
+    /// Class logits of a batch, in training mode.
+    pub fn forward(&self, images: &Tensor, drop_skip: Option<SkipDropout<'_>>) -> Result<Tensor> {
+        let mut drop_skip = drop_skip;
+        let split = |arch: &CellArch| -> Result<CellMix> {
+            let w = arch.op_weights()?;
+            let per_edge = (0..EDGES)
+                .map(|e| {
+                    let row = w.get(e)?;
+                    (0..row.dim(0)?)
+                        .map(|i| row.get(i))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let betas = match arch.edge_weights()? {
+                Some(b) => Some((0..EDGES).map(|e| b.get(e)).collect::<Result<Vec<_>>>()?),
+                None => None,
+            };
+            Ok((per_edge, betas))
+        };
+        let normal = split(&self.normal)?;
+        let reduce = split(&self.reduce)?;
+        let stem = self
+            .stem_bn
+            .forward_t(&images.conv2d(&self.stem_conv, 1, 1, 1, 1)?, true)?;
+        let (mut s0, mut s1) = (stem.clone(), stem);
+        for cell in &self.cells {
+            let (ops, betas) = if cell.reduction { &reduce } else { &normal };
+            let s2 = cell.forward(&s0, &s1, ops, betas.as_deref(), &mut drop_skip)?;
+            s0 = s1;
+            s1 = s2;
+        }
+        global_avg_pool(&s1)?
+            .matmul(&self.classifier_weight.t()?)?
+            .broadcast_add(&self.classifier_bias)
+    }
+}
+
+fn small_normal(
+    rng: &mut rand_chacha::ChaCha8Rng,
+    n: usize,
+    shape: impl Into<candle_core::Shape>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Var> {
+    use rand_distr::{Distribution, StandardNormal};
+    let values: Vec<f64> = (0..n)
+        .map(|_| 1e-3 * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng))
+        .collect();
+    Var::from_tensor(&Tensor::from_vec(values, shape, device)?.to_dtype(dtype)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(shape: (usize, usize, usize, usize)) -> Tensor {
+        Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    fn mixed_op(channels: usize, stride: usize, partial_k: usize) -> (MixedOp, VarMap) {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let op = MixedOp::new(&Op::ALL, channels, stride, partial_k, vb).unwrap();
+        (op, map)
+    }
+
+    fn op_weights() -> Vec<Tensor> {
+        let alphas = Tensor::randn(0f32, 1.0, Op::ALL.len(), &Device::Cpu).unwrap();
+        let w = softmax(&alphas, 0).unwrap();
+        (0..Op::ALL.len()).map(|i| w.get(i).unwrap()).collect()
+    }
+
+    /// DARTS' mixed edge, written out: `sum_i w_i op_i(x)` (pooling followed by its BN).
+    fn darts_mixture(op: &MixedOp, x: &Tensor, weights: &[Tensor]) -> Tensor {
+        let mut sum: Option<Tensor> = None;
+        for ((operation, bn), w) in op.ops.iter().zip(weights) {
+            let Some(mut h) = operation.forward_t(x, true).unwrap() else {
+                continue;
+            };
+            if let Some(bn) = bn {
+                h = bn.forward_t(&h, true).unwrap();
+            }
+            let h = h.broadcast_mul(w).unwrap();
+            sum = Some(match sum {
+                None => h,
+                Some(s) => (s + h).unwrap(),
+            });
+        }
+        sum.unwrap()
+    }
+
+    #[test]
+    fn channel_shuffle_is_a_permutation_with_an_inverse() {
+        let x = Tensor::arange(0f32, 2.0 * 12.0, &Device::Cpu)
+            .unwrap()
+            .reshape((2, 12, 1, 1))
+            .unwrap();
+        let y = channel_shuffle(&x, 4).unwrap();
+        assert_ne!(max_abs_diff(&x, &y), 0.0, "the shuffle moves channels");
+        for b in 0..2 {
+            let mut seen: Vec<f32> = y.get(b).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            seen.sort_by(f32::total_cmp);
+            let expected: Vec<f32> = x.get(b).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(seen, expected, "each sample keeps its own channels");
+        }
+        // [B, g, n] -> [B, n, g] is undone by shuffling with n groups.
+        let back = channel_shuffle(&y, 12 / 4).unwrap();
+        assert_eq!(max_abs_diff(&x, &back), 0.0);
+    }
+
+    #[test]
+    fn partial_k_one_is_the_darts_mixed_edge() {
+        for stride in [1, 2] {
+            let (op, _map) = mixed_op(8, stride, 1);
+            let x = random((2, 8, 8, 8));
+            let w = op_weights();
+            let got = op.forward(&x, &w, &mut None).unwrap();
+            let expected = darts_mixture(&op, &x, &w);
+            assert!(max_abs_diff(&got, &expected) < 1e-6, "stride {stride}");
+        }
+    }
+
+    #[test]
+    fn partial_channels_mix_a_quarter_and_bypass_the_rest() {
+        let k = 4;
+        for stride in [1, 2] {
+            let (op, _map) = mixed_op(16, stride, k);
+            let x = random((2, 16, 8, 8));
+            let w = op_weights();
+            let got = op.forward(&x, &w, &mut None).unwrap();
+            // Undo the shuffle: the first C/K channels are the mixture, the rest the bypass.
+            let unshuffled = channel_shuffle(&got, 16 / k).unwrap();
+            let mixed = darts_mixture(&op, &x.narrow(1, 0, 4).unwrap(), &w);
+            let rest = x.narrow(1, 4, 12).unwrap();
+            let rest = if stride == 2 {
+                rest.max_pool2d(2).unwrap()
+            } else {
+                rest
+            };
+            let expected = Tensor::cat(&[&mixed, &rest], 1).unwrap();
+            assert!(
+                max_abs_diff(&unshuffled, &expected) < 1e-6,
+                "stride {stride}"
+            );
+        }
+    }
+
+    #[test]
+    fn uniform_betas_weight_each_incoming_edge_equally() {
+        let config = |edge_norm| SupernetConfig {
+            init_channels: 4,
+            layers: 3,
+            num_classes: 2,
+            partial_k: 1,
+            edge_norm,
+            normal_candidates: SupernetConfig::full_candidates(),
+            reduce_candidates: SupernetConfig::full_candidates(),
+        };
+        let net = Supernet::new(&config(true), 5, DType::F32, &Device::Cpu).unwrap();
+        for arch in [&net.normal, &net.reduce] {
+            let betas = arch.betas.as_ref().unwrap();
+            betas.set(&betas.zeros_like().unwrap()).unwrap();
+            let w = arch
+                .edge_weights()
+                .unwrap()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            for node in 0..NODES {
+                for e in node_edges(node) {
+                    assert!((w[e] - 1.0 / (node + 2) as f32).abs() < 1e-6);
+                }
+            }
+        }
+        assert!(Supernet::new(&config(false), 5, DType::F32, &Device::Cpu)
+            .unwrap()
+            .normal
+            .edge_weights()
+            .unwrap()
+            .is_none());
+    }
+}
