@@ -98,7 +98,7 @@ fn main() -> Result<()> {
     };
     let device = parse_device(&bench.device)?;
     let net = Supernet::new(&config, 0, DType::F32, &device)?;
-    let args = SearchArgs::for_benchmark(bench.algo);
+    let args = SearchArgs::new("", bench.algo);
     let mut run = StageRun::new(&net, &args)?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let (xt, yt) = random_batch(&mut rng, bench.batch, bench.size, &device)?;

@@ -120,6 +120,11 @@ pub struct SearchArgs {
     /// Compute device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// End this invocation once this many epochs (over all stages) are complete; continue
+    /// with --resume.
+    #[arg(long)]
+    #[serde(skip)]
+    pub stop_after: Option<usize>,
 }
 
 impl SearchArgs {
@@ -184,9 +189,12 @@ impl SearchArgs {
         self.algo == Algo::Darts2
     }
 
-    /// The paper's search settings for `algo`, with no data (used by the step benchmark).
-    pub fn for_benchmark(algo: Algo) -> SearchArgs {
-        SearchArgs::parse_from(["search", "--data", "", "--algo", algo.as_arg()])
+    /// The settings with every default for `algo` and the given data (for tests, the step
+    /// benchmark and programs that embed the search).
+    pub fn new(data: impl Into<PathBuf>, algo: Algo) -> SearchArgs {
+        let mut args = SearchArgs::parse_from(["search", "--data", ".", "--algo", algo.as_arg()]);
+        args.data = data.into();
+        args
     }
 }
 
@@ -275,8 +283,14 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
     let (args, mut state, tensors) = if args.resume {
         let (tensors, state) = checkpoint::load(&checkpoint_path, &device)
             .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
-        let state: SearchState = serde_json::from_value(state)
+        let mut state: SearchState = serde_json::from_value(state)
             .with_context(|| format!("{}: bad search state", checkpoint_path.display()))?;
+        // The search settings come from the checkpoint; where and how far to run now, from
+        // this invocation.
+        state.args.resume = true;
+        state.args.out = Some(out.clone());
+        state.args.device = args.device.clone();
+        state.args.stop_after = args.stop_after;
         eprintln!(
             "resuming {} at stage {} epoch {} (settings from the checkpoint)",
             out.display(),
@@ -357,6 +371,13 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
             })?;
         }
         while state.epoch < stage.epochs {
+            if args.stop_after.is_some_and(|n| state.global_epoch >= n) {
+                eprintln!(
+                    "stopped after {} epochs; continue with --resume",
+                    state.global_epoch
+                );
+                return Ok(());
+            }
             let stats = stage_run.epoch(&loader, &w_idx, &a_idx, stage, &mut state)?;
             let genotype = stage_run.genotype(&args, state.stage + 1 == plan.len())?;
             checkpoint::write_atomic(

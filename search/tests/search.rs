@@ -1,0 +1,198 @@
+//! Whole searches on a tiny synthetic dataset: every algorithm writes its run folder, and a
+//! search stopped part-way and resumed ends exactly like one run straight through.
+
+use std::path::{Path, PathBuf};
+
+use hands_models::Genotype;
+use hands_search::search::{run_search, Algo, SearchArgs};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// A class-folder dataset of `per_class` synthetic 24x24 PNGs per class.
+fn synthetic_dataset(root: &Path, per_class: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for (label, base) in [("female", [180u8, 60, 60]), ("male", [60u8, 60, 180])] {
+        let dir = root.join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class {
+            let image = image::RgbImage::from_fn(24, 24, |_, _| {
+                image::Rgb(base.map(|c| c.saturating_add(rand::Rng::random_range(&mut rng, 0..60))))
+            });
+            image.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+fn tiny(data: &Path, out: PathBuf, algo: Algo) -> SearchArgs {
+    let mut args = SearchArgs::new(data, algo);
+    args.out = Some(out);
+    args.size = 16;
+    args.batch = 4;
+    args.epochs = 2;
+    args.init_channels = 4;
+    args.layers = 3;
+    args.seed = 3;
+    args.arch_warmup_epochs = Some(0);
+    args
+}
+
+/// `search.jsonl` without the wall-clock field.
+fn log_without_seconds(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("search.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}
+
+fn genotype(run: &Path) -> Genotype {
+    let json = std::fs::read_to_string(run.join("genotype.json")).unwrap();
+    let genotype = Genotype::from_json(&json).unwrap();
+    genotype.validate().unwrap();
+    genotype
+}
+
+/// Runs `args` straight through, and again stopped after `stop` epochs and resumed; both
+/// must log the same epochs and end with the same genotype.
+fn straight_and_resumed(dir: &Path, args: SearchArgs, stop: usize) -> PathBuf {
+    let straight = dir.join("straight");
+    run_search(&SearchArgs {
+        out: Some(straight.clone()),
+        ..args.clone()
+    })
+    .unwrap();
+
+    let resumed = dir.join("resumed");
+    let mut partial = SearchArgs {
+        out: Some(resumed.clone()),
+        stop_after: Some(stop),
+        ..args
+    };
+    run_search(&partial).unwrap();
+    assert_eq!(log_without_seconds(&resumed).len(), stop);
+    // Starting afresh over a run is refused; --resume continues it.
+    partial.stop_after = None;
+    let err = run_search(&partial).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+    partial.resume = true;
+    run_search(&partial).unwrap();
+
+    assert_eq!(
+        log_without_seconds(&straight),
+        log_without_seconds(&resumed)
+    );
+    assert_eq!(genotype(&straight), genotype(&resumed));
+    straight
+}
+
+#[test]
+fn darts_writes_its_run_folder_and_resumes_to_the_same_genotype() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_dataset(&data, 12);
+    let args = tiny(&data, PathBuf::new(), Algo::Darts);
+    let run = straight_and_resumed(dir.path(), args, 1);
+    for file in [
+        "config.json",
+        "split.json",
+        "checkpoint.safetensors",
+        "normal.dot",
+        "normal.svg",
+        "reduce.dot",
+        "reduce.svg",
+    ] {
+        assert!(run.join(file).is_file(), "{file}");
+    }
+    let log = log_without_seconds(&run);
+    assert_eq!(log.len(), 2);
+    let last = &log[1];
+    assert_eq!(last["alphas_normal"].as_array().unwrap().len(), 14);
+    for row in last["alphas_normal"].as_array().unwrap() {
+        let sum: f64 = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_f64().unwrap())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-5, "softmaxed alphas sum to one");
+    }
+    assert!(last["val_acc"].as_f64().is_some() && last["train_loss"].as_f64().is_some());
+    assert_eq!(
+        Genotype::from_json(&last["genotype"].to_string()).unwrap(),
+        genotype(&run)
+    );
+}
+
+#[test]
+fn second_order_darts_resumes_to_the_same_genotype() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_dataset(&data, 12);
+    straight_and_resumed(dir.path(), tiny(&data, PathBuf::new(), Algo::Darts2), 1);
+}
+
+#[test]
+fn pcdarts_logs_betas_and_resumes_to_the_same_genotype() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_dataset(&data, 12);
+    let mut args = tiny(&data, PathBuf::new(), Algo::Pcdarts);
+    args.partial_k = Some(2);
+    args.arch_warmup_epochs = Some(1);
+    let run = straight_and_resumed(dir.path(), args, 1);
+    let log = log_without_seconds(&run);
+    // The architecture is frozen during the warm-up epoch.
+    assert_eq!(log[0]["arch_active"], false);
+    assert_eq!(log[1]["arch_active"], true);
+    assert_eq!(log[0]["betas_normal"].as_array().unwrap().len(), 14);
+}
+
+#[test]
+fn pdarts_prunes_between_stages_and_resumes_mid_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_dataset(&data, 12);
+    let mut args = tiny(&data, PathBuf::new(), Algo::Pdarts);
+    args.stages = vec![3, 4];
+    args.stage_ops = vec![8, 4];
+    args.skip_dropout = vec![0.1, 0.3];
+    args.stage_warmup = 1;
+    args.max_skip = 1;
+    // Stopped in the middle of the second stage.
+    let run = straight_and_resumed(dir.path(), args, 3);
+    let log = log_without_seconds(&run);
+    assert_eq!(log.len(), 4);
+    let stages: Vec<u64> = log.iter().map(|l| l["stage"].as_u64().unwrap()).collect();
+    assert_eq!(stages, [0, 0, 1, 1]);
+    assert_eq!(log[2]["layers"], 4);
+    for edge in log[2]["candidates_normal"].as_array().unwrap() {
+        assert_eq!(
+            edge.as_array().unwrap().len(),
+            4,
+            "pruned to 4 ops per edge"
+        );
+    }
+    let skips = genotype(&run)
+        .normal
+        .iter()
+        .filter(|(op, _)| *op == hands_models::Op::SkipConnect)
+        .count();
+    assert!(skips <= 1, "{skips} skip connections over --max-skip 1");
+}
+
+#[test]
+fn a_diverging_search_stops_naming_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_dataset(&data, 12);
+    let mut args = tiny(&data, dir.path().join("run"), Algo::Darts);
+    args.lr = 1e30;
+    args.grad_clip = 1e30;
+    let err = format!("{:#}", run_search(&args).unwrap_err());
+    assert!(err.contains("non-finite"), "{err}");
+    assert!(err.contains("step"), "{err}");
+}
