@@ -342,19 +342,183 @@ pub fn pointwise_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     y.reshape((b, c_out, h, w))
 }
 
-/// Batch statistics normalisation over `(N, H, W)`: returns `(x - mean) / sqrt(var + eps)`
-/// and the per-channel batch mean and biased variance.
-pub fn batch_normalise(x: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
+/// Per-channel mean and biased variance over `(N, H, W)` of a contiguous `[N, C, H, W]`
+/// slice, accumulated per plane in parallel (two passes, for accuracy).
+fn channel_stats<T: Float + Send + Sync>(x: &[T], c: usize, plane: usize) -> (Vec<T>, Vec<T>) {
+    let count = T::from(x.len() / c).expect("count fits the float type");
+    let per_channel = |plane_sums: Vec<T>| -> Vec<T> {
+        let mut sums = vec![T::zero(); c];
+        for (i, s) in plane_sums.into_iter().enumerate() {
+            sums[i % c] = sums[i % c] + s;
+        }
+        sums.into_iter().map(|s| s / count).collect()
+    };
+    let mean = per_channel(
+        x.par_chunks(plane)
+            .map(|p| p.iter().fold(T::zero(), |a, &v| a + v))
+            .collect(),
+    );
+    let var = per_channel(
+        x.par_chunks(plane)
+            .enumerate()
+            .map(|(i, p)| {
+                let m = mean[i % c];
+                p.iter().fold(T::zero(), |a, &v| a + (v - m) * (v - m))
+            })
+            .collect(),
+    );
+    (mean, var)
+}
+
+/// Batch-statistics normalisation `(x - mean) / sqrt(var + eps)` as one CPU op, with the
+/// closed-form backward `inv_std * (g - mean(g) - x_hat * mean(g * x_hat))` per channel.
+#[derive(Debug, Clone, Copy)]
+struct BatchNormalise {
+    eps: f64,
+}
+
+impl BatchNormalise {
+    fn inv_std<T: Float>(&self, var: &[T]) -> Vec<T> {
+        let eps = T::from(self.eps).expect("eps fits the float type");
+        var.iter().map(|&v| (v + eps).sqrt().recip()).collect()
+    }
+
+    fn forward<T: Float + candle_core::WithDType + Send + Sync>(
+        &self,
+        x: &[T],
+        shape: &Shape,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, h, w) = dims4(shape)?;
+        let (mean, var) = channel_stats(x, c, h * w);
+        let inv_std = self.inv_std(&var);
+        let mut out = vec![T::zero(); x.len()];
+        out.par_chunks_mut(h * w)
+            .zip(x.par_chunks(h * w))
+            .enumerate()
+            .for_each(|(i, (out, x))| {
+                let (m, s) = (mean[i % c], inv_std[i % c]);
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = (v - m) * s;
+                }
+            });
+        Ok((T::to_cpu_storage_owned(out), shape.clone()))
+    }
+
+    fn backward<T: Float + candle_core::WithDType + Send + Sync>(
+        &self,
+        x: &Tensor,
+        normed: &Tensor,
+        grad: &Tensor,
+    ) -> Result<Tensor> {
+        let (_, c, h, w) = x.dims4()?;
+        let plane = h * w;
+        let (xv, nv, gv) = (values::<T>(x)?, values::<T>(normed)?, values::<T>(grad)?);
+        let (_, var) = channel_stats(&xv, c, plane);
+        let inv_std = self.inv_std(&var);
+        // Per channel: mean(g) and mean(g * x_hat).
+        let (mean_g, mean_gn) = {
+            let plane_sums: Vec<(T, T)> = gv
+                .par_chunks(plane)
+                .zip(nv.par_chunks(plane))
+                .map(|(g, n)| {
+                    g.iter()
+                        .zip(n)
+                        .fold((T::zero(), T::zero()), |(a, b), (&g, &n)| {
+                            (a + g, b + g * n)
+                        })
+                })
+                .collect();
+            let count = T::from(xv.len() / c).expect("count fits the float type");
+            let mut sums = vec![(T::zero(), T::zero()); c];
+            for (i, (a, b)) in plane_sums.into_iter().enumerate() {
+                sums[i % c] = (sums[i % c].0 + a, sums[i % c].1 + b);
+            }
+            sums.into_iter()
+                .map(|(a, b)| (a / count, b / count))
+                .unzip::<T, T, Vec<T>, Vec<T>>()
+        };
+        let mut grad_x = vec![T::zero(); xv.len()];
+        grad_x
+            .par_chunks_mut(plane)
+            .zip(gv.par_chunks(plane).zip(nv.par_chunks(plane)))
+            .enumerate()
+            .for_each(|(i, (out, (g, n)))| {
+                let ch = i % c;
+                let (s, mg, mgn) = (inv_std[ch], mean_g[ch], mean_gn[ch]);
+                for ((o, &g), &n) in out.iter_mut().zip(g).zip(n) {
+                    *o = s * (g - mg - n * mgn);
+                }
+            });
+        Tensor::from_vec(grad_x, x.shape(), x.device())
+    }
+}
+
+impl CustomOp1 for BatchNormalise {
+    fn name(&self) -> &'static str {
+        "batch-normalise"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        match storage {
+            CpuStorage::F32(x) => self.forward(slice(x, layout)?, layout.shape()),
+            CpuStorage::F64(x) => self.forward(slice(x, layout)?, layout.shape()),
+            _ => candle_core::bail!("batch-normalise supports f32 and f64 only"),
+        }
+    }
+
+    fn bwd(&self, x: &Tensor, normed: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad_x = match x.dtype() {
+            DType::F32 => self.backward::<f32>(x, normed, grad)?,
+            DType::F64 => self.backward::<f64>(x, normed, grad)?,
+            dtype => candle_core::bail!("batch-normalise backward: unsupported {dtype:?}"),
+        };
+        Ok(Some(grad_x))
+    }
+}
+
+/// Batch statistics normalisation over `(N, H, W)` of `[N, C, H, W]`:
+/// `(x - mean) / sqrt(var + eps)` with the biased batch variance.
+///
+/// On the CPU one fused op (forward and backward); elsewhere candle's reductions.
+pub fn batch_normalise(x: &Tensor, eps: f64) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        return x.contiguous()?.apply_op1(BatchNormalise { eps });
+    }
+    let (mean, var) = batch_mean_var(x)?;
+    let c = x.dim(1)?;
+    x.broadcast_sub(&mean.reshape((1, c, 1, 1))?)?
+        .broadcast_div(&(var.reshape((1, c, 1, 1))? + eps)?.sqrt()?)
+}
+
+/// Per-channel batch mean and biased variance over `(N, H, W)`, as `[C]` tensors.
+pub fn batch_mean_var(x: &Tensor) -> Result<(Tensor, Tensor)> {
     let (_, c, _, _) = x.dims4()?;
+    if x.device().is_cpu() {
+        let stats = |x: &Tensor| -> Result<(Tensor, Tensor)> {
+            let (_, _, h, w) = x.dims4()?;
+            let (mean, var) = match x.dtype() {
+                DType::F32 => {
+                    let (m, v) = channel_stats(&values::<f32>(x)?, c, h * w);
+                    (Tensor::new(m, x.device())?, Tensor::new(v, x.device())?)
+                }
+                DType::F64 => {
+                    let (m, v) = channel_stats(&values::<f64>(x)?, c, h * w);
+                    (Tensor::new(m, x.device())?, Tensor::new(v, x.device())?)
+                }
+                dtype => candle_core::bail!("batch statistics: unsupported {dtype:?}"),
+            };
+            Ok((mean, var))
+        };
+        return stats(&x.detach());
+    }
     let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred
+    let var = x
+        .broadcast_sub(&mean)?
         .sqr()?
         .mean_keepdim(0)?
         .mean_keepdim(2)?
         .mean_keepdim(3)?;
-    let normed = centred.broadcast_div(&(var.clone() + eps)?.sqrt()?)?;
-    Ok((normed, mean.reshape(c)?, var.reshape(c)?))
+    Ok((mean.reshape(c)?, var.reshape(c)?))
 }
 
 /// Global average pooling of `[B, C, H, W]` to `[B, C]`.
@@ -373,6 +537,38 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f64 / 50.0 - 1.0) * scale)
             .collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn fused_batch_normalise_agrees_with_candle_reductions_both_ways() {
+        let x = Var::from_tensor(&ramp((3, 4, 5, 6), 2.0)).unwrap();
+        let ours = batch_normalise(&x, 1e-5).unwrap();
+        let mean = x.mean_keepdim(0).unwrap().mean_keepdim(2).unwrap();
+        let mean = mean.mean_keepdim(3).unwrap();
+        let centred = x.broadcast_sub(&mean).unwrap();
+        let var = centred.sqr().unwrap().mean_keepdim(0).unwrap();
+        let var = var.mean_keepdim(2).unwrap().mean_keepdim(3).unwrap();
+        let theirs = centred
+            .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+            .unwrap();
+        let diff = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
+        let (m, v) = batch_mean_var(&x).unwrap();
+        assert_eq!(m.dims(), [4]);
+        assert_eq!(v.dims(), [4]);
+        let weight = ramp((3, 4, 5, 6), 1.0);
+        let grad = |y: &Tensor| {
+            let g = (y * &weight)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            g.get(&x).unwrap().clone()
+        };
+        let d = (grad(&ours) - grad(&theirs)).unwrap().abs().unwrap();
+        let d = d.max_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!(d < 1e-10, "{d}");
     }
 
     #[test]
