@@ -64,6 +64,8 @@ pub struct ExportReport {
     pub onnx: PathBuf,
     /// The inference safetensors file.
     pub safetensors: PathBuf,
+    /// The card as pretty-printed JSON, for people (the two model files carry it too).
+    pub card_json: PathBuf,
     /// The card stored in both files.
     pub card: ModelCard,
     /// Nodes of the ONNX graph.
@@ -144,6 +146,7 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let st_path = out_dir.join(format!("{}.safetensors", options.name));
     let onnx_path = out_dir.join(format!("{}.onnx", options.name));
+    let card_path = out_dir.join(format!("{}.card.json", options.name));
     if same_file(&st_path, model) {
         return Err(Error::Model {
             path: model.to_path_buf(),
@@ -155,6 +158,8 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     }
     let st_tmp = write_temp(out_dir, &options.name, "safetensors", &safetensors_bytes)?;
     let onnx_tmp = write_temp(out_dir, &options.name, "onnx", &onnx_bytes)?;
+    let card_pretty = serde_json::to_string_pretty(&card).expect("card serialises") + "\n";
+    let card_tmp = write_temp(out_dir, &options.name, "card.json", card_pretty.as_bytes())?;
 
     // ONNX Runtime against candle, on the file as written.
     let mut parity = Vec::new();
@@ -191,9 +196,13 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
         let _ = std::fs::remove_file(&st_path);
         return Err(Error::io(&onnx_path, e.error));
     }
+    card_tmp
+        .persist(&card_path)
+        .map_err(|e| Error::io(&card_path, e.error))?;
     Ok(ExportReport {
         onnx: onnx_path,
         safetensors: st_path,
+        card_json: card_path,
         card,
         nodes,
         initializers,

@@ -83,6 +83,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     })?;
 
     println!("wrote {}", report.safetensors.display());
+    println!("wrote {}", report.card_json.display());
     println!(
         "wrote {} ({} nodes, {} initializers, opset {}, {} BatchNorm layers folded)",
         report.onnx.display(),

@@ -28,7 +28,10 @@ fn exports_and_reports_or_fails_naming_the_problem() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(files_in(&out), ["pdarts.onnx", "pdarts.safetensors"]);
+    assert_eq!(
+        files_in(&out),
+        ["pdarts.card.json", "pdarts.onnx", "pdarts.safetensors"]
+    );
     assert!(stdout.contains("BatchNorm layers folded"), "{stdout}");
     if with_ort {
         assert!(stdout.contains("batch 7: logits max |diff|"), "{stdout}");

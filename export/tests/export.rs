@@ -38,6 +38,12 @@ fn check_export(genotype_name: &str, genotype: &Genotype, with_ort: bool) {
         exported.card, expected_card,
         "{genotype_name}: safetensors card"
     );
+    let card_json = std::fs::read_to_string(&report.card_json).unwrap();
+    assert_eq!(
+        hands_models::ModelCard::from_json(&card_json).unwrap(),
+        expected_card,
+        "{genotype_name}: card.json"
+    );
 
     // Inference weights only, and they load into the candle network with the same output.
     assert!(exported.dropped.is_empty(), "{:?}", exported.dropped);
@@ -101,7 +107,10 @@ fn check_export(genotype_name: &str, genotype: &Genotype, with_ort: bool) {
     assert_eq!(outputs, ["logits", "probabilities"]);
     assert_eq!(graph.input[0].name.as_deref(), Some("image"));
 
-    assert_eq!(files_in(&out), ["hands.onnx", "hands.safetensors"]);
+    assert_eq!(
+        files_in(&out),
+        ["hands.card.json", "hands.onnx", "hands.safetensors"]
+    );
     if with_ort {
         let batches: Vec<usize> = report.parity.iter().map(|p| p.batch).collect();
         assert_eq!(batches, [1, 7]);

@@ -2,8 +2,8 @@
 //!
 //! Prints one JSON line with the median step time in milliseconds and the process's peak
 //! resident memory, in the same form as `../shared/bench/darts_ref.py`, so the two can be
-//! compared side by side (`scripts/bench-search` runs both). One configuration per process,
-//! so that the peak memory belongs to that configuration alone.
+//! compared side by side (`scripts/bench-search` runs both and prints the ratios). One
+//! configuration per process, so that the peak memory belongs to that configuration alone.
 //!
 //! ```text
 //! cargo bench -p hands-search --bench search_step -- --algo darts --size 32 --batch 64 \

@@ -183,6 +183,10 @@ fn search_train_export_infer_on_the_sample() {
     );
     let onnx = is_file(export.join("tiny.onnx"));
     is_file(export.join("tiny.safetensors"));
+    let exported_card = std::fs::read_to_string(is_file(export.join("tiny.card.json"))).unwrap();
+    let exported_card = hands_models::ModelCard::from_json(&exported_card).unwrap();
+    assert_eq!(exported_card.genotype, genotype);
+    assert_eq!(exported_card.metrics, card.metrics);
 
     // Infer the whole image folder.
     let predictions = dir.path().join("predictions.jsonl");
