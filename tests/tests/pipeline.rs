@@ -3,6 +3,8 @@
 //! `hands-infer`, checking every artefact, and that the exported model's predictions agree
 //! with the candle network it was exported from.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,57 +14,10 @@ use hands_models::preprocess::load_input;
 use hands_models::Genotype;
 use hands_search::eval::load_model;
 
+use common::{binary, have_onnx_runtime, sample_dir};
+
 /// Largest difference allowed between ONNX Runtime's and candle's probabilities.
 const TOLERANCE: f32 = 1e-4;
-
-/// The shared sample, or `None` with a notice; under `CI=true` its absence fails.
-fn sample_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("HANDS_SAMPLE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/hands-11k-sample")
-        });
-    if dir.join("HandInfo.csv").is_file() {
-        return Some(dir);
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "11K Hands sample not found at {} (CI=true)",
-        dir.display()
-    );
-    eprintln!("SKIPPED: 11K Hands sample not found at {}", dir.display());
-    None
-}
-
-/// Whether ONNX Runtime can be found; under `CI=true` its absence fails.
-fn have_onnx_runtime() -> bool {
-    match hands_export::runtime::locate_library(None) {
-        Ok(_) => true,
-        Err(e) => {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "ONNX Runtime is required under CI=true: {e}"
-            );
-            eprintln!("SKIPPED: {e}");
-            false
-        }
-    }
-}
-
-/// A workspace binary, built by `cargo test --workspace` in this profile's folder.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = profile_dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo test --workspace` (or `cargo build --bins`) first",
-        path.display()
-    );
-    path
-}
 
 /// Runs a binary and returns its stdout, failing with its stderr when it fails.
 fn run(name: &str, args: &[&str]) -> String {
