@@ -132,10 +132,14 @@ fn unrolled_gradient(
     val: LabelledBatch<'_>,
     u: Unrolling,
 ) -> Result<ArchGradient> {
+    // Each forward pass's graph is dropped as soon as its gradients are taken, so that at
+    // most one graph of the batch is alive at a time (the loss tensors hold them).
     // w' = w - xi (momentum * buf + grad + wd * w)
-    let train_loss = evaluate(net, train, None)?.loss;
-    finite_loss(&train_loss, "unrolled step")?;
-    let grads = train_loss.backward()?;
+    let grads = {
+        let train_loss = evaluate(net, train, None)?.loss;
+        finite_loss(&train_loss, "unrolled step")?;
+        train_loss.backward()?
+    };
     set_all(
         weights,
         weights
@@ -153,11 +157,14 @@ fn unrolled_gradient(
                 o - (d * u.xi)?
             }),
     )?;
+    drop(grads);
 
     // grad_alpha and grad_w' of L_val(w')
-    let eval = evaluate(net, val, None)?;
-    let val_loss = finite_loss(&eval.loss, "architecture step")?;
-    let mut val_grads = eval.loss.backward()?;
+    let (val_loss, val_correct, mut val_grads) = {
+        let eval = evaluate(net, val, None)?;
+        let val_loss = finite_loss(&eval.loss, "architecture step")?;
+        (val_loss, eval.correct, eval.loss.backward()?)
+    };
     let dw: Vec<Option<Tensor>> = weights
         .iter()
         .map(|w| val_grads.get(w.as_tensor()).cloned())
@@ -176,7 +183,7 @@ fn unrolled_gradient(
         return Ok(ArchGradient {
             grads: val_grads,
             val_loss,
-            val_correct: eval.correct,
+            val_correct,
         });
     }
     let r = u.r_scale / norm;
@@ -190,9 +197,11 @@ fn unrolled_gradient(
                 None => Ok(o.clone()),
             }),
         )?;
-        let loss = evaluate(net, train, None)?.loss;
-        finite_loss(&loss, "Hessian-vector product")?;
-        let g = loss.backward()?;
+        let g = {
+            let loss = evaluate(net, train, None)?.loss;
+            finite_loss(&loss, "Hessian-vector product")?;
+            loss.backward()?
+        };
         Ok(arch
             .iter()
             .map(|(_, a)| g.get(a.as_tensor()).cloned())
@@ -212,6 +221,6 @@ fn unrolled_gradient(
     Ok(ArchGradient {
         grads: val_grads,
         val_loss,
-        val_correct: eval.correct,
+        val_correct,
     })
 }
