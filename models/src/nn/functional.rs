@@ -372,25 +372,31 @@ fn channel_stats<T: Float + Send + Sync>(x: &[T], c: usize, plane: usize) -> (Ve
 
 /// Batch-statistics normalisation `(x - mean) / sqrt(var + eps)` as one CPU op, with the
 /// closed-form backward `inv_std * (g - mean(g) - x_hat * mean(g * x_hat))` per channel.
-#[derive(Debug, Clone, Copy)]
+/// It carries the batch statistics, computed once by [`batch_normalise`], for both passes.
+#[derive(Debug, Clone)]
 struct BatchNormalise {
-    eps: f64,
+    /// Per-channel batch mean.
+    mean: Vec<f64>,
+    /// Per-channel `1 / sqrt(var + eps)`.
+    inv_std: Vec<f64>,
+}
+
+/// `values` in the float type `T` (exact for statistics computed in `T`).
+fn cast<T: Float>(values: &[f64]) -> Vec<T> {
+    values
+        .iter()
+        .map(|&v| T::from(v).expect("statistic fits the float type"))
+        .collect()
 }
 
 impl BatchNormalise {
-    fn inv_std<T: Float>(&self, var: &[T]) -> Vec<T> {
-        let eps = T::from(self.eps).expect("eps fits the float type");
-        var.iter().map(|&v| (v + eps).sqrt().recip()).collect()
-    }
-
     fn forward<T: Float + candle_core::WithDType + Send + Sync>(
         &self,
         x: &[T],
         shape: &Shape,
     ) -> Result<(CpuStorage, Shape)> {
         let (_, c, h, w) = dims4(shape)?;
-        let (mean, var) = channel_stats(x, c, h * w);
-        let inv_std = self.inv_std(&var);
+        let (mean, inv_std) = (cast::<T>(&self.mean), cast::<T>(&self.inv_std));
         let mut out = vec![T::zero(); x.len()];
         out.par_chunks_mut(h * w)
             .zip(x.par_chunks(h * w))
@@ -412,9 +418,8 @@ impl BatchNormalise {
     ) -> Result<Tensor> {
         let (_, c, h, w) = x.dims4()?;
         let plane = h * w;
-        let (xv, nv, gv) = (values::<T>(x)?, values::<T>(normed)?, values::<T>(grad)?);
-        let (_, var) = channel_stats(&xv, c, plane);
-        let inv_std = self.inv_std(&var);
+        let (nv, gv) = (values::<T>(normed)?, values::<T>(grad)?);
+        let inv_std = cast::<T>(&self.inv_std);
         // Per channel: mean(g) and mean(g * x_hat).
         let (mean_g, mean_gn) = {
             let plane_sums: Vec<(T, T)> = gv
@@ -428,7 +433,7 @@ impl BatchNormalise {
                         })
                 })
                 .collect();
-            let count = T::from(xv.len() / c).expect("count fits the float type");
+            let count = T::from(gv.len() / c).expect("count fits the float type");
             let mut sums = vec![(T::zero(), T::zero()); c];
             for (i, (a, b)) in plane_sums.into_iter().enumerate() {
                 sums[i % c] = (sums[i % c].0 + a, sums[i % c].1 + b);
@@ -437,7 +442,7 @@ impl BatchNormalise {
                 .map(|(a, b)| (a / count, b / count))
                 .unzip::<T, T, Vec<T>, Vec<T>>()
         };
-        let mut grad_x = vec![T::zero(); xv.len()];
+        let mut grad_x = vec![T::zero(); gv.len()];
         grad_x
             .par_chunks_mut(plane)
             .zip(gv.par_chunks(plane).zip(nv.par_chunks(plane)))
@@ -476,49 +481,45 @@ impl CustomOp1 for BatchNormalise {
     }
 }
 
-/// Batch statistics normalisation over `(N, H, W)` of `[N, C, H, W]`:
-/// `(x - mean) / sqrt(var + eps)` with the biased batch variance.
+/// Batch statistics normalisation over `(N, H, W)` of `[N, C, H, W]`: returns
+/// `(x - mean) / sqrt(var + eps)` and the per-channel batch mean and biased variance (`[C]`,
+/// detached on the CPU).
 ///
-/// On the CPU one fused op (forward and backward); elsewhere candle's reductions.
-pub fn batch_normalise(x: &Tensor, eps: f64) -> Result<Tensor> {
+/// On the CPU the statistics take one parallel pass per plane and the normalisation is one
+/// fused op (forward and backward); elsewhere candle's reductions.
+pub fn batch_normalise(x: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
+    let (_, c, h, w) = x.dims4()?;
     if x.device().is_cpu() {
-        return x.contiguous()?.apply_op1(BatchNormalise { eps });
-    }
-    let (mean, var) = batch_mean_var(x)?;
-    let c = x.dim(1)?;
-    x.broadcast_sub(&mean.reshape((1, c, 1, 1))?)?
-        .broadcast_div(&(var.reshape((1, c, 1, 1))? + eps)?.sqrt()?)
-}
-
-/// Per-channel batch mean and biased variance over `(N, H, W)`, as `[C]` tensors.
-pub fn batch_mean_var(x: &Tensor) -> Result<(Tensor, Tensor)> {
-    let (_, c, _, _) = x.dims4()?;
-    if x.device().is_cpu() {
-        let stats = |x: &Tensor| -> Result<(Tensor, Tensor)> {
-            let (_, _, h, w) = x.dims4()?;
-            let (mean, var) = match x.dtype() {
-                DType::F32 => {
-                    let (m, v) = channel_stats(&values::<f32>(x)?, c, h * w);
-                    (Tensor::new(m, x.device())?, Tensor::new(v, x.device())?)
-                }
-                DType::F64 => {
-                    let (m, v) = channel_stats(&values::<f64>(x)?, c, h * w);
-                    (Tensor::new(m, x.device())?, Tensor::new(v, x.device())?)
-                }
-                dtype => candle_core::bail!("batch statistics: unsupported {dtype:?}"),
-            };
-            Ok((mean, var))
+        let x = x.contiguous()?;
+        let (mean, var) = match x.dtype() {
+            DType::F32 => {
+                let (m, v) = channel_stats(&values::<f32>(&x)?, c, h * w);
+                (
+                    m.into_iter().map(f64::from).collect(),
+                    v.into_iter().map(f64::from).collect(),
+                )
+            }
+            DType::F64 => channel_stats(&values::<f64>(&x)?, c, h * w),
+            dtype => candle_core::bail!("batch statistics: unsupported {dtype:?}"),
         };
-        return stats(&x.detach());
+        let inv_std = var
+            .iter()
+            .map(|&v: &f64| (v + eps).sqrt().recip())
+            .collect();
+        let stats = |v: &[f64]| Tensor::new(v, x.device())?.to_dtype(x.dtype());
+        let (mean_t, var_t) = (stats(&mean)?, stats(&var)?);
+        let normed = x.apply_op1(BatchNormalise { mean, inv_std })?;
+        return Ok((normed, mean_t, var_t));
     }
     let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-    let var = x
-        .broadcast_sub(&mean)?
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred
         .sqr()?
         .mean_keepdim(0)?
         .mean_keepdim(2)?
         .mean_keepdim(3)?;
-    Ok((mean.reshape(c)?, var.reshape(c)?))
+    let normed = centred.broadcast_div(&(var.clone() + eps)?.sqrt()?)?;
+    Ok((normed, mean.reshape(c)?, var.reshape(c)?))
 }
 
 /// Global average pooling of `[B, C, H, W]` to `[B, C]`.
@@ -542,20 +543,24 @@ mod tests {
     #[test]
     fn fused_batch_normalise_agrees_with_candle_reductions_both_ways() {
         let x = Var::from_tensor(&ramp((3, 4, 5, 6), 2.0)).unwrap();
-        let ours = batch_normalise(&x, 1e-5).unwrap();
+        let (ours, m, v) = batch_normalise(&x, 1e-5).unwrap();
         let mean = x.mean_keepdim(0).unwrap().mean_keepdim(2).unwrap();
         let mean = mean.mean_keepdim(3).unwrap();
         let centred = x.broadcast_sub(&mean).unwrap();
         let var = centred.sqr().unwrap().mean_keepdim(0).unwrap();
         let var = var.mean_keepdim(2).unwrap().mean_keepdim(3).unwrap();
         let theirs = centred
-            .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+            .broadcast_div(&(&var + 1e-5).unwrap().sqrt().unwrap())
             .unwrap();
         let diff = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
-        let (m, v) = batch_mean_var(&x).unwrap();
-        assert_eq!(m.dims(), [4]);
-        assert_eq!(v.dims(), [4]);
+        let stat_diff = |a: &Tensor, b: &Tensor| {
+            let b = b.reshape(4).unwrap();
+            let d = (a - &b).unwrap().abs().unwrap().max_all().unwrap();
+            d.to_scalar::<f64>().unwrap()
+        };
+        assert!(stat_diff(&m, &mean) < 1e-12);
+        assert!(stat_diff(&v, &var) < 1e-12);
         let weight = ramp((3, 4, 5, 6), 1.0);
         let grad = |y: &Tensor| {
             let g = (y * &weight)

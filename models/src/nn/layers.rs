@@ -6,8 +6,7 @@ use candle_core::{Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
 use super::functional::{
-    avg_pool3x3, batch_mean_var, batch_normalise, depthwise_conv2d, max_pool3x3, pointwise_conv,
-    subsample2,
+    avg_pool3x3, batch_normalise, depthwise_conv2d, max_pool3x3, pointwise_conv, subsample2,
 };
 use crate::Op;
 
@@ -66,9 +65,8 @@ impl BatchNorm2d {
                 x.broadcast_sub(&mean)?.broadcast_div(&std)?
             }
             (running, _) => {
-                let normed = batch_normalise(x, BN_EPS)?;
+                let (normed, mean, var) = batch_normalise(x, BN_EPS)?;
                 if let Some((run_mean, run_var)) = running {
-                    let (mean, var) = batch_mean_var(x)?;
                     let (n, _, h, w) = x.dims4()?;
                     let count = (n * h * w) as f64;
                     let unbiased = (var.detach() * (count / (count - 1.0).max(1.0)))?;
