@@ -7,6 +7,7 @@ use candle_nn::ops::softmax;
 use candle_nn::{Init, VarBuilder, VarMap};
 use hands_models::nn::functional::global_avg_pool;
 use hands_models::nn::layers::{BatchNorm2d, Norm, Operation, ReluConvBn};
+use hands_models::nn::mixture::accumulate_scaled;
 use hands_models::nn::network::{reduction_layers, Preprocess};
 use hands_models::Op;
 use rand::Rng;
@@ -95,9 +96,35 @@ impl MixedOp {
         })
     }
 
+    /// `acc + sum_i weights[i] * op_i(x)` on all of `x`'s channels, each weighting fused
+    /// into its candidate's last op (so no product or partial sum stays in the graph);
+    /// `None` when there is no `acc` and every candidate is `none`. `drop_skip` (P-DARTS)
+    /// zeroes the identity candidate per sample.
+    fn accumulate(
+        &self,
+        acc: Option<Tensor>,
+        x: &Tensor,
+        weights: &[Tensor],
+        drop_skip: &mut Option<SkipDropout<'_>>,
+    ) -> Result<Option<Tensor>> {
+        let mut acc = acc;
+        for ((op, bn), w) in self.ops.iter().zip(weights) {
+            acc = match (bn, drop_skip.as_mut()) {
+                (Some(bn), _) => match op.forward_t(x, true)? {
+                    Some(h) => Some(bn.accumulate_t(acc.as_ref(), &h, w, true)?),
+                    None => acc,
+                },
+                (None, Some(dropout)) if op.is_identity() => {
+                    Some(accumulate_scaled(acc.as_ref(), &dropout.apply(x)?, w)?)
+                }
+                (None, _) => op.accumulate_t(acc.as_ref(), x, w, true)?,
+            };
+        }
+        Ok(acc)
+    }
+
     /// `sum_i weights[i] * op_i(x)`, over the first C/K channels with the rest bypassed and
-    /// the channels shuffled when K > 1. `drop_skip` (P-DARTS) zeroes the identity candidate
-    /// per sample.
+    /// the channels shuffled when K > 1.
     fn forward(
         &self,
         x: &Tensor,
@@ -107,30 +134,11 @@ impl MixedOp {
         let c = x.dim(1)?;
         let part = c / self.partial_k;
         let active = if self.partial_k > 1 {
-            x.narrow(1, 0, part)?
+            x.narrow(1, 0, part)?.contiguous()?
         } else {
             x.clone()
         };
-        let mut sum: Option<Tensor> = None;
-        for ((op, bn), w) in self.ops.iter().zip(weights) {
-            let Some(mut h) = op.forward_t(&active, true)? else {
-                continue;
-            };
-            if let Some(bn) = bn {
-                h = bn.forward_t(&h, true)?;
-            }
-            if op.is_identity() {
-                if let Some(dropout) = drop_skip.as_mut() {
-                    h = dropout.apply(&h)?;
-                }
-            }
-            let h = h.broadcast_mul(w)?;
-            sum = Some(match sum {
-                None => h,
-                Some(s) => (s + h)?,
-            });
-        }
-        let mixed = match sum {
+        let mixed = match self.accumulate(None, &active, weights, drop_skip)? {
             Some(s) => s,
             // Only `none` on this edge: a zero output of the right shape.
             None => {
@@ -250,19 +258,40 @@ impl SearchCell {
         for node in 0..NODES {
             let mut sum: Option<Tensor> = None;
             for (from, edge) in node_edges(node).enumerate() {
-                let mut h =
-                    self.edges[edge].forward(&states[from], &op_weights[edge], drop_skip)?;
-                if let Some(betas) = edge_weights {
-                    h = h.broadcast_mul(&betas[edge])?;
-                }
-                sum = Some(match sum {
-                    None => h,
-                    Some(s) => (s + h)?,
-                });
+                let (mixed_op, x, weights) = (&self.edges[edge], &states[from], &op_weights[edge]);
+                sum = match edge_weights {
+                    // DARTS: one running sum over every candidate of every incoming edge.
+                    None if mixed_op.partial_k == 1 => {
+                        mixed_op.accumulate(sum, x, weights, drop_skip)?
+                    }
+                    None => {
+                        let h = mixed_op.forward(x, weights, drop_skip)?;
+                        Some(match sum {
+                            Some(s) => (s + h)?,
+                            None => h,
+                        })
+                    }
+                    Some(betas) => {
+                        let h = mixed_op.forward(x, weights, drop_skip)?;
+                        Some(accumulate_scaled(sum.as_ref(), &h, &betas[edge])?)
+                    }
+                };
             }
-            states.push(sum.expect("every node has incoming edges"));
+            let node_state = match sum {
+                Some(s) => s,
+                // Every incoming candidate is `none`: a zero state.
+                None => self.zero_state(&states[1])?,
+            };
+            states.push(node_state);
         }
         Tensor::cat(&states[2..].iter().collect::<Vec<_>>(), 1)
+    }
+
+    /// Zeros shaped like this cell's node states (`s1` is the preprocessed input).
+    fn zero_state(&self, s1: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = s1.dims4()?;
+        let stride = if self.reduction { 2 } else { 1 };
+        Tensor::zeros((b, c, h / stride, w / stride), s1.dtype(), s1.device())
     }
 }
 

@@ -344,7 +344,11 @@ pub fn pointwise_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
 
 /// Per-channel mean and biased variance over `(N, H, W)` of a contiguous `[N, C, H, W]`
 /// slice, accumulated per plane in parallel (two passes, for accuracy).
-fn channel_stats<T: Float + Send + Sync>(x: &[T], c: usize, plane: usize) -> (Vec<T>, Vec<T>) {
+pub(super) fn channel_stats<T: Float + Send + Sync>(
+    x: &[T],
+    c: usize,
+    plane: usize,
+) -> (Vec<T>, Vec<T>) {
     let count = T::from(x.len() / c).expect("count fits the float type");
     let per_channel = |plane_sums: Vec<T>| -> Vec<T> {
         let mut sums = vec![T::zero(); c];

@@ -8,6 +8,7 @@ use candle_nn::{Init, VarBuilder};
 use super::functional::{
     avg_pool3x3, batch_normalise, depthwise_conv2d, max_pool3x3, pointwise_conv, subsample2,
 };
+use super::mixture::{accumulate_batch_normalised, accumulate_scaled};
 use crate::Op;
 
 /// How a network normalises: the search supernet uses batch statistics only (DARTS'
@@ -88,6 +89,21 @@ impl BatchNorm2d {
             None => Ok(normed),
         }
     }
+
+    /// `acc + weight * forward_t(x)`; for [`Norm::BatchStats`] as one fused op that never
+    /// stores the normalised tensor (see [`super::mixture`]).
+    pub fn accumulate_t(
+        &self,
+        acc: Option<&Tensor>,
+        x: &Tensor,
+        weight: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        if self.affine.is_none() && self.running.is_none() {
+            return accumulate_batch_normalised(acc, x, weight, BN_EPS);
+        }
+        accumulate_scaled(acc, &self.forward_t(x, train)?, weight)
+    }
 }
 
 /// A bias-free convolution weight `[c_out, c_in / groups, k, k]` named `weight`.
@@ -156,8 +172,8 @@ impl DilConv {
         })
     }
 
-    /// Applies the block.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// ReLU, depthwise and pointwise convolutions: the block up to its BatchNorm.
+    fn convolve(&self, x: &Tensor) -> Result<Tensor> {
         let y = depthwise_conv2d(
             &x.relu()?,
             &self.depthwise,
@@ -165,8 +181,23 @@ impl DilConv {
             self.pad,
             self.dilation,
         )?;
-        self.bn
-            .forward_t(&pointwise_conv(&y, &self.pointwise)?, train)
+        pointwise_conv(&y, &self.pointwise)
+    }
+
+    /// Applies the block.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.convolve(x)?, train)
+    }
+
+    /// `acc + weight * forward_t(x)`, fused into the BatchNorm.
+    pub fn accumulate_t(
+        &self,
+        acc: Option<&Tensor>,
+        x: &Tensor,
+        weight: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        self.bn.accumulate_t(acc, &self.convolve(x)?, weight, train)
     }
 }
 
@@ -192,12 +223,29 @@ impl FactorizedReduce {
         })
     }
 
-    /// Applies the block.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// ReLU and the two shifted stride-2 convolutions, concatenated: the block up to its
+    /// BatchNorm.
+    fn convolve(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.relu()?;
         let a = pointwise_conv(&subsample2(&x, 0)?, &self.conv_1)?;
         let b = pointwise_conv(&subsample2(&x, 1)?, &self.conv_2)?;
-        self.bn.forward_t(&Tensor::cat(&[&a, &b], 1)?, train)
+        Tensor::cat(&[&a, &b], 1)
+    }
+
+    /// Applies the block.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.convolve(x)?, train)
+    }
+
+    /// `acc + weight * forward_t(x)`, fused into the BatchNorm.
+    pub fn accumulate_t(
+        &self,
+        acc: Option<&Tensor>,
+        x: &Tensor,
+        weight: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        self.bn.accumulate_t(acc, &self.convolve(x)?, weight, train)
     }
 }
 
@@ -270,6 +318,29 @@ impl Operation {
             Operation::Reduce(fr) => fr.forward_t(x, train)?,
             Operation::SepConv(a, b) => b.forward_t(&a.forward_t(x, train)?, train)?,
             Operation::DilConv(d) => d.forward_t(x, train)?,
+        }))
+    }
+
+    /// `acc + weight * forward_t(x)`, with the weighting fused into the op's last BatchNorm
+    /// where it has one. `Zero` returns `acc` as it is.
+    pub fn accumulate_t(
+        &self,
+        acc: Option<&Tensor>,
+        x: &Tensor,
+        weight: &Tensor,
+        train: bool,
+    ) -> Result<Option<Tensor>> {
+        Ok(Some(match self {
+            Operation::Zero => return Ok(acc.cloned()),
+            Operation::Reduce(fr) => fr.accumulate_t(acc, x, weight, train)?,
+            Operation::SepConv(a, b) => {
+                b.accumulate_t(acc, &a.forward_t(x, train)?, weight, train)?
+            }
+            Operation::DilConv(d) => d.accumulate_t(acc, x, weight, train)?,
+            Operation::MaxPool { .. } | Operation::AvgPool { .. } | Operation::Identity => {
+                let y = self.forward_t(x, train)?.expect("not the zero op");
+                accumulate_scaled(acc, &y, weight)?
+            }
         }))
     }
 

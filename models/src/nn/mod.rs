@@ -4,4 +4,5 @@ pub mod functional;
 pub mod init;
 pub mod kernels;
 pub mod layers;
+pub mod mixture;
 pub mod network;
