@@ -79,6 +79,8 @@ fn random_batch(
 
 fn main() -> Result<()> {
     let bench = BenchArgs::parse();
+    // As `hands-search` does at start-up.
+    let heap_reuse = hands_search::memory::keep_freed_tensor_memory();
     rayon::ThreadPoolBuilder::new()
         .num_threads(bench.threads)
         .build_global()?;
@@ -135,6 +137,7 @@ fn main() -> Result<()> {
             "layers": layers,
             "partial_k": partial_k,
             "threads": bench.threads,
+            "heap_reuse": heap_reuse,
             "device": bench.device,
             "steps": bench.steps,
             "step_ms_median": (median * 10.0).round() / 10.0,

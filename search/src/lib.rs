@@ -8,6 +8,7 @@ pub mod derive;
 pub mod device;
 pub mod dot;
 pub mod eval;
+pub mod memory;
 pub mod optim;
 pub mod pdarts;
 pub mod plot;

@@ -33,6 +33,7 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    hands_search::memory::keep_freed_tensor_memory();
     if let Some(threads) = cli.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)

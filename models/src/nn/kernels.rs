@@ -76,6 +76,37 @@ impl Window {
     }
 }
 
+/// `sum_i a[i] * b[i]` over eight independent partial sums, so that the compiler can keep
+/// them in one vector register (a single running sum is a chain of dependent additions).
+fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut lanes = [T::zero(); 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .fold(T::zero(), |acc, (&x, &y)| acc + x * y);
+    for (x, y) in a8.zip(b8) {
+        for i in 0..8 {
+            lanes[i] = lanes[i] + x[i] * y[i];
+        }
+    }
+    lanes.iter().fold(tail, |acc, &l| acc + l)
+}
+
+/// Per-output-position reciprocal window counts along one axis (padding excluded).
+fn inverse_counts<T: Float>(win: &Window, len: usize, out: usize) -> Vec<T> {
+    (0..out)
+        .map(|o| {
+            let start = (o * win.stride) as isize - win.pad as isize;
+            let lo = start.max(0);
+            let hi = (start + win.k as isize).min(len as isize);
+            let count = (hi - lo).max(1) as usize;
+            T::from(count).expect("count fits the float type").recip()
+        })
+        .collect()
+}
+
 /// Depthwise convolution of one plane: `out += sum_taps kernel[tap] * input[shifted]`.
 pub fn depthwise_forward<T: Float>(input: &[T], kernel: &[T], win: &Window, out: &mut [T]) {
     let ow = win.out_w();
@@ -136,20 +167,14 @@ pub fn depthwise_backward_kernel<T: Float>(
     win.for_each_tap(|tap, iy, oy, tx, xs| {
         let go_row = &grad_out[oy * ow..(oy + 1) * ow];
         let in_row = &input[iy * win.w..(iy + 1) * win.w];
-        let mut acc = T::zero();
-        if win.stride == 1 {
+        let acc = if win.stride == 1 {
             let start = win.input(xs.start, tx);
-            for (&o, &i) in go_row[xs.clone()]
-                .iter()
-                .zip(&in_row[start..start + xs.len()])
-            {
-                acc = acc + o * i;
-            }
+            dot(&go_row[xs.clone()], &in_row[start..start + xs.len()])
         } else {
-            for ox in xs {
-                acc = acc + go_row[ox] * in_row[win.input(ox, tx)];
-            }
-        }
+            xs.fold(T::zero(), |acc, ox| {
+                acc + go_row[ox] * in_row[win.input(ox, tx)]
+            })
+        };
         grad_kernel[tap] = grad_kernel[tap] + acc;
     });
 }
@@ -163,43 +188,50 @@ pub enum Pool {
     Avg,
 }
 
-/// Number of window positions inside the input for output `(oy, ox)`.
-fn window_count(win: &Window, oy: usize, ox: usize) -> usize {
-    let axis = |o: usize, len: usize| {
-        let start = (o * win.stride) as isize - win.pad as isize;
-        let lo = start.max(0);
-        let hi = (start + win.k as isize).min(len as isize);
-        (hi - lo).max(0) as usize
-    };
-    axis(oy, win.h) * axis(ox, win.w)
+/// Folds every input position of each output's window into that output with `combine`,
+/// tap by tap over whole rows (as slices when the stride is 1).
+fn for_each_tap_row<T: Float>(
+    win: &Window,
+    input: &[T],
+    out: &mut [T],
+    combine: impl Fn(T, T) -> T + Copy,
+) {
+    let ow = win.out_w();
+    win.for_each_tap(|_, iy, oy, tx, xs| {
+        let in_row = &input[iy * win.w..(iy + 1) * win.w];
+        let out_row = &mut out[oy * ow..(oy + 1) * ow];
+        if win.stride == 1 {
+            let start = win.input(xs.start, tx);
+            let src = &in_row[start..start + xs.len()];
+            for (o, &i) in out_row[xs].iter_mut().zip(src) {
+                *o = combine(*o, i);
+            }
+        } else {
+            for ox in xs {
+                out_row[ox] = combine(out_row[ox], in_row[win.input(ox, tx)]);
+            }
+        }
+    });
 }
 
 /// Pools one plane (dilation must be 1).
 pub fn pool_forward<T: Float>(pool: Pool, input: &[T], win: &Window, out: &mut [T]) {
-    let ow = win.out_w();
     match pool {
         Pool::Max => {
             out.fill(T::neg_infinity());
-            win.for_each_tap(|_, iy, oy, tx, xs| {
-                let in_row = &input[iy * win.w..(iy + 1) * win.w];
-                let out_row = &mut out[oy * ow..(oy + 1) * ow];
-                for ox in xs {
-                    out_row[ox] = out_row[ox].max(in_row[win.input(ox, tx)]);
-                }
-            });
+            for_each_tap_row(win, input, out, |o, i| if i > o { i } else { o });
         }
         Pool::Avg => {
             out.fill(T::zero());
-            win.for_each_tap(|_, iy, oy, tx, xs| {
-                let in_row = &input[iy * win.w..(iy + 1) * win.w];
-                let out_row = &mut out[oy * ow..(oy + 1) * ow];
-                for ox in xs {
-                    out_row[ox] = out_row[ox] + in_row[win.input(ox, tx)];
+            for_each_tap_row(win, input, out, |o, i| o + i);
+            let (inv_y, inv_x) = (
+                inverse_counts::<T>(win, win.h, win.out_h()),
+                inverse_counts::<T>(win, win.w, win.out_w()),
+            );
+            for (row, &iy) in out.chunks_exact_mut(inv_x.len()).zip(&inv_y) {
+                for (o, &ix) in row.iter_mut().zip(&inv_x) {
+                    *o = *o * (iy * ix);
                 }
-            });
-            for (i, o) in out.iter_mut().enumerate() {
-                let count = window_count(win, i / ow, i % ow);
-                *o = *o / T::from(count).expect("count fits the float type");
             }
         }
     }
@@ -217,36 +249,38 @@ pub fn pool_backward<T: Float>(
     let (oh, ow) = (win.out_h(), win.out_w());
     match pool {
         Pool::Max => {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut best = None::<(usize, T)>;
-                    for ty in 0..win.k {
-                        let iy = (oy * win.stride + ty) as isize - win.pad as isize;
-                        if iy < 0 || iy as usize >= win.h {
-                            continue;
-                        }
-                        for tx in 0..win.k {
-                            let ix = (ox * win.stride + tx) as isize - win.pad as isize;
-                            if ix < 0 || ix as usize >= win.w {
-                                continue;
-                            }
-                            let idx = iy as usize * win.w + ix as usize;
-                            if best.is_none_or(|(_, v)| input[idx] > v) {
-                                best = Some((idx, input[idx]));
-                            }
-                        }
+            // Per output position the first tap (in window order) holding the maximum, found
+            // for a whole plane at once, tap by tap, so the comparisons run over rows.
+            let mut best = vec![T::neg_infinity(); oh * ow];
+            let mut arg = vec![usize::MAX; oh * ow];
+            win.for_each_tap(|_, iy, oy, tx, xs| {
+                let in_row = &input[iy * win.w..(iy + 1) * win.w];
+                let best_row = &mut best[oy * ow..(oy + 1) * ow];
+                let arg_row = &mut arg[oy * ow..(oy + 1) * ow];
+                for ox in xs {
+                    let ix = win.input(ox, tx);
+                    let v = in_row[ix];
+                    if v > best_row[ox] || arg_row[ox] == usize::MAX {
+                        best_row[ox] = v;
+                        arg_row[ox] = iy * win.w + ix;
                     }
-                    if let Some((idx, _)) = best {
-                        grad_in[idx] = grad_in[idx] + grad_out[oy * ow + ox];
-                    }
+                }
+            });
+            for (&idx, &g) in arg.iter().zip(grad_out) {
+                if idx != usize::MAX {
+                    grad_in[idx] = grad_in[idx] + g;
                 }
             }
         }
         Pool::Avg => {
+            let (inv_y, inv_x) = (
+                inverse_counts::<T>(win, win.h, oh),
+                inverse_counts::<T>(win, win.w, ow),
+            );
             let scaled: Vec<T> = grad_out
-                .iter()
-                .enumerate()
-                .map(|(i, &g)| g / T::from(window_count(win, i / ow, i % ow)).expect("count fits"))
+                .chunks_exact(ow)
+                .zip(&inv_y)
+                .flat_map(|(row, &iy)| row.iter().zip(&inv_x).map(move |(&g, &ix)| g * (iy * ix)))
                 .collect();
             win.for_each_tap(|_, iy, oy, tx, xs| {
                 let go_row = &scaled[oy * ow..(oy + 1) * ow];
@@ -332,6 +366,81 @@ mod tests {
             let lhs = dot(&g, &out);
             assert!((lhs - dot(&gi, &input)).abs() < 1e-9, "{win:?}");
             assert!((lhs - dot(&gk, &kernel)).abs() < 1e-9, "{win:?}");
+        }
+    }
+
+    /// Pooling by the definition: per output, the first maximal (or the mean of the in-bounds)
+    /// window positions, and the gradient routed back to them.
+    fn naive_pool(pool: Pool, input: &[f64], g: &[f64], win: &Window) -> (Vec<f64>, Vec<f64>) {
+        let (oh, ow) = (win.out_h(), win.out_w());
+        let (mut out, mut grad) = (vec![0.0; oh * ow], vec![0.0; input.len()]);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut taps = Vec::new();
+                for ty in 0..win.k {
+                    for tx in 0..win.k {
+                        let iy = (oy * win.stride + ty) as isize - win.pad as isize;
+                        let ix = (ox * win.stride + tx) as isize - win.pad as isize;
+                        if iy >= 0 && ix >= 0 && (iy as usize) < win.h && (ix as usize) < win.w {
+                            taps.push(iy as usize * win.w + ix as usize);
+                        }
+                    }
+                }
+                let o = oy * ow + ox;
+                match pool {
+                    Pool::Max => {
+                        let first_max = taps.iter().copied().fold(taps[0], |best, i| {
+                            if input[i] > input[best] {
+                                i
+                            } else {
+                                best
+                            }
+                        });
+                        out[o] = input[first_max];
+                        grad[first_max] += g[o];
+                    }
+                    Pool::Avg => {
+                        let n = taps.len() as f64;
+                        out[o] = taps.iter().map(|&i| input[i]).sum::<f64>() / n;
+                        for &i in &taps {
+                            grad[i] += g[o] / n;
+                        }
+                    }
+                }
+            }
+        }
+        (out, grad)
+    }
+
+    #[test]
+    fn pools_match_definition_with_ties() {
+        for stride in [1, 2] {
+            for (h, w) in [(8, 8), (7, 5)] {
+                let win = Window {
+                    h,
+                    w,
+                    k: 3,
+                    stride,
+                    pad: 1,
+                    dilation: 1,
+                };
+                // Few distinct values, so that windows hold ties.
+                let input: Vec<f64> = data(h * w, 4).iter().map(|v| (v * 3.0).round()).collect();
+                let g = data(win.out_h() * win.out_w(), 5);
+                for pool in [Pool::Max, Pool::Avg] {
+                    let (expected_out, expected_grad) = naive_pool(pool, &input, &g, &win);
+                    let mut out = vec![0.0; g.len()];
+                    pool_forward(pool, &input, &win, &mut out);
+                    let mut grad = vec![0.0; input.len()];
+                    pool_backward(pool, &input, &g, &win, &mut grad);
+                    for (a, b) in out.iter().zip(&expected_out) {
+                        assert!((a - b).abs() < 1e-12, "{pool:?} {win:?}");
+                    }
+                    for (a, b) in grad.iter().zip(&expected_grad) {
+                        assert!((a - b).abs() < 1e-12, "{pool:?} {win:?}");
+                    }
+                }
+            }
         }
     }
 

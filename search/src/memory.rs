@@ -1,0 +1,36 @@
+//! Allocator tuning for the many large, short-lived tensors of a training step.
+
+/// Keeps freed tensor buffers in the process heap for reuse instead of handing them back to
+/// the kernel; returns whether the setting took effect.
+///
+/// glibc serves every block above its mmap threshold with a fresh mapping and unmaps it on
+/// free, and trims the top of the heap. A search step allocates and frees gigabytes of 1-16 MB
+/// tensors, so each step faulted in new zeroed pages: in the paper's search setting 5.7
+/// million page faults and 51 s of system time in three steps. With the threshold at glibc's
+/// maximum (32 MiB) and trimming off: 3.0 million faults (nearly all in the first step), 28 s,
+/// and a 16% shorter step at the same peak memory. Elsewhere (other C libraries) this does
+/// nothing.
+pub fn keep_freed_tensor_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes allocator parameters; it is called before the
+        // heavy allocations start and glibc serialises it against concurrent malloc calls.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn glibc_accepts_the_settings() {
+        assert!(super::keep_freed_tensor_memory());
+    }
+}
