@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::ops::softmax;
 use candle_nn::{Init, VarBuilder, VarMap};
 use hands_models::nn::functional::global_avg_pool;
-use hands_models::nn::layers::{BatchNorm2d, Norm, Operation, ReluConvBn};
+use hands_models::nn::layers::{Activated, BatchNorm2d, Norm, Operation, ReluConvBn};
 use hands_models::nn::mixture::accumulate_scaled;
 use hands_models::nn::network::{reduction_layers, Preprocess};
 use hands_models::Op;
@@ -103,20 +103,22 @@ impl MixedOp {
     fn accumulate(
         &self,
         acc: Option<Tensor>,
-        x: &Tensor,
+        x: &Activated,
         weights: &[Tensor],
         drop_skip: &mut Option<SkipDropout<'_>>,
     ) -> Result<Option<Tensor>> {
         let mut acc = acc;
         for ((op, bn), w) in self.ops.iter().zip(weights) {
             acc = match (bn, drop_skip.as_mut()) {
-                (Some(bn), _) => match op.forward_t(x, true)? {
+                (Some(bn), _) => match op.forward_t(x.input(), true)? {
                     Some(h) => Some(bn.accumulate_t(acc.as_ref(), &h, w, true)?),
                     None => acc,
                 },
-                (None, Some(dropout)) if op.is_identity() => {
-                    Some(accumulate_scaled(acc.as_ref(), &dropout.apply(x)?, w)?)
-                }
+                (None, Some(dropout)) if op.is_identity() => Some(accumulate_scaled(
+                    acc.as_ref(),
+                    &dropout.apply(x.input())?,
+                    w,
+                )?),
                 (None, _) => op.accumulate_t(acc.as_ref(), x, w, true)?,
             };
         }
@@ -138,18 +140,19 @@ impl MixedOp {
         } else {
             x.clone()
         };
-        let mixed = match self.accumulate(None, &active, weights, drop_skip)? {
-            Some(s) => s,
-            // Only `none` on this edge: a zero output of the right shape.
-            None => {
-                let (b, _, h, w) = active.dims4()?;
-                Tensor::zeros(
-                    (b, part, h / self.stride, w / self.stride),
-                    x.dtype(),
-                    x.device(),
-                )?
-            }
-        };
+        let mixed =
+            match self.accumulate(None, &Activated::new(active.clone()), weights, drop_skip)? {
+                Some(s) => s,
+                // Only `none` on this edge: a zero output of the right shape.
+                None => {
+                    let (b, _, h, w) = active.dims4()?;
+                    Tensor::zeros(
+                        (b, part, h / self.stride, w / self.stride),
+                        x.dtype(),
+                        x.device(),
+                    )?
+                }
+            };
         if self.partial_k == 1 {
             return Ok(mixed);
         }
@@ -251,9 +254,10 @@ impl SearchCell {
         edge_weights: Option<&[Tensor]>,
         drop_skip: &mut Option<SkipDropout<'_>>,
     ) -> Result<Tensor> {
+        // Each state's ReLU is computed once for all the edges that read it.
         let mut states = vec![
-            self.preprocess0.forward_t(s0, true)?,
-            self.preprocess1.forward_t(s1, true)?,
+            Activated::new(self.preprocess0.forward_t(s0, true)?),
+            Activated::new(self.preprocess1.forward_t(s1, true)?),
         ];
         for node in 0..NODES {
             let mut sum: Option<Tensor> = None;
@@ -265,14 +269,14 @@ impl SearchCell {
                         mixed_op.accumulate(sum, x, weights, drop_skip)?
                     }
                     None => {
-                        let h = mixed_op.forward(x, weights, drop_skip)?;
+                        let h = mixed_op.forward(x.input(), weights, drop_skip)?;
                         Some(match sum {
                             Some(s) => (s + h)?,
                             None => h,
                         })
                     }
                     Some(betas) => {
-                        let h = mixed_op.forward(x, weights, drop_skip)?;
+                        let h = mixed_op.forward(x.input(), weights, drop_skip)?;
                         Some(accumulate_scaled(sum.as_ref(), &h, &betas[edge])?)
                     }
                 };
@@ -280,11 +284,12 @@ impl SearchCell {
             let node_state = match sum {
                 Some(s) => s,
                 // Every incoming candidate is `none`: a zero state.
-                None => self.zero_state(&states[1])?,
+                None => self.zero_state(states[1].input())?,
             };
-            states.push(node_state);
+            states.push(Activated::new(node_state));
         }
-        Tensor::cat(&states[2..].iter().collect::<Vec<_>>(), 1)
+        let nodes: Vec<&Tensor> = states[2..].iter().map(Activated::input).collect();
+        Tensor::cat(&nodes, 1)
     }
 
     /// Zeros shaped like this cell's node states (`s1` is the preprocessed input).

@@ -2,11 +2,13 @@
 //! `hands_models::Op`, with parameter names that follow DARTS' PyTorch module tree
 //! (`op.1.weight`, `op.3.running_mean`, ...), so a reader of the paper's code finds them.
 
+use std::cell::OnceCell;
+
 use candle_core::{Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
 use super::functional::{
-    avg_pool3x3, batch_normalise, depthwise_conv2d, max_pool3x3, pointwise_conv, subsample2,
+    avg_pool3x3, batch_normalise, depthwise_conv2d, max_pool3x3, pointwise_conv, relu, subsample2,
 };
 use super::mixture::{accumulate_batch_normalised, accumulate_scaled};
 use crate::Op;
@@ -106,6 +108,38 @@ impl BatchNorm2d {
     }
 }
 
+/// An input with its ReLU computed at most once, shared by every operation that starts with
+/// one: in a search cell, the convolutions and reductions of all the edges reading a state.
+#[derive(Debug, Clone)]
+pub struct Activated {
+    input: Tensor,
+    relu: OnceCell<Tensor>,
+}
+
+impl Activated {
+    /// Wraps `input`; its ReLU is computed on first use.
+    pub fn new(input: Tensor) -> Self {
+        Activated {
+            input,
+            relu: OnceCell::new(),
+        }
+    }
+
+    /// The input itself.
+    pub fn input(&self) -> &Tensor {
+        &self.input
+    }
+
+    /// `max(input, 0)`, computed once.
+    pub fn relu(&self) -> Result<&Tensor> {
+        if let Some(r) = self.relu.get() {
+            return Ok(r);
+        }
+        let r = relu(&self.input)?;
+        Ok(self.relu.get_or_init(|| r))
+    }
+}
+
 /// A bias-free convolution weight `[c_out, c_in / groups, k, k]` named `weight`.
 fn conv_weight(c_out: usize, c_in: usize, k: usize, vb: &VarBuilder) -> Result<Tensor> {
     // Values are drawn later by `init::init_seeded`, so that runs are reproducible.
@@ -131,7 +165,7 @@ impl ReluConvBn {
     /// Applies the block.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.bn
-            .forward_t(&pointwise_conv(&x.relu()?, &self.weight)?, train)
+            .forward_t(&pointwise_conv(&relu(x)?, &self.weight)?, train)
     }
 }
 
@@ -172,10 +206,11 @@ impl DilConv {
         })
     }
 
-    /// ReLU, depthwise and pointwise convolutions: the block up to its BatchNorm.
-    fn convolve(&self, x: &Tensor) -> Result<Tensor> {
+    /// Depthwise and pointwise convolutions of the ReLU'd input: the block between its ReLU
+    /// and its BatchNorm.
+    fn convolve(&self, relu_x: &Tensor) -> Result<Tensor> {
         let y = depthwise_conv2d(
-            &x.relu()?,
+            relu_x,
             &self.depthwise,
             self.stride,
             self.pad,
@@ -186,18 +221,24 @@ impl DilConv {
 
     /// Applies the block.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.convolve(x)?, train)
+        self.bn.forward_t(&self.convolve(&relu(x)?)?, train)
+    }
+
+    /// Applies the block to an input whose ReLU may be shared.
+    pub fn forward_activated(&self, x: &Activated, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.convolve(x.relu()?)?, train)
     }
 
     /// `acc + weight * forward_t(x)`, fused into the BatchNorm.
     pub fn accumulate_t(
         &self,
         acc: Option<&Tensor>,
-        x: &Tensor,
+        x: &Activated,
         weight: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
-        self.bn.accumulate_t(acc, &self.convolve(x)?, weight, train)
+        self.bn
+            .accumulate_t(acc, &self.convolve(x.relu()?)?, weight, train)
     }
 }
 
@@ -223,29 +264,29 @@ impl FactorizedReduce {
         })
     }
 
-    /// ReLU and the two shifted stride-2 convolutions, concatenated: the block up to its
-    /// BatchNorm.
-    fn convolve(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.relu()?;
-        let a = pointwise_conv(&subsample2(&x, 0)?, &self.conv_1)?;
-        let b = pointwise_conv(&subsample2(&x, 1)?, &self.conv_2)?;
+    /// The two shifted stride-2 convolutions of the ReLU'd input, concatenated: the block
+    /// between its ReLU and its BatchNorm.
+    fn convolve(&self, relu_x: &Tensor) -> Result<Tensor> {
+        let a = pointwise_conv(&subsample2(relu_x, 0)?, &self.conv_1)?;
+        let b = pointwise_conv(&subsample2(relu_x, 1)?, &self.conv_2)?;
         Tensor::cat(&[&a, &b], 1)
     }
 
     /// Applies the block.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.convolve(x)?, train)
+        self.bn.forward_t(&self.convolve(&relu(x)?)?, train)
     }
 
     /// `acc + weight * forward_t(x)`, fused into the BatchNorm.
     pub fn accumulate_t(
         &self,
         acc: Option<&Tensor>,
-        x: &Tensor,
+        x: &Activated,
         weight: &Tensor,
         train: bool,
     ) -> Result<Tensor> {
-        self.bn.accumulate_t(acc, &self.convolve(x)?, weight, train)
+        self.bn
+            .accumulate_t(acc, &self.convolve(x.relu()?)?, weight, train)
     }
 }
 
@@ -322,11 +363,11 @@ impl Operation {
     }
 
     /// `acc + weight * forward_t(x)`, with the weighting fused into the op's last BatchNorm
-    /// where it has one. `Zero` returns `acc` as it is.
+    /// where it has one and `x`'s ReLU shared. `Zero` returns `acc` as it is.
     pub fn accumulate_t(
         &self,
         acc: Option<&Tensor>,
-        x: &Tensor,
+        x: &Activated,
         weight: &Tensor,
         train: bool,
     ) -> Result<Option<Tensor>> {
@@ -334,11 +375,12 @@ impl Operation {
             Operation::Zero => return Ok(acc.cloned()),
             Operation::Reduce(fr) => fr.accumulate_t(acc, x, weight, train)?,
             Operation::SepConv(a, b) => {
-                b.accumulate_t(acc, &a.forward_t(x, train)?, weight, train)?
+                let first = Activated::new(a.forward_activated(x, train)?);
+                b.accumulate_t(acc, &first, weight, train)?
             }
             Operation::DilConv(d) => d.accumulate_t(acc, x, weight, train)?,
             Operation::MaxPool { .. } | Operation::AvgPool { .. } | Operation::Identity => {
-                let y = self.forward_t(x, train)?.expect("not the zero op");
+                let y = self.forward_t(x.input(), train)?.expect("not the zero op");
                 accumulate_scaled(acc, &y, weight)?
             }
         }))

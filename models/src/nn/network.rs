@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder, VarMap};
 use rand::Rng;
 
-use super::functional::global_avg_pool;
+use super::functional::{global_avg_pool, relu};
 use super::layers::{BatchNorm2d, FactorizedReduce, Norm, Operation, ReluConvBn};
 use crate::genotype::{Genotype, EDGES_PER_NODE, NODES};
 
@@ -187,7 +187,7 @@ impl AuxiliaryHead {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = global_avg_pool(&self.conv.forward_t(x, train)?.relu()?)?;
+        let h = global_avg_pool(&relu(&self.conv.forward_t(x, train)?)?)?;
         h.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
     }
 }
