@@ -3,9 +3,9 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 use num_traits::Float;
-use rayon::prelude::*;
 
-use super::kernels::{self, Pool, Window};
+use super::kernels::{self, PaddedPlane, Pool, Window};
+use super::parallel::{for_each_chunk_mut, map_indices};
 
 /// Reads a contiguous tensor's storage slice.
 fn slice<'a, T: candle_core::WithDType>(storage: &'a [T], layout: &Layout) -> Result<&'a [T]> {
@@ -15,9 +15,21 @@ fn slice<'a, T: candle_core::WithDType>(storage: &'a [T], layout: &Layout) -> Re
     }
 }
 
-/// Copies a tensor's values out as a flat vector.
-fn values<T: candle_core::WithDType>(t: &Tensor) -> Result<Vec<T>> {
-    t.flatten_all()?.to_vec1::<T>()
+/// Passes the slice of a CPU tensor's values (made contiguous if needed) to `f`, without
+/// copying them out.
+pub(super) fn with_slice<T: candle_core::WithDType, R>(
+    t: &Tensor,
+    f: impl FnOnce(&[T]) -> R,
+) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("CPU tensor expected");
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .expect("contiguous() gives a contiguous layout");
+    Ok(f(&cpu.as_slice::<T>()?[start..end]))
 }
 
 fn dims4(shape: &Shape) -> Result<(usize, usize, usize, usize)> {
@@ -55,13 +67,16 @@ impl Depthwise {
         let win = self.window(h, w, k);
         let (oh, ow) = (win.out_h(), win.out_w());
         let mut out = vec![T::zero(); b * c * oh * ow];
-        out.par_chunks_mut(oh * ow)
-            .zip(x.par_chunks(h * w))
-            .enumerate()
-            .for_each(|(plane, (out, x))| {
-                let ch = plane % c;
-                kernels::depthwise_forward(x, &kernel[ch * k * k..(ch + 1) * k * k], &win, out);
-            });
+        for_each_chunk_mut(
+            &mut out,
+            oh * ow,
+            PaddedPlane::default,
+            |padded, plane, out| {
+                let taps = &kernel[(plane % c) * k * k..][..k * k];
+                let x = &x[plane * h * w..][..h * w];
+                kernels::depthwise_forward(x, taps, &win, padded, out);
+            },
+        );
         Ok((T::to_cpu_storage_owned(out), Shape::from((b, c, oh, ow))))
     }
 
@@ -74,32 +89,49 @@ impl Depthwise {
         let (b, c, h, w) = x.dims4()?;
         let k = kernel.dim(3)?;
         let win = self.window(h, w, k);
+        if win.pad > (k - 1) * self.dilation {
+            candle_core::bail!(
+                "depthwise-conv2d backward: padding {} beyond the kernel",
+                win.pad
+            );
+        }
         let plane_out = win.out_h() * win.out_w();
-        let (xv, kv, gv) = (values::<T>(x)?, values::<T>(kernel)?, values::<T>(grad)?);
-        let mut grad_x = vec![T::zero(); xv.len()];
-        grad_x
-            .par_chunks_mut(h * w)
-            .zip(gv.par_chunks(plane_out))
-            .enumerate()
-            .for_each(|(plane, (gx, g))| {
-                let ch = plane % c;
-                kernels::depthwise_backward_input(g, &kv[ch * k * k..(ch + 1) * k * k], &win, gx);
-            });
-        let mut grad_k = vec![T::zero(); kv.len()];
-        grad_k
-            .par_chunks_mut(k * k)
-            .enumerate()
-            .for_each(|(ch, gk)| {
-                for n in 0..b {
-                    let plane = n * c + ch;
-                    kernels::depthwise_backward_kernel(
-                        &gv[plane * plane_out..(plane + 1) * plane_out],
-                        &xv[plane * h * w..(plane + 1) * h * w],
-                        &win,
-                        gk,
+        let (grad_x, grad_k) = with_slice::<T, _>(x, |xv| {
+            with_slice::<T, _>(kernel, |kv| {
+                with_slice::<T, _>(grad, |gv| {
+                    let mut grad_x = vec![T::zero(); xv.len()];
+                    for_each_chunk_mut(
+                        &mut grad_x,
+                        h * w,
+                        PaddedPlane::default,
+                        |padded, plane, gx| {
+                            let taps = &kv[(plane % c) * k * k..][..k * k];
+                            let g = &gv[plane * plane_out..][..plane_out];
+                            kernels::depthwise_backward_input(g, taps, &win, padded, gx);
+                        },
                     );
-                }
-            });
+                    let mut grad_k = vec![T::zero(); kv.len()];
+                    for_each_chunk_mut(
+                        &mut grad_k,
+                        k * k,
+                        PaddedPlane::default,
+                        |padded, ch, gk| {
+                            for n in 0..b {
+                                let plane = n * c + ch;
+                                kernels::depthwise_backward_kernel(
+                                    &gv[plane * plane_out..][..plane_out],
+                                    &xv[plane * h * w..][..h * w],
+                                    &win,
+                                    padded,
+                                    gk,
+                                );
+                            }
+                        },
+                    );
+                    (grad_x, grad_k)
+                })
+            })
+        })???;
         Ok((
             Tensor::from_vec(grad_x, x.shape(), x.device())?,
             Tensor::from_vec(grad_k, kernel.shape(), kernel.device())?,
@@ -201,9 +233,14 @@ impl Pool3x3 {
         let win = self.window(h, w);
         let (oh, ow) = (win.out_h(), win.out_w());
         let mut out = vec![T::zero(); b * c * oh * ow];
-        out.par_chunks_mut(oh * ow)
-            .zip(x.par_chunks(h * w))
-            .for_each(|(out, x)| kernels::pool_forward(self.pool, x, &win, out));
+        for_each_chunk_mut(
+            &mut out,
+            oh * ow,
+            || (),
+            |_, plane, out| {
+                kernels::pool_forward(self.pool, &x[plane * h * w..][..h * w], &win, out);
+            },
+        );
         Ok((T::to_cpu_storage_owned(out), Shape::from((b, c, oh, ow))))
     }
 
@@ -215,13 +252,22 @@ impl Pool3x3 {
         let (_, _, h, w) = x.dims4()?;
         let win = self.window(h, w);
         let plane_out = win.out_h() * win.out_w();
-        let (xv, gv) = (values::<T>(x)?, values::<T>(grad)?);
-        let mut grad_x = vec![T::zero(); xv.len()];
-        grad_x
-            .par_chunks_mut(h * w)
-            .zip(xv.par_chunks(h * w))
-            .zip(gv.par_chunks(plane_out))
-            .for_each(|((gx, x), g)| kernels::pool_backward(self.pool, x, g, &win, gx));
+        let grad_x = with_slice::<T, _>(x, |xv| {
+            with_slice::<T, _>(grad, |gv| {
+                let mut grad_x = vec![T::zero(); xv.len()];
+                for_each_chunk_mut(
+                    &mut grad_x,
+                    h * w,
+                    || (),
+                    |_, plane, gx| {
+                        let x = &xv[plane * h * w..][..h * w];
+                        let g = &gv[plane * plane_out..][..plane_out];
+                        kernels::pool_backward(self.pool, x, g, &win, gx);
+                    },
+                );
+                grad_x
+            })
+        })??;
         Tensor::from_vec(grad_x, x.shape(), x.device())
     }
 }
@@ -357,20 +403,18 @@ pub(super) fn channel_stats<T: Float + Send + Sync>(
         }
         sums.into_iter().map(|s| s / count).collect()
     };
-    let mean = per_channel(
-        x.par_chunks(plane)
-            .map(|p| p.iter().fold(T::zero(), |a, &v| a + v))
-            .collect(),
-    );
-    let var = per_channel(
-        x.par_chunks(plane)
-            .enumerate()
-            .map(|(i, p)| {
-                let m = mean[i % c];
-                p.iter().fold(T::zero(), |a, &v| a + (v - m) * (v - m))
-            })
-            .collect(),
-    );
+    let planes = x.len() / plane;
+    let mean = per_channel(map_indices(planes, |i| {
+        x[i * plane..][..plane]
+            .iter()
+            .fold(T::zero(), |a, &v| a + v)
+    }));
+    let var = per_channel(map_indices(planes, |i| {
+        let m = mean[i % c];
+        x[i * plane..][..plane]
+            .iter()
+            .fold(T::zero(), |a, &v| a + (v - m) * (v - m))
+    }));
     (mean, var)
 }
 
@@ -402,15 +446,17 @@ impl BatchNormalise {
         let (_, c, h, w) = dims4(shape)?;
         let (mean, inv_std) = (cast::<T>(&self.mean), cast::<T>(&self.inv_std));
         let mut out = vec![T::zero(); x.len()];
-        out.par_chunks_mut(h * w)
-            .zip(x.par_chunks(h * w))
-            .enumerate()
-            .for_each(|(i, (out, x))| {
+        for_each_chunk_mut(
+            &mut out,
+            h * w,
+            || (),
+            |_, i, out| {
                 let (m, s) = (mean[i % c], inv_std[i % c]);
-                for (o, &v) in out.iter_mut().zip(x) {
+                for (o, &v) in out.iter_mut().zip(&x[i * h * w..]) {
                     *o = (v - m) * s;
                 }
-            });
+            },
+        );
         Ok((T::to_cpu_storage_owned(out), shape.clone()))
     }
 
@@ -422,42 +468,45 @@ impl BatchNormalise {
     ) -> Result<Tensor> {
         let (_, c, h, w) = x.dims4()?;
         let plane = h * w;
-        let (nv, gv) = (values::<T>(normed)?, values::<T>(grad)?);
-        let inv_std = cast::<T>(&self.inv_std);
-        // Per channel: mean(g) and mean(g * x_hat).
-        let (mean_g, mean_gn) = {
-            let plane_sums: Vec<(T, T)> = gv
-                .par_chunks(plane)
-                .zip(nv.par_chunks(plane))
-                .map(|(g, n)| {
-                    g.iter()
-                        .zip(n)
-                        .fold((T::zero(), T::zero()), |(a, b), (&g, &n)| {
-                            (a + g, b + g * n)
-                        })
-                })
-                .collect();
-            let count = T::from(gv.len() / c).expect("count fits the float type");
-            let mut sums = vec![(T::zero(), T::zero()); c];
-            for (i, (a, b)) in plane_sums.into_iter().enumerate() {
-                sums[i % c] = (sums[i % c].0 + a, sums[i % c].1 + b);
-            }
-            sums.into_iter()
-                .map(|(a, b)| (a / count, b / count))
-                .unzip::<T, T, Vec<T>, Vec<T>>()
-        };
-        let mut grad_x = vec![T::zero(); gv.len()];
-        grad_x
-            .par_chunks_mut(plane)
-            .zip(gv.par_chunks(plane).zip(nv.par_chunks(plane)))
-            .enumerate()
-            .for_each(|(i, (out, (g, n)))| {
-                let ch = i % c;
-                let (s, mg, mgn) = (inv_std[ch], mean_g[ch], mean_gn[ch]);
-                for ((o, &g), &n) in out.iter_mut().zip(g).zip(n) {
-                    *o = s * (g - mg - n * mgn);
-                }
-            });
+        let grad_x = with_slice::<T, _>(normed, |nv| {
+            with_slice::<T, _>(grad, |gv| {
+                let inv_std = cast::<T>(&self.inv_std);
+                // Per channel: mean(g) and mean(g * x_hat).
+                let (mean_g, mean_gn) = {
+                    let plane_sums = map_indices(gv.len() / plane, |i| {
+                        gv[i * plane..][..plane]
+                            .iter()
+                            .zip(&nv[i * plane..])
+                            .fold((T::zero(), T::zero()), |(a, b), (&g, &n)| {
+                                (a + g, b + g * n)
+                            })
+                    });
+                    let count = T::from(gv.len() / c).expect("count fits the float type");
+                    let mut sums = vec![(T::zero(), T::zero()); c];
+                    for (i, (a, b)) in plane_sums.into_iter().enumerate() {
+                        sums[i % c] = (sums[i % c].0 + a, sums[i % c].1 + b);
+                    }
+                    sums.into_iter()
+                        .map(|(a, b)| (a / count, b / count))
+                        .unzip::<T, T, Vec<T>, Vec<T>>()
+                };
+                let mut grad_x = vec![T::zero(); gv.len()];
+                for_each_chunk_mut(
+                    &mut grad_x,
+                    plane,
+                    || (),
+                    |_, i, out| {
+                        let ch = i % c;
+                        let (s, mg, mgn) = (inv_std[ch], mean_g[ch], mean_gn[ch]);
+                        let (g, n) = (&gv[i * plane..], &nv[i * plane..]);
+                        for ((o, &g), &n) in out.iter_mut().zip(g).zip(n) {
+                            *o = s * (g - mg - n * mgn);
+                        }
+                    },
+                );
+                grad_x
+            })
+        })??;
         Tensor::from_vec(grad_x, x.shape(), x.device())
     }
 }
@@ -497,13 +546,13 @@ pub fn batch_normalise(x: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)>
         let x = x.contiguous()?;
         let (mean, var) = match x.dtype() {
             DType::F32 => {
-                let (m, v) = channel_stats(&values::<f32>(&x)?, c, h * w);
+                let (m, v) = with_slice::<f32, _>(&x, |v| channel_stats(v, c, h * w))?;
                 (
                     m.into_iter().map(f64::from).collect(),
                     v.into_iter().map(f64::from).collect(),
                 )
             }
-            DType::F64 => channel_stats(&values::<f64>(&x)?, c, h * w),
+            DType::F64 => with_slice::<f64, _>(&x, |v| channel_stats(v, c, h * w))?,
             dtype => candle_core::bail!("batch statistics: unsupported {dtype:?}"),
         };
         let inv_std = var
@@ -526,6 +575,9 @@ pub fn batch_normalise(x: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)>
     Ok((normed, mean.reshape(c)?, var.reshape(c)?))
 }
 
+/// Elements per parallel work item of the element-wise ops.
+const RUN: usize = 1 << 14;
+
 /// `max(x, 0)` with the backward pass `grad * (y > 0)` in one sweep (candle's own ReLU
 /// backward builds a zero tensor, a mask, its float copy and a product).
 #[derive(Debug, Clone, Copy)]
@@ -536,16 +588,23 @@ impl Relu {
         y: &Tensor,
         grad: &Tensor,
     ) -> Result<Tensor> {
-        let (y, grad) = (y.contiguous()?, grad.contiguous()?);
-        let (yv, gv) = (values::<T>(&y)?, values::<T>(&grad)?);
-        let mut out = vec![T::zero(); gv.len()];
-        out.par_chunks_mut(1 << 14)
-            .zip(yv.par_chunks(1 << 14).zip(gv.par_chunks(1 << 14)))
-            .for_each(|(o, (y, g))| {
-                for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
-                    *o = if y > T::zero() { g } else { T::zero() };
-                }
-            });
+        let out = with_slice::<T, _>(y, |yv| {
+            with_slice::<T, _>(grad, |gv| {
+                let mut out = vec![T::zero(); gv.len()];
+                for_each_chunk_mut(
+                    &mut out,
+                    RUN,
+                    || (),
+                    |_, i, o| {
+                        let (y, g) = (&yv[i * RUN..], &gv[i * RUN..]);
+                        for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+                            *o = if y > T::zero() { g } else { T::zero() };
+                        }
+                    },
+                );
+                out
+            })
+        })??;
         Tensor::from_vec(out, y.shape(), y.device())
     }
 }
@@ -558,13 +617,16 @@ impl CustomOp1 for Relu {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         fn forward<T: Float + candle_core::WithDType + Send + Sync>(x: &[T]) -> CpuStorage {
             let mut out = vec![T::zero(); x.len()];
-            out.par_chunks_mut(1 << 14)
-                .zip(x.par_chunks(1 << 14))
-                .for_each(|(o, x)| {
-                    for (o, &v) in o.iter_mut().zip(x) {
+            for_each_chunk_mut(
+                &mut out,
+                RUN,
+                || (),
+                |_, i, o| {
+                    for (o, &v) in o.iter_mut().zip(&x[i * RUN..]) {
                         *o = if v < T::zero() { T::zero() } else { v }; // NaN stays NaN
                     }
-                });
+                },
+            );
             T::to_cpu_storage_owned(out)
         }
         let out = match storage {

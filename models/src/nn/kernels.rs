@@ -2,8 +2,10 @@
 //! differentiate: depthwise convolution (candle runs a grouped convolution as one convolution
 //! per group) and 3x3 pooling with padding and stride 1 (candle has no backward for pooling
 //! windows that overlap). Each kernel works on one contiguous `H x W` plane; the callers in
-//! [`super::functional`] parallelise over planes with rayon.
+//! [`super::functional`] spread planes over threads with [`super::parallel`].
 
+use multiversion::multiversion;
+use multiversion::target::selected_target;
 use num_traits::Float;
 
 /// Geometry of a square sliding window over a plane.
@@ -76,24 +78,6 @@ impl Window {
     }
 }
 
-/// `sum_i a[i] * b[i]` over eight independent partial sums, so that the compiler can keep
-/// them in one vector register (a single running sum is a chain of dependent additions).
-fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    let mut lanes = [T::zero(); 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .fold(T::zero(), |acc, (&x, &y)| acc + x * y);
-    for (x, y) in a8.zip(b8) {
-        for i in 0..8 {
-            lanes[i] = lanes[i] + x[i] * y[i];
-        }
-    }
-    lanes.iter().fold(tail, |acc, &l| acc + l)
-}
-
 /// Per-output-position reciprocal window counts along one axis (padding excluded).
 fn inverse_counts<T: Float>(win: &Window, len: usize, out: usize) -> Vec<T> {
     (0..out)
@@ -107,76 +91,249 @@ fn inverse_counts<T: Float>(win: &Window, len: usize, out: usize) -> Vec<T> {
         .collect()
 }
 
-/// Depthwise convolution of one plane: `out += sum_taps kernel[tap] * input[shifted]`.
-pub fn depthwise_forward<T: Float>(input: &[T], kernel: &[T], win: &Window, out: &mut [T]) {
-    let ow = win.out_w();
-    win.for_each_tap(|tap, iy, oy, tx, xs| {
-        let kv = kernel[tap];
-        let in_row = &input[iy * win.w..(iy + 1) * win.w];
-        let out_row = &mut out[oy * ow..(oy + 1) * ow];
-        if win.stride == 1 {
-            let start = win.input(xs.start, tx);
-            let src = &in_row[start..start + xs.len()];
-            for (o, &i) in out_row[xs].iter_mut().zip(src) {
-                *o = *o + kv * i;
-            }
-        } else {
-            for ox in xs {
-                out_row[ox] = out_row[ox] + kv * in_row[win.input(ox, tx)];
-            }
-        }
-    });
+/// Output positions computed together in the correlation loops: one AVX register of `f32`.
+const LANES: usize = 8;
+
+/// A correlation of `k x k` taps at `dilation` and `stride` producing an `out_h x out_w`
+/// plane from a [`PaddedPlane`]:
+/// `out[oy][ox] = sum_{ty, tx} taps[ty * k + tx] * padded[oy * stride + ty * dilation][ox * stride + tx * dilation]`.
+///
+/// A depthwise convolution is one (over the zero-padded input); the gradient of its input is
+/// another (stride 1, flipped taps, over the zero-padded, stride-spread output gradient).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Correlation {
+    /// Kernel side.
+    pub k: usize,
+    /// Dilation between taps.
+    pub dilation: usize,
+    /// Stride between output positions.
+    pub stride: usize,
+    /// Output height.
+    pub out_h: usize,
+    /// Output width.
+    pub out_w: usize,
 }
 
-/// Gradient of [`depthwise_forward`] with respect to its input plane (accumulated).
+impl Correlation {
+    /// Rows of the padded plane that the correlation reads.
+    fn rows(&self) -> usize {
+        (self.out_h - 1) * self.stride + (self.k - 1) * self.dilation + 1
+    }
+
+    /// Entries per row of each column phase: whole lane blocks of outputs for every tap.
+    fn phase_width(&self) -> usize {
+        self.out_w.next_multiple_of(LANES) + (self.k - 1) * self.dilation / self.stride
+    }
+
+    /// Per tap, the index in [`PaddedPlane::data`] of what output `(0, 0)` reads.
+    fn tap_offsets(&self) -> Vec<usize> {
+        let (rows, width) = (self.rows(), self.phase_width());
+        let mut offsets = Vec::with_capacity(self.k * self.k);
+        for ty in 0..self.k {
+            for tx in 0..self.k {
+                let column = tx * self.dilation;
+                let phase = column % self.stride;
+                offsets.push((phase * rows + ty * self.dilation) * width + column / self.stride);
+            }
+        }
+        offsets
+    }
+}
+
+/// A zero-padded plane laid out for a [`Correlation`], so that every tap reads whole
+/// contiguous runs: column `j` is entry `j / stride` of column phase `j % stride`, and each
+/// phase row is long enough for whole lane blocks. Reused from plane to plane.
+#[derive(Debug, Clone)]
+pub struct PaddedPlane<T> {
+    data: Vec<T>,
+}
+
+impl<T> Default for PaddedPlane<T> {
+    fn default() -> Self {
+        PaddedPlane { data: Vec::new() }
+    }
+}
+
+impl<T: Float> PaddedPlane<T> {
+    /// Lays out `src` (`h x w`) for `corr`: `src[y][x]` at padded position
+    /// `(offset + y * spread, offset + x * spread)`, zeros everywhere else; positions the
+    /// correlation never reads are left out.
+    pub fn fill(
+        &mut self,
+        src: &[T],
+        (h, w): (usize, usize),
+        offset: usize,
+        spread: usize,
+        corr: &Correlation,
+    ) {
+        let (rows, width, stride) = (corr.rows(), corr.phase_width(), corr.stride);
+        self.data.clear();
+        self.data.resize(stride * rows * width, T::zero());
+        for (y, src_row) in src.chunks_exact(w).take(h).enumerate() {
+            let row = offset + y * spread;
+            if row >= rows {
+                break;
+            }
+            if stride == 1 && spread == 1 {
+                let n = w.min(width.saturating_sub(offset));
+                let start = row * width + offset;
+                self.data[start..start + n].copy_from_slice(&src_row[..n]);
+                continue;
+            }
+            for (x, &v) in src_row.iter().enumerate() {
+                let column = offset + x * spread;
+                let (phase, pos) = (column % stride, column / stride);
+                if pos >= width {
+                    break;
+                }
+                self.data[(phase * rows + row) * width + pos] = v;
+            }
+        }
+    }
+}
+
+/// `a * b + c`, fused into one rounding where the CPU has FMA (chosen at compile time).
+#[inline(always)]
+fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// Writes the correlation `corr` of `padded` (filled for `corr`) with `taps` (`k * k`) into
+/// `out` (`out_h * out_w`). Compiled for AVX2 + FMA too, chosen at run time.
+#[multiversion(targets("x86_64+avx2+fma"))]
+pub fn correlate<T: Float>(padded: &PaddedPlane<T>, taps: &[T], corr: &Correlation, out: &mut [T]) {
+    const FMA: bool = selected_target!().supports_feature_str("fma");
+    let (ow, row_step) = (corr.out_w, corr.stride * corr.phase_width());
+    let offsets = corr.tap_offsets();
+    for (oy, out_row) in out.chunks_exact_mut(ow).take(corr.out_h).enumerate() {
+        let base = oy * row_step;
+        for x0 in (0..ow).step_by(LANES) {
+            let mut acc = [T::zero(); LANES];
+            for (&tap, &offset) in taps.iter().zip(&offsets) {
+                let src = &padded.data[base + offset + x0..][..LANES];
+                for i in 0..LANES {
+                    acc[i] = madd::<T, FMA>(tap, src[i], acc[i]);
+                }
+            }
+            let n = LANES.min(ow - x0);
+            out_row[x0..x0 + n].copy_from_slice(&acc[..n]);
+        }
+    }
+}
+
+/// Adds to `grad_taps` the gradient of [`correlate`] with respect to its taps, given the
+/// output gradient `grad_out` (`out_h * out_w`):
+/// `grad_taps[t] += sum_{oy, ox} grad_out[oy][ox] * padded[...]` at tap `t`'s position.
+#[multiversion(targets("x86_64+avx2+fma"))]
+pub fn correlate_taps_grad<T: Float>(
+    padded: &PaddedPlane<T>,
+    grad_out: &[T],
+    corr: &Correlation,
+    grad_taps: &mut [T],
+) {
+    const FMA: bool = selected_target!().supports_feature_str("fma");
+    let (ow, row_step) = (corr.out_w, corr.stride * corr.phase_width());
+    for (grad_tap, offset) in grad_taps.iter_mut().zip(corr.tap_offsets()) {
+        let mut acc = [T::zero(); LANES];
+        let mut tail = T::zero();
+        for (oy, g_row) in grad_out.chunks_exact(ow).take(corr.out_h).enumerate() {
+            let src = &padded.data[oy * row_step + offset..][..ow];
+            let (g_blocks, src_blocks) = (g_row.chunks_exact(LANES), src.chunks_exact(LANES));
+            for (&g, &v) in g_blocks.remainder().iter().zip(src_blocks.remainder()) {
+                tail = madd::<T, FMA>(g, v, tail);
+            }
+            for (g, v) in g_blocks.zip(src_blocks) {
+                for i in 0..LANES {
+                    acc[i] = madd::<T, FMA>(g[i], v[i], acc[i]);
+                }
+            }
+        }
+        *grad_tap = acc.iter().fold(*grad_tap + tail, |sum, &a| sum + a);
+    }
+}
+
+impl Window {
+    /// The correlation that is this window's depthwise convolution, over the input padded by
+    /// [`Window::pad`].
+    fn forward_correlation(&self) -> Correlation {
+        Correlation {
+            k: self.k,
+            dilation: self.dilation,
+            stride: self.stride,
+            out_h: self.out_h(),
+            out_w: self.out_w(),
+        }
+    }
+
+    /// The correlation that gives the input gradient: stride 1 over the output gradient
+    /// spread `stride` apart and padded by `(k - 1) * dilation - pad`, with flipped taps.
+    fn input_grad_correlation(&self) -> Correlation {
+        Correlation {
+            k: self.k,
+            dilation: self.dilation,
+            stride: 1,
+            out_h: self.h,
+            out_w: self.w,
+        }
+    }
+}
+
+/// Depthwise convolution of one plane with one `k x k` kernel, written into `out`.
+pub fn depthwise_forward<T: Float>(
+    input: &[T],
+    kernel: &[T],
+    win: &Window,
+    padded: &mut PaddedPlane<T>,
+    out: &mut [T],
+) {
+    let corr = win.forward_correlation();
+    padded.fill(input, (win.h, win.w), win.pad, 1, &corr);
+    correlate(padded, kernel, &corr, out);
+}
+
+/// Gradient of [`depthwise_forward`] with respect to its input plane, written into
+/// `grad_in`. The padding must not exceed the kernel's reach, `(k - 1) * dilation`.
 pub fn depthwise_backward_input<T: Float>(
     grad_out: &[T],
     kernel: &[T],
     win: &Window,
+    padded: &mut PaddedPlane<T>,
     grad_in: &mut [T],
 ) {
-    let ow = win.out_w();
-    win.for_each_tap(|tap, iy, oy, tx, xs| {
-        let kv = kernel[tap];
-        let go_row = &grad_out[oy * ow..(oy + 1) * ow];
-        let gi_row = &mut grad_in[iy * win.w..(iy + 1) * win.w];
-        if win.stride == 1 {
-            let start = win.input(xs.start, tx);
-            let dst = &mut gi_row[start..start + xs.len()];
-            for (g, &o) in dst.iter_mut().zip(&go_row[xs]) {
-                *g = *g + kv * o;
-            }
-        } else {
-            for ox in xs {
-                let ix = win.input(ox, tx);
-                gi_row[ix] = gi_row[ix] + kv * go_row[ox];
-            }
-        }
-    });
+    let reach = (win.k - 1) * win.dilation;
+    assert!(
+        win.pad <= reach,
+        "padding {} beyond the kernel's reach {reach}",
+        win.pad
+    );
+    let corr = win.input_grad_correlation();
+    let flipped: Vec<T> = kernel.iter().rev().copied().collect();
+    padded.fill(
+        grad_out,
+        (win.out_h(), win.out_w()),
+        reach - win.pad,
+        win.stride,
+        &corr,
+    );
+    correlate(padded, &flipped, &corr, grad_in);
 }
 
-/// Gradient of [`depthwise_forward`] with respect to the kernel (accumulated into
-/// `grad_kernel`, one value per tap).
+/// Adds to `grad_kernel` (one value per tap) the gradient of [`depthwise_forward`] with
+/// respect to the kernel.
 pub fn depthwise_backward_kernel<T: Float>(
     grad_out: &[T],
     input: &[T],
     win: &Window,
+    padded: &mut PaddedPlane<T>,
     grad_kernel: &mut [T],
 ) {
-    let ow = win.out_w();
-    win.for_each_tap(|tap, iy, oy, tx, xs| {
-        let go_row = &grad_out[oy * ow..(oy + 1) * ow];
-        let in_row = &input[iy * win.w..(iy + 1) * win.w];
-        let acc = if win.stride == 1 {
-            let start = win.input(xs.start, tx);
-            dot(&go_row[xs.clone()], &in_row[start..start + xs.len()])
-        } else {
-            xs.fold(T::zero(), |acc, ox| {
-                acc + go_row[ox] * in_row[win.input(ox, tx)]
-            })
-        };
-        grad_kernel[tap] = grad_kernel[tap] + acc;
-    });
+    let corr = win.forward_correlation();
+    padded.fill(input, (win.h, win.w), win.pad, 1, &corr);
+    correlate_taps_grad(padded, grad_out, &corr, grad_kernel);
 }
 
 /// The pooling reductions of DARTS' candidate operations.
@@ -323,7 +480,7 @@ mod tests {
         let mut all = Vec::new();
         for (k, pad, dilation) in [(3, 1, 1), (5, 2, 1), (3, 2, 2), (5, 4, 2)] {
             for stride in [1, 2] {
-                for (h, w) in [(8, 8), (7, 5)] {
+                for (h, w) in [(8, 8), (7, 5), (12, 19)] {
                     all.push(Window {
                         h,
                         w,
@@ -350,18 +507,19 @@ mod tests {
             let input = data(win.h * win.w, 1);
             let kernel = data(win.k * win.k, 2);
             let n_out = win.out_h() * win.out_w();
-            let mut out = vec![0.0; n_out];
-            depthwise_forward(&input, &kernel, &win, &mut out);
+            let mut padded = PaddedPlane::default();
+            let mut out = vec![f64::NAN; n_out];
+            depthwise_forward(&input, &kernel, &win, &mut padded, &mut out);
             let expected = naive_depthwise(&input, &kernel, &win);
             for (a, b) in out.iter().zip(&expected) {
                 assert!((a - b).abs() < 1e-12, "{win:?}");
             }
             // <g, conv(x, k)> is bilinear: its gradients are the adjoints.
             let g = data(n_out, 3);
-            let mut gi = vec![0.0; input.len()];
-            depthwise_backward_input(&g, &kernel, &win, &mut gi);
+            let mut gi = vec![f64::NAN; input.len()];
+            depthwise_backward_input(&g, &kernel, &win, &mut padded, &mut gi);
             let mut gk = vec![0.0; kernel.len()];
-            depthwise_backward_kernel(&g, &input, &win, &mut gk);
+            depthwise_backward_kernel(&g, &input, &win, &mut padded, &mut gk);
             let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
             let lhs = dot(&g, &out);
             assert!((lhs - dot(&gi, &input)).abs() < 1e-9, "{win:?}");

@@ -11,9 +11,9 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use num_traits::Float;
-use rayon::prelude::*;
 
-use super::functional::{batch_normalise, channel_stats};
+use super::functional::{batch_normalise, channel_stats, with_slice};
+use super::parallel::{for_each_chunk_mut, map_indices};
 
 /// What is weighted and added: the input itself, or its batch normalisation.
 #[derive(Debug, Clone)]
@@ -36,19 +36,6 @@ enum Term {
 #[derive(Debug, Clone)]
 struct WeightedSum {
     term: Term,
-}
-
-/// The slice of a contiguous tensor's CPU storage, passed to `f`.
-fn with_slice<T: candle_core::WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("weighted sum: CPU tensor expected");
-    };
-    let (start, end) = layout
-        .contiguous_offsets()
-        .expect("contiguous() gives a contiguous layout");
-    Ok(f(&cpu.as_slice::<T>()?[start..end]))
 }
 
 /// The single value of a one-element tensor's storage.
@@ -102,20 +89,29 @@ impl WeightedSum {
         acc: Option<&[T]>,
     ) -> Vec<T> {
         let plane = self.plane(x.len());
-        let mut out = match acc {
-            Some(acc) => acc.to_vec(),
-            None => vec![T::zero(); x.len()],
-        };
-        out.par_chunks_mut(plane)
-            .zip(x.par_chunks(plane))
-            .enumerate()
-            .for_each(|(i, (out, x))| {
+        let mut out = vec![T::zero(); x.len()];
+        for_each_chunk_mut(
+            &mut out,
+            plane,
+            || (),
+            |_, i, out| {
                 let (s, b) = self.plane_affine::<T>(i);
                 let (s, b) = (s * weight, b * weight);
-                for (o, &v) in out.iter_mut().zip(x) {
-                    *o = *o + v * s + b;
+                let x = &x[i * plane..];
+                match acc {
+                    Some(acc) => {
+                        for ((o, &v), &a) in out.iter_mut().zip(x).zip(&acc[i * plane..]) {
+                            *o = a + v * s + b;
+                        }
+                    }
+                    None => {
+                        for (o, &v) in out.iter_mut().zip(x) {
+                            *o = v * s + b;
+                        }
+                    }
                 }
-            });
+            },
+        );
         out
     }
 
@@ -162,26 +158,29 @@ impl WeightedSum {
         let (grad_x, grad_w) = with_slice::<T, _>(x, |xv| {
             with_slice::<T, _>(grad, |gv| {
                 // Per plane: sum(g) and sum(g * term(x)).
-                let sums: Vec<(T, T)> = gv
-                    .par_chunks(plane)
-                    .zip(xv.par_chunks(plane))
-                    .enumerate()
-                    .map(|(i, (g, x))| {
-                        let (s, b) = self.plane_affine::<T>(i);
-                        g.iter()
-                            .zip(x)
-                            .fold((T::zero(), T::zero()), |(a, c), (&g, &v)| {
-                                (a + g, c + g * (v * s + b))
-                            })
-                    })
-                    .collect();
+                let sums = map_indices(gv.len().div_ceil(plane), |i| {
+                    let (s, b) = self.plane_affine::<T>(i);
+                    let (g, x) = (&gv[i * plane..], &xv[i * plane..]);
+                    g.iter()
+                        .take(plane)
+                        .zip(x)
+                        .fold((T::zero(), T::zero()), |(a, c), (&g, &v)| {
+                            (a + g, c + g * (v * s + b))
+                        })
+                });
                 let grad_w = sums.iter().fold(T::zero(), |a, &(_, c)| a + c);
                 let mut grad_x = vec![T::zero(); gv.len()];
                 match &self.term {
-                    Term::Plain => grad_x
-                        .par_iter_mut()
-                        .zip(gv.par_iter())
-                        .for_each(|(o, &g)| *o = g * w),
+                    Term::Plain => for_each_chunk_mut(
+                        &mut grad_x,
+                        plane,
+                        || (),
+                        |_, i, out| {
+                            for (o, &g) in out.iter_mut().zip(&gv[i * plane..]) {
+                                *o = g * w;
+                            }
+                        },
+                    ),
                     Term::Normalised { mean, .. } => {
                         // inv_std * (w g - mean(w g) - x_hat * mean(w g x_hat)) per channel.
                         let c = mean.len();
@@ -195,18 +194,20 @@ impl WeightedSum {
                             .into_iter()
                             .map(|(a, b)| (a / count, b / count))
                             .collect();
-                        grad_x
-                            .par_chunks_mut(plane)
-                            .zip(gv.par_chunks(plane).zip(xv.par_chunks(plane)))
-                            .enumerate()
-                            .for_each(|(i, (out, (g, x)))| {
+                        for_each_chunk_mut(
+                            &mut grad_x,
+                            plane,
+                            || (),
+                            |_, i, out| {
                                 let (s, b) = self.plane_affine::<T>(i);
                                 let (mg, mgn) = per_channel[i % c];
                                 let ws = w * s;
+                                let (g, x) = (&gv[i * plane..], &xv[i * plane..]);
                                 for ((o, &g), &v) in out.iter_mut().zip(g).zip(x) {
                                     *o = ws * (g - mg - (v * s + b) * mgn);
                                 }
-                            });
+                            },
+                        );
                     }
                 }
                 (grad_x, grad_w)

@@ -6,3 +6,4 @@ pub mod kernels;
 pub mod layers;
 pub mod mixture;
 pub mod network;
+pub mod parallel;
