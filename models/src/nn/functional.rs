@@ -236,9 +236,10 @@ impl Pool3x3 {
         for_each_chunk_mut(
             &mut out,
             oh * ow,
-            || (),
-            |_, plane, out| {
-                kernels::pool_forward(self.pool, &x[plane * h * w..][..h * w], &win, out);
+            PaddedPlane::default,
+            |padded, plane, out| {
+                let x = &x[plane * h * w..][..h * w];
+                kernels::pool_forward(self.pool, x, &win, padded, out);
             },
         );
         Ok((T::to_cpu_storage_owned(out), Shape::from((b, c, oh, ow))))
@@ -258,11 +259,11 @@ impl Pool3x3 {
                 for_each_chunk_mut(
                     &mut grad_x,
                     h * w,
-                    || (),
-                    |_, plane, gx| {
+                    PaddedPlane::default,
+                    |padded, plane, gx| {
                         let x = &xv[plane * h * w..][..h * w];
                         let g = &gv[plane * plane_out..][..plane_out];
-                        kernels::pool_backward(self.pool, x, g, &win, gx);
+                        kernels::pool_backward(self.pool, x, g, &win, padded, gx);
                     },
                 );
                 grad_x

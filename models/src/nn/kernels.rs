@@ -35,47 +35,6 @@ impl Window {
     pub fn out_w(&self) -> usize {
         (self.w + 2 * self.pad - self.dilation * (self.k - 1) - 1) / self.stride + 1
     }
-
-    /// For kernel tap `t`, the range of output positions along an axis of input length `len`
-    /// and output length `out` whose input position `o * stride - pad + t * dilation` lies
-    /// inside the input.
-    fn valid(&self, t: usize, len: usize, out: usize) -> std::ops::Range<usize> {
-        let offset = t * self.dilation;
-        // o * stride + offset >= pad  and  o * stride + offset < pad + len
-        let lo = if offset >= self.pad {
-            0
-        } else {
-            (self.pad - offset).div_ceil(self.stride)
-        };
-        let hi = if self.pad + len > offset {
-            (self.pad + len - offset).div_ceil(self.stride).min(out)
-        } else {
-            0
-        };
-        lo..hi.max(lo)
-    }
-
-    /// Input index of output position `o` at tap `t` (valid only inside [`Window::valid`]).
-    fn input(&self, o: usize, t: usize) -> usize {
-        o * self.stride + t * self.dilation - self.pad
-    }
-
-    /// Calls `f(tap_y, tap_x, input_row, output_row, input_x_of(first), output_x_range)`
-    /// for every pair of rows that a tap connects.
-    fn for_each_tap<F: FnMut(usize, usize, usize, usize, std::ops::Range<usize>)>(&self, mut f: F) {
-        let (oh, ow) = (self.out_h(), self.out_w());
-        for ty in 0..self.k {
-            for tx in 0..self.k {
-                let xs = self.valid(tx, self.w, ow);
-                if xs.is_empty() {
-                    continue;
-                }
-                for oy in self.valid(ty, self.h, oh) {
-                    f(ty * self.k + tx, self.input(oy, ty), oy, tx, xs.clone());
-                }
-            }
-        }
-    }
 }
 
 /// Per-output-position reciprocal window counts along one axis (padding excluded).
@@ -156,19 +115,19 @@ impl<T> Default for PaddedPlane<T> {
 
 impl<T: Float> PaddedPlane<T> {
     /// Lays out `src` (`h x w`) for `corr`: `src[y][x]` at padded position
-    /// `(offset + y * spread, offset + x * spread)`, zeros everywhere else; positions the
-    /// correlation never reads are left out.
+    /// `(offset + y * spread, offset + x * spread)`, `background` everywhere else; positions
+    /// the correlation never reads are left out.
     pub fn fill(
         &mut self,
         src: &[T],
         (h, w): (usize, usize),
-        offset: usize,
-        spread: usize,
+        (offset, spread): (usize, usize),
+        background: T,
         corr: &Correlation,
     ) {
         let (rows, width, stride) = (corr.rows(), corr.phase_width(), corr.stride);
         self.data.clear();
-        self.data.resize(stride * rows * width, T::zero());
+        self.data.resize(stride * rows * width, background);
         for (y, src_row) in src.chunks_exact(w).take(h).enumerate() {
             let row = offset + y * spread;
             if row >= rows {
@@ -291,7 +250,7 @@ pub fn depthwise_forward<T: Float>(
     out: &mut [T],
 ) {
     let corr = win.forward_correlation();
-    padded.fill(input, (win.h, win.w), win.pad, 1, &corr);
+    padded.fill(input, (win.h, win.w), (win.pad, 1), T::zero(), &corr);
     correlate(padded, kernel, &corr, out);
 }
 
@@ -312,11 +271,12 @@ pub fn depthwise_backward_input<T: Float>(
     );
     let corr = win.input_grad_correlation();
     let flipped: Vec<T> = kernel.iter().rev().copied().collect();
+    let spread = (reach - win.pad, win.stride);
     padded.fill(
         grad_out,
         (win.out_h(), win.out_w()),
-        reach - win.pad,
-        win.stride,
+        spread,
+        T::zero(),
         &corr,
     );
     correlate(padded, &flipped, &corr, grad_in);
@@ -332,7 +292,7 @@ pub fn depthwise_backward_kernel<T: Float>(
     grad_kernel: &mut [T],
 ) {
     let corr = win.forward_correlation();
-    padded.fill(input, (win.h, win.w), win.pad, 1, &corr);
+    padded.fill(input, (win.h, win.w), (win.pad, 1), T::zero(), &corr);
     correlate_taps_grad(padded, grad_out, &corr, grad_kernel);
 }
 
@@ -345,108 +305,126 @@ pub enum Pool {
     Avg,
 }
 
-/// Folds every input position of each output's window into that output with `combine`,
-/// tap by tap over whole rows (as slices when the stride is 1).
-fn for_each_tap_row<T: Float>(
-    win: &Window,
-    input: &[T],
-    out: &mut [T],
-    combine: impl Fn(T, T) -> T + Copy,
-) {
-    let ow = win.out_w();
-    win.for_each_tap(|_, iy, oy, tx, xs| {
-        let in_row = &input[iy * win.w..(iy + 1) * win.w];
-        let out_row = &mut out[oy * ow..(oy + 1) * ow];
-        if win.stride == 1 {
-            let start = win.input(xs.start, tx);
-            let src = &in_row[start..start + xs.len()];
-            for (o, &i) in out_row[xs].iter_mut().zip(src) {
-                *o = combine(*o, i);
+/// Per output position, the maximum of its window in `padded` (filled with NaN around the
+/// input, which never wins), written into `out`.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn window_max<T: Float>(padded: &PaddedPlane<T>, corr: &Correlation, out: &mut [T]) {
+    let (ow, row_step) = (corr.out_w, corr.stride * corr.phase_width());
+    let offsets = corr.tap_offsets();
+    for (oy, out_row) in out.chunks_exact_mut(ow).take(corr.out_h).enumerate() {
+        for x0 in (0..ow).step_by(LANES) {
+            let mut best = [T::neg_infinity(); LANES];
+            for &offset in &offsets {
+                let src = &padded.data[oy * row_step + offset + x0..][..LANES];
+                for i in 0..LANES {
+                    best[i] = if src[i] > best[i] { src[i] } else { best[i] };
+                }
             }
-        } else {
-            for ox in xs {
-                out_row[ox] = combine(out_row[ox], in_row[win.input(ox, tx)]);
-            }
+            let n = LANES.min(ow - x0);
+            out_row[x0..x0 + n].copy_from_slice(&best[..n]);
         }
-    });
+    }
 }
 
-/// Pools one plane (dilation must be 1).
-pub fn pool_forward<T: Float>(pool: Pool, input: &[T], win: &Window, out: &mut [T]) {
-    match pool {
-        Pool::Max => {
-            out.fill(T::neg_infinity());
-            for_each_tap_row(win, input, out, |o, i| if i > o { i } else { o });
-        }
-        Pool::Avg => {
-            out.fill(T::zero());
-            for_each_tap_row(win, input, out, |o, i| o + i);
-            let (inv_y, inv_x) = (
-                inverse_counts::<T>(win, win.h, win.out_h()),
-                inverse_counts::<T>(win, win.w, win.out_w()),
-            );
-            for (row, &iy) in out.chunks_exact_mut(inv_x.len()).zip(&inv_y) {
-                for (o, &ix) in row.iter_mut().zip(&inv_x) {
-                    *o = *o * (iy * ix);
+/// No tap chosen (a window of padding only).
+const NO_TAP: u32 = u32::MAX;
+
+/// Adds each output's gradient to the input position of the first tap (in window order)
+/// holding its window's maximum in `padded` (filled with NaN around the input).
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn window_argmax_scatter<T: Float>(
+    padded: &PaddedPlane<T>,
+    grad_out: &[T],
+    win: &Window,
+    corr: &Correlation,
+    grad_in: &mut [T],
+) {
+    let (ow, row_step) = (corr.out_w, corr.stride * corr.phase_width());
+    let offsets = corr.tap_offsets();
+    for (oy, g_row) in grad_out.chunks_exact(ow).take(corr.out_h).enumerate() {
+        for x0 in (0..ow).step_by(LANES) {
+            let mut best = [T::neg_infinity(); LANES];
+            let mut arg = [NO_TAP; LANES];
+            for (tap, &offset) in offsets.iter().enumerate() {
+                let src = &padded.data[oy * row_step + offset + x0..][..LANES];
+                for i in 0..LANES {
+                    let v = src[i];
+                    let take = v > best[i] || (arg[i] == NO_TAP && !v.is_nan());
+                    best[i] = if take { v } else { best[i] };
+                    arg[i] = if take { tap as u32 } else { arg[i] };
+                }
+            }
+            for (i, &tap) in arg.iter().enumerate().take(LANES.min(ow - x0)) {
+                if tap != NO_TAP {
+                    let (ty, tx) = (tap as usize / win.k, tap as usize % win.k);
+                    let iy = oy * win.stride + ty - win.pad;
+                    let ix = (x0 + i) * win.stride + tx - win.pad;
+                    grad_in[iy * win.w + ix] = grad_in[iy * win.w + ix] + g_row[x0 + i];
                 }
             }
         }
     }
 }
 
-/// Gradient of [`pool_forward`] with respect to its input plane (accumulated). For max
-/// pooling the gradient goes to the first maximal position of each window, like PyTorch.
+/// `values[oy][ox] *= inv_y[oy] * inv_x[ox]`: average pooling's division by the number of
+/// in-bounds window positions.
+fn scale_by_counts<T: Float>(values: &mut [T], win: &Window) {
+    let (inv_y, inv_x) = (
+        inverse_counts::<T>(win, win.h, win.out_h()),
+        inverse_counts::<T>(win, win.w, win.out_w()),
+    );
+    for (row, &iy) in values.chunks_exact_mut(inv_x.len()).zip(&inv_y) {
+        for (v, &ix) in row.iter_mut().zip(&inv_x) {
+            *v = *v * (iy * ix);
+        }
+    }
+}
+
+/// Pools one plane into `out` (dilation must be 1).
+pub fn pool_forward<T: Float>(
+    pool: Pool,
+    input: &[T],
+    win: &Window,
+    padded: &mut PaddedPlane<T>,
+    out: &mut [T],
+) {
+    let corr = win.forward_correlation();
+    match pool {
+        Pool::Max => {
+            padded.fill(input, (win.h, win.w), (win.pad, 1), T::nan(), &corr);
+            window_max(padded, &corr, out);
+        }
+        Pool::Avg => {
+            let ones = vec![T::one(); win.k * win.k];
+            depthwise_forward(input, &ones, win, padded, out);
+            scale_by_counts(out, win);
+        }
+    }
+}
+
+/// Gradient of [`pool_forward`] with respect to its input plane, written into `grad_in`.
+/// For max pooling the gradient goes to the first maximal position of each window, like
+/// PyTorch.
 pub fn pool_backward<T: Float>(
     pool: Pool,
     input: &[T],
     grad_out: &[T],
     win: &Window,
+    padded: &mut PaddedPlane<T>,
     grad_in: &mut [T],
 ) {
-    let (oh, ow) = (win.out_h(), win.out_w());
     match pool {
         Pool::Max => {
-            // Per output position the first tap (in window order) holding the maximum, found
-            // for a whole plane at once, tap by tap, so the comparisons run over rows.
-            let mut best = vec![T::neg_infinity(); oh * ow];
-            let mut arg = vec![usize::MAX; oh * ow];
-            win.for_each_tap(|_, iy, oy, tx, xs| {
-                let in_row = &input[iy * win.w..(iy + 1) * win.w];
-                let best_row = &mut best[oy * ow..(oy + 1) * ow];
-                let arg_row = &mut arg[oy * ow..(oy + 1) * ow];
-                for ox in xs {
-                    let ix = win.input(ox, tx);
-                    let v = in_row[ix];
-                    if v > best_row[ox] || arg_row[ox] == usize::MAX {
-                        best_row[ox] = v;
-                        arg_row[ox] = iy * win.w + ix;
-                    }
-                }
-            });
-            for (&idx, &g) in arg.iter().zip(grad_out) {
-                if idx != usize::MAX {
-                    grad_in[idx] = grad_in[idx] + g;
-                }
-            }
+            let corr = win.forward_correlation();
+            padded.fill(input, (win.h, win.w), (win.pad, 1), T::nan(), &corr);
+            grad_in.fill(T::zero());
+            window_argmax_scatter(padded, grad_out, win, &corr, grad_in);
         }
         Pool::Avg => {
-            let (inv_y, inv_x) = (
-                inverse_counts::<T>(win, win.h, oh),
-                inverse_counts::<T>(win, win.w, ow),
-            );
-            let scaled: Vec<T> = grad_out
-                .chunks_exact(ow)
-                .zip(&inv_y)
-                .flat_map(|(row, &iy)| row.iter().zip(&inv_x).map(move |(&g, &ix)| g * (iy * ix)))
-                .collect();
-            win.for_each_tap(|_, iy, oy, tx, xs| {
-                let go_row = &scaled[oy * ow..(oy + 1) * ow];
-                let gi_row = &mut grad_in[iy * win.w..(iy + 1) * win.w];
-                for ox in xs {
-                    let ix = win.input(ox, tx);
-                    gi_row[ix] = gi_row[ix] + go_row[ox];
-                }
-            });
+            let mut scaled = grad_out.to_vec();
+            scale_by_counts(&mut scaled, win);
+            let ones = vec![T::one(); win.k * win.k];
+            depthwise_backward_input(&scaled, &ones, win, padded, grad_in);
         }
     }
 }
@@ -573,7 +551,7 @@ mod tests {
     #[test]
     fn pools_match_definition_with_ties() {
         for stride in [1, 2] {
-            for (h, w) in [(8, 8), (7, 5)] {
+            for (h, w) in [(8, 8), (7, 5), (12, 19)] {
                 let win = Window {
                     h,
                     w,
@@ -587,10 +565,11 @@ mod tests {
                 let g = data(win.out_h() * win.out_w(), 5);
                 for pool in [Pool::Max, Pool::Avg] {
                     let (expected_out, expected_grad) = naive_pool(pool, &input, &g, &win);
-                    let mut out = vec![0.0; g.len()];
-                    pool_forward(pool, &input, &win, &mut out);
-                    let mut grad = vec![0.0; input.len()];
-                    pool_backward(pool, &input, &g, &win, &mut grad);
+                    let mut padded = PaddedPlane::default();
+                    let mut out = vec![f64::NAN; g.len()];
+                    pool_forward(pool, &input, &win, &mut padded, &mut out);
+                    let mut grad = vec![f64::NAN; input.len()];
+                    pool_backward(pool, &input, &g, &win, &mut padded, &mut grad);
                     for (a, b) in out.iter().zip(&expected_out) {
                         assert!((a - b).abs() < 1e-12, "{pool:?} {win:?}");
                     }
@@ -612,17 +591,19 @@ mod tests {
             pad: 1,
             dilation: 1,
         };
-        let input = [1.0, -2.0, -3.0, -4.0];
+        // All negative: a zero (or any) padding value must never take part.
+        let input = [-1.0, -2.0, -3.0, -4.0];
+        let mut padded = PaddedPlane::default();
         let mut out = [0.0; 4];
-        pool_forward(Pool::Avg, &input, &win, &mut out);
-        assert_eq!(out, [-2.0; 4]);
-        pool_forward(Pool::Max, &input, &win, &mut out);
-        assert_eq!(out, [1.0; 4]);
-        let mut grad = [0.0; 4];
-        pool_backward(Pool::Max, &input, &[1.0; 4], &win, &mut grad);
+        pool_forward(Pool::Avg, &input, &win, &mut padded, &mut out);
+        assert_eq!(out, [-2.5; 4]);
+        pool_forward(Pool::Max, &input, &win, &mut padded, &mut out);
+        assert_eq!(out, [-1.0; 4]);
+        let mut grad = [f64::NAN; 4];
+        pool_backward(Pool::Max, &input, &[1.0; 4], &win, &mut padded, &mut grad);
         assert_eq!(grad, [4.0, 0.0, 0.0, 0.0]);
-        let mut grad = [0.0; 4];
-        pool_backward(Pool::Avg, &input, &[1.0; 4], &win, &mut grad);
+        let mut grad = [f64::NAN; 4];
+        pool_backward(Pool::Avg, &input, &[1.0; 4], &win, &mut padded, &mut grad);
         assert_eq!(grad, [1.0; 4]);
     }
 }
