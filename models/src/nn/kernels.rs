@@ -3,6 +3,11 @@
 //! per group) and 3x3 pooling with padding and stride 1 (candle has no backward for pooling
 //! windows that overlap). Each kernel works on one contiguous `H x W` plane; the callers in
 //! [`super::functional`] spread planes over threads with [`super::parallel`].
+//!
+//! All of them are sliding-window loops over a [`PaddedPlane`], a padded copy of the plane
+//! whose columns are split by stride phase: every tap then reads whole contiguous runs, eight
+//! outputs at a time (no bounds arithmetic per row, no scalar tails), and the loops are also
+//! compiled for AVX2 + FMA, chosen at run time.
 
 use multiversion::multiversion;
 use multiversion::target::selected_target;
@@ -35,19 +40,6 @@ impl Window {
     pub fn out_w(&self) -> usize {
         (self.w + 2 * self.pad - self.dilation * (self.k - 1) - 1) / self.stride + 1
     }
-}
-
-/// Per-output-position reciprocal window counts along one axis (padding excluded).
-fn inverse_counts<T: Float>(win: &Window, len: usize, out: usize) -> Vec<T> {
-    (0..out)
-        .map(|o| {
-            let start = (o * win.stride) as isize - win.pad as isize;
-            let lo = start.max(0);
-            let hi = (start + win.k as isize).min(len as isize);
-            let count = (hi - lo).max(1) as usize;
-            T::from(count).expect("count fits the float type").recip()
-        })
-        .collect()
 }
 
 /// Output positions computed together in the correlation loops: one AVX register of `f32`.
@@ -364,6 +356,19 @@ fn window_argmax_scatter<T: Float>(
             }
         }
     }
+}
+
+/// Per-output-position reciprocal window counts along one axis (padding excluded).
+fn inverse_counts<T: Float>(win: &Window, len: usize, out: usize) -> Vec<T> {
+    (0..out)
+        .map(|o| {
+            let start = (o * win.stride) as isize - win.pad as isize;
+            let lo = start.max(0);
+            let hi = (start + win.k as isize).min(len as isize);
+            let count = (hi - lo).max(1) as usize;
+            T::from(count).expect("count fits the float type").recip()
+        })
+        .collect()
 }
 
 /// `values[oy][ox] *= inv_y[oy] * inv_x[ox]`: average pooling's division by the number of
