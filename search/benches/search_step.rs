@@ -81,9 +81,7 @@ fn main() -> Result<()> {
     let bench = BenchArgs::parse();
     // As `hands-search` does at start-up.
     let heap_reuse = hands_search::memory::keep_freed_tensor_memory();
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(bench.threads)
-        .build_global()?;
+    hands_search::device::set_cpu_threads(bench.threads)?;
     let pdarts = bench.algo == Algo::Pdarts;
     let partial_k = bench
         .partial_k

@@ -1,4 +1,4 @@
-//! Choosing the compute device from `--device cpu|cuda[:N]|auto`.
+//! Choosing the compute device from `--device cpu|cuda[:N]|auto`, and the CPU threads.
 
 use anyhow::{bail, Result};
 use candle_core::Device;
@@ -21,6 +21,21 @@ pub fn parse_device(name: &str) -> Result<Device> {
             cuda(ordinal)
         }
     }
+}
+
+/// Uses `threads` CPU threads for candle's element-wise ops and the project's kernels (both
+/// on candle's thread pool) and for matrix products and image decoding (rayon's global pool).
+/// Call at start-up, before any tensor work.
+pub fn set_cpu_threads(threads: usize) -> Result<()> {
+    if threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    // candle sizes its pool from this variable when the pool first starts.
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()?;
+    Ok(())
 }
 
 #[cfg(feature = "cuda")]

@@ -14,7 +14,7 @@ use hands_search::train::{run_train, TrainArgs};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Worker threads for the CPU kernels (default: all cores).
+    /// CPU threads for the kernels, matrix products and image decoding (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
 }
@@ -35,9 +35,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     hands_search::memory::keep_freed_tensor_memory();
     if let Some(threads) = cli.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global()?;
+        hands_search::device::set_cpu_threads(threads)?;
     }
     match &cli.command {
         Command::Search(args) => run_search(args),
