@@ -5,7 +5,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape
 use num_traits::Float;
 
 use super::kernels::{self, PaddedPlane, Pool, Window};
-use super::parallel::{for_each_chunk_mut, map_indices};
+use super::parallel::for_each_chunk_mut;
 
 /// Reads a contiguous tensor's storage slice.
 fn slice<'a, T: candle_core::WithDType>(storage: &'a [T], layout: &Layout) -> Result<&'a [T]> {
@@ -389,193 +389,6 @@ pub fn pointwise_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     y.reshape((b, c_out, h, w))
 }
 
-/// Per-channel mean and biased variance over `(N, H, W)` of a contiguous `[N, C, H, W]`
-/// slice, accumulated per plane in parallel (two passes, for accuracy).
-pub(super) fn channel_stats<T: Float + Send + Sync>(
-    x: &[T],
-    c: usize,
-    plane: usize,
-) -> (Vec<T>, Vec<T>) {
-    let count = T::from(x.len() / c).expect("count fits the float type");
-    let per_channel = |plane_sums: Vec<T>| -> Vec<T> {
-        let mut sums = vec![T::zero(); c];
-        for (i, s) in plane_sums.into_iter().enumerate() {
-            sums[i % c] = sums[i % c] + s;
-        }
-        sums.into_iter().map(|s| s / count).collect()
-    };
-    let planes = x.len() / plane;
-    let mean = per_channel(map_indices(planes, |i| {
-        x[i * plane..][..plane]
-            .iter()
-            .fold(T::zero(), |a, &v| a + v)
-    }));
-    let var = per_channel(map_indices(planes, |i| {
-        let m = mean[i % c];
-        x[i * plane..][..plane]
-            .iter()
-            .fold(T::zero(), |a, &v| a + (v - m) * (v - m))
-    }));
-    (mean, var)
-}
-
-/// Batch-statistics normalisation `(x - mean) / sqrt(var + eps)` as one CPU op, with the
-/// closed-form backward `inv_std * (g - mean(g) - x_hat * mean(g * x_hat))` per channel.
-/// It carries the batch statistics, computed once by [`batch_normalise`], for both passes.
-#[derive(Debug, Clone)]
-struct BatchNormalise {
-    /// Per-channel batch mean.
-    mean: Vec<f64>,
-    /// Per-channel `1 / sqrt(var + eps)`.
-    inv_std: Vec<f64>,
-}
-
-/// `values` in the float type `T` (exact for statistics computed in `T`).
-fn cast<T: Float>(values: &[f64]) -> Vec<T> {
-    values
-        .iter()
-        .map(|&v| T::from(v).expect("statistic fits the float type"))
-        .collect()
-}
-
-impl BatchNormalise {
-    fn forward<T: Float + candle_core::WithDType + Send + Sync>(
-        &self,
-        x: &[T],
-        shape: &Shape,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (_, c, h, w) = dims4(shape)?;
-        let (mean, inv_std) = (cast::<T>(&self.mean), cast::<T>(&self.inv_std));
-        let mut out = vec![T::zero(); x.len()];
-        for_each_chunk_mut(
-            &mut out,
-            h * w,
-            || (),
-            |_, i, out| {
-                let (m, s) = (mean[i % c], inv_std[i % c]);
-                for (o, &v) in out.iter_mut().zip(&x[i * h * w..]) {
-                    *o = (v - m) * s;
-                }
-            },
-        );
-        Ok((T::to_cpu_storage_owned(out), shape.clone()))
-    }
-
-    fn backward<T: Float + candle_core::WithDType + Send + Sync>(
-        &self,
-        x: &Tensor,
-        normed: &Tensor,
-        grad: &Tensor,
-    ) -> Result<Tensor> {
-        let (_, c, h, w) = x.dims4()?;
-        let plane = h * w;
-        let grad_x = with_slice::<T, _>(normed, |nv| {
-            with_slice::<T, _>(grad, |gv| {
-                let inv_std = cast::<T>(&self.inv_std);
-                // Per channel: mean(g) and mean(g * x_hat).
-                let (mean_g, mean_gn) = {
-                    let plane_sums = map_indices(gv.len() / plane, |i| {
-                        gv[i * plane..][..plane]
-                            .iter()
-                            .zip(&nv[i * plane..])
-                            .fold((T::zero(), T::zero()), |(a, b), (&g, &n)| {
-                                (a + g, b + g * n)
-                            })
-                    });
-                    let count = T::from(gv.len() / c).expect("count fits the float type");
-                    let mut sums = vec![(T::zero(), T::zero()); c];
-                    for (i, (a, b)) in plane_sums.into_iter().enumerate() {
-                        sums[i % c] = (sums[i % c].0 + a, sums[i % c].1 + b);
-                    }
-                    sums.into_iter()
-                        .map(|(a, b)| (a / count, b / count))
-                        .unzip::<T, T, Vec<T>, Vec<T>>()
-                };
-                let mut grad_x = vec![T::zero(); gv.len()];
-                for_each_chunk_mut(
-                    &mut grad_x,
-                    plane,
-                    || (),
-                    |_, i, out| {
-                        let ch = i % c;
-                        let (s, mg, mgn) = (inv_std[ch], mean_g[ch], mean_gn[ch]);
-                        let (g, n) = (&gv[i * plane..], &nv[i * plane..]);
-                        for ((o, &g), &n) in out.iter_mut().zip(g).zip(n) {
-                            *o = s * (g - mg - n * mgn);
-                        }
-                    },
-                );
-                grad_x
-            })
-        })??;
-        Tensor::from_vec(grad_x, x.shape(), x.device())
-    }
-}
-
-impl CustomOp1 for BatchNormalise {
-    fn name(&self) -> &'static str {
-        "batch-normalise"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        match storage {
-            CpuStorage::F32(x) => self.forward(slice(x, layout)?, layout.shape()),
-            CpuStorage::F64(x) => self.forward(slice(x, layout)?, layout.shape()),
-            _ => candle_core::bail!("batch-normalise supports f32 and f64 only"),
-        }
-    }
-
-    fn bwd(&self, x: &Tensor, normed: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let grad_x = match x.dtype() {
-            DType::F32 => self.backward::<f32>(x, normed, grad)?,
-            DType::F64 => self.backward::<f64>(x, normed, grad)?,
-            dtype => candle_core::bail!("batch-normalise backward: unsupported {dtype:?}"),
-        };
-        Ok(Some(grad_x))
-    }
-}
-
-/// Batch statistics normalisation over `(N, H, W)` of `[N, C, H, W]`: returns
-/// `(x - mean) / sqrt(var + eps)` and the per-channel batch mean and biased variance (`[C]`,
-/// detached on the CPU).
-///
-/// On the CPU the statistics take one parallel pass per plane and the normalisation is one
-/// fused op (forward and backward); elsewhere candle's reductions.
-pub fn batch_normalise(x: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
-    let (_, c, h, w) = x.dims4()?;
-    if x.device().is_cpu() {
-        let x = x.contiguous()?;
-        let (mean, var) = match x.dtype() {
-            DType::F32 => {
-                let (m, v) = with_slice::<f32, _>(&x, |v| channel_stats(v, c, h * w))?;
-                (
-                    m.into_iter().map(f64::from).collect(),
-                    v.into_iter().map(f64::from).collect(),
-                )
-            }
-            DType::F64 => with_slice::<f64, _>(&x, |v| channel_stats(v, c, h * w))?,
-            dtype => candle_core::bail!("batch statistics: unsupported {dtype:?}"),
-        };
-        let inv_std = var
-            .iter()
-            .map(|&v: &f64| (v + eps).sqrt().recip())
-            .collect();
-        let stats = |v: &[f64]| Tensor::new(v, x.device())?.to_dtype(x.dtype());
-        let (mean_t, var_t) = (stats(&mean)?, stats(&var)?);
-        let normed = x.apply_op1(BatchNormalise { mean, inv_std })?;
-        return Ok((normed, mean_t, var_t));
-    }
-    let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred
-        .sqr()?
-        .mean_keepdim(0)?
-        .mean_keepdim(2)?
-        .mean_keepdim(3)?;
-    let normed = centred.broadcast_div(&(var.clone() + eps)?.sqrt()?)?;
-    Ok((normed, mean.reshape(c)?, var.reshape(c)?))
-}
-
 /// Elements per parallel work item of the element-wise ops.
 const RUN: usize = 1 << 14;
 
@@ -662,63 +475,20 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::ramp;
     use super::*;
     use candle_core::{Device, Var};
-
-    fn ramp(shape: (usize, usize, usize, usize), scale: f64) -> Tensor {
-        let n = shape.0 * shape.1 * shape.2 * shape.3;
-        let v: Vec<f64> = (0..n)
-            .map(|i| ((i * 37 % 101) as f64 / 50.0 - 1.0) * scale)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    #[test]
-    fn fused_batch_normalise_agrees_with_candle_reductions_both_ways() {
-        let x = Var::from_tensor(&ramp((3, 4, 5, 6), 2.0)).unwrap();
-        let (ours, m, v) = batch_normalise(&x, 1e-5).unwrap();
-        let mean = x.mean_keepdim(0).unwrap().mean_keepdim(2).unwrap();
-        let mean = mean.mean_keepdim(3).unwrap();
-        let centred = x.broadcast_sub(&mean).unwrap();
-        let var = centred.sqr().unwrap().mean_keepdim(0).unwrap();
-        let var = var.mean_keepdim(2).unwrap().mean_keepdim(3).unwrap();
-        let theirs = centred
-            .broadcast_div(&(&var + 1e-5).unwrap().sqrt().unwrap())
-            .unwrap();
-        let diff = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
-        let stat_diff = |a: &Tensor, b: &Tensor| {
-            let b = b.reshape(4).unwrap();
-            let d = (a - &b).unwrap().abs().unwrap().max_all().unwrap();
-            d.to_scalar::<f64>().unwrap()
-        };
-        assert!(stat_diff(&m, &mean) < 1e-12);
-        assert!(stat_diff(&v, &var) < 1e-12);
-        let weight = ramp((3, 4, 5, 6), 1.0);
-        let grad = |y: &Tensor| {
-            let g = (y * &weight)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            g.get(&x).unwrap().clone()
-        };
-        let d = (grad(&ours) - grad(&theirs)).unwrap().abs().unwrap();
-        let d = d.max_all().unwrap().to_scalar::<f64>().unwrap();
-        assert!(d < 1e-10, "{d}");
-    }
 
     #[test]
     fn depthwise_agrees_with_candle_grouped_conv_both_ways() {
         for (k, pad, dil, stride) in [(3, 1, 1, 1), (5, 2, 1, 2), (3, 2, 2, 1), (5, 4, 2, 2)] {
-            let x = Var::from_tensor(&ramp((2, 3, 8, 8), 1.0)).unwrap();
-            let kern = Var::from_tensor(&ramp((3, 1, k, k), 0.5)).unwrap();
+            let x = Var::from_tensor(&ramp((2, 3, 8, 8), 1.0, 0)).unwrap();
+            let kern = Var::from_tensor(&ramp((3, 1, k, k), 0.5, 0)).unwrap();
             let ours = depthwise_conv2d(&x, &kern, stride, pad, dil).unwrap();
             let theirs = x.conv2d(&kern, pad, stride, dil, 3).unwrap();
             let diff = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap();
             assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
-            let weight = ramp(ours.dims4().unwrap(), 1.0);
+            let weight = ramp(ours.dims4().unwrap(), 1.0, 0);
             let g1 = (&ours * &weight)
                 .unwrap()
                 .sum_all()
@@ -744,7 +514,7 @@ mod tests {
 
     #[test]
     fn pooling_kernels_agree_with_portable_form() {
-        let x = ramp((2, 3, 6, 6), 1.0);
+        let x = ramp((2, 3, 6, 6), 1.0, 0);
         for stride in [1, 2] {
             for pool in [Pool::Max, Pool::Avg] {
                 let ours = x.apply_op1(Pool3x3 { pool, stride }).unwrap();
@@ -783,8 +553,8 @@ mod tests {
     #[test]
     fn fused_relu_agrees_with_candle_both_ways() {
         // Shifted off the ramp's exact zeros, where the two differ by convention.
-        let x = Var::from_tensor(&(ramp((2, 3, 4, 5), 1.0) + 0.005).unwrap()).unwrap();
-        let readout = ramp((2, 3, 4, 5), 0.7);
+        let x = Var::from_tensor(&(ramp((2, 3, 4, 5), 1.0, 0) + 0.005).unwrap()).unwrap();
+        let readout = ramp((2, 3, 4, 5), 0.7, 0);
         let run = |y: Tensor| {
             let g = (&y * &readout)
                 .unwrap()
@@ -817,8 +587,8 @@ mod tests {
 
     #[test]
     fn pointwise_matches_conv2d() {
-        let x = ramp((2, 4, 5, 5), 1.0);
-        let w = ramp((6, 4, 1, 1), 0.3);
+        let x = ramp((2, 4, 5, 5), 1.0, 0);
+        let w = ramp((6, 4, 1, 1), 0.3, 0);
         let d = (pointwise_conv(&x, &w).unwrap() - x.conv2d(&w, 0, 1, 1, 1).unwrap())
             .unwrap()
             .abs()

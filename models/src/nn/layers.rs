@@ -8,9 +8,9 @@ use candle_core::{Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
 use super::functional::{
-    avg_pool3x3, batch_normalise, depthwise_conv2d, max_pool3x3, pointwise_conv, relu, subsample2,
+    avg_pool3x3, depthwise_conv2d, max_pool3x3, pointwise_conv, relu, subsample2,
 };
-use super::mixture::{accumulate_batch_normalised, accumulate_scaled};
+use super::mixture::{accumulate_batch_normalised, accumulate_scaled, batch_normalise};
 use crate::Op;
 
 /// How a network normalises: the search supernet uses batch statistics only (DARTS'
@@ -146,40 +146,96 @@ fn conv_weight(c_out: usize, c_in: usize, k: usize, vb: &VarBuilder) -> Result<T
     vb.get_with_hints((c_out, c_in, k, k), "weight", Init::Const(0.0))
 }
 
-/// ReLU, 1x1 convolution, BatchNorm (DARTS' `ReLUConvBN` with kernel 1): `op.1`, `op.2`.
+/// What sits between the ReLU and the BatchNorm of a [`ReluBlock`].
+pub trait Convolutions {
+    /// Applies the convolutions to the ReLU'd input.
+    fn convolve(&self, relu_x: &Tensor) -> Result<Tensor>;
+}
+
+/// DARTS' ReLU -> convolutions -> BatchNorm blocks, by their convolutions `C`.
 #[derive(Debug, Clone)]
-pub struct ReluConvBn {
-    weight: Tensor,
+pub struct ReluBlock<C> {
+    convs: C,
     bn: BatchNorm2d,
 }
+
+impl<C: Convolutions> ReluBlock<C> {
+    /// Applies the block.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.convs.convolve(&relu(x)?)?, train)
+    }
+
+    /// Applies the block to an input whose ReLU may be shared.
+    pub fn forward_activated(&self, x: &Activated, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.convs.convolve(x.relu()?)?, train)
+    }
+
+    /// `acc + weight * forward_t(x)`, fused into the BatchNorm.
+    pub fn accumulate_t(
+        &self,
+        acc: Option<&Tensor>,
+        x: &Activated,
+        weight: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        self.bn
+            .accumulate_t(acc, &self.convs.convolve(x.relu()?)?, weight, train)
+    }
+}
+
+/// A 1x1 convolution.
+#[derive(Debug, Clone)]
+pub struct Pointwise {
+    weight: Tensor,
+}
+
+impl Convolutions for Pointwise {
+    fn convolve(&self, relu_x: &Tensor) -> Result<Tensor> {
+        pointwise_conv(relu_x, &self.weight)
+    }
+}
+
+/// ReLU, 1x1 convolution, BatchNorm (DARTS' `ReLUConvBN` with kernel 1): `op.1`, `op.2`.
+pub type ReluConvBn = ReluBlock<Pointwise>;
 
 impl ReluConvBn {
     /// A 1x1 ReLU-conv-BN from `c_in` to `c_out` channels.
     pub fn new(c_in: usize, c_out: usize, norm: Norm, vb: VarBuilder) -> Result<Self> {
-        Ok(ReluConvBn {
-            weight: conv_weight(c_out, c_in, 1, &vb.pp("op.1"))?,
+        Ok(ReluBlock {
+            convs: Pointwise {
+                weight: conv_weight(c_out, c_in, 1, &vb.pp("op.1"))?,
+            },
             bn: BatchNorm2d::new(c_out, norm, vb.pp("op.2"))?,
         })
     }
+}
 
-    /// Applies the block.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn
-            .forward_t(&pointwise_conv(&relu(x)?, &self.weight)?, train)
+/// A depthwise kxk (dilated) convolution followed by a pointwise 1x1 one.
+#[derive(Debug, Clone)]
+pub struct DepthwisePointwise {
+    depthwise: Tensor,
+    pointwise: Tensor,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+}
+
+impl Convolutions for DepthwisePointwise {
+    fn convolve(&self, relu_x: &Tensor) -> Result<Tensor> {
+        let y = depthwise_conv2d(
+            relu_x,
+            &self.depthwise,
+            self.stride,
+            self.pad,
+            self.dilation,
+        )?;
+        pointwise_conv(&y, &self.pointwise)
     }
 }
 
 /// ReLU, depthwise kxk (dilated), pointwise 1x1, BatchNorm: DARTS' `DilConv`, and one half
 /// of `SepConv`.
-#[derive(Debug, Clone)]
-pub struct DilConv {
-    depthwise: Tensor,
-    pointwise: Tensor,
-    bn: BatchNorm2d,
-    stride: usize,
-    pad: usize,
-    dilation: usize,
-}
+pub type DilConv = ReluBlock<DepthwisePointwise>;
 
 impl DilConv {
     /// The block with parameters at `vb.pp(first)`, `first + 1`, `first + 2` (DARTS' indices
@@ -196,60 +252,38 @@ impl DilConv {
         vb: &VarBuilder,
         first: usize,
     ) -> Result<Self> {
-        Ok(DilConv {
-            depthwise: conv_weight(c_in, 1, k, &vb.pp(format!("op.{first}")))?,
-            pointwise: conv_weight(c_out, c_in, 1, &vb.pp(format!("op.{}", first + 1)))?,
+        Ok(ReluBlock {
+            convs: DepthwisePointwise {
+                depthwise: conv_weight(c_in, 1, k, &vb.pp(format!("op.{first}")))?,
+                pointwise: conv_weight(c_out, c_in, 1, &vb.pp(format!("op.{}", first + 1)))?,
+                stride,
+                pad,
+                dilation,
+            },
             bn: BatchNorm2d::new(c_out, norm, vb.pp(format!("op.{}", first + 2)))?,
-            stride,
-            pad,
-            dilation,
         })
     }
+}
 
-    /// Depthwise and pointwise convolutions of the ReLU'd input: the block between its ReLU
-    /// and its BatchNorm.
+/// Two 1x1 stride-2 convolutions, the second on the input shifted by one pixel,
+/// concatenated.
+#[derive(Debug, Clone)]
+pub struct ShiftedPointwisePair {
+    conv_1: Tensor,
+    conv_2: Tensor,
+}
+
+impl Convolutions for ShiftedPointwisePair {
     fn convolve(&self, relu_x: &Tensor) -> Result<Tensor> {
-        let y = depthwise_conv2d(
-            relu_x,
-            &self.depthwise,
-            self.stride,
-            self.pad,
-            self.dilation,
-        )?;
-        pointwise_conv(&y, &self.pointwise)
-    }
-
-    /// Applies the block.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.convolve(&relu(x)?)?, train)
-    }
-
-    /// Applies the block to an input whose ReLU may be shared.
-    pub fn forward_activated(&self, x: &Activated, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.convolve(x.relu()?)?, train)
-    }
-
-    /// `acc + weight * forward_t(x)`, fused into the BatchNorm.
-    pub fn accumulate_t(
-        &self,
-        acc: Option<&Tensor>,
-        x: &Activated,
-        weight: &Tensor,
-        train: bool,
-    ) -> Result<Tensor> {
-        self.bn
-            .accumulate_t(acc, &self.convolve(x.relu()?)?, weight, train)
+        let a = pointwise_conv(&subsample2(relu_x, 0)?, &self.conv_1)?;
+        let b = pointwise_conv(&subsample2(relu_x, 1)?, &self.conv_2)?;
+        Tensor::cat(&[&a, &b], 1)
     }
 }
 
 /// ReLU, two 1x1 stride-2 convolutions (the second on the input shifted by one pixel),
 /// concatenated, BatchNorm: DARTS' `FactorizedReduce` (`conv_1`, `conv_2`, `bn`).
-#[derive(Debug, Clone)]
-pub struct FactorizedReduce {
-    conv_1: Tensor,
-    conv_2: Tensor,
-    bn: BatchNorm2d,
-}
+pub type FactorizedReduce = ReluBlock<ShiftedPointwisePair>;
 
 impl FactorizedReduce {
     /// Halves the resolution, `c_in` to `c_out` (even) channels.
@@ -257,36 +291,13 @@ impl FactorizedReduce {
         if !c_out.is_multiple_of(2) {
             candle_core::bail!("FactorizedReduce needs an even channel count, got {c_out}");
         }
-        Ok(FactorizedReduce {
-            conv_1: conv_weight(c_out / 2, c_in, 1, &vb.pp("conv_1"))?,
-            conv_2: conv_weight(c_out / 2, c_in, 1, &vb.pp("conv_2"))?,
+        Ok(ReluBlock {
+            convs: ShiftedPointwisePair {
+                conv_1: conv_weight(c_out / 2, c_in, 1, &vb.pp("conv_1"))?,
+                conv_2: conv_weight(c_out / 2, c_in, 1, &vb.pp("conv_2"))?,
+            },
             bn: BatchNorm2d::new(c_out, norm, vb.pp("bn"))?,
         })
-    }
-
-    /// The two shifted stride-2 convolutions of the ReLU'd input, concatenated: the block
-    /// between its ReLU and its BatchNorm.
-    fn convolve(&self, relu_x: &Tensor) -> Result<Tensor> {
-        let a = pointwise_conv(&subsample2(relu_x, 0)?, &self.conv_1)?;
-        let b = pointwise_conv(&subsample2(relu_x, 1)?, &self.conv_2)?;
-        Tensor::cat(&[&a, &b], 1)
-    }
-
-    /// Applies the block.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.convolve(&relu(x)?)?, train)
-    }
-
-    /// `acc + weight * forward_t(x)`, fused into the BatchNorm.
-    pub fn accumulate_t(
-        &self,
-        acc: Option<&Tensor>,
-        x: &Activated,
-        weight: &Tensor,
-        train: bool,
-    ) -> Result<Tensor> {
-        self.bn
-            .accumulate_t(acc, &self.convolve(x.relu()?)?, weight, train)
     }
 }
 

@@ -1,4 +1,5 @@
-//! Weighted accumulation `acc + weight * term(x)`, the sum of a DARTS mixed edge, as one op.
+//! Weighted accumulation `acc + weight * term(x)`, the sum of a DARTS mixed edge, as one op,
+//! and batch normalisation, its term with weight one and no accumulator.
 //!
 //! Written with candle's element-wise ops, `sum_i w_i * op_i(x)` leaves every product and
 //! every partial sum in the autograd graph until the backward pass: thirteen full-size
@@ -12,7 +13,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use num_traits::Float;
 
-use super::functional::{batch_normalise, channel_stats, with_slice};
+use super::functional::with_slice;
 use super::parallel::{for_each_chunk_mut, map_indices};
 
 /// What is weighted and added: the input itself, or its batch normalisation.
@@ -306,6 +307,89 @@ pub fn accumulate_scaled(acc: Option<&Tensor>, x: &Tensor, weight: &Tensor) -> R
     apply(WeightedSum { term: Term::Plain }, acc, x, weight)
 }
 
+/// Per-channel mean and biased variance over `(N, H, W)` of a contiguous `[N, C, H, W]`
+/// slice, accumulated per plane in parallel (two passes, for accuracy).
+fn channel_stats<T: Float + Send + Sync>(x: &[T], c: usize, plane: usize) -> (Vec<T>, Vec<T>) {
+    let count = T::from(x.len() / c).expect("count fits the float type");
+    let per_channel = |plane_sums: Vec<T>| -> Vec<T> {
+        let mut sums = vec![T::zero(); c];
+        for (i, s) in plane_sums.into_iter().enumerate() {
+            sums[i % c] = sums[i % c] + s;
+        }
+        sums.into_iter().map(|s| s / count).collect()
+    };
+    let planes = x.len() / plane;
+    let mean = per_channel(map_indices(planes, |i| {
+        x[i * plane..][..plane]
+            .iter()
+            .fold(T::zero(), |a, &v| a + v)
+    }));
+    let var = per_channel(map_indices(planes, |i| {
+        let m = mean[i % c];
+        x[i * plane..][..plane]
+            .iter()
+            .fold(T::zero(), |a, &v| a + (v - m) * (v - m))
+    }));
+    (mean, var)
+}
+
+/// The per-channel batch mean and biased variance of a contiguous CPU `[N, C, H, W]` tensor,
+/// in `f64`.
+fn batch_stats(x: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (_, c, h, w) = x.dims4()?;
+    match x.dtype() {
+        DType::F32 => with_slice::<f32, _>(x, |v| {
+            let (m, s) = channel_stats(v, c, h * w);
+            (
+                m.into_iter().map(f64::from).collect(),
+                s.into_iter().map(f64::from).collect(),
+            )
+        }),
+        DType::F64 => with_slice::<f64, _>(x, |v| channel_stats(v, c, h * w)),
+        dtype => candle_core::bail!("batch statistics: unsupported {dtype:?}"),
+    }
+}
+
+/// The normalisation term for batch statistics `mean`, `var` and `eps` over planes of `plane`.
+fn normalised(mean: Vec<f64>, var: &[f64], eps: f64, plane: usize) -> Term {
+    let inv_std = var.iter().map(|&v| (v + eps).sqrt().recip()).collect();
+    Term::Normalised {
+        mean,
+        inv_std,
+        plane,
+    }
+}
+
+/// Batch statistics normalisation over `(N, H, W)` of `[N, C, H, W]`: returns
+/// `(x - mean) / sqrt(var + eps)` and the per-channel batch mean and biased variance (`[C]`,
+/// detached on the CPU).
+///
+/// On the CPU the weighted sum's normalised term with weight one and nothing to add to:
+/// one parallel pass for the statistics, one for the output, a closed-form backward;
+/// elsewhere candle's reductions.
+pub fn batch_normalise(x: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
+    let (_, c, h, w) = x.dims4()?;
+    if x.device().is_cpu() {
+        let x = x.contiguous()?;
+        let (mean, var) = batch_stats(&x)?;
+        let stat = |v: &[f64]| Tensor::new(v, x.device())?.to_dtype(x.dtype());
+        let (mean_t, var_t) = (stat(&mean)?, stat(&var)?);
+        let one = Tensor::ones((), x.dtype(), x.device())?;
+        let term = normalised(mean, &var, eps, h * w);
+        let normed = apply(WeightedSum { term }, None, &x, &one)?;
+        return Ok((normed, mean_t, var_t));
+    }
+    let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred
+        .sqr()?
+        .mean_keepdim(0)?
+        .mean_keepdim(2)?
+        .mean_keepdim(3)?;
+    let normed = centred.broadcast_div(&(var.clone() + eps)?.sqrt()?)?;
+    Ok((normed, mean.reshape(c)?, var.reshape(c)?))
+}
+
 /// `acc + weight * (x - mean) / sqrt(var + eps)` with the batch statistics of `x`
 /// (`[N, C, H, W]`, per channel over `(N, H, W)`): an affine-free BatchNorm weighted into a
 /// sum. On the CPU the normalised tensor is never stored (the backward pass recomputes it);
@@ -320,52 +404,59 @@ pub fn accumulate_batch_normalised(
         let (normed, _, _) = batch_normalise(x, eps)?;
         return accumulate_scaled(acc, &normed, weight);
     }
-    let (_, c, h, w) = x.dims4()?;
+    let (_, _, h, w) = x.dims4()?;
     let x = x.contiguous()?;
-    let (mean, var) = match x.dtype() {
-        DType::F32 => with_slice::<f32, _>(&x, |v| {
-            let (m, s) = channel_stats(v, c, h * w);
-            (
-                m.into_iter().map(f64::from).collect::<Vec<_>>(),
-                s.into_iter().map(f64::from).collect::<Vec<_>>(),
-            )
-        })?,
-        DType::F64 => with_slice::<f64, _>(&x, |v| channel_stats(v, c, h * w))?,
-        dtype => candle_core::bail!("batch statistics: unsupported {dtype:?}"),
-    };
-    let inv_std = var.iter().map(|&v| (v + eps).sqrt().recip()).collect();
-    let term = Term::Normalised {
-        mean,
-        inv_std,
-        plane: h * w,
-    };
-    apply(WeightedSum { term }, acc, &x, weight)
+    let (mean, var) = batch_stats(&x)?;
+    apply(
+        WeightedSum {
+            term: normalised(mean, &var, eps, h * w),
+        },
+        acc,
+        &x,
+        weight,
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{max_diff, ramp};
     use super::*;
     use candle_core::{Device, Var};
 
-    fn ramp(shape: (usize, usize, usize, usize), scale: f64, seed: usize) -> Tensor {
-        let n = shape.0 * shape.1 * shape.2 * shape.3;
-        let v: Vec<f64> = (0..n)
-            .map(|i| (((i + seed) * 37 % 101) as f64 / 50.0 - 1.0) * scale)
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
+    #[test]
+    fn fused_batch_normalise_agrees_with_candle_reductions_both_ways() {
+        let x = Var::from_tensor(&ramp((3, 4, 5, 6), 2.0, 0)).unwrap();
+        let (ours, m, v) = batch_normalise(&x, 1e-5).unwrap();
+        let mean = x.mean_keepdim(0).unwrap().mean_keepdim(2).unwrap();
+        let mean = mean.mean_keepdim(3).unwrap();
+        let centred = x.broadcast_sub(&mean).unwrap();
+        let var = centred.sqr().unwrap().mean_keepdim(0).unwrap();
+        let var = var.mean_keepdim(2).unwrap().mean_keepdim(3).unwrap();
+        let theirs = centred
+            .broadcast_div(&(&var + 1e-5).unwrap().sqrt().unwrap())
+            .unwrap();
+        let diff = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
+        let stat_diff = |a: &Tensor, b: &Tensor| {
+            let b = b.reshape(4).unwrap();
+            let d = (a - &b).unwrap().abs().unwrap().max_all().unwrap();
+            d.to_scalar::<f64>().unwrap()
+        };
+        assert!(stat_diff(&m, &mean) < 1e-12);
+        assert!(stat_diff(&v, &var) < 1e-12);
+        let weight = ramp((3, 4, 5, 6), 1.0, 0);
+        let grad = |y: &Tensor| {
+            let g = (y * &weight)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            g.get(&x).unwrap().clone()
+        };
+        let d = (grad(&ours) - grad(&theirs)).unwrap().abs().unwrap();
+        let d = d.max_all().unwrap().to_scalar::<f64>().unwrap();
+        assert!(d < 1e-10, "{d}");
     }
 
     /// Both fused forms against the same sum written with candle's ops, values and the

@@ -7,3 +7,5 @@ pub mod layers;
 pub mod mixture;
 pub mod network;
 pub mod parallel;
+#[cfg(test)]
+mod testing;
