@@ -89,12 +89,6 @@ impl Depthwise {
         let (b, c, h, w) = x.dims4()?;
         let k = kernel.dim(3)?;
         let win = self.window(h, w, k);
-        if win.pad > (k - 1) * self.dilation {
-            candle_core::bail!(
-                "depthwise-conv2d backward: padding {} beyond the kernel",
-                win.pad
-            );
-        }
         let plane_out = win.out_h() * win.out_w();
         let (grad_x, grad_k) = with_slice::<T, _>(x, |xv| {
             with_slice::<T, _>(kernel, |kv| {
@@ -191,6 +185,12 @@ pub fn depthwise_conv2d(
     dilation: usize,
 ) -> Result<Tensor> {
     if x.device().is_cpu() {
+        // The CPU backward pass computes the input gradient as a correlation padded by
+        // `(k - 1) * dilation - pad`.
+        let k = kernel.dim(3)?;
+        if pad > (k - 1) * dilation {
+            candle_core::bail!("depthwise-conv2d: padding {pad} beyond the {k}x{k} kernel");
+        }
         x.contiguous()?.apply_op2(
             &kernel.contiguous()?,
             Depthwise {
@@ -510,6 +510,14 @@ mod tests {
                 assert!(d < 1e-10, "k{k} d{dil} s{stride}: {d}");
             }
         }
+    }
+
+    #[test]
+    fn depthwise_padding_beyond_the_kernel_is_an_error() {
+        let x = ramp((1, 2, 6, 6), 1.0, 0);
+        let kern = ramp((2, 1, 3, 3), 0.5, 0);
+        let err = depthwise_conv2d(&x, &kern, 1, 3, 1).unwrap_err();
+        assert!(err.to_string().contains("padding 3"), "{err}");
     }
 
     #[test]

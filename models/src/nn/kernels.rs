@@ -220,6 +220,19 @@ impl Window {
         }
     }
 
+    /// Lays `input` out in `padded` for [`Window::forward_correlation`], with `background`
+    /// in the padding, and returns that correlation.
+    fn pad_input<T: Float>(
+        &self,
+        input: &[T],
+        background: T,
+        padded: &mut PaddedPlane<T>,
+    ) -> Correlation {
+        let corr = self.forward_correlation();
+        padded.fill(input, (self.h, self.w), (self.pad, 1), background, &corr);
+        corr
+    }
+
     /// The correlation that gives the input gradient: stride 1 over the output gradient
     /// spread `stride` apart and padded by `(k - 1) * dilation - pad`, with flipped taps.
     fn input_grad_correlation(&self) -> Correlation {
@@ -241,8 +254,7 @@ pub fn depthwise_forward<T: Float>(
     padded: &mut PaddedPlane<T>,
     out: &mut [T],
 ) {
-    let corr = win.forward_correlation();
-    padded.fill(input, (win.h, win.w), (win.pad, 1), T::zero(), &corr);
+    let corr = win.pad_input(input, T::zero(), padded);
     correlate(padded, kernel, &corr, out);
 }
 
@@ -283,8 +295,7 @@ pub fn depthwise_backward_kernel<T: Float>(
     padded: &mut PaddedPlane<T>,
     grad_kernel: &mut [T],
 ) {
-    let corr = win.forward_correlation();
-    padded.fill(input, (win.h, win.w), (win.pad, 1), T::zero(), &corr);
+    let corr = win.pad_input(input, T::zero(), padded);
     correlate_taps_grad(padded, grad_out, &corr, grad_kernel);
 }
 
@@ -393,10 +404,9 @@ pub fn pool_forward<T: Float>(
     padded: &mut PaddedPlane<T>,
     out: &mut [T],
 ) {
-    let corr = win.forward_correlation();
     match pool {
         Pool::Max => {
-            padded.fill(input, (win.h, win.w), (win.pad, 1), T::nan(), &corr);
+            let corr = win.pad_input(input, T::nan(), padded);
             window_max(padded, &corr, out);
         }
         Pool::Avg => {
@@ -420,8 +430,7 @@ pub fn pool_backward<T: Float>(
 ) {
     match pool {
         Pool::Max => {
-            let corr = win.forward_correlation();
-            padded.fill(input, (win.h, win.w), (win.pad, 1), T::nan(), &corr);
+            let corr = win.pad_input(input, T::nan(), padded);
             grad_in.fill(T::zero());
             window_argmax_scatter(padded, grad_out, win, &corr, grad_in);
         }
