@@ -30,6 +30,14 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// An output path that is one of the run's inputs.
+    #[error("refusing to write {output}: it is the input {input}; choose another output path")]
+    OutputIsInput {
+        /// The output that was asked for.
+        output: PathBuf,
+        /// The input it would have overwritten.
+        input: PathBuf,
+    },
     /// A model file whose tensors do not fit the network.
     #[error("{0}")]
     Weights(String),

@@ -7,6 +7,7 @@ pub mod genotype;
 #[cfg(feature = "candle")]
 pub mod nn;
 pub mod ops;
+pub mod output;
 pub mod preprocess;
 
 pub use card::ModelCard;

@@ -1,0 +1,205 @@
+//! Writing outputs safely: an output never lands on one of the run's inputs, and a file
+//! appears whole or not at all.
+//!
+//! Every program of the workspace writes through this module: [`ensure_not_input`] before a
+//! run starts (file identity, so a symlink or a `./x/../x` spelling is caught too), then
+//! [`write_atomic`] for a file written at once or [`OutputFile`] for one written as a stream.
+//! Both write a temporary file beside the target and rename it over the target only when
+//! everything was written, so a failed or killed run leaves the earlier file untouched.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// Refuses `output` when it is the same file or folder as one of `inputs` (compared by
+/// device and inode, following symlinks; paths that do not exist yet match nothing).
+pub fn ensure_not_input<P: AsRef<Path>>(output: &Path, inputs: &[P]) -> Result<(), Error> {
+    let Ok(output_handle) = same_file::Handle::from_path(output) else {
+        return Ok(()); // does not exist (yet): it cannot be an existing input
+    };
+    for input in inputs {
+        let input = input.as_ref();
+        if same_file::Handle::from_path(input).is_ok_and(|h| h == output_handle) {
+            return Err(Error::OutputIsInput {
+                output: output.to_path_buf(),
+                input: input.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically (see [`OutputFile`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let mut file = OutputFile::create(path)?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    file.commit()
+}
+
+/// An output file written as a stream and committed at the end.
+///
+/// A regular file (or a new path) is written to a hidden temporary file in the same folder,
+/// synced and renamed over `path` by [`OutputFile::commit`]; dropped without a commit, the
+/// temporary file is deleted and `path` keeps what it held. A path that exists and is not a
+/// regular file (`/dev/stdout`, a pipe) is written directly: there is nothing to replace.
+#[derive(Debug)]
+pub struct OutputFile {
+    path: PathBuf,
+    target: Target,
+}
+
+#[derive(Debug)]
+enum Target {
+    Temporary(BufWriter<tempfile::NamedTempFile>),
+    Direct(BufWriter<File>),
+}
+
+impl OutputFile {
+    /// Opens an output at `path`; its folder must exist.
+    pub fn create(path: &Path) -> Result<OutputFile, Error> {
+        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir());
+        let target = if special {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| Error::io(path, e))?;
+            Target::Direct(BufWriter::new(file))
+        } else {
+            Target::Temporary(BufWriter::new(temporary_beside(path)?))
+        };
+        Ok(OutputFile {
+            path: path.to_path_buf(),
+            target,
+        })
+    }
+
+    /// The path the output will have once committed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes, syncs and renames the temporary file over the target.
+    pub fn commit(self) -> Result<(), Error> {
+        let path = self.path;
+        match self.target {
+            Target::Direct(mut writer) => writer.flush().map_err(|e| Error::io(&path, e)),
+            Target::Temporary(writer) => {
+                let tmp = writer
+                    .into_inner()
+                    .map_err(|e| Error::io(&path, e.into_error()))?;
+                tmp.as_file().sync_all().map_err(|e| Error::io(&path, e))?;
+                tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+                sync_parent(&path);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Write for OutputFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.target {
+            Target::Temporary(w) => w.write(buf),
+            Target::Direct(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.target {
+            Target::Temporary(w) => w.flush(),
+            Target::Direct(w) => w.flush(),
+        }
+    }
+}
+
+/// A hidden temporary file in `path`'s folder (`.NAME.XXXXXX.tmp`), mode 0644 like an
+/// ordinary output rather than tempfile's private 0600.
+fn temporary_beside(path: &Path) -> Result<tempfile::NamedTempFile, Error> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        return Err(Error::io(
+            path,
+            io::Error::new(io::ErrorKind::IsADirectory, "is a folder, not a file"),
+        ));
+    }
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Syncs the folder holding `path` so that the rename itself is durable (best effort: not
+/// every platform can open a folder for syncing).
+fn sync_parent(path: &Path) {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(dir) = File::open(parent) {
+        let _ = dir.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_input_reached_by_another_spelling_or_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = dir.path().join("photo.jpg");
+        std::fs::write(&photo, b"jpeg bytes").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let spelled = dir.path().join("sub/../photo.jpg");
+        let err = ensure_not_input(&spelled, &[&photo]).unwrap_err();
+        assert!(err.to_string().contains("photo.jpg"), "{err}");
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("link.csv");
+            std::os::unix::fs::symlink(&photo, &link).unwrap();
+            assert!(ensure_not_input(&link, &[&photo]).is_err());
+        }
+        let other = dir.path().join("rows.csv");
+        ensure_not_input(&other, &[&photo]).unwrap();
+        std::fs::write(&other, b"old").unwrap();
+        ensure_not_input(&other, &[&photo]).unwrap();
+        // A folder given as input is refused as an output too.
+        assert!(ensure_not_input(dir.path(), &[dir.path()]).is_err());
+    }
+
+    #[test]
+    fn an_uncommitted_output_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.csv");
+        std::fs::write(&path, b"old").unwrap();
+        {
+            let mut out = OutputFile::create(&path).unwrap();
+            out.write_all(b"half").unwrap();
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let mut out = OutputFile::create(&path).unwrap();
+        out.write_all(b"new").unwrap();
+        out.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        write_atomic(&path, b"whole").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+    }
+
+    #[test]
+    fn a_folder_is_not_an_output_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = OutputFile::create(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("folder"), "{err}");
+    }
+}
