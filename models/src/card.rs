@@ -12,9 +12,27 @@ pub const CARD_SCHEMA_VERSION: u32 = 1;
 /// Metadata key under which the card JSON is stored (safetensors `__metadata__`, ONNX
 /// `metadata_props`).
 pub const CARD_METADATA_KEY: &str = "hands.card";
+/// Largest card JSON read, in bytes (a card takes about 2 KB).
+pub const MAX_CARD_BYTES: usize = 1024 * 1024;
+/// Most output labels a card may declare (the classifier has one row per label).
+pub const MAX_LABELS: usize = 1000;
+/// Longest label, in bytes.
+pub const MAX_LABEL_BYTES: usize = 100;
+/// Input sizes a card may declare (side of the square input, in pixels). Below 8 the two
+/// reduction cells leave less than one pixel; at 1024, one image is 12 MiB of input.
+pub const INPUT_SIZES: std::ops::RangeInclusive<u32> = 8..=1024;
+/// Smallest per-channel standard deviation: pixels in [0, 1] divided by less would blow
+/// up to values the network never saw.
+pub const MIN_STD: f32 = 1e-6;
+/// Channel counts (C) a card may declare. At C = 128 and 32 cells the network has about
+/// 70 million parameters (280 MB); every tensor is sized from C.
+pub const INIT_CHANNELS: std::ops::RangeInclusive<usize> = 1..=128;
+/// Cell counts a card may declare.
+pub const LAYERS: std::ops::RangeInclusive<usize> = 1..=32;
 
 /// How an image becomes the network's input tensor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InputSpec {
     /// Square side length in pixels.
     pub size: u32,
@@ -41,6 +59,7 @@ pub enum ResizeRule {
 
 /// Shape of the discrete network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
     /// Channels of the first cell (C).
     pub init_channels: usize,
@@ -54,6 +73,7 @@ pub struct NetworkSpec {
 
 /// Accuracy figures with the split they were measured on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Metrics {
     /// Which subjects were measured: `test` means subjects never seen in training.
     pub split: String,
@@ -72,6 +92,7 @@ pub struct Metrics {
 
 /// Where the model came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Provenance {
     /// The data folder trained on.
     pub data: String,
@@ -87,6 +108,7 @@ pub struct Provenance {
 
 /// The model card.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelCard {
     /// Schema version, [`CARD_SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -105,8 +127,15 @@ pub struct ModelCard {
 }
 
 impl ModelCard {
-    /// Parses and checks a card read from a model file's metadata.
+    /// Parses and checks a card read from a model file's metadata: the whole text is one
+    /// card of at most [`MAX_CARD_BYTES`], and it passes [`ModelCard::validate`].
     pub fn from_json(json: &str) -> Result<ModelCard, Error> {
+        if json.len() > MAX_CARD_BYTES {
+            return Err(Error::InvalidCard(format!(
+                "{} bytes of JSON, more than the {MAX_CARD_BYTES} a card may take",
+                json.len()
+            )));
+        }
         let card: ModelCard =
             serde_json::from_str(json).map_err(|e| Error::InvalidCard(e.to_string()))?;
         card.validate()?;
@@ -135,28 +164,347 @@ impl ModelCard {
             .map_err(|e| Error::InvalidCard(format!("{}: {e}", file.display())))
     }
 
-    /// Checks the fields a consumer relies on.
+    /// Checks every field a consumer relies on, before anything is sized from it: the
+    /// schema version; two to [`MAX_LABELS`] distinct, non-empty labels without control
+    /// characters; the input size within [`INPUT_SIZES`], layout `NCHW`, colour `RGB`,
+    /// means in [0, 1] and standard deviations in [[`MIN_STD`], 1]; C within
+    /// [`INIT_CHANNELS`] and the cell count within [`LAYERS`]; accuracies in [0, 1]; and
+    /// the genotype. The number of classes is the number of labels.
     pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason: String| Err(Error::InvalidCard(reason));
         if self.schema_version != CARD_SCHEMA_VERSION {
-            return Err(Error::InvalidCard(format!(
+            return invalid(format!(
                 "schema version {} is not supported (expected {CARD_SCHEMA_VERSION})",
                 self.schema_version
-            )));
-        }
-        if self.labels.len() < 2 {
-            return Err(Error::InvalidCard("fewer than two labels".into()));
-        }
-        if self.input.size == 0 || self.input.std.iter().any(|&s| s <= 0.0) {
-            return Err(Error::InvalidCard(
-                "input size must be positive and std > 0".into(),
             ));
         }
-        if self.input.layout != "NCHW" || self.input.colour != "RGB" {
-            return Err(Error::InvalidCard(format!(
-                "unsupported input layout {} / colour {}",
-                self.input.layout, self.input.colour
-            )));
+        validate_labels(&self.labels)?;
+        let input = &self.input;
+        if !INPUT_SIZES.contains(&input.size) {
+            return invalid(format!(
+                "input size {} is outside {}..={}",
+                input.size,
+                INPUT_SIZES.start(),
+                INPUT_SIZES.end()
+            ));
         }
-        self.genotype.validate()
+        if input.layout != "NCHW" || input.colour != "RGB" {
+            return invalid(format!(
+                "unsupported input layout {} / colour {} (expected NCHW / RGB)",
+                input.layout, input.colour
+            ));
+        }
+        if !input.mean.iter().all(|m| (0.0..=1.0).contains(m)) {
+            return invalid(format!(
+                "input mean {:?} must lie in [0, 1] (pixels are scaled to [0, 1])",
+                input.mean
+            ));
+        }
+        if !input.std.iter().all(|s| (MIN_STD..=1.0).contains(s)) {
+            return invalid(format!(
+                "input std {:?} must lie in [{MIN_STD:e}, 1]",
+                input.std
+            ));
+        }
+        let network = &self.network;
+        if !INIT_CHANNELS.contains(&network.init_channels) {
+            return invalid(format!(
+                "network init_channels {} is outside {}..={}",
+                network.init_channels,
+                INIT_CHANNELS.start(),
+                INIT_CHANNELS.end()
+            ));
+        }
+        if !LAYERS.contains(&network.layers) {
+            return invalid(format!(
+                "network layers {} is outside {}..={}",
+                network.layers,
+                LAYERS.start(),
+                LAYERS.end()
+            ));
+        }
+        if let Some(metrics) = &self.metrics {
+            let fractions = [
+                ("accuracy", &metrics.accuracy),
+                ("mean_class_accuracy", &metrics.mean_class_accuracy),
+            ]
+            .into_iter()
+            .chain(metrics.per_aspect.iter().map(|(k, v)| (k.as_str(), v)));
+            for (name, value) in fractions {
+                if !(0.0..=1.0).contains(value) {
+                    return invalid(format!("metric {name} = {value} is not in [0, 1]"));
+                }
+            }
+        }
+        self.genotype
+            .validate()
+            .map_err(|e| Error::InvalidCard(e.to_string()))
+    }
+}
+
+/// Two to [`MAX_LABELS`] labels, each non-empty, at most [`MAX_LABEL_BYTES`] long, free of
+/// control characters and different from the others.
+fn validate_labels(labels: &[String]) -> Result<(), Error> {
+    let invalid = |reason: String| Err(Error::InvalidCard(reason));
+    if !(2..=MAX_LABELS).contains(&labels.len()) {
+        return invalid(format!(
+            "{} labels: a card needs 2 to {MAX_LABELS}",
+            labels.len()
+        ));
+    }
+    for (i, label) in labels.iter().enumerate() {
+        if label.trim().is_empty() || label.len() > MAX_LABEL_BYTES {
+            return invalid(format!(
+                "label {i} {label:?} must be non-blank and at most {MAX_LABEL_BYTES} bytes"
+            ));
+        }
+        if label.chars().any(char::is_control) {
+            return invalid(format!("label {i} {label:?} holds a control character"));
+        }
+        if labels[..i].contains(label) {
+            return invalid(format!("label {label:?} is given twice"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn card() -> ModelCard {
+        ModelCard {
+            schema_version: CARD_SCHEMA_VERSION,
+            labels: vec!["female".into(), "male".into()],
+            input: InputSpec {
+                size: 32,
+                layout: "NCHW".into(),
+                colour: "RGB".into(),
+                resize: ResizeRule::StretchBilinear,
+                mean: [0.5, 0.45, 0.4],
+                std: [0.25, 0.2, 0.2],
+            },
+            genotype: Genotype::published("DARTS_V2").unwrap(),
+            network: NetworkSpec {
+                init_channels: 8,
+                layers: 5,
+                auxiliary: false,
+                parameters: 1000,
+            },
+            metrics: Some(Metrics {
+                split: "test".into(),
+                images: 96,
+                subjects: 18,
+                accuracy: 0.95,
+                mean_class_accuracy: 0.94,
+                per_aspect: BTreeMap::from([("dorsal left".into(), 0.9)]),
+            }),
+            provenance: Provenance {
+                data: "data".into(),
+                genotype_source: "DARTS_V2".into(),
+                train: serde_json::json!({"epochs": 3}),
+                seed: 1,
+                tool_version: "test".into(),
+            },
+        }
+    }
+
+    /// The error of `card` after `edit`, which must name `needle`.
+    fn refused(edit: impl FnOnce(&mut ModelCard), needle: &str) {
+        let mut c = card();
+        edit(&mut c);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+        // The JSON form is refused the same way.
+        let err = ModelCard::from_json(&c.to_json()).unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+
+    #[test]
+    fn labels_are_two_or_more_distinct_names() {
+        card().validate().unwrap();
+        refused(|c| c.labels.truncate(1), "1 labels");
+        refused(|c| c.labels.clear(), "0 labels");
+        refused(
+            |c| c.labels = (0..=MAX_LABELS).map(|i| i.to_string()).collect(),
+            "1001 labels",
+        );
+        refused(|c| c.labels[1] = " ".into(), "non-blank");
+        refused(
+            |c| c.labels[1] = "x".repeat(MAX_LABEL_BYTES + 1),
+            "non-blank",
+        );
+        refused(|c| c.labels[1] = "ma\nle".into(), "control character");
+        refused(
+            |c| c.labels[1] = "female".into(),
+            "\"female\" is given twice",
+        );
+    }
+
+    #[test]
+    fn input_and_statistics_are_bounded_and_finite() {
+        refused(|c| c.input.size = 0, "input size 0");
+        refused(|c| c.input.size = 4, "input size 4");
+        refused(|c| c.input.size = 100_000, "input size 100000");
+        refused(|c| c.input.layout = "NHWC".into(), "layout NHWC");
+        refused(|c| c.input.std[1] = 0.0, "input std");
+        refused(|c| c.input.std[2] = -0.2, "input std");
+        refused(|c| c.input.std[0] = 1e-30, "input std");
+        refused(|c| c.input.mean[0] = 7.0, "input mean");
+        // NaN and infinity cannot be written as JSON; validate sees them in memory.
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut c = card();
+            c.input.mean[0] = bad;
+            assert!(c.validate().is_err());
+            let mut c = card();
+            c.input.std[0] = bad;
+            assert!(c.validate().is_err());
+        }
+    }
+
+    #[test]
+    fn network_size_and_metrics_are_bounded() {
+        refused(|c| c.network.init_channels = 0, "init_channels 0");
+        refused(
+            |c| c.network.init_channels = 1 << 40,
+            "init_channels 1099511627776",
+        );
+        refused(|c| c.network.layers = 0, "layers 0");
+        refused(|c| c.network.layers = 10_000, "layers 10000");
+        refused(
+            |c| c.metrics.as_mut().unwrap().accuracy = 1.5,
+            "accuracy = 1.5",
+        );
+        refused(|c| c.genotype.normal_concat = vec![2, 2], "twice");
+        refused(|c| c.schema_version = 2, "schema version 2");
+    }
+
+    #[test]
+    fn the_whole_json_is_one_card_or_it_is_refused() {
+        let json = card().to_json();
+        let err = ModelCard::from_json(&json.replacen('{', "{\"labelz\": [], ", 1)).unwrap_err();
+        assert!(err.to_string().contains("unknown field `labelz`"), "{err}");
+        let err = ModelCard::from_json(&format!("{json}{json}")).unwrap_err();
+        assert!(err.to_string().contains("trailing characters"), "{err}");
+        let padded = format!("{json}{}", " ".repeat(MAX_CARD_BYTES));
+        let err = ModelCard::from_json(&padded).unwrap_err();
+        assert!(err.to_string().contains("more than the"), "{err}");
+        let err = ModelCard::from_json(&json.replace("\"size\":32,", "")).unwrap_err();
+        assert!(err.to_string().contains("missing field `size`"), "{err}");
+    }
+
+    /// A valid card with every field drawn at random within the bounds.
+    fn valid_card() -> impl Strategy<Value = ModelCard> {
+        let labels = proptest::collection::btree_set("[a-z][a-z _-]{0,11}", 2..6)
+            .prop_map(|set| set.into_iter().collect::<Vec<String>>())
+            .prop_shuffle();
+        let unit = 0.0f32..=1.0;
+        let std = MIN_STD..=1.0f32;
+        let input = (
+            INPUT_SIZES,
+            [unit.clone(), unit.clone(), unit],
+            [std.clone(), std.clone(), std],
+        )
+            .prop_map(|(size, mean, std)| InputSpec {
+                size,
+                layout: "NCHW".into(),
+                colour: "RGB".into(),
+                resize: ResizeRule::StretchBilinear,
+                mean,
+                std,
+            });
+        let network = (INIT_CHANNELS, LAYERS, any::<bool>(), any::<usize>()).prop_map(
+            |(init_channels, layers, auxiliary, parameters)| NetworkSpec {
+                init_channels,
+                layers,
+                auxiliary,
+                parameters,
+            },
+        );
+        let metrics = proptest::option::of(
+            (
+                "[a-z]{1,8}",
+                any::<usize>(),
+                any::<usize>(),
+                0.0f64..=1.0,
+                0.0f64..=1.0,
+                proptest::collection::btree_map("\\PC{1,12}", 0.0f64..=1.0, 0..4),
+            )
+                .prop_map(
+                    |(split, images, subjects, accuracy, mean_class_accuracy, per_aspect)| {
+                        Metrics {
+                            split,
+                            images,
+                            subjects,
+                            accuracy,
+                            mean_class_accuracy,
+                            per_aspect,
+                        }
+                    },
+                ),
+        );
+        let provenance = ("\\PC{0,20}", "\\PC{0,20}", any::<i64>(), any::<u64>()).prop_map(
+            |(data, genotype_source, epochs, seed)| Provenance {
+                data,
+                genotype_source,
+                train: serde_json::json!({ "epochs": epochs, "note": "x" }),
+                seed,
+                tool_version: "hands-search 0.1.0".into(),
+            },
+        );
+        let genotype = proptest::sample::select(crate::genotype::PUBLISHED.to_vec())
+            .prop_map(|name| Genotype::published(name).unwrap());
+        (labels, input, genotype, network, metrics, provenance).prop_map(
+            |(labels, input, genotype, network, metrics, provenance)| ModelCard {
+                schema_version: CARD_SCHEMA_VERSION,
+                labels,
+                input,
+                genotype,
+                network,
+                metrics,
+                provenance,
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips_through_json(c in valid_card()) {
+            c.validate().unwrap();
+            prop_assert_eq!(&ModelCard::from_json(&c.to_json()).unwrap(), &c);
+            let pretty = serde_json::to_string_pretty(&c).unwrap();
+            prop_assert_eq!(&ModelCard::from_json(&pretty).unwrap(), &c);
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            if let Ok(c) = ModelCard::from_json(&text) {
+                c.validate().unwrap();
+            }
+        }
+
+        #[test]
+        fn edited_cards_never_panic(
+            c in valid_card(),
+            at in any::<proptest::sample::Index>(),
+            cut in 0usize..12,
+            insert in "[\\PC0-9.e\\-\\[\\]{},:\"]{0,6}",
+        ) {
+            let json = c.to_json();
+            let chars: Vec<char> = json.chars().collect();
+            let i = at.index(chars.len());
+            let end = (i + cut).min(chars.len());
+            let edited: String = chars[..i]
+                .iter()
+                .copied()
+                .chain(insert.chars())
+                .chain(chars[end..].iter().copied())
+                .collect();
+            if let Ok(parsed) = ModelCard::from_json(&edited) {
+                parsed.validate().unwrap();
+            }
+        }
     }
 }

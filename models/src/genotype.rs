@@ -1,6 +1,7 @@
 //! The discrete cell architecture found by a search, in DARTS' format.
 
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -12,6 +13,8 @@ use crate::{Error, Op};
 pub const NODES: usize = 4;
 /// Incoming edges kept per node in a derived cell.
 pub const EDGES_PER_NODE: usize = 2;
+/// Largest genotype file read, in bytes (a genotype takes about 500).
+pub const MAX_GENOTYPE_BYTES: u64 = 64 * 1024;
 
 /// One kept edge of a derived cell: the operation and the index of the state it reads
 /// (0 and 1 are the cell's two inputs, 2.. the earlier intermediate nodes).
@@ -21,6 +24,7 @@ pub type Edge = (Op, usize);
 ///
 /// `normal[2 * i]` and `normal[2 * i + 1]` are the two edges into node `i`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Genotype {
     /// Edges of the normal cell.
     pub normal: Vec<Edge>,
@@ -37,7 +41,7 @@ pub const PUBLISHED: [&str; 4] = ["DARTS_V1", "DARTS_V2", "PC_DARTS_cifar", "PDA
 
 impl Genotype {
     /// Checks that each node has two edges from earlier states, no `none` op, and that the
-    /// concat lists name existing intermediate nodes.
+    /// concat lists name existing intermediate nodes, each at most once.
     pub fn validate(&self) -> Result<(), Error> {
         for (cell, edges, concat) in [
             ("normal", &self.normal, &self.normal_concat),
@@ -70,6 +74,15 @@ impl Genotype {
                     NODES + 1
                 )));
             }
+            if let Some(dup) = concat
+                .iter()
+                .enumerate()
+                .find_map(|(i, s)| concat[..i].contains(s).then_some(s))
+            {
+                return Err(Error::InvalidGenotype(format!(
+                    "{cell}_concat {concat:?} names node {dup} twice"
+                )));
+            }
         }
         Ok(())
     }
@@ -99,9 +112,28 @@ impl Genotype {
         Ok(genotype)
     }
 
-    /// Reads a genotype file in JSON or DARTS' Python notation.
+    /// Reads a genotype file in JSON or DARTS' Python notation: a regular file of at most
+    /// [`MAX_GENOTYPE_BYTES`] of UTF-8.
     pub fn read(path: &Path) -> Result<Genotype, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let invalid =
+            |reason: String| Error::InvalidGenotype(format!("{}: {reason}", path.display()));
+        // Checked before opening: opening a FIFO would wait for a writer.
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if !meta.is_file() {
+            return Err(invalid("not a regular file".into()));
+        }
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_GENOTYPE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(path, e))?;
+        if bytes.len() as u64 > MAX_GENOTYPE_BYTES {
+            return Err(invalid(format!(
+                "larger than {MAX_GENOTYPE_BYTES} bytes: not a genotype file"
+            )));
+        }
+        let text =
+            String::from_utf8(bytes).map_err(|e| invalid(format!("not UTF-8 text ({e})")))?;
         let parsed = if text.trim_start().starts_with('{') {
             Genotype::from_json(&text)
         } else {
@@ -261,10 +293,14 @@ impl<'a> PythonParser<'a> {
         Ok(&rest[..end])
     }
 
+    /// An edge list, refused as soon as it holds more edges than a cell has.
     fn edges(&mut self) -> Result<Vec<Edge>, Error> {
         self.expect("[")?;
         let mut edges = Vec::new();
         while !self.eat("]") {
+            if edges.len() == NODES * EDGES_PER_NODE {
+                return Err(self.error(&format!("`]` after {} edges", NODES * EDGES_PER_NODE)));
+            }
             self.expect("(")?;
             let op: Op = self.string()?.parse()?;
             self.expect(",")?;
@@ -279,6 +315,8 @@ impl<'a> PythonParser<'a> {
         Ok(edges)
     }
 
+    /// A concat list or `range(a, b)`, refused as soon as it names more states than a cell
+    /// has intermediate nodes.
     fn concat(&mut self) -> Result<Vec<usize>, Error> {
         if self.eat("range") {
             self.expect("(")?;
@@ -286,11 +324,19 @@ impl<'a> PythonParser<'a> {
             self.expect(",")?;
             let end = self.number()?;
             self.expect(")")?;
+            if end.saturating_sub(start) > NODES {
+                return Err(Error::InvalidGenotype(format!(
+                    "Python notation: range({start}, {end}) names more than the {NODES} nodes of a cell"
+                )));
+            }
             return Ok((start..end).collect());
         }
         self.expect("[")?;
         let mut list = Vec::new();
         while !self.eat("]") {
+            if list.len() == NODES {
+                return Err(self.error(&format!("`]` after {NODES} concatenated nodes")));
+            }
             list.push(self.number()?);
             if !self.eat(",") {
                 self.expect("]")?;
@@ -314,21 +360,30 @@ impl<'a> PythonParser<'a> {
         while !self.eat(")") {
             let field = self.ident()?;
             self.expect("=")?;
-            match field {
-                "normal" => normal = Some(self.edges()?),
-                "reduce" => reduce = Some(self.edges()?),
-                "normal_concat" => normal_concat = Some(self.concat()?),
-                "reduce_concat" => reduce_concat = Some(self.concat()?),
+            let duplicate = match field {
+                "normal" => normal.replace(self.edges()?).is_some(),
+                "reduce" => reduce.replace(self.edges()?).is_some(),
+                "normal_concat" => normal_concat.replace(self.concat()?).is_some(),
+                "reduce_concat" => reduce_concat.replace(self.concat()?).is_some(),
                 other => {
                     return Err(Error::InvalidGenotype(format!(
                         "Python notation: unknown field `{other}`"
                     )))
                 }
+            };
+            if duplicate {
+                return Err(Error::InvalidGenotype(format!(
+                    "Python notation: field `{field}` given twice"
+                )));
             }
             if !self.eat(",") {
                 self.expect(")")?;
                 break;
             }
+        }
+        self.skip_ws();
+        if self.pos < self.text.len() {
+            return Err(self.error("the end of the text after `Genotype(...)`"));
         }
         let missing = |name: &str| Error::InvalidGenotype(format!("missing field `{name}`"));
         Ok(Genotype {
@@ -382,5 +437,220 @@ mod tests {
         let err = Genotype::published("NASNet").unwrap_err().to_string();
         assert!(err.contains("NASNet"), "{err}");
         assert!("Genotype(normal=[".parse::<Genotype>().is_err());
+    }
+
+    fn refused(text: &str, needle: &str) {
+        let err = match text.trim_start().starts_with('{') {
+            true => Genotype::from_json(text),
+            false => text.parse::<Genotype>(),
+        }
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+
+    #[test]
+    fn the_whole_text_is_one_genotype_or_it_is_refused() {
+        refused(&format!("{DARTS_V2} trailing"), "end of the text");
+        refused(
+            &format!("{DARTS_V2}\nPDARTS = Genotype()"),
+            "end of the text",
+        );
+        let twice = DARTS_V2.replace(
+            "reduce_concat=[2, 3, 4, 5]",
+            "reduce_concat=[2, 3, 4, 5], normal_concat=[2, 3]",
+        );
+        refused(&twice, "`normal_concat` given twice");
+        let json = Genotype::published("DARTS_V2").unwrap().to_json();
+        refused(
+            &json.replacen('{', "{\"extra\": 1, ", 1),
+            "unknown field `extra`",
+        );
+        refused(&format!("{json} {{}}"), "trailing characters");
+    }
+
+    #[test]
+    fn counts_are_bounded_before_anything_is_allocated() {
+        // A range of 2^64 states would take all memory if collected.
+        let huge = DARTS_V2.replace(
+            "normal_concat=[2, 3, 4, 5]",
+            &format!("normal_concat=range(0, {})", usize::MAX),
+        );
+        refused(&huge, "more than the 4 nodes");
+        let long = DARTS_V2.replace(
+            "normal_concat=[2, 3, 4, 5]",
+            "normal_concat=[2, 3, 4, 5, 2]",
+        );
+        refused(&long, "after 4 concatenated nodes");
+        let edges = DARTS_V2.replace(
+            "('dil_conv_3x3', 2)]",
+            "('dil_conv_3x3', 2), ('skip_connect', 0)]",
+        );
+        refused(&edges, "after 8 edges");
+        let big_index = DARTS_V2.replace(
+            "('dil_conv_3x3', 2)",
+            "('dil_conv_3x3', 99999999999999999999999)",
+        );
+        refused(&big_index, "expected a number");
+        let dup = DARTS_V2.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=[2, 3, 3, 5]");
+        refused(&dup, "names node 3 twice");
+        let few = DARTS_V2.replace(", ('dil_conv_3x3', 2)]", "]");
+        refused(&few, "has 7 edges, expected 8");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_small_regular_text_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("genotype.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Opening a FIFO without a writer would block forever.
+        let err = Genotype::read(&fifo).unwrap_err().to_string();
+        assert!(
+            err.contains("not a regular file") && err.contains("genotype.json"),
+            "{err}"
+        );
+        let err = Genotype::read(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+
+        let big = dir.path().join("big.txt");
+        let mut text = DARTS_V2.to_string();
+        text.push_str(&" ".repeat(MAX_GENOTYPE_BYTES as usize));
+        std::fs::write(&big, text).unwrap();
+        let err = Genotype::read(&big).unwrap_err().to_string();
+        assert!(
+            err.contains("larger than") && err.contains("big.txt"),
+            "{err}"
+        );
+
+        let binary = dir.path().join("binary.txt");
+        std::fs::write(&binary, [0xff, 0xfe, b'G']).unwrap();
+        let err = Genotype::read(&binary).unwrap_err().to_string();
+        assert!(err.contains("not UTF-8"), "{err}");
+
+        let fine = dir.path().join("fine.txt");
+        std::fs::write(&fine, format!("{DARTS_V2}\n")).unwrap();
+        assert_eq!(
+            Genotype::read(&fine).unwrap(),
+            Genotype::published("DARTS_V2").unwrap()
+        );
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use super::DARTS_V2;
+
+        /// A valid cell: two edges per node from earlier states, a non-empty set of
+        /// distinct intermediate nodes concatenated (in any order).
+        fn cell() -> impl Strategy<Value = (Vec<Edge>, Vec<usize>)> {
+            let op = proptest::sample::select(&Op::ALL[1..]);
+            let edges = (0..NODES * EDGES_PER_NODE)
+                .map(|k| (op.clone(), 0..k / EDGES_PER_NODE + 2))
+                .collect::<Vec<_>>();
+            let concat = Just((2..NODES + 2).collect::<Vec<usize>>())
+                .prop_shuffle()
+                .prop_flat_map(|all| (1..=NODES).prop_map(move |n| all[..n].to_vec()));
+            (edges, concat)
+        }
+
+        fn genotype() -> impl Strategy<Value = Genotype> {
+            (cell(), cell()).prop_map(|((normal, normal_concat), (reduce, reduce_concat))| {
+                Genotype {
+                    normal,
+                    normal_concat,
+                    reduce,
+                    reduce_concat,
+                }
+            })
+        }
+
+        /// Text near the notation: its tokens and a few others, in any order.
+        fn notation_like() -> impl Strategy<Value = String> {
+            let token = proptest::sample::select(vec![
+                "Genotype",
+                "(",
+                ")",
+                "[",
+                "]",
+                ",",
+                "=",
+                " ",
+                "'",
+                "\"",
+                "normal",
+                "reduce",
+                "normal_concat",
+                "reduce_concat",
+                "range",
+                "sep_conv_3x3",
+                "none",
+                "0",
+                "2",
+                "5",
+                "99999999999999999999",
+                "{",
+                "}",
+                ":",
+                "é",
+                "\u{0}",
+            ]);
+            proptest::collection::vec(token, 0..60).prop_map(|t| t.concat())
+        }
+
+        /// Checks a parse result: an accepted genotype is a valid one.
+        fn accepted_is_valid(parsed: Result<Genotype, Error>) {
+            if let Ok(g) = parsed {
+                g.validate().unwrap();
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn round_trips_through_python_and_json(g in genotype()) {
+                prop_assert_eq!(&g.to_python().parse::<Genotype>().unwrap(), &g);
+                prop_assert_eq!(&Genotype::from_json(&g.to_json()).unwrap(), &g);
+            }
+
+            #[test]
+            fn arbitrary_text_never_panics(text in "\\PC{0,300}") {
+                accepted_is_valid(text.parse());
+                accepted_is_valid(Genotype::from_json(&text));
+            }
+
+            #[test]
+            fn notation_like_text_never_panics(text in notation_like()) {
+                accepted_is_valid(text.parse());
+                accepted_is_valid(Genotype::from_json(&text));
+            }
+
+            #[test]
+            fn edited_genotypes_never_panic(
+                g in genotype(),
+                at in any::<proptest::sample::Index>(),
+                cut in 0usize..8,
+                insert in "\\PC{0,4}",
+            ) {
+                for text in [g.to_python(), g.to_json(), DARTS_V2.to_string()] {
+                    let chars: Vec<char> = text.chars().collect();
+                    let i = at.index(chars.len());
+                    let end = (i + cut).min(chars.len());
+                    let edited: String = chars[..i]
+                        .iter()
+                        .chain(insert.chars().collect::<Vec<_>>().iter())
+                        .chain(&chars[end..])
+                        .collect();
+                    accepted_is_valid(edited.parse());
+                    accepted_is_valid(Genotype::from_json(&edited));
+                }
+            }
+        }
     }
 }
