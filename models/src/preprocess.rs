@@ -14,8 +14,13 @@
 //! - PNG, BMP, WebP (and CMYK JPEGs): the `image` crate decodes at full size.
 //! - Then the EXIF orientation is applied and the image is stretched to a square with a
 //!   bilinear (triangle) filter by `fast_image_resize`.
+//!
+//! Everything sized by the input is bounded before it is allocated: only regular files of at
+//! most [`MAX_FILE_BYTES`] are read ([`read_image_file`]), and an image whose header claims
+//! more than [`MAX_PIXELS`] is refused before any pixel is decoded.
 
 use std::cell::RefCell;
+use std::io::Read;
 use std::path::Path;
 
 use fast_image_resize as fir;
@@ -26,6 +31,90 @@ use crate::card::InputSpec;
 use crate::Error;
 
 mod jpeg;
+
+/// The pixel budget: the most pixels (width x height, from the header) an image may have.
+///
+/// 40 megapixels (e.g. 7746 x 5164) is twenty times a 1600 x 1200 hand photo and above a
+/// 24-megapixel camera's photos. It bounds the memory of one decode: a PNG, BMP or WebP is
+/// decoded at full size (at most 8 bytes a pixel, 16-bit RGBA, plus 3 for the RGB copy:
+/// 440 MB), a progressive JPEG keeps its DCT coefficients (at most 6 bytes a pixel); a
+/// baseline JPEG needs only its reduced output. Each decoding thread holds at most one.
+pub const MAX_PIXELS: u64 = 40_000_000;
+
+/// The largest image file read, in bytes: an uncompressed 32-bit BMP at the pixel budget
+/// ([`MAX_PIXELS`] x 4 bytes) plus 1 MiB of headers and metadata. A larger file is refused
+/// from its size alone, before anything is read.
+pub const MAX_FILE_BYTES: u64 = MAX_PIXELS * 4 + (1 << 20);
+
+/// Reads an image file, refusing anything that is not a regular file after following
+/// symlinks (a FIFO, a device, a socket or a folder, which could block or never end) and any
+/// file larger than [`MAX_FILE_BYTES`] (by its size, and by reading at most one byte more in
+/// case it grows).
+pub fn read_image_file(path: &Path) -> Result<Vec<u8>, Error> {
+    let fail = |reason: String| Error::Image {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !metadata.is_file() {
+        return Err(fail(format!(
+            "not a regular file ({}); only image files are read",
+            file_kind(&metadata.file_type())
+        )));
+    }
+    let too_large = |size: u64| {
+        fail(format!(
+            "the file is {size} bytes, more than the {MAX_FILE_BYTES}-byte maximum image file size"
+        ))
+    };
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(too_large(metadata.len()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// What kind of file system entry `kind` is, in words.
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "a device";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_dir() {
+        "a folder"
+    } else {
+        "not a plain file"
+    }
+}
+
+/// Refuses an image whose header dimensions exceed the pixel budget [`MAX_PIXELS`].
+fn check_pixels(width: u64, height: u64) -> Result<(), String> {
+    let pixels = width * height;
+    if pixels > MAX_PIXELS {
+        return Err(format!(
+            "the image is {width} x {height} pixels ({:.1} megapixels), more than the {} megapixel budget",
+            pixels as f64 / 1e6,
+            MAX_PIXELS / 1_000_000
+        ));
+    }
+    Ok(())
+}
 
 /// Decodes an encoded image (JPEG, PNG, BMP, WebP), applies its EXIF orientation, converts it
 /// to 8-bit RGB and resizes it to `size` x `size` with a bilinear filter.
@@ -46,9 +135,9 @@ pub fn decode_resized(bytes: &[u8], size: u32, path: &Path) -> Result<RgbImage, 
     resize_square(rgb, size).map_err(fail)
 }
 
-/// Reads and preprocesses an image file, see [`decode_resized`].
+/// Reads (see [`read_image_file`]) and preprocesses an image file, see [`decode_resized`].
 pub fn load_resized(path: &Path, size: u32) -> Result<RgbImage, Error> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_image_file(path)?;
     decode_resized(&bytes, size, path)
 }
 
@@ -132,12 +221,19 @@ fn decode_at_least(bytes: &[u8], min_size: u32) -> Result<RgbImage, String> {
     }
 }
 
-/// Decodes at full size with the `image` crate.
+/// Decodes at full size with the `image` crate, after checking the header's dimensions
+/// against the pixel budget; the decoder's own allocations are capped at the budget's
+/// largest image (16-bit RGBA).
 fn decode_full(bytes: &[u8], format: ImageFormat) -> Result<RgbImage, String> {
-    let reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let mut reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_PIXELS * 8);
+    reader.limits(limits);
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| format!("cannot decode: {e}"))?;
+    let (width, height) = decoder.dimensions();
+    check_pixels(width.into(), height.into())?;
     let orientation = decoder
         .orientation()
         .map_err(|e| format!("cannot read orientation: {e}"))?;

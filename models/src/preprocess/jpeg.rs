@@ -75,6 +75,7 @@ fn decode_inner(bytes: &[u8], min_size: u32) -> Result<Option<RgbImage>, String>
     if width == 0 || height == 0 {
         return Err("image has no pixels".into());
     }
+    super::check_pixels(width as u64, height as u64)?;
     decompress.scale(scale_numerator(width, height, min_size));
     let mut started = decompress.rgb().map_err(io)?;
     let (out_width, out_height) = (started.width() as u32, started.height() as u32);
