@@ -22,6 +22,10 @@ pub enum Error {
     /// An image could not be read or decoded (the message names the file).
     #[error(transparent)]
     Image(#[from] hands_models::Error),
+    /// The model's output for an image is not a probability distribution (NaN, infinite,
+    /// outside [0, 1] or not summing to 1): not an answer.
+    #[error("{0}")]
+    Output(String),
     /// ONNX Runtime failed while running the model.
     #[error("ONNX Runtime: {0}")]
     Inference(String),

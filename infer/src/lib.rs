@@ -41,6 +41,7 @@
 pub mod device;
 mod error;
 pub mod files;
+mod graph;
 pub mod pipeline;
 pub mod predictor;
 pub mod runtime;

@@ -31,9 +31,7 @@ pub fn predict_files(
     pool: &rayon::ThreadPool,
     mut sink: impl FnMut(Outcome) -> ControlFlow<()>,
 ) -> Result<(), Error> {
-    if batch == 0 {
-        return Err(Error::Usage("batch size must be at least 1".into()));
-    }
+    check_batch(predictor, batch)?;
     std::thread::scope(|scope| {
         // Capacity 1: one decoded batch waits while the next is being decoded.
         let (sender, receiver) = mpsc::sync_channel::<Vec<Result<Input, Error>>>(1);
@@ -59,6 +57,22 @@ pub fn predict_files(
         }
         Ok(())
     })
+}
+
+/// Refuses a batch size below 1 or above [`Predictor::max_batch`] (what fits the batch
+/// memory budget for this model).
+pub fn check_batch(predictor: &Predictor, batch: usize) -> Result<(), Error> {
+    let max = predictor.max_batch();
+    if batch == 0 || batch > max {
+        return Err(Error::Usage(format!(
+            "batch size {batch} is outside 1..={max}: an image takes about {:.1} MB for this model (input {size}x{size}, {} channels), and a batch may take at most {} GiB",
+            predictor.bytes_per_image() as f64 / 1e6,
+            predictor.card().network.init_channels,
+            crate::predictor::BATCH_MEMORY_BUDGET >> 30,
+            size = predictor.input_size(),
+        )));
+    }
+    Ok(())
 }
 
 /// Decodes and preprocesses every file without running the network (the decode ceiling of

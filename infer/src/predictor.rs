@@ -21,6 +21,19 @@ pub const INPUT_NAME: &str = "image";
 /// Name of the model output holding probabilities per label (`[N, labels]`).
 pub const OUTPUT_NAME: &str = "probabilities";
 
+/// How far the probabilities of one image may sum from 1 before the row is refused.
+pub const PROBABILITY_SUM_TOLERANCE: f32 = 1e-3;
+
+/// The memory a batch of images may take, in bytes (2 GiB): [`Predictor::max_batch`] divides
+/// it by [`Predictor::bytes_per_image`].
+pub const BATCH_MEMORY_BUDGET: u64 = 2 << 30;
+/// Float planes of the network's input size that one image of a batch takes inside ONNX
+/// Runtime, per channel of the first cell (`init_channels` of the card). Measured with the
+/// shipped model (init_channels 12, input 32): peak memory grew by 1.0 to 1.3 MB per image
+/// between batches 8, 256 and 787, 20 to 26 planes per channel; ONNX Runtime's arena grows
+/// in powers of two, so twice that is allowed.
+const ACTIVATION_PLANES_PER_CHANNEL: u64 = 48;
+
 /// How [`Predictor::open_with`] sets up the session.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -135,6 +148,7 @@ impl Predictor {
         let card =
             ModelCard::from_json(&card_json).map_err(|e| Error::model(path, e.to_string()))?;
         let fixed_batch = check_signature(&session, &card).map_err(|r| Error::model(path, r))?;
+        crate::graph::check_softmax_output(path, OUTPUT_NAME).map_err(|r| Error::model(path, r))?;
         tracing::info!(
             model = %path.display(),
             provider = %provider,
@@ -181,6 +195,21 @@ impl Predictor {
         &self.library
     }
 
+    /// An estimate of the memory one image of a batch takes, in bytes: its input floats
+    /// three times (the decoded batch waiting, the batch being decoded, the session's input
+    /// tensor) and the network's activations inside ONNX Runtime, which grow with the
+    /// card's `init_channels` ([`ACTIVATION_PLANES_PER_CHANNEL`] planes per channel).
+    pub fn bytes_per_image(&self) -> u64 {
+        let plane = 4 * u64::from(self.card.input.size).pow(2);
+        let channels = self.card.network.init_channels as u64;
+        plane * (3 * 3 + ACTIVATION_PLANES_PER_CHANNEL * channels)
+    }
+
+    /// The largest batch whose images fit in [`BATCH_MEMORY_BUDGET`] (at least 1).
+    pub fn max_batch(&self) -> usize {
+        (BATCH_MEMORY_BUDGET / self.bytes_per_image()).max(1) as usize
+    }
+
     /// Preprocesses an encoded image (JPEG, PNG, BMP, WebP) exactly as training does.
     /// `name` only labels errors.
     pub fn preprocess_bytes(&self, bytes: &[u8], name: &Path) -> Result<Input, Error> {
@@ -193,10 +222,11 @@ impl Predictor {
         })
     }
 
-    /// Reads and preprocesses an image file.
+    /// Reads (regular files of a bounded size only, see
+    /// [`preprocess::read_image_file`]) and preprocesses an image file.
     pub fn preprocess_path(&self, path: &Path) -> Result<Input, Error> {
         let start = Instant::now();
-        let bytes = std::fs::read(path).map_err(|e| hands_models::Error::io(path, e))?;
+        let bytes = preprocess::read_image_file(path)?;
         let mut input = self.preprocess_bytes(&bytes, path)?;
         input.preprocess = start.elapsed();
         Ok(input)
@@ -270,7 +300,8 @@ impl Predictor {
     }
 
     /// Runs the network on decoded inputs that may contain failures, keeping their order:
-    /// failed inputs pass through, the rest are predicted as one batch.
+    /// failed inputs pass through, the rest are predicted as one batch; an image whose
+    /// output is not a probability distribution gets an [`Error::Output`].
     pub fn predict_results(
         &self,
         inputs: Vec<Result<Input, Error>>,
@@ -279,18 +310,24 @@ impl Predictor {
         let mut predictions = if ok.is_empty() {
             Vec::new()
         } else {
-            self.predict_inputs(&ok)?
+            self.predict_rows(&ok)?
         }
         .into_iter();
         Ok(inputs
             .into_iter()
-            .map(|input| input.map(|_| predictions.next().expect("one prediction per input")))
+            .map(|input| input.and_then(|_| predictions.next().expect("one prediction per input")))
             .collect())
     }
 
     /// Runs the network on preprocessed inputs, as one batch (or several when the model
-    /// has a fixed batch size).
+    /// has a fixed batch size). An output that is not a probability distribution (not
+    /// finite, outside [0, 1], not summing to 1) is an [`Error::Output`] for the whole call.
     pub fn predict_inputs(&self, inputs: &[&Input]) -> Result<Vec<Prediction>, Error> {
+        self.predict_rows(inputs)?.into_iter().collect()
+    }
+
+    /// One result per input: a prediction, or why its output cannot be trusted.
+    fn predict_rows(&self, inputs: &[&Input]) -> Result<Vec<Result<Prediction, Error>>, Error> {
         let step = self.fixed_batch.unwrap_or(inputs.len().max(1));
         let mut out = Vec::with_capacity(inputs.len());
         for chunk in inputs.chunks(step) {
@@ -298,17 +335,19 @@ impl Predictor {
             let probabilities = self.run(chunk)?;
             let inference = start.elapsed();
             for (input, probs) in chunk.iter().zip(probabilities) {
-                let index = argmax(&probs);
-                out.push(Prediction {
-                    label: self.card.labels[index].clone(),
-                    index,
-                    probabilities: probs,
-                    timing: Timing {
-                        preprocess: input.preprocess,
-                        inference,
-                        batch: chunk.len(),
-                    },
-                });
+                out.push(check_probabilities(&probs).map(|()| {
+                    let index = argmax(&probs);
+                    Prediction {
+                        label: self.card.labels[index].clone(),
+                        index,
+                        probabilities: probs,
+                        timing: Timing {
+                            preprocess: input.preprocess,
+                            inference,
+                            batch: chunk.len(),
+                        },
+                    }
+                }));
             }
         }
         Ok(out)
@@ -356,6 +395,27 @@ impl Predictor {
             .map(<[f32]>::to_vec)
             .collect())
     }
+}
+
+/// Refuses an output row that is not a probability distribution: every value finite and in
+/// [0, 1], the sum within [`PROBABILITY_SUM_TOLERANCE`] of 1.
+fn check_probabilities(values: &[f32]) -> Result<(), Error> {
+    let fail = |what: &str| {
+        Err(Error::Output(format!(
+            "the model's output {values:?} {what}, so it is not a probability distribution"
+        )))
+    };
+    if values.iter().any(|v| !v.is_finite()) {
+        return fail("is not finite");
+    }
+    if values.iter().any(|v| !(0.0..=1.0).contains(v)) {
+        return fail("has values outside [0, 1]");
+    }
+    let sum: f32 = values.iter().sum();
+    if (sum - 1.0).abs() > PROBABILITY_SUM_TOLERANCE {
+        return fail(&format!("sums to {sum}"));
+    }
+    Ok(())
 }
 
 /// Checks the graph against the card: one float input `image` of shape
@@ -428,6 +488,22 @@ fn argmax(values: &[f32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_probability_distributions_are_answers() {
+        check_probabilities(&[0.25, 0.75]).unwrap();
+        check_probabilities(&[1.0, 0.0]).unwrap();
+        check_probabilities(&[0.5, 0.5004]).unwrap();
+        for (row, why) in [
+            (vec![f32::NAN, f32::NAN], "not finite"),
+            (vec![f32::INFINITY, 0.0], "not finite"),
+            (vec![2.5, -1.5], "outside [0, 1]"),
+            (vec![0.5, 0.6], "sums to"),
+        ] {
+            let err = check_probabilities(&row).unwrap_err().to_string();
+            assert!(err.contains(why), "{row:?}: {err}");
+        }
+    }
 
     #[test]
     fn argmax_takes_the_first_maximum() {

@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use hands_infer::pipeline::Outcome;
 use hands_infer::{files, pipeline, Device, Options, Predictor};
+use hands_models::output::{ensure_not_input, OutputFile};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use output::{Format, RowWriter};
@@ -22,7 +24,15 @@ const DEFAULT_MODEL: &str = "models/pretrained/hands.onnx";
 ///
 /// Writes one row per image (path, label, probability of each label, or the error that kept
 /// it from being predicted) and a summary on stderr. Exit status: 0 when every image was
-/// predicted, 1 when some could not be, 2 when the run could not start or stopped.
+/// predicted, 1 when some could not be, 2 when the run could not start or stopped. A reader
+/// that closes the pipe early (e.g. `| head`) ends the run quietly with the status so far.
+///
+/// Paths are written losslessly in both formats: a byte that is not valid UTF-8 is written
+/// as `\xNN` (two hex digits) and a backslash as `\\`; every other character as it is.
+///
+/// Only regular files (after following symlinks) of at most 161 MB and 40 megapixels are
+/// read; anything else is an error row. With --recursive every real folder is walked and
+/// every real file listed once (symlink loops end); an unreadable folder is an error row.
 #[derive(Debug, Parser)]
 #[command(name = "hands-infer", version)]
 struct Cli {
@@ -32,7 +42,9 @@ struct Cli {
     /// The ONNX model [default: $HANDS_MODEL, else the repository's models/pretrained/hands.onnx].
     #[arg(long, short, value_name = "FILE")]
     model: Option<PathBuf>,
-    /// Images per inference batch.
+    /// Images per inference batch: 1 to 4096, and at most what fits in 2 GiB for the model
+    /// (an image takes 4 bytes x input size^2 x (9 + 48 x init_channels); 896 for the
+    /// shipped model). A larger batch is refused before the run.
     #[arg(long, short, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     batch: u32,
     /// Threads for decoding and for ONNX Runtime [default: all cores].
@@ -44,7 +56,9 @@ struct Cli {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Format::Csv)]
     format: Format,
-    /// Write rows to FILE instead of stdout.
+    /// Write rows to FILE instead of stdout (written beside it and renamed at the end, so a
+    /// failed run leaves FILE as it was; refused if FILE is an input, the model or the ONNX
+    /// Runtime library).
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
     /// Descend into sub-folders.
@@ -99,8 +113,8 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
             .unwrap_or(1)
     });
     let model = resolve_model(cli.model.as_deref())?;
-    let collected = files::collect(&cli.paths, cli.recursive)?;
-    if collected.files.is_empty() {
+    let collected = files::collect(&cli.paths, cli.recursive);
+    if collected.files.is_empty() && collected.unreadable.is_empty() {
         bail!(
             "no images found in {} (JPEG, PNG, BMP or WebP{})",
             cli.paths
@@ -121,6 +135,7 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         ort_library: cli.ort_lib.clone(),
     };
     let predictor = Predictor::open_with(&model, &options)?;
+    pipeline::check_batch(&predictor, cli.batch as usize)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("decode-{i}"))
@@ -140,53 +155,32 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         return Ok(failures);
     }
 
-    let out: Box<dyn Write> = match &cli.output {
-        Some(path) => Box::new(BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
-    };
-    let mut writer = RowWriter::new(cli.format, out, predictor.labels())?;
-    let progress = progress_bar(images as u64, cli.quiet);
-    let mut failures = 0;
-    let mut write_error = None;
-    pipeline::predict_files(
-        &predictor,
-        &collected.files,
-        cli.batch as usize,
-        &pool,
-        |outcome| {
-            if let Err(e) = &outcome.result {
-                failures += 1;
-                progress.suspend(|| tracing::warn!("{e}"));
+    let failures = match &cli.output {
+        Some(path) => {
+            refuse_inputs(path, &cli.paths, &collected.files, &predictor)?;
+            let file = OutputFile::create(path)?;
+            let (failures, file) = write_rows(cli, &predictor, &collected, &pool, file)?;
+            if let Some(file) = file {
+                file.commit()?;
             }
-            progress.inc(1);
-            match writer.write(&outcome) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    write_error = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
-        },
-    )?;
-    progress.finish_and_clear();
-    if let Some(e) = write_error.or_else(|| writer.finish().err()) {
-        if is_broken_pipe(&e) {
-            return Ok(failures); // the reader (e.g. `head`) has seen enough
+            failures
         }
-        return Err(e.context("cannot write the output"));
-    }
+        None => {
+            let stdout = BufWriter::new(std::io::stdout().lock());
+            write_rows(cli, &predictor, &collected, &pool, stdout)?.0
+        }
+    };
     let seconds = start.elapsed().as_secs_f64();
-    let skipped = if collected.skipped > 0 {
-        format!(
+    let mut skipped = String::new();
+    if collected.skipped > 0 {
+        skipped += &format!(
             ", {} non-image files in the folders skipped",
             collected.skipped
-        )
-    } else {
-        String::new()
-    };
+        );
+    }
+    if !collected.unreadable.is_empty() {
+        skipped += &format!(", {} folders unreadable", collected.unreadable.len());
+    }
     eprintln!(
         "hands-infer: {images} images, {failures} failures in {seconds:.2} s: {:.1} images/s ({}, batch {}, {threads} threads{skipped})",
         images as f64 / seconds,
@@ -194,6 +188,92 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         cli.batch,
     );
     Ok(failures)
+}
+
+/// Refuses an output that is one of the run's inputs: an image, a folder given, the model
+/// or the ONNX Runtime library. Only regular files and folders are compared: the others
+/// are never read (and opening a FIFO to compare it would block).
+fn refuse_inputs(
+    output: &Path,
+    paths: &[PathBuf],
+    images: &[PathBuf],
+    predictor: &Predictor,
+) -> anyhow::Result<()> {
+    if std::fs::metadata(output).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return Ok(()); // a pipe or a device: written directly, and never an input
+    }
+    let fixed = [predictor.path(), predictor.ort_library()];
+    let inputs: Vec<&Path> = fixed
+        .into_iter()
+        .chain(paths.iter().chain(images).map(PathBuf::as_path))
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() || m.is_dir()))
+        .collect();
+    ensure_not_input(output, &inputs)?;
+    Ok(())
+}
+
+/// Writes one row per unreadable folder and per image into `out`. Returns the number of
+/// failed rows and the writer, or no writer when the reader closed the pipe early.
+fn write_rows<W: Write>(
+    cli: &Cli,
+    predictor: &Predictor,
+    collected: &files::Collected,
+    pool: &rayon::ThreadPool,
+    out: W,
+) -> anyhow::Result<(usize, Option<W>)> {
+    let mut writer = RowWriter::new(cli.format, out, predictor.labels())?;
+    let progress = progress_bar(collected.files.len() as u64, cli.quiet);
+    let mut failures = 0;
+    let mut write_error = None;
+    let mut sink = |outcome: Outcome| {
+        if let Err(e) = &outcome.result {
+            failures += 1;
+            progress.suspend(|| tracing::warn!("{}", describe_error(&outcome.path, e)));
+        }
+        progress.inc(1);
+        match writer.write(&outcome) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                write_error = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    };
+    let folder_rows = collected.unreadable.iter().map(|(dir, e)| Outcome {
+        path: dir.clone(),
+        result: Err(hands_infer::Error::Image(hands_models::Error::Image {
+            path: dir.clone(),
+            reason: format!("cannot read the folder: {e}"),
+        })),
+    });
+    if folder_rows.map(&mut sink).all(|flow| flow.is_continue()) {
+        pipeline::predict_files(
+            predictor,
+            &collected.files,
+            cli.batch as usize,
+            pool,
+            &mut sink,
+        )?;
+    }
+    progress.finish_and_clear();
+    let result = match write_error {
+        Some(e) => Err(e),
+        None => writer.finish().map(Some),
+    };
+    match result {
+        Ok(out) => Ok((failures, out)),
+        // The reader (e.g. `head`) has seen enough.
+        Err(e) if is_broken_pipe(&e) => Ok((failures, None)),
+        Err(e) => Err(e.context("cannot write the output")),
+    }
+}
+
+/// An error for the log: image errors name their file already, others get the path.
+fn describe_error(path: &Path, e: &hands_infer::Error) -> String {
+    match e {
+        hands_infer::Error::Image(_) => e.to_string(),
+        _ => format!("{}: {e}", path.display()),
+    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -1,6 +1,7 @@
-//! Output rows: one per image, as CSV or JSON lines.
+//! Output rows: one per image, as CSV or JSON lines, with paths written losslessly.
 
 use std::io::Write;
+use std::path::Path;
 
 use clap::ValueEnum;
 use hands_infer::pipeline::Outcome;
@@ -15,17 +16,17 @@ pub enum Format {
     Jsonl,
 }
 
-/// Writes outcomes in one format.
-pub enum RowWriter {
+/// Writes outcomes in one format into `W`.
+pub enum RowWriter<W: Write> {
     /// CSV, with the number of labels.
-    Csv(Box<csv::Writer<Box<dyn Write>>>, usize),
+    Csv(Box<csv::Writer<W>>, usize),
     /// JSON lines.
-    Jsonl(Box<dyn Write>, Vec<String>),
+    Jsonl(W, Vec<String>),
 }
 
-impl RowWriter {
+impl<W: Write> RowWriter<W> {
     /// A writer for `labels`; CSV writes its header now.
-    pub fn new(format: Format, out: Box<dyn Write>, labels: &[String]) -> anyhow::Result<Self> {
+    pub fn new(format: Format, out: W, labels: &[String]) -> anyhow::Result<Self> {
         Ok(match format {
             Format::Csv => {
                 let mut writer = csv::Writer::from_writer(out);
@@ -41,7 +42,7 @@ impl RowWriter {
 
     /// Writes one row.
     pub fn write(&mut self, outcome: &Outcome) -> anyhow::Result<()> {
-        let path = outcome.path.display().to_string();
+        let path = path_text(&outcome.path);
         match self {
             RowWriter::Csv(writer, labels) => {
                 let mut record = vec![path];
@@ -74,19 +75,58 @@ impl RowWriter {
                     }
                     Err(e) => serde_json::json!({ "path": path, "error": e.to_string() }),
                 };
-                serde_json::to_writer(&mut *out, &value)?;
-                out.write_all(b"\n")?;
+                // Serialised first, so that a failed write is a plain I/O error.
+                let mut line = serde_json::to_vec(&value)?;
+                line.push(b'\n');
+                out.write_all(&line)?;
             }
         }
         Ok(())
     }
 
-    /// Flushes buffered rows.
-    pub fn finish(self) -> anyhow::Result<()> {
-        match self {
-            RowWriter::Csv(mut writer, _) => writer.flush()?,
-            RowWriter::Jsonl(mut out, _) => out.flush()?,
+    /// Flushes buffered rows and hands back the output.
+    pub fn finish(self) -> anyhow::Result<W> {
+        Ok(match self {
+            RowWriter::Csv(writer, _) => writer.into_inner().map_err(|e| e.into_error())?,
+            RowWriter::Jsonl(mut out, _) => {
+                out.flush()?;
+                out
+            }
+        })
+    }
+}
+
+/// A path as text that reads back to its exact bytes: a byte that is not part of valid
+/// UTF-8 becomes `\xNN` and a backslash `\\`; everything else is kept.
+pub fn path_text(path: &Path) -> String {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    #[cfg(not(unix))]
+    let bytes = path.as_os_str().as_encoded_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02X}"));
         }
-        Ok(())
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn paths_are_written_losslessly() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let text = |bytes: &[u8]| path_text(Path::new(OsStr::from_bytes(bytes)));
+        assert_eq!(text("dir/hånd 1.jpg".as_bytes()), "dir/hånd 1.jpg");
+        assert_eq!(text(b"a\xff.jpg"), "a\\xFF.jpg");
+        assert_eq!(text(b"a\\xFF.jpg"), "a\\\\xFF.jpg");
+        assert_eq!(text(b"a\xef\xbf\xbd.jpg"), "a\u{FFFD}.jpg");
+        assert_ne!(text(b"a\xfe.jpg"), text(b"a\xff.jpg"));
     }
 }
