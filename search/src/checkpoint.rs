@@ -2,12 +2,14 @@
 //! statistics, architecture parameters, optimizer state) with the run's JSON state (epoch,
 //! RNG, best-so-far, ...) in its `__metadata__`.
 //!
-//! [`save`] writes `<path>.tmp` beside the target, syncs it to disk and renames it over the
-//! target, so a process killed at any moment leaves either the previous or the new
-//! checkpoint, and a save that fails leaves the previous one untouched.
+//! [`save`] writes through [`hands_models::output::write_atomic`] (a temporary file beside
+//! the target, synced and renamed over it), so a process killed at any moment leaves either
+//! the previous or the new checkpoint, and a save that fails leaves the previous one
+//! untouched. A checkpoint carries a CRC-32 of its tensors (names, dtypes, shapes and bytes)
+//! in its metadata, which [`load`] verifies: a file whose tensor bytes were overwritten is
+//! refused, not resumed into another run.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -16,6 +18,8 @@ use serde::Serialize;
 
 /// Metadata key of the run state JSON in a checkpoint.
 pub const STATE_METADATA_KEY: &str = "hands.state";
+/// Metadata key of the CRC-32 (8 hex digits) of a checkpoint's tensors.
+pub const CHECKSUM_METADATA_KEY: &str = "hands.tensors_crc32";
 
 /// A safetensors file's `__metadata__`: string keys to string values.
 pub type Metadata = HashMap<String, String>;
@@ -39,6 +43,9 @@ pub enum CheckpointError {
         /// What is wrong.
         reason: String,
     },
+    /// The file could not be written safely (see [`hands_models::output`]).
+    #[error(transparent)]
+    Output(#[from] hands_models::Error),
 }
 
 impl CheckpointError {
@@ -66,7 +73,7 @@ pub fn save(
     let json = serde_json::to_string(state)
         .map_err(|e| CheckpointError::format(path, format!("cannot serialise state: {e}")))?;
     let metadata = HashMap::from([(STATE_METADATA_KEY.to_string(), json)]);
-    write_safetensors(path, tensors, metadata)
+    write_safetensors_with(path, tensors, metadata, true)
 }
 
 /// Loads a checkpoint written by [`save`] onto `device`: its tensors by name and its state.
@@ -74,7 +81,30 @@ pub fn load(
     path: &Path,
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, serde_json::Value), CheckpointError> {
-    let (tensors, metadata) = read_safetensors(path, device)?;
+    let bytes = read_file(path)?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| CheckpointError::format(path, format!("not a valid safetensors file: {e}")))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let stored = metadata.get(CHECKSUM_METADATA_KEY).ok_or_else(|| {
+        CheckpointError::format(
+            path,
+            format!("no `{CHECKSUM_METADATA_KEY}` metadata: not a checkpoint of this version"),
+        )
+    })?;
+    let parsed = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| CheckpointError::format(path, format!("not a valid safetensors file: {e}")))?;
+    let actual = format!("{:08x}", checksum(parsed.tensors()));
+    if *stored != actual {
+        return Err(CheckpointError::format(
+            path,
+            format!(
+                "its tensors do not match their checksum (stored {stored}, computed {actual}): \
+                 the file is damaged"
+            ),
+        ));
+    }
+    let tensors = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| CheckpointError::format(path, format!("not a valid safetensors file: {e}")))?;
     let json = metadata.get(STATE_METADATA_KEY).ok_or_else(|| {
         CheckpointError::format(
             path,
@@ -86,13 +116,22 @@ pub fn load(
     Ok((tensors, state))
 }
 
-/// Writes a safetensors file with `metadata` atomically: `<path>.tmp`, fsync, rename over
-/// `path`, fsync of the folder. On error the temporary file is removed and `path` is
-/// untouched. Tensor names must be unique.
+/// Writes a safetensors file with `metadata` atomically (see the module docs). On error
+/// `path` is untouched. Tensor names must be unique.
 pub fn write_safetensors(
     path: &Path,
     tensors: &[(String, Tensor)],
     metadata: HashMap<String, String>,
+) -> Result<(), CheckpointError> {
+    write_safetensors_with(path, tensors, metadata, false)
+}
+
+/// [`write_safetensors`], adding the tensors' checksum to the metadata when `with_checksum`.
+fn write_safetensors_with(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    mut metadata: HashMap<String, String>,
+    with_checksum: bool,
 ) -> Result<(), CheckpointError> {
     let mut seen = std::collections::HashSet::new();
     for (name, _) in tensors {
@@ -115,9 +154,36 @@ pub fn write_safetensors(
             Ok((name.as_str(), t))
         })
         .collect::<Result<_, CheckpointError>>()?;
+    if with_checksum {
+        let crc = checksum(cpu.iter().map(|(name, t)| (name.to_string(), t)));
+        metadata.insert(CHECKSUM_METADATA_KEY.to_string(), format!("{crc:08x}"));
+    }
     let bytes = safetensors::serialize(cpu, Some(metadata))
         .map_err(|e| CheckpointError::format(path, e))?;
-    write_atomic(path, &bytes)
+    hands_models::output::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// CRC-32 of tensors in name order: each one's name, dtype, shape and little-endian bytes.
+fn checksum<V: safetensors::View>(tensors: impl IntoIterator<Item = (String, V)>) -> u32 {
+    let mut tensors: Vec<(String, V)> = tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut hasher = crc32fast::Hasher::new();
+    for (name, view) in &tensors {
+        hasher.update(&(name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
+        hasher.update(format!("{:?}", view.dtype()).as_bytes());
+        hasher.update(&(view.shape().len() as u64).to_le_bytes());
+        for &dim in view.shape() {
+            hasher.update(&(dim as u64).to_le_bytes());
+        }
+        hasher.update(&view.data());
+    }
+    hasher.finalize()
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    std::fs::read(path).map_err(|e| CheckpointError::io(path, e))
 }
 
 /// Reads a safetensors file: its tensors on `device` and its `__metadata__` (empty when the
@@ -126,7 +192,7 @@ pub fn read_safetensors(
     path: &Path,
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, Metadata), CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|e| CheckpointError::io(path, e))?;
+    let bytes = read_file(path)?;
     let invalid = |e: &dyn std::fmt::Display| {
         CheckpointError::format(path, format!("not a valid safetensors file: {e}"))
     };
@@ -204,45 +270,6 @@ pub fn load_varmap(
     Ok(())
 }
 
-/// Writes `bytes` to `path` through `<path>.tmp` + fsync + rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let tmp = tmp_path(path);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(|e| CheckpointError::io(&tmp, e))?;
-        file.write_all(bytes)
-            .map_err(|e| CheckpointError::io(&tmp, e))?;
-        file.sync_all().map_err(|e| CheckpointError::io(&tmp, e))?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(|e| CheckpointError::io(path, e))
-    })();
-    if result.is_err() {
-        // Best effort: a leftover temporary file is harmless, the target is intact.
-        let _ = std::fs::remove_file(&tmp);
-        return result;
-    }
-    sync_parent(path);
-    Ok(())
-}
-
-/// `<path>.tmp`, in the same folder so that the rename stays on one file system.
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-/// Syncs the folder holding `path` so that the rename itself is durable (best effort:
-/// not every platform can open a folder for syncing).
-fn sync_parent(path: &Path) {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if let Ok(dir) = std::fs::File::open(parent) {
-        let _ = dir.sync_all();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,7 +301,8 @@ mod tests {
         assert_eq!((w.dims(), w.dtype()), (&[2usize, 3][..], DType::F32));
         assert_eq!(w.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [1.5; 6]);
         assert_eq!(loaded["sgd.buf.0"].to_vec1::<i64>().unwrap(), [0, 1, 2, 3]);
-        assert!(!tmp_path(&path).exists());
+        // No temporary file is left beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
@@ -282,15 +310,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("checkpoint.safetensors");
         save(&path, &tensors(1.0), &serde_json::json!({"epoch": 1})).unwrap();
-
-        // The temporary file cannot be created: the write fails before the rename.
-        std::fs::create_dir(tmp_path(&path)).unwrap();
-        let err = save(&path, &tensors(2.0), &serde_json::json!({"epoch": 2})).unwrap_err();
-        assert!(
-            err.to_string().contains("checkpoint.safetensors.tmp"),
-            "{err}"
-        );
-        std::fs::remove_dir(tmp_path(&path)).unwrap();
 
         // A state that cannot be serialised fails before anything is written.
         let bad = HashMap::from([((1, 2), 3)]);
@@ -313,7 +332,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ckpt.safetensors");
         // A save killed mid-write leaves a torn temporary file beside the target.
-        std::fs::write(tmp_path(&path), b"torn").unwrap();
+        std::fs::write(dir.path().join(".ckpt.safetensors.x1y2z3.tmp"), b"torn").unwrap();
         save(&path, &tensors(1.0), &serde_json::json!({"epoch": 0})).unwrap();
         assert_eq!(load(&path, &Device::Cpu).unwrap().1["epoch"], 0);
     }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use hands_models::genotype::Edge;
 use hands_models::Genotype;
 
-use crate::checkpoint::write_atomic;
+use hands_models::output::write_atomic;
 
 /// Name of the cell's older input, `c_{k-2}`.
 pub const INPUT_PREV_PREV: &str = "c_{k-2}";

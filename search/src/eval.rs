@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{load_varmap, read_safetensors};
 use crate::data::{AspectFilter, ChannelStats, Dataset, ImageCache, Loader, PartName, Split};
 use crate::device::parse_device;
+use crate::outputs::Inputs;
 use crate::runlog::progress_bar;
 
 /// Accuracy of the images of one label or one hand aspect.
@@ -58,13 +59,22 @@ pub struct Evaluation {
     pub loss: f64,
     /// Fraction of images classified correctly.
     pub accuracy: f64,
-    /// Mean over the labels present of the per-label recall (Afifi's measure).
+    /// Mean over the labels present of the per-label recall (Afifi's measure); over fewer
+    /// labels than the model has when `absent_classes` is not empty.
     pub mean_class_accuracy: f64,
+    /// Labels of the model with no image among those measured: not in `per_class` and not
+    /// in the mean class accuracy.
+    #[serde(default)]
+    pub absent_classes: Vec<String>,
+    /// How many of the measured subjects the model was trained or selected on, when its card
+    /// records them (only `train` and `all` can include any: `test` and `val` refuse them).
+    #[serde(default)]
+    pub trained_subjects: Option<usize>,
     /// Share of the most frequent true label: what always answering it would score.
     pub majority_rate: f64,
     /// Label names, in logit order.
     pub labels: Vec<String>,
-    /// Per-label recall, by label name.
+    /// Per-label recall, by label name, for the labels with images.
     pub per_class: BTreeMap<String, GroupAccuracy>,
     /// Per hand aspect (`dorsal left`, ...), where the data records aspects.
     pub per_aspect: BTreeMap<String, GroupAccuracy>,
@@ -109,11 +119,12 @@ impl Evaluation {
                 )
             })
             .collect();
-        let present: Vec<&GroupAccuracy> = per_class.values().filter(|g| g.images > 0).collect();
-        let mean_class_accuracy = if present.is_empty() {
+        let (per_class, absent): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            per_class.into_iter().partition(|(_, g)| g.images > 0);
+        let mean_class_accuracy = if per_class.is_empty() {
             0.0
         } else {
-            present.iter().map(|g| g.accuracy).sum::<f64>() / present.len() as f64
+            per_class.values().map(|g| g.accuracy).sum::<f64>() / per_class.len() as f64
         };
         let majority = per_class.values().map(|g| g.images).max().unwrap_or(0);
         let ratio = |a: usize| if n == 0 { 0.0 } else { a as f64 / n as f64 };
@@ -124,6 +135,8 @@ impl Evaluation {
             loss: if n == 0 { 0.0 } else { loss_sum / n as f64 },
             accuracy: ratio(correct),
             mean_class_accuracy,
+            absent_classes: absent.into_keys().collect(),
+            trained_subjects: None,
             majority_rate: ratio(majority),
             labels,
             per_class,
@@ -135,9 +148,17 @@ impl Evaluation {
         }
     }
 
-    /// The figures a model card records.
-    pub fn card_metrics(&self) -> Metrics {
-        Metrics {
+    /// The figures a model card records; refused when a class had no image (its mean class
+    /// accuracy would be over fewer classes than the model has).
+    pub fn card_metrics(&self) -> Result<Metrics> {
+        if !self.absent_classes.is_empty() {
+            bail!(
+                "the {} images have no {} image: no mean class accuracy over every class",
+                self.split,
+                self.absent_classes.join(" or ")
+            );
+        }
+        Ok(Metrics {
             split: self.split.clone(),
             images: self.images,
             subjects: self.subjects,
@@ -148,7 +169,7 @@ impl Evaluation {
                 .iter()
                 .map(|(a, g)| (a.clone(), g.accuracy))
                 .collect(),
-        }
+        })
     }
 }
 
@@ -161,8 +182,26 @@ impl fmt::Display for Evaluation {
             "{}: {} images of {} subjects",
             self.split, self.images, self.subjects
         )?;
+        if let Some(n) = self
+            .trained_subjects
+            .filter(|&n| n > 0 && self.split != "train")
+        {
+            writeln!(
+                f,
+                "  WARNING: {n} of these subjects were used to train or select the model"
+            )?;
+        }
         writeln!(f, "  accuracy             {:.4}", self.accuracy)?;
-        writeln!(f, "  mean class accuracy  {:.4}", self.mean_class_accuracy)?;
+        if self.absent_classes.is_empty() {
+            writeln!(f, "  mean class accuracy  {:.4}", self.mean_class_accuracy)?;
+        } else {
+            writeln!(
+                f,
+                "  mean class accuracy  {:.4} over the classes present only (no images of {})",
+                self.mean_class_accuracy,
+                self.absent_classes.join(", ")
+            )?;
+        }
         writeln!(f, "  majority-class rate  {:.4}", self.majority_rate)?;
         writeln!(f, "  loss                 {:.4}", self.loss)?;
         let width = self
@@ -348,8 +387,8 @@ pub struct EvalArgs {
     /// Also write the result as JSON to this file (`-` prints JSON instead of the table).
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 64)]
+    /// Images per forward pass (1 to 1024).
+    #[arg(long, default_value_t = 64, value_parser = crate::flags::usize_in(crate::flags::BATCH))]
     pub batch: usize,
     /// Compute device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
@@ -365,8 +404,10 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         }
         Some(path) => {
             print!("{evaluation}");
-            std::fs::write(path, serde_json::to_string_pretty(&evaluation)? + "\n")
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            hands_models::output::write_atomic(
+                path,
+                (serde_json::to_string_pretty(&evaluation)? + "\n").as_bytes(),
+            )?;
             eprintln!("written: {}", path.display());
         }
         None => print!("{evaluation}"),
@@ -374,11 +415,11 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// The measurement of [`run_eval`], without printing.
+/// The measurement of [`run_eval`], without printing. Refuses, before measuring, a `--json`
+/// file that is one of the inputs, and a test (val) split holding subjects the model was
+/// trained (or selected) on.
 pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
-    if args.batch == 0 {
-        bail!("--batch must be positive");
-    }
+    crate::flags::check_range("batch", args.batch, crate::flags::BATCH)?;
     let device = parse_device(&args.device)?;
     let model = load_model(&args.model, &device)?;
     let card = &model.card;
@@ -397,6 +438,16 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
             card.labels
         );
     }
+    let mut inputs = Inputs::of_data(&args.data, &dataset);
+    inputs.add(&args.model);
+    if let Some(split) = &args.split_file {
+        inputs.add(split);
+    }
+    if let Some(json) = args.json.as_ref().filter(|p| p.as_os_str() != "-") {
+        inputs.check([json])?;
+    }
+    let seen =
+        seen_subjects(card).with_context(|| format!("{}: bad card", args.model.display()))?;
     let indices = match args.split {
         EvalSplit::All => dataset.all_indices(),
         part => {
@@ -420,6 +471,16 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
                 EvalSplit::Val => PartName::Val,
                 _ => PartName::Train,
             };
+            match &seen {
+                Some(seen) => check_unseen(&split, name, seen, &path, &args.model)?,
+                None if args.split_file.is_some() => eprintln!(
+                    "warning: the card of {} does not record its training subjects: cannot \
+                     check that the subjects of {} are unseen",
+                    args.model.display(),
+                    path.display()
+                ),
+                None => {}
+            }
             split.part(name).indices(&dataset)
         }
     };
@@ -433,13 +494,76 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
     };
     let loader = Loader::new(&cache, stats, args.batch, &device);
     let split_name = args.split.to_possible_value().expect("named");
-    evaluate(
+    let mut evaluation = evaluate(
         &model.network,
         &loader,
         &dataset,
         &indices,
         split_name.get_name(),
-    )
+    )?;
+    evaluation.trained_subjects = seen.map(|(train, val)| {
+        let measured: BTreeSet<&str> = indices
+            .iter()
+            .map(|&i| dataset.samples()[i].subject.as_str())
+            .collect();
+        measured
+            .iter()
+            .filter(|s| train.contains(**s) || val.contains(**s))
+            .count()
+    });
+    Ok(evaluation)
+}
+
+/// The training and validation subjects the card records (cards written before they were
+/// recorded have none).
+fn seen_subjects(card: &ModelCard) -> Result<Option<(BTreeSet<String>, BTreeSet<String>)>> {
+    let list = |key: &str| -> Result<Option<BTreeSet<String>>> {
+        card.provenance
+            .train
+            .get(key)
+            .map(|v| serde_json::from_value(v.clone()).with_context(|| format!("`{key}`")))
+            .transpose()
+    };
+    match (list("train_subjects")?, list("val_subjects")?) {
+        (Some(train), Some(val)) => Ok(Some((train, val))),
+        (None, None) => Ok(None),
+        _ => bail!("it records only one of `train_subjects` and `val_subjects`"),
+    }
+}
+
+/// Refuses a test split with subjects the model was trained or selected on (`seen`: its
+/// training and validation subjects), or a val split with training subjects.
+fn check_unseen(
+    split: &Split,
+    part: PartName,
+    (train, val): &(BTreeSet<String>, BTreeSet<String>),
+    split_path: &Path,
+    model: &Path,
+) -> Result<()> {
+    let used: Vec<&String> = split
+        .part(part)
+        .subjects
+        .iter()
+        .filter(|s| train.contains(*s) || (part == PartName::Test && val.contains(*s)))
+        .collect();
+    if matches!(part, PartName::Test | PartName::Val) && !used.is_empty() {
+        let shown: Vec<&str> = used.iter().take(5).map(|s| s.as_str()).collect();
+        bail!(
+            "{}: {} of its {:?} subjects ({}{}) were used to train or select {}: the figures \
+             would not be on unseen subjects (use the split.json of the model's run)",
+            split_path.display(),
+            used.len(),
+            part,
+            shown.join(", "),
+            if used.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            },
+            model.display()
+        );
+    }
+    Ok(())
 }
 
 /// The aspect filter recorded in the card's training settings (`all` when absent).
@@ -491,7 +615,7 @@ mod tests {
         assert_eq!(e.confusion, [[2, 1], [0, 1]]);
         assert_eq!(e.per_aspect["dorsal left"].accuracy, 1.0);
         assert_eq!(e.per_aspect["palmar left"].accuracy, 0.0);
-        let metrics = e.card_metrics();
+        let metrics = e.card_metrics().unwrap();
         assert_eq!(metrics.split, "test");
         assert_eq!(metrics.per_aspect.len(), 2);
         let table = e.to_string();

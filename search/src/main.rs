@@ -1,7 +1,8 @@
 //! `hands-search`: architecture search, training and evaluation on hand photographs.
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Subcommand};
 
 use hands_search::eval::{run_eval, EvalArgs};
 use hands_search::plot::{run_plot, PlotArgs};
@@ -9,13 +10,14 @@ use hands_search::search::{run_search, SearchArgs};
 use hands_search::train::{run_train, TrainArgs};
 
 /// Differentiable architecture search for hand-gender networks.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(name = "hands-search", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// CPU threads for the kernels, matrix products and image decoding (default: all cores).
-    #[arg(long, global = true)]
+    /// CPU threads for the kernels, matrix products and image decoding, 1 to 1024 (default:
+    /// all cores).
+    #[arg(long, global = true, value_parser = hands_search::flags::usize_in(1..=1024))]
     threads: Option<usize>,
 }
 
@@ -31,8 +33,26 @@ enum Command {
     Plot(PlotArgs),
 }
 
+/// The ids of the arguments given on the command line (not defaulted) of the subcommand.
+fn explicit_settings(matches: &ArgMatches) -> Option<Vec<String>> {
+    let (_, sub) = matches.subcommand()?;
+    Some(
+        sub.ids()
+            .filter(|id| sub.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+            .map(|id| id.to_string())
+            .collect(),
+    )
+}
+
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let explicit = explicit_settings(&matches);
+    match &mut cli.command {
+        Command::Search(args) => args.explicit = explicit,
+        Command::Train(args) => args.explicit = explicit,
+        Command::Eval(_) | Command::Plot(_) => {}
+    }
     hands_search::memory::keep_freed_tensor_memory();
     if let Some(threads) = cli.threads {
         hands_search::device::set_cpu_threads(threads)?;

@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use hands_models::output::write_atomic;
 use hands_models::Op;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -18,7 +19,7 @@ use plotters::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::checkpoint::write_atomic;
+use crate::outputs::Inputs;
 
 /// Arguments of `hands-search plot`.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,6 +52,19 @@ pub fn plot_run(run: &Path, out: &Path) -> Result<Vec<PathBuf>> {
             run.display()
         );
     }
+    let mut inputs = Inputs::default();
+    for input in [run, &search_log, &train_log] {
+        inputs.add(input);
+    }
+    inputs.check(
+        [
+            "alphas.svg",
+            "alphas_edges.svg",
+            "search_curves.svg",
+            "train_curves.svg",
+        ]
+        .map(|name| out.join(name)),
+    )?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut written = Vec::new();
     let mut write = |name: &str, svg: String| -> Result<()> {

@@ -5,10 +5,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+use hands_models::output::write_atomic;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::checkpoint::{write_atomic, CheckpointError};
+use crate::checkpoint::CheckpointError;
 
 /// A JSON-lines log of per-epoch records.
 ///

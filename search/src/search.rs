@@ -15,11 +15,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::architect::{self, LabelledBatch, Unrolling};
 use crate::checkpoint;
-use crate::data::{AspectFilter, Augment, Dataset, Fractions, ImageCache, Loader, Split};
+use crate::data::{AspectFilter, Augment, Dataset, Fractions, ImageCache, Loader, Part, Split};
 use crate::derive::derive_genotype;
 use crate::device::parse_device;
+use crate::flags;
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Sgd, SgdConfig};
+use crate::outputs::{in_folder, Inputs};
 use crate::pdarts::{limit_skips, prune_candidates, skip_dropout_rate, StagePlan};
+use crate::resume::{self, changed_settings};
 use crate::runlog::{progress_bar, RunLog};
 use crate::schedule::cosine_lr;
 use crate::supernet::{SkipDropout, Supernet, SupernetConfig, EDGES};
@@ -47,20 +50,20 @@ pub struct SearchArgs {
     /// Search algorithm.
     #[arg(long, value_enum, default_value_t = Algo::Darts)]
     pub algo: Algo,
-    /// Side of the square search images.
-    #[arg(long, default_value_t = 64)]
+    /// Side of the square search images (8 to 512).
+    #[arg(long, default_value_t = 64, value_parser = flags::u32_in(flags::SIZE))]
     pub size: u32,
-    /// Batch size of both the weight and the architecture steps.
-    #[arg(long, default_value_t = 64)]
+    /// Batch size of both the weight and the architecture steps (1 to 1024).
+    #[arg(long, default_value_t = 64, value_parser = flags::usize_in(flags::BATCH))]
     pub batch: usize,
     /// Epochs (per stage for P-DARTS).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = flags::usize_in(flags::EPOCHS))]
     pub epochs: usize,
-    /// Channels of the first cell.
-    #[arg(long, default_value_t = 16)]
+    /// Channels of the first cell (1 to 256; a multiple of --partial-k).
+    #[arg(long, default_value_t = 16, value_parser = flags::usize_in(flags::INIT_CHANNELS))]
     pub init_channels: usize,
-    /// Cells of the supernet (P-DARTS: see --stages).
-    #[arg(long, default_value_t = 8)]
+    /// Cells of the supernet (1 to 64; P-DARTS: see --stages).
+    #[arg(long, default_value_t = 8, value_parser = flags::usize_in(flags::SEARCH_LAYERS))]
     pub layers: usize,
     /// Random seed (split, initialisation, batches, augmentation).
     #[arg(long, default_value_t = 2)]
@@ -68,54 +71,62 @@ pub struct SearchArgs {
     /// Run folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in --out from its checkpoint.
+    /// Continue the run in --out from its checkpoint, with its settings (a setting given
+    /// differently is refused).
     #[arg(long)]
     pub resume: bool,
+    /// With --resume: run to this invocation's --epochs (per stage) instead of the run's.
+    #[arg(long, requires = "resume")]
+    #[serde(default)]
+    pub extend_epochs: bool,
     /// Which hand aspects to use.
     #[arg(long, value_enum, default_value_t = AspectFilter::All)]
     pub aspect: AspectFilter,
     /// Weight learning rate (cosine annealed).
-    #[arg(long, default_value_t = 0.025)]
+    #[arg(long, default_value_t = 0.025, value_parser = flags::positive)]
     pub lr: f64,
     /// Final weight learning rate.
-    #[arg(long, default_value_t = 0.001)]
+    #[arg(long, default_value_t = 0.001, value_parser = flags::non_negative)]
     pub lr_min: f64,
-    /// Weight momentum.
-    #[arg(long, default_value_t = 0.9)]
+    /// Weight momentum, in [0, 1).
+    #[arg(long, default_value_t = 0.9, value_parser = flags::fraction)]
     pub momentum: f64,
     /// Weight decay of the weights.
-    #[arg(long, default_value_t = 3e-4)]
+    #[arg(long, default_value_t = 3e-4, value_parser = flags::non_negative)]
     pub weight_decay: f64,
     /// Gradient-norm clip of the weights.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = flags::positive)]
     pub grad_clip: f64,
     /// Architecture learning rate (default 3e-4, 6e-4 for pcdarts).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::positive)]
     pub arch_lr: Option<f64>,
     /// Architecture weight decay.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = flags::non_negative)]
     pub arch_weight_decay: f64,
-    /// PC-DARTS channel sampling factor K (default 4 for pcdarts, 1 otherwise).
-    #[arg(long)]
+    /// PC-DARTS channel sampling factor K, 1 to 64 (default 4 for pcdarts, 1 otherwise).
+    #[arg(long, value_parser = flags::usize_in(flags::PARTIAL_K))]
     pub partial_k: Option<usize>,
-    /// Epochs with frozen architecture at the start (default 15 for pcdarts, else 0;
-    /// P-DARTS uses --stage-warmup).
-    #[arg(long)]
+    /// Epochs with frozen architecture at the start, fewer than --epochs (default 15 for
+    /// pcdarts, else 0; P-DARTS uses --stage-warmup).
+    #[arg(long, value_parser = flags::usize_in(0..=*flags::EPOCHS.end()))]
     pub arch_warmup_epochs: Option<usize>,
     /// P-DARTS: cells per stage.
-    #[arg(long, value_delimiter = ',', default_value = "5,11,17")]
+    #[arg(long, value_delimiter = ',', default_value = "5,11,17",
+          value_parser = flags::usize_in(flags::SEARCH_LAYERS))]
     pub stages: Vec<usize>,
-    /// P-DARTS: candidate operations per edge in each stage.
-    #[arg(long, value_delimiter = ',', default_value = "8,5,3")]
+    /// P-DARTS: candidate operations per edge in each stage (1 to 8).
+    #[arg(long, value_delimiter = ',', default_value = "8,5,3",
+          value_parser = flags::usize_in(1..=Op::ALL.len() as u64))]
     pub stage_ops: Vec<usize>,
-    /// P-DARTS: skip-connect dropout rate per stage.
-    #[arg(long, value_delimiter = ',', default_value = "0.1,0.4,0.7")]
+    /// P-DARTS: skip-connect dropout rate per stage, in [0, 1).
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.4,0.7",
+          value_parser = flags::fraction)]
     pub skip_dropout: Vec<f64>,
-    /// P-DARTS: weight-only warm-up epochs of each stage.
-    #[arg(long, default_value_t = 10)]
+    /// P-DARTS: weight-only warm-up epochs of each stage, fewer than --epochs.
+    #[arg(long, default_value_t = 10, value_parser = flags::usize_in(0..=*flags::EPOCHS.end()))]
     pub stage_warmup: usize,
-    /// P-DARTS: most skip connections in the final normal cell.
-    #[arg(long, default_value_t = 2)]
+    /// P-DARTS: most skip connections in the final normal cell (0 to 8).
+    #[arg(long, default_value_t = 2, value_parser = flags::usize_in(0..=8))]
     pub max_skip: usize,
     /// Compute device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
@@ -125,6 +136,11 @@ pub struct SearchArgs {
     #[arg(long)]
     #[serde(skip)]
     pub stop_after: Option<usize>,
+    /// The settings given on the command line (field names; set by the binary), which a
+    /// resumed run compares with the run's; `None` compares every setting.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub explicit: Option<Vec<String>>,
 }
 
 impl SearchArgs {
@@ -183,6 +199,57 @@ impl SearchArgs {
                 warmup: self.arch_warmup(),
             })
             .collect())
+    }
+
+    /// Checks every setting against its flag's range and the settings against each other,
+    /// for settings that did not come through the command-line parser (a library caller,
+    /// a resumed run's stored settings).
+    pub fn check(&self) -> Result<()> {
+        flags::check_range("size", self.size as usize, flags::SIZE)?;
+        flags::check_range("batch", self.batch, flags::BATCH)?;
+        flags::check_range("epochs", self.epochs, flags::EPOCHS)?;
+        flags::check_range("init-channels", self.init_channels, flags::INIT_CHANNELS)?;
+        flags::check_range("layers", self.layers, flags::SEARCH_LAYERS)?;
+        flags::check_range("partial-k", self.partial_k(), flags::PARTIAL_K)?;
+        flags::check_range("max-skip", self.max_skip, 0..=8)?;
+        for stage in &self.stages {
+            flags::check_range("stages", *stage, flags::SEARCH_LAYERS)?;
+        }
+        for ops in &self.stage_ops {
+            flags::check_range("stage-ops", *ops, 1..=Op::ALL.len() as u64)?;
+        }
+        for rate in &self.skip_dropout {
+            flags::check_value("skip-dropout", *rate, flags::fraction)?;
+        }
+        flags::check_value("lr", self.lr, flags::positive)?;
+        flags::check_value("lr-min", self.lr_min, flags::non_negative)?;
+        flags::check_value("momentum", self.momentum, flags::fraction)?;
+        flags::check_value("weight-decay", self.weight_decay, flags::non_negative)?;
+        flags::check_value("grad-clip", self.grad_clip, flags::positive)?;
+        flags::check_value("arch-lr", self.arch_lr(), flags::positive)?;
+        flags::check_value(
+            "arch-weight-decay",
+            self.arch_weight_decay,
+            flags::non_negative,
+        )?;
+        if !self.init_channels.is_multiple_of(self.partial_k()) {
+            bail!(
+                "--init-channels {} is not a multiple of --partial-k {}: the partial channels \
+                 would not cover the cells",
+                self.init_channels,
+                self.partial_k()
+            );
+        }
+        if self.arch_warmup() >= self.epochs {
+            bail!(
+                "the architecture warm-up ({} epochs; --arch-warmup-epochs, --stage-warmup for \
+                 pdarts) leaves no architecture step in {} epochs: the genotype would come from \
+                 untrained architecture weights",
+                self.arch_warmup(),
+                self.epochs
+            );
+        }
+        self.plan().map(|_| ())
     }
 
     fn second_order(&self) -> bool {
@@ -271,6 +338,33 @@ struct EpochRecord<'a> {
     genotype: &'a Genotype,
 }
 
+/// The file a search writes when its last epoch is done: `{"epochs": N, "genotype": ...}`.
+/// Training from a run folder without it trains an unfinished search's genotype.
+pub const FINISHED_FILE: &str = "finished.json";
+
+/// The files a search writes in its run folder.
+const RUN_FILES: [&str; 10] = [
+    "config.json",
+    "split.json",
+    "checkpoint.safetensors",
+    "search.jsonl",
+    "genotype.json",
+    FINISHED_FILE,
+    "normal.dot",
+    "normal.svg",
+    "reduce.dot",
+    "reduce.svg",
+];
+
+/// What `finished.json` records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    /// Epochs run, over all stages.
+    pub epochs: usize,
+    /// The final genotype (the one in `genotype.json`).
+    pub genotype: Genotype,
+}
+
 /// Runs `hands-search search`.
 pub fn run_search(args: &SearchArgs) -> Result<()> {
     let out = args
@@ -285,12 +379,10 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
             .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
         let mut state: SearchState = serde_json::from_value(state)
             .with_context(|| format!("{}: bad search state", checkpoint_path.display()))?;
-        // The search settings come from the checkpoint; where and how far to run now, from
-        // this invocation.
-        state.args.resume = true;
-        state.args.out = Some(out.clone());
-        state.args.device = args.device.clone();
-        state.args.stop_after = args.stop_after;
+        state
+            .check()
+            .with_context(|| format!("{}: bad search state", checkpoint_path.display()))?;
+        resume_settings(&mut state, args, &out)?;
         eprintln!(
             "resuming {} at stage {} epoch {} (settings from the checkpoint)",
             out.display(),
@@ -299,6 +391,7 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         );
         (state.args.clone(), state, Some(tensors))
     } else {
+        args.check()?;
         if checkpoint_path.exists() {
             bail!(
                 "{} already holds a search checkpoint: pass --resume to continue it, or choose \
@@ -319,13 +412,21 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         (args.clone(), state, None)
     };
     let plan = args.plan()?;
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
 
     let dataset = Dataset::load(&args.data, &args.aspect)?;
+    Inputs::of_data(&args.data, &dataset).check(in_folder(&out, &RUN_FILES))?;
     let split = Split::new(&dataset, Fractions::default(), args.seed)?;
-    split.save(&out.join("split.json"))?;
     let (w_half, alpha_half) = split.train.halves(&dataset, args.seed)?;
+    check_searchable(&args.data, &dataset, &split, &w_half, &alpha_half)?;
     let (w_idx, a_idx) = (w_half.indices(&dataset), alpha_half.indices(&dataset));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let finished_path = out.join(FINISHED_FILE);
+    if finished_path.exists() {
+        // The run goes on (more epochs): it is not finished until it ends again.
+        std::fs::remove_file(&finished_path)
+            .with_context(|| format!("cannot remove {}", finished_path.display()))?;
+    }
+    split.save(&out.join("split.json"))?;
     eprintln!(
         "{}: {} images of {} subjects; searching on {} training subjects ({} / {} images for \
          weights / architecture)",
@@ -342,9 +443,9 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         .augment(Augment::standard(args.size))
         .shuffle(true)
         .drop_last(w_idx.len().min(a_idx.len()) >= args.batch);
-    std::fs::write(
-        out.join("config.json"),
-        serde_json::to_string_pretty(&args)? + "\n",
+    hands_models::output::write_atomic(
+        &out.join("config.json"),
+        (serde_json::to_string_pretty(&args)? + "\n").as_bytes(),
     )?;
 
     let mut log = RunLog::open(
@@ -380,7 +481,7 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
             }
             let stats = stage_run.epoch(&loader, &w_idx, &a_idx, stage, &mut state)?;
             let genotype = stage_run.genotype(&args, state.stage + 1 == plan.len())?;
-            checkpoint::write_atomic(
+            hands_models::output::write_atomic(
                 &out.join("genotype.json"),
                 (genotype.to_json() + "\n").as_bytes(),
             )?;
@@ -428,9 +529,126 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         }
     }
     let genotype = state.genotype.context("the search ran no epoch")?;
+    let finished = Finished {
+        epochs: state.global_epoch,
+        genotype: genotype.clone(),
+    };
+    hands_models::output::write_atomic(
+        &finished_path,
+        (serde_json::to_string_pretty(&finished)? + "\n").as_bytes(),
+    )?;
     eprintln!("genotype: {genotype}");
     eprintln!("written: {}", out.join("genotype.json").display());
     Ok(())
+}
+
+/// Takes the per-invocation settings of `given` into a resumed run's stored settings and
+/// refuses any other setting given differently, except `--epochs` with `--extend-epochs`.
+fn resume_settings(state: &mut SearchState, given: &SearchArgs, out: &Path) -> Result<()> {
+    let ignore = ["resume", "out", "device", "extend_epochs"];
+    let mut changes = changed_settings(&state.args, given, given.explicit.as_deref(), &ignore)?;
+    if given.extend_epochs {
+        if given.epochs < state.epoch {
+            bail!(
+                "--epochs {} is fewer than the {} epochs already run in stage {}",
+                given.epochs,
+                state.epoch,
+                state.stage
+            );
+        }
+        if given.epochs != state.args.epochs {
+            eprintln!(
+                "--extend-epochs: running to {} epochs per stage (the run had {})",
+                given.epochs, state.args.epochs
+            );
+            state.args.epochs = given.epochs;
+        }
+        changes.retain(|c| c.name != "epochs");
+    }
+    if !changes.is_empty() {
+        return Err(resume::refusal(
+            out,
+            &changes,
+            "resume with the run's settings (or add --extend-epochs to change --epochs), or \
+             start a new run in another --out",
+        ));
+    }
+    state.args.resume = true;
+    state.args.out = Some(out.to_path_buf());
+    state.args.device = given.device.clone();
+    state.args.stop_after = given.stop_after;
+    state.args.check()
+}
+
+/// Refuses data on which a search cannot run before any epoch: images of a single class,
+/// or a split that leaves the weight or the architecture half without images of every
+/// class (too few subjects).
+fn check_searchable(
+    data: &Path,
+    dataset: &Dataset,
+    split: &Split,
+    w_half: &Part,
+    alpha_half: &Part,
+) -> Result<()> {
+    let labels = dataset.labels();
+    let counts = dataset.label_counts();
+    let present: Vec<&str> = labels
+        .iter()
+        .zip(&counts)
+        .filter(|(_, &n)| n > 0)
+        .map(|(l, _)| l.as_str())
+        .collect();
+    if present.len() < 2 {
+        bail!(
+            "{}: all {} images are of one class ({}): a search needs images of at least two \
+             classes",
+            data.display(),
+            dataset.len(),
+            present.join(", ")
+        );
+    }
+    for (half, part) in [("weight", w_half), ("architecture", alpha_half)] {
+        let missing: Vec<&str> = labels
+            .iter()
+            .zip(&part.label_images)
+            .zip(&counts)
+            .filter(|((_, &n), &total)| n == 0 && total > 0)
+            .map(|((l, _), _)| l.as_str())
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "{}: the {half} half of the {} training subjects (of {} subjects) has no images \
+                 of {}: a search needs at least 2 training subjects of each class, about 3 \
+                 subjects of each class in the data",
+                data.display(),
+                split.train.subjects.len(),
+                dataset.subjects().len(),
+                missing.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+impl SearchState {
+    /// Bounds what a checkpoint's state holds before it sizes a network: the settings'
+    /// ranges, and one list of distinct known operations per edge.
+    fn check(&self) -> Result<()> {
+        self.args.check()?;
+        for candidates in [&self.normal_candidates, &self.reduce_candidates] {
+            if candidates.len() != EDGES {
+                bail!("{} edges of candidates, expected {EDGES}", candidates.len());
+            }
+            for ops in candidates {
+                let distinct: std::collections::BTreeSet<&str> =
+                    ops.iter().map(|op| op.name()).collect();
+                if ops.is_empty() || distinct.len() != ops.len() {
+                    bail!("an edge's candidates are empty or repeated: {ops:?}");
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Per edge (rows), per candidate op (columns) of one cell type: a weight.

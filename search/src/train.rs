@@ -30,9 +30,13 @@ use crate::data::{
 };
 use crate::device::parse_device;
 use crate::eval::{evaluate, Evaluation};
+use crate::flags;
 use crate::optim::{clip_grad_norm, Sgd, SgdConfig};
+use crate::outputs::{in_folder, Inputs};
+use crate::resume::{self, changed_settings};
 use crate::runlog::{progress_bar, RunLog};
 use crate::schedule::{cosine_lr, linear_ramp};
+use crate::search::{Finished, FINISHED_FILE};
 
 /// The ChaCha stream of the training RNG (batch order, augmentation, drop path); the split
 /// uses streams 0 and 1 of the same seed.
@@ -53,47 +57,47 @@ pub struct TrainArgs {
     /// JSON or DARTS' Python notation.
     #[arg(long)]
     pub genotype: String,
-    /// Channels of the first cell (C).
-    #[arg(long, default_value_t = 16)]
+    /// Channels of the first cell (C, 1 to 256).
+    #[arg(long, default_value_t = 16, value_parser = flags::usize_in(flags::INIT_CHANNELS))]
     pub init_channels: usize,
-    /// Number of cells.
-    #[arg(long, default_value_t = 8)]
+    /// Number of cells (3 to 64).
+    #[arg(long, default_value_t = 8, value_parser = flags::usize_in(flags::TRAIN_LAYERS))]
     pub layers: usize,
-    /// Side of the square input images.
-    #[arg(long, default_value_t = 64)]
+    /// Side of the square input images (8 to 512).
+    #[arg(long, default_value_t = 64, value_parser = flags::u32_in(flags::SIZE))]
     pub size: u32,
     /// Training epochs.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = flags::usize_in(flags::EPOCHS))]
     pub epochs: usize,
-    /// Batch size.
-    #[arg(long, default_value_t = 32)]
+    /// Batch size (1 to 1024).
+    #[arg(long, default_value_t = 32, value_parser = flags::usize_in(flags::BATCH))]
     pub batch: usize,
     /// Initial learning rate (cosine annealed per epoch).
-    #[arg(long, default_value_t = 0.025)]
+    #[arg(long, default_value_t = 0.025, value_parser = flags::positive)]
     pub lr: f64,
     /// Final learning rate of the cosine schedule.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = flags::non_negative)]
     pub lr_min: f64,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    /// SGD momentum, in [0, 1).
+    #[arg(long, default_value_t = 0.9, value_parser = flags::fraction)]
     pub momentum: f64,
     /// Weight decay (L2, added to the gradient).
-    #[arg(long, default_value_t = 3e-4)]
+    #[arg(long, default_value_t = 3e-4, value_parser = flags::non_negative)]
     pub weight_decay: f64,
     /// Global gradient-norm clip.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = flags::positive)]
     pub grad_clip: f64,
     /// Weight of the auxiliary head's loss (0 builds no auxiliary head).
-    #[arg(long, default_value_t = 0.4)]
+    #[arg(long, default_value_t = 0.4, value_parser = flags::non_negative)]
     pub auxiliary_weight: f64,
-    /// Final drop-path probability, ramped linearly from 0 over the epochs.
-    #[arg(long, default_value_t = 0.2)]
+    /// Final drop-path probability, ramped linearly from 0 over the epochs; in [0, 1).
+    #[arg(long, default_value_t = 0.2, value_parser = flags::fraction)]
     pub drop_path: f64,
-    /// Cutout square side in pixels (0 = off).
-    #[arg(long, default_value_t = 16)]
+    /// Cutout square side in pixels (0 = off; at most 512).
+    #[arg(long, default_value_t = 16, value_parser = flags::u32_in(0..=512))]
     pub cutout: u32,
-    /// Label smoothing of the cross-entropy loss.
-    #[arg(long, default_value_t = 0.0)]
+    /// Label smoothing of the cross-entropy loss, in [0, 1).
+    #[arg(long, default_value_t = 0.0, value_parser = flags::fraction)]
     pub label_smoothing: f64,
     /// Random seed (split when drawn here, initialisation, batches, augmentation, drop path).
     #[arg(long, default_value_t = 0)]
@@ -102,9 +106,19 @@ pub struct TrainArgs {
     /// `runs/train-<genotype>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in --out from its checkpoint (its settings are used).
+    /// Continue the run in --out from its checkpoint, with its settings (a setting given
+    /// differently is refused).
     #[arg(long)]
     pub resume: bool,
+    /// With --resume: train to this invocation's --epochs instead of the run's.
+    #[arg(long, requires = "resume")]
+    #[serde(default)]
+    pub extend_epochs: bool,
+    /// Train the genotype of a search run folder that has not finished (its genotype of the
+    /// last epoch run); without it such a folder is refused.
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_unfinished: bool,
     /// Which hand aspects to use.
     #[arg(long, value_enum, default_value_t = AspectFilter::All)]
     pub aspect: AspectFilter,
@@ -119,6 +133,11 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip)]
     pub stop_after: Option<usize>,
+    /// The settings given on the command line (field names; set by the binary), which a
+    /// resumed run compares with the run's; `None` compares every setting.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub explicit: Option<Vec<String>>,
 }
 
 impl TrainArgs {
@@ -173,20 +192,44 @@ impl TrainArgs {
             .filter(|path| path.is_file())
     }
 
-    fn check(&self) -> Result<()> {
-        if self.epochs == 0 || self.batch == 0 || self.size == 0 {
-            bail!("--epochs, --batch and --size must be positive");
-        }
-        if self.layers < 3 || self.init_channels == 0 {
-            bail!("--layers must be at least 3 and --init-channels positive");
-        }
-        if !(0.0..1.0).contains(&self.drop_path) || !(0.0..1.0).contains(&self.label_smoothing) {
-            bail!("--drop-path and --label-smoothing must be in [0, 1)");
-        }
-        if self.auxiliary_weight < 0.0 || self.grad_clip <= 0.0 || self.lr <= 0.0 {
-            bail!("--auxiliary-weight must be >= 0, --grad-clip and --lr positive");
-        }
-        Ok(())
+    /// The search run folder the genotype comes from: `--genotype` naming a folder with a
+    /// `search.jsonl`, or that folder's `genotype.json`.
+    fn search_run(&self) -> Option<PathBuf> {
+        let genotype = Path::new(&self.genotype);
+        let folder = if genotype.is_dir() {
+            genotype
+        } else if genotype.file_name().is_some_and(|n| n == "genotype.json") {
+            genotype.parent().filter(|p| !p.as_os_str().is_empty())?
+        } else {
+            return None;
+        };
+        folder
+            .join("search.jsonl")
+            .is_file()
+            .then(|| folder.to_path_buf())
+    }
+
+    /// Checks every setting against its flag's range, for settings that did not come
+    /// through the command-line parser (a library caller, a resumed run's stored settings).
+    pub fn check(&self) -> Result<()> {
+        flags::check_range("init-channels", self.init_channels, flags::INIT_CHANNELS)?;
+        flags::check_range("layers", self.layers, flags::TRAIN_LAYERS)?;
+        flags::check_range("size", self.size as usize, flags::SIZE)?;
+        flags::check_range("epochs", self.epochs, flags::EPOCHS)?;
+        flags::check_range("batch", self.batch, flags::BATCH)?;
+        flags::check_range("cutout", self.cutout as usize, 0..=512)?;
+        flags::check_value("lr", self.lr, flags::positive)?;
+        flags::check_value("lr-min", self.lr_min, flags::non_negative)?;
+        flags::check_value("momentum", self.momentum, flags::fraction)?;
+        flags::check_value("weight-decay", self.weight_decay, flags::non_negative)?;
+        flags::check_value("grad-clip", self.grad_clip, flags::positive)?;
+        flags::check_value(
+            "auxiliary-weight",
+            self.auxiliary_weight,
+            flags::non_negative,
+        )?;
+        flags::check_value("drop-path", self.drop_path, flags::fraction)?;
+        flags::check_value("label-smoothing", self.label_smoothing, flags::fraction)
     }
 }
 
@@ -304,11 +347,7 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
             .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
         let mut state: TrainState = serde_json::from_value(state)
             .with_context(|| format!("{}: not a training checkpoint", checkpoint_path.display()))?;
-        // Per-invocation settings come from the command line, the rest from the run.
-        state.args.resume = true;
-        state.args.out = Some(out.clone());
-        state.args.device = cli.device.clone();
-        state.args.stop_after = cli.stop_after;
+        resume_settings(&mut state, cli, &out)?;
         eprintln!(
             "resuming {} after epoch {} of {} (settings from the checkpoint)",
             out.display(),
@@ -340,10 +379,22 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
         (cli.clone(), state, None)
     };
     let genotype = Genotype::resolve(&args.genotype)?;
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    if !args.resume {
+        check_search_finished(&args, &genotype)?;
+    }
 
     // Data: the split is drawn (or copied) once and read back from the run folder after.
     let dataset = Dataset::load(&args.data, &args.aspect)?;
+    let mut inputs = Inputs::of_data(&args.data, &dataset);
+    inputs.add(Path::new(&args.genotype));
+    if let Some(run) = args.search_run() {
+        inputs.add(&run);
+    }
+    if let (Some(split), false) = (args.split_source(), args.resume) {
+        inputs.add(&split);
+    }
+    inputs.check(in_folder(&out, &RUN_FILES))?;
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let split_path = out.join("split.json");
     let split = if args.resume {
         let split = Split::load(&split_path)?;
@@ -367,13 +418,13 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
                 format!("drawn with seed {}", args.seed),
             ),
         };
+        check_trainable(&args.data, &dataset, &split, &source)?;
         split.save(&split_path)?;
         state.split_source = source;
-        std::fs::write(
-            out.join("config.json"),
-            serde_json::to_string_pretty(&args)? + "\n",
-        )
-        .with_context(|| format!("cannot write {}", out.join("config.json").display()))?;
+        hands_models::output::write_atomic(
+            &out.join("config.json"),
+            (serde_json::to_string_pretty(&args)? + "\n").as_bytes(),
+        )?;
         split
     };
     let train_idx = split.train.indices(&dataset);
@@ -393,9 +444,6 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
         test_idx.len(),
         state.split_source
     );
-    if train_idx.is_empty() || test_idx.is_empty() {
-        bail!("the split leaves no training or no test images: more subjects are needed");
-    }
     let cache = ImageCache::build(&dataset, args.size)?;
     let stats = cache.stats(&train_idx)?;
     let train_loader = Loader::new(&cache, stats, args.batch, &device)
@@ -531,6 +579,162 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
         epochs_done: state.epoch,
         metrics: Some(metrics),
     })
+}
+
+/// The files a training run writes in its run folder.
+const RUN_FILES: [&str; 6] = [
+    "config.json",
+    "split.json",
+    "checkpoint.safetensors",
+    "train.jsonl",
+    "model.safetensors",
+    "metrics.json",
+];
+
+/// Takes the per-invocation settings of `given` into a resumed run's stored settings and
+/// refuses any other setting given differently, except `--epochs` with `--extend-epochs`.
+fn resume_settings(state: &mut TrainState, given: &TrainArgs, out: &Path) -> Result<()> {
+    let ignore = [
+        "resume",
+        "out",
+        "device",
+        "extend_epochs",
+        "allow_unfinished",
+    ];
+    let mut changes = changed_settings(&state.args, given, given.explicit.as_deref(), &ignore)?;
+    if given.extend_epochs {
+        if given.epochs < state.epoch {
+            bail!(
+                "--epochs {} is fewer than the {} epochs already trained",
+                given.epochs,
+                state.epoch
+            );
+        }
+        if given.epochs != state.args.epochs {
+            eprintln!(
+                "--extend-epochs: training to {} epochs (the run had {})",
+                given.epochs, state.args.epochs
+            );
+            state.args.epochs = given.epochs;
+        }
+        changes.retain(|c| c.name != "epochs");
+    }
+    if !changes.is_empty() {
+        return Err(resume::refusal(
+            out,
+            &changes,
+            "resume with the run's settings (or add --extend-epochs to change --epochs), or \
+             start a new run in another --out",
+        ));
+    }
+    state.args.resume = true;
+    state.args.out = Some(out.to_path_buf());
+    state.args.device = given.device.clone();
+    state.args.stop_after = given.stop_after;
+    state.args.check()
+}
+
+/// A genotype from a search run folder must be the one the search finished with (its
+/// `finished.json`), unless `--allow-unfinished`; says which genotype is trained.
+fn check_search_finished(args: &TrainArgs, genotype: &Genotype) -> Result<()> {
+    let Some(run) = args.search_run() else {
+        return Ok(());
+    };
+    let finished_path = run.join(FINISHED_FILE);
+    if finished_path.is_file() {
+        let text = std::fs::read_to_string(&finished_path)
+            .with_context(|| format!("cannot read {}", finished_path.display()))?;
+        let finished: Finished = serde_json::from_str(&text).with_context(|| {
+            format!("{}: not a finished-search record", finished_path.display())
+        })?;
+        if finished.genotype != *genotype {
+            bail!(
+                "{}: its genotype is not the one the search finished with ({}): was it changed \
+                 after the search?",
+                args.genotype,
+                finished_path.display()
+            );
+        }
+        eprintln!(
+            "genotype: the final one of search {} ({} epochs)",
+            run.display(),
+            finished.epochs
+        );
+        return Ok(());
+    }
+    let last = last_logged_epoch(&run.join("search.jsonl"));
+    let at = last.map_or("no epoch logged".to_string(), |e| format!("epoch {e}"));
+    if !args.allow_unfinished {
+        bail!(
+            "{} is a search that has not finished (no {FINISHED_FILE}; last logged: {at}): \
+             finish it with `hands-search search --resume --out {}`, or pass \
+             --allow-unfinished to train its current genotype",
+            run.display(),
+            run.display()
+        );
+    }
+    eprintln!(
+        "warning: {} has not finished; training its genotype of {at} (--allow-unfinished)",
+        run.display()
+    );
+    Ok(())
+}
+
+/// The `epoch` of the last record of a JSON-lines log, if any.
+fn last_logged_epoch(log: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|record| record.get("epoch")?.as_u64())
+}
+
+/// Refuses data and splits that cannot train before any epoch: fewer than two classes in
+/// the training subjects, or test subjects without images of every class of the data (the
+/// mean class accuracy would not be measured).
+fn check_trainable(data: &Path, dataset: &Dataset, split: &Split, source: &str) -> Result<()> {
+    let counts = dataset.label_counts();
+    let names = |part: &crate::data::Part, want: fn(usize, usize) -> bool| -> Vec<String> {
+        dataset
+            .labels()
+            .iter()
+            .zip(&part.label_images)
+            .zip(&counts)
+            .filter(|((_, &n), &total)| want(n, total))
+            .map(|((l, _), _)| l.clone())
+            .collect()
+    };
+    let present = counts.iter().filter(|&&n| n > 0).count();
+    if present < 2 {
+        bail!(
+            "{}: all {} images are of one class: training needs images of at least two classes",
+            data.display(),
+            dataset.len()
+        );
+    }
+    let trained = names(&split.train, |n, _| n > 0);
+    if trained.len() < 2 {
+        bail!(
+            "{}: the training subjects of the split ({source}) have images of {} only: training \
+             needs at least two classes (more subjects are needed)",
+            data.display(),
+            if trained.is_empty() {
+                "no class".to_string()
+            } else {
+                trained.join(", ")
+            }
+        );
+    }
+    let untested = names(&split.test, |n, total| n == 0 && total > 0);
+    if !untested.is_empty() {
+        bail!(
+            "{}: the test subjects of the split ({source}) have no images of {}: the result \
+             could not be measured on every class (more subjects are needed)",
+            data.display(),
+            untested.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// One training epoch; returns the mean main-head loss and the accuracy.
@@ -722,6 +926,9 @@ fn finish(
         map.remove("out");
         map.insert("selected_epoch".into(), best.epoch.into());
         map.insert("split".into(), state.split_source.clone().into());
+        // Who the model has seen, so that `eval` can tell a split that tests on them.
+        map.insert("train_subjects".into(), split.train.subjects.clone().into());
+        map.insert("val_subjects".into(), split.val.subjects.clone().into());
     }
     let card = ModelCard {
         schema_version: CARD_SCHEMA_VERSION,
@@ -741,7 +948,7 @@ fn finish(
             auxiliary: false,
             parameters,
         },
-        metrics: Some(test.card_metrics()),
+        metrics: Some(test.card_metrics()?),
         provenance: Provenance {
             data: args.data.display().to_string(),
             genotype_source: args.genotype.clone(),
@@ -761,7 +968,7 @@ fn finish(
         test,
     };
     let metrics_path = out.join("metrics.json");
-    checkpoint::write_atomic(
+    hands_models::output::write_atomic(
         &metrics_path,
         (serde_json::to_string_pretty(&metrics)? + "\n").as_bytes(),
     )?;

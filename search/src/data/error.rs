@@ -120,7 +120,7 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// An image that cannot be decoded.
+    /// An image that cannot be decoded, or an output that cannot be written safely.
     #[error(transparent)]
     Image(#[from] hands_models::Error),
     /// An invalid split request (fractions, too few subjects).

@@ -159,17 +159,14 @@ impl Split {
         }
     }
 
-    /// Writes the split as pretty JSON, atomically (a temporary file renamed over `path`).
+    /// Writes the split as pretty JSON, atomically (see [`hands_models::output`]).
     pub fn save(&self, path: &Path) -> Result<(), Error> {
         let json = serde_json::to_string_pretty(self).map_err(|source| Error::Json {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = std::path::PathBuf::from(tmp);
-        std::fs::write(&tmp, json + "\n").map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        hands_models::output::write_atomic(path, (json + "\n").as_bytes())?;
+        Ok(())
     }
 
     /// Reads a split written by [`Split::save`] and checks that its parts are disjoint.

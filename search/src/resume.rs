@@ -1,0 +1,92 @@
+//! Resuming a run: the settings stored in its checkpoint against those of the invocation.
+//! A resumed run continues with the stored settings; a setting given differently is
+//! refused (listing each one) unless the subcommand applies it explicitly.
+
+use std::fmt;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+use serde_json::Value;
+
+/// A setting whose invocation value differs from the stored one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The setting's field name (`init_channels`; the flag is `--init-channels`).
+    pub name: String,
+    /// The value the run was started with.
+    pub stored: Value,
+    /// The value of this invocation.
+    pub given: Value,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "--{}: stored {}, given {}",
+            self.name.replace('_', "-"),
+            self.stored,
+            self.given
+        )
+    }
+}
+
+/// The settings of `given` that differ from `stored`, leaving out the names in `ignore`
+/// (per-invocation settings) and, when `explicit` lists the settings given on the command
+/// line, every setting not among them (a default is not a request). Path settings (`data`,
+/// `split_file`) that name the same file are equal.
+pub fn changed_settings(
+    stored: &impl Serialize,
+    given: &impl Serialize,
+    explicit: Option<&[String]>,
+    ignore: &[&str],
+) -> Result<Vec<Change>> {
+    let (Value::Object(stored), Value::Object(given)) =
+        (serde_json::to_value(stored)?, serde_json::to_value(given)?)
+    else {
+        anyhow::bail!("settings are not a JSON object");
+    };
+    let mut changes = Vec::new();
+    for (name, given_value) in &given {
+        if ignore.contains(&name.as_str())
+            || explicit.is_some_and(|names| !names.iter().any(|n| n == name))
+        {
+            continue;
+        }
+        let stored_value = stored.get(name).cloned().unwrap_or(Value::Null);
+        if stored_value != *given_value && !same_path(&stored_value, given_value) {
+            changes.push(Change {
+                name: name.clone(),
+                stored: stored_value,
+                given: given_value.clone(),
+            });
+        }
+    }
+    Ok(changes)
+}
+
+/// Whether two JSON strings name the same existing file or folder.
+fn same_path(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_str(), b.as_str()) else {
+        return false;
+    };
+    match (
+        std::fs::canonicalize(Path::new(a)),
+        std::fs::canonicalize(Path::new(b)),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The error of a resume refused for `changes` (not empty), `hint` saying what can apply
+/// which of them.
+pub fn refusal(run: &Path, changes: &[Change], hint: &str) -> anyhow::Error {
+    let list: Vec<String> = changes.iter().map(|c| format!("  {c}")).collect();
+    anyhow::anyhow!(
+        "cannot resume {}: settings differ from the run's config.json:\n{}\n{hint}",
+        run.display(),
+        list.join("\n")
+    )
+}
