@@ -1,11 +1,11 @@
-//! The export itself: read and check the model file, lower it to ONNX with BN folded, check
-//! the folded weights in candle and the ONNX file in ONNX Runtime, then move both files into
-//! place.
+//! The export itself: check that no output is an input, read and check the model file,
+//! lower it to ONNX with BN folded, check the folded weights in candle and the ONNX bytes in
+//! ONNX Runtime, then write the three files.
 //!
-//! Both files are first written to hidden temporary files in the output folder (synced to
-//! disk); the parity check runs on the temporary ONNX file; only when everything passed are
-//! they renamed to `NAME.safetensors` and `NAME.onnx`. On any failure the temporary files are
-//! deleted, so no partial or unchecked file is left behind.
+//! Nothing is written before every check passed. The files are then written to hidden
+//! temporary files in the output folder (synced to disk) and renamed to `NAME.safetensors`,
+//! `NAME.onnx` and `NAME.card.json` (see [`hands_models::output`]); if a rename fails, the
+//! files already renamed are removed, so the folder holds all three new files or none.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 use hands_models::card::CARD_METADATA_KEY;
+use hands_models::output::{ensure_not_input, OutputFile};
 use hands_models::ModelCard;
 use prost::Message;
-use tempfile::NamedTempFile;
 
 use crate::lower::{lower, BatchSize, OnnxOptions};
 use crate::model_file::{build_network, ModelFile};
@@ -29,6 +29,13 @@ use crate::{Error, Result};
 pub const PARITY_BATCH: usize = 7;
 /// Seed of the synthetic parity inputs.
 const PARITY_SEED: u64 = 0x68616e6473;
+/// Memory the parity inputs and activations may take, in bytes (estimated from the card
+/// before anything is allocated, from its input size and C).
+pub const PARITY_MEMORY_BUDGET: u64 = 4 << 30;
+/// Bytes of parity-check memory per image, input pixel and channel of C, rounded up from
+/// `hands-export --batch N` on the shipped model (peak resident memory 2.1 GB at N = 1024,
+/// 32x32, C = 12: 171 bytes; 189 at N = 256).
+const PARITY_BYTES_PER_PIXEL_CHANNEL: u64 = 200;
 
 /// Whether and how to run the ONNX Runtime parity check.
 #[derive(Debug, Clone)]
@@ -88,6 +95,12 @@ pub struct ExportReport {
 /// Exports the trained model at `model` into `out_dir`, see the module docs.
 pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<ExportReport> {
     validate_name(&options.name)?;
+    let batch = options.onnx.batch.check().map_err(|reason| Error::Model {
+        path: model.to_path_buf(),
+        reason,
+    })?;
+    let outputs = Outputs::new(out_dir, &options.name);
+    outputs.ensure_not_inputs(model, &options.parity)?;
     let file = ModelFile::read(model)?;
     let mut card = file.card.clone();
     card.network.auxiliary = false;
@@ -95,11 +108,24 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
 
     // Parity inputs.
     let size = card.input.size as usize;
-    let batches = match options.onnx.batch {
+    let batches = match batch {
         BatchSize::Dynamic => vec![1, PARITY_BATCH],
         BatchSize::Fixed(n) => vec![n],
     };
     let largest = *batches.iter().max().expect("at least one batch");
+    let needed = parity_memory(&card, largest);
+    if needed > PARITY_MEMORY_BUDGET {
+        return Err(Error::Model {
+            path: model.to_path_buf(),
+            reason: format!(
+                "checking a batch of {largest} at {size}x{size} with C = {} needs about {} MiB, \
+                 more than the {} MiB budget; export with a smaller fixed --batch",
+                card.network.init_channels,
+                needed >> 20,
+                PARITY_MEMORY_BUDGET >> 20
+            ),
+        });
+    }
     let inputs = match &options.parity {
         Parity::Check { images, .. } if !images.is_empty() => {
             image_batch(images, largest, &card.input)?
@@ -143,29 +169,13 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     let (nodes, initializers) = (graph.node.len(), graph.initializer.len());
     let onnx_bytes = lowered.model.encode_to_vec();
 
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    let st_path = out_dir.join(format!("{}.safetensors", options.name));
-    let onnx_path = out_dir.join(format!("{}.onnx", options.name));
-    let card_path = out_dir.join(format!("{}.card.json", options.name));
-    if same_file(&st_path, model) {
-        return Err(Error::Model {
-            path: model.to_path_buf(),
-            reason: format!(
-                "the export would overwrite its input {}; choose another --out or --name",
-                st_path.display()
-            ),
-        });
-    }
-    let st_tmp = write_temp(out_dir, &options.name, "safetensors", &safetensors_bytes)?;
-    let onnx_tmp = write_temp(out_dir, &options.name, "onnx", &onnx_bytes)?;
     let card_pretty = serde_json::to_string_pretty(&card).expect("card serialises") + "\n";
-    let card_tmp = write_temp(out_dir, &options.name, "card.json", card_pretty.as_bytes())?;
 
-    // ONNX Runtime against candle, on the file as written.
+    // ONNX Runtime against candle, on the bytes to be written.
     let mut parity = Vec::new();
     let mut ort_library = None;
     if let Parity::Check { ort_lib, .. } = &options.parity {
-        let mut session = OnnxModel::open(onnx_tmp.path(), ort_lib.as_deref())?;
+        let mut session = OnnxModel::from_bytes(&onnx_bytes, ort_lib.as_deref())?;
         ort_library = Some(crate::runtime::environment(ort_lib.as_deref())?.1);
         let read_back = session.metadata(CARD_METADATA_KEY)?;
         if read_back.as_deref() != Some(card.to_json().as_str()) {
@@ -189,16 +199,18 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
         }
     }
 
-    st_tmp
-        .persist(&st_path)
-        .map_err(|e| Error::io(&st_path, e.error))?;
-    if let Err(e) = onnx_tmp.persist(&onnx_path) {
-        let _ = std::fs::remove_file(&st_path);
-        return Err(Error::io(&onnx_path, e.error));
-    }
-    card_tmp
-        .persist(&card_path)
-        .map_err(|e| Error::io(&card_path, e.error))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    outputs.write(&[
+        safetensors_bytes.as_slice(),
+        onnx_bytes.as_slice(),
+        card_pretty.as_bytes(),
+    ])?;
+    let Outputs {
+        safetensors: st_path,
+        onnx: onnx_path,
+        card: card_path,
+        ..
+    } = outputs;
     Ok(ExportReport {
         onnx: onnx_path,
         safetensors: st_path,
@@ -214,17 +226,25 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     })
 }
 
+/// Longest output base name, in bytes: `.NAME.card.json.XXXXXX.tmp` must fit the 255 bytes
+/// of a file name.
+const MAX_NAME_BYTES: usize = 200;
+
 /// Output base names are plain file names.
 fn validate_name(name: &str) -> Result<()> {
     let bad = name.is_empty()
+        || name.len() > MAX_NAME_BYTES
         || name == "."
         || name == ".."
-        || name.contains(['/', '\\'])
+        || name.contains(['/', '\\', '\0'])
         || name.starts_with('.');
     if bad {
         return Err(Error::Model {
             path: PathBuf::from(name),
-            reason: "the output name must be a plain file name (no folder, not hidden)".into(),
+            reason: format!(
+                "the output name must be a plain file name (no folder, not hidden, at most \
+                 {MAX_NAME_BYTES} bytes)"
+            ),
         });
     }
     Ok(())
@@ -250,25 +270,75 @@ fn name_file(e: Error, model: &Path) -> Error {
     }
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
+/// Estimated peak memory of the parity check on `batch` images of `card`'s input size and
+/// network width (candle's activations dominate: they grow with pixels times C).
+fn parity_memory(card: &ModelCard, batch: usize) -> u64 {
+    let pixels = u64::from(card.input.size).pow(2);
+    (batch as u64)
+        .saturating_mul(pixels)
+        .saturating_mul(card.network.init_channels as u64)
+        .saturating_mul(PARITY_BYTES_PER_PIXEL_CHANNEL)
 }
 
-/// Writes `bytes` to a hidden temporary file in `dir` and syncs it; the file is deleted when
-/// the handle is dropped without being persisted.
-fn write_temp(dir: &Path, name: &str, ext: &str, bytes: &[u8]) -> Result<NamedTempFile> {
-    let (prefix, suffix) = (format!(".{name}."), format!(".{ext}.tmp"));
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(&suffix);
-    // Temporary files are private (0600) by default; the outputs are ordinary files.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    let mut tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    Ok(tmp)
+/// The three output files of an export, in the order they are written.
+struct Outputs {
+    dir: PathBuf,
+    safetensors: PathBuf,
+    onnx: PathBuf,
+    card: PathBuf,
+}
+
+impl Outputs {
+    fn new(dir: &Path, name: &str) -> Outputs {
+        Outputs {
+            dir: dir.to_path_buf(),
+            safetensors: dir.join(format!("{name}.safetensors")),
+            onnx: dir.join(format!("{name}.onnx")),
+            card: dir.join(format!("{name}.card.json")),
+        }
+    }
+
+    fn files(&self) -> [&Path; 3] {
+        [&self.safetensors, &self.onnx, &self.card]
+    }
+
+    /// Refuses an output folder or file that is one of the inputs: the model file, the
+    /// parity images and their folders, the ONNX Runtime library (as given and as found).
+    fn ensure_not_inputs(&self, model: &Path, parity: &Parity) -> Result<()> {
+        let mut inputs = vec![model.to_path_buf()];
+        if let Parity::Check { ort_lib, images } = parity {
+            for image in images {
+                inputs.push(image.clone());
+                inputs.extend(image.parent().map(Path::to_path_buf));
+            }
+            inputs.extend(ort_lib.clone());
+            inputs.push(crate::runtime::locate_library(ort_lib.as_deref())?);
+        }
+        for output in std::iter::once(self.dir.as_path()).chain(self.files()) {
+            ensure_not_input(output, &inputs)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `contents` (in the order of [`Outputs::files`]) to temporary files, then
+    /// renames them into place; when a rename fails, the files renamed before it are removed.
+    fn write(&self, contents: &[&[u8]; 3]) -> Result<()> {
+        let mut staged = Vec::with_capacity(3);
+        for (path, bytes) in self.files().into_iter().zip(contents) {
+            let mut file = OutputFile::create(path)?;
+            file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+            staged.push(file);
+        }
+        let mut committed: Vec<&Path> = Vec::with_capacity(3);
+        for (file, path) in staged.into_iter().zip(self.files()) {
+            if let Err(e) = file.commit() {
+                for done in committed {
+                    let _ = std::fs::remove_file(done);
+                }
+                return Err(e.into());
+            }
+            committed.push(path);
+        }
+        Ok(())
+    }
 }

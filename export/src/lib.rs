@@ -30,7 +30,7 @@ pub mod parity;
 pub mod runtime;
 
 pub use error::{Error, Result};
-pub use export::{export, ExportOptions, ExportReport, Parity, PARITY_BATCH};
-pub use lower::{lower, BatchSize, Lowered, OnnxOptions, DEFAULT_OPSET};
-pub use model_file::ModelFile;
+pub use export::{export, ExportOptions, ExportReport, Parity, PARITY_BATCH, PARITY_MEMORY_BUDGET};
+pub use lower::{lower, BatchSize, Lowered, OnnxOptions, DEFAULT_OPSET, MAX_BATCH};
+pub use model_file::{ModelFile, MAX_MODEL_BYTES};
 pub use parity::PARITY_TOLERANCE;

@@ -32,13 +32,34 @@ pub const PROBABILITIES_NAME: &str = "probabilities";
 /// Name of the symbolic batch dimension.
 pub const BATCH_DIM: &str = "batch";
 
+/// Largest fixed batch of an exported graph. The parity check runs the network on one
+/// batch of that size in candle (twice) and in ONNX Runtime, so memory grows with it: with
+/// the shipped model (32x32 input, C = 12) a batch of 1024 peaks at 2.1 GB (0.9 GB with
+/// `--skip-parity`), about 2 MB per image. Larger inputs or networks are further held to
+/// [`crate::PARITY_MEMORY_BUDGET`], estimated from the card. For larger batches, export the
+/// dynamic graph.
+pub const MAX_BATCH: usize = 1024;
+
 /// The batch dimension of the exported graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchSize {
     /// Symbolic (`batch`): any batch size.
     Dynamic,
-    /// A fixed batch size.
+    /// A fixed batch size, 1 to [`MAX_BATCH`].
     Fixed(usize),
+}
+
+impl BatchSize {
+    /// Refuses a fixed batch outside 1..=[`MAX_BATCH`].
+    pub fn check(self) -> Result<BatchSize, String> {
+        match self {
+            BatchSize::Fixed(n) if !(1..=MAX_BATCH).contains(&n) => Err(format!(
+                "batch must be `dynamic` or a positive integer up to {MAX_BATCH} (the parity \
+                 check holds a whole batch in memory), got {n}"
+            )),
+            ok => Ok(ok),
+        }
+    }
 }
 
 impl std::str::FromStr for BatchSize {
@@ -49,9 +70,9 @@ impl std::str::FromStr for BatchSize {
             return Ok(BatchSize::Dynamic);
         }
         match s.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(BatchSize::Fixed(n)),
-            _ => Err(format!(
-                "batch must be `dynamic` or a positive integer, got `{s}`"
+            Ok(n) => BatchSize::Fixed(n).check(),
+            Err(_) => Err(format!(
+                "batch must be `dynamic` or a positive integer up to {MAX_BATCH}, got `{s}`"
             )),
         }
     }

@@ -22,9 +22,11 @@ struct Args {
     #[arg(long, default_value = "model")]
     name: String,
     /// ONNX operator set version (17 to 23).
-    #[arg(long, default_value_t = hands_export::DEFAULT_OPSET)]
+    #[arg(long, default_value_t = hands_export::DEFAULT_OPSET,
+          value_parser = clap::value_parser!(i64).range(hands_export::lower::OPSETS))]
     opset: i64,
-    /// Batch dimension of the ONNX graph: `dynamic` or a fixed size.
+    /// Batch dimension of the ONNX graph: `dynamic` or a fixed size up to 1024 (the parity
+    /// check holds one batch in memory).
     #[arg(long, default_value = "dynamic", value_name = "dynamic|N")]
     batch: BatchSize,
     /// Do not check the ONNX file in ONNX Runtime (for machines without it).
@@ -115,7 +117,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The image files directly in `dir`, sorted by name.
+/// The image files directly in `dir`, sorted by name; one that is not a regular file (a
+/// FIFO, a device, a folder named like an image) is refused rather than read.
 fn image_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -131,5 +134,10 @@ fn image_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .collect();
     files.sort();
     anyhow::ensure!(!files.is_empty(), "{}: no image files", dir.display());
+    for file in &files {
+        let meta =
+            std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
+        anyhow::ensure!(meta.is_file(), "{}: not a regular file", file.display());
+    }
     Ok(files)
 }

@@ -2,6 +2,7 @@
 //! against the network its card describes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -14,6 +15,10 @@ use crate::{Error, Result};
 /// Name prefixes of the inference network's parameters. A tensor under one of them that the
 /// card's network does not have means the file holds another architecture.
 const NETWORK_PREFIXES: [&str; 3] = ["stem.", "cells.", "classifier."];
+
+/// Largest model file read, in bytes: a network of the largest size a card allows
+/// (C = 128, 32 cells) takes about 300 MB in f32.
+pub const MAX_MODEL_BYTES: u64 = 1 << 30;
 
 /// A trained model file whose tensors fit the network of its card.
 #[derive(Debug)]
@@ -30,14 +35,15 @@ pub struct ModelFile {
 }
 
 impl ModelFile {
-    /// Reads `path`, its card and its tensors, and checks every tensor the card's network
-    /// needs is present with the right shape. Errors name the file and the tensor.
+    /// Reads `path` (a regular file of at most [`MAX_MODEL_BYTES`]), its card and its
+    /// tensors, and checks every tensor the card's network needs is present with the right
+    /// shape. Errors name the file and the tensor.
     pub fn read(path: &Path) -> Result<ModelFile> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let model_err = |reason: String| Error::Model {
             path: path.to_path_buf(),
             reason,
         };
+        let bytes = read_bounded(path).map_err(model_err)?;
         let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| model_err(format!("not a safetensors file: {e}")))?;
         let card = ModelCard::from_metadata(metadata.metadata().as_ref(), path)?;
@@ -107,6 +113,31 @@ impl ModelFile {
     pub fn network(&self) -> Result<Network> {
         build_network(&self.card, self.tensors.clone())
     }
+}
+
+/// The bytes of `path`, a regular file of at most [`MAX_MODEL_BYTES`] (a FIFO, a device or
+/// an oversized file is refused before it is read).
+fn read_bounded(path: &Path) -> std::result::Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_MODEL_BYTES {
+        return Err(format!(
+            "{} bytes, more than the {MAX_MODEL_BYTES} a model file may take",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_MODEL_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_MODEL_BYTES {
+        return Err(format!(
+            "grew past {MAX_MODEL_BYTES} bytes while being read"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The inference network of `card`: its genotype and size, without auxiliary head.

@@ -54,16 +54,16 @@ pub struct Outputs {
 }
 
 impl OnnxModel {
-    /// Opens `path` in ONNX Runtime on the CPU, with the library found by
+    /// Opens the ONNX model `bytes` in ONNX Runtime on the CPU, with the library found by
     /// [`crate::runtime::environment`].
-    pub fn open(path: &Path, ort_lib: Option<&Path>) -> Result<OnnxModel> {
+    pub fn from_bytes(bytes: &[u8], ort_lib: Option<&Path>) -> Result<OnnxModel> {
         let (env, _) = crate::runtime::environment(ort_lib)?;
         let fail = |e: &dyn std::fmt::Display| {
-            Error::Runtime(format!("{}: cannot load: {e}", path.display()))
+            Error::Runtime(format!("cannot load the exported ONNX graph: {e}"))
         };
         let session = Session::builder(&env)
             .map_err(|e| fail(&e))?
-            .commit_from_file(path)
+            .commit_from_memory(bytes)
             .map_err(|e| fail(&e))?;
         Ok(OnnxModel { session })
     }

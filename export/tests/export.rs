@@ -333,7 +333,7 @@ fn overwriting_the_input_and_bad_settings_are_refused() {
     let mut opts = options(BatchSize::Dynamic, false);
     opts.name = "model".into();
     let msg = export(&model, dir.path(), &opts).unwrap_err().to_string();
-    assert!(msg.contains("overwrite"), "{msg}");
+    assert!(msg.contains("is the input"), "{msg}");
     opts.name = "hands".into();
     opts.onnx.opset = 11;
     let msg = export(&model, dir.path(), &opts).unwrap_err().to_string();

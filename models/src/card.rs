@@ -24,8 +24,8 @@ pub const INPUT_SIZES: std::ops::RangeInclusive<u32> = 8..=1024;
 /// Smallest per-channel standard deviation: pixels in [0, 1] divided by less would blow
 /// up to values the network never saw.
 pub const MIN_STD: f32 = 1e-6;
-/// Channel counts (C) a card may declare. At C = 128 and 32 cells the network has about
-/// 70 million parameters (280 MB); every tensor is sized from C.
+/// Channel counts (C) a card may declare. At C = 128 and 32 cells the network holds about
+/// 67 million values (270 MB in f32, P-DARTS cells); every tensor is sized from C.
 pub const INIT_CHANNELS: std::ops::RangeInclusive<usize> = 1..=128;
 /// Cell counts a card may declare.
 pub const LAYERS: std::ops::RangeInclusive<usize> = 1..=32;
