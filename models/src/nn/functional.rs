@@ -1,6 +1,8 @@
 //! Differentiable tensor functions built on the CPU kernels of [`super::kernels`], with
 //! portable candle formulations on other devices.
 
+use std::sync::OnceLock;
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 use num_traits::Float;
 
@@ -205,11 +207,13 @@ pub fn depthwise_conv2d(
     }
 }
 
-/// 3x3 pooling with padding 1 (DARTS' pooling candidates).
-#[derive(Debug, Clone, Copy)]
+/// 3x3 pooling with padding 1 (DARTS' pooling candidates). Max pooling keeps the tap of each
+/// window's maximum from the forward pass (one byte per output) for the backward pass.
+#[derive(Debug)]
 struct Pool3x3 {
     pool: Pool,
     stride: usize,
+    argmax: OnceLock<Vec<u8>>,
 }
 
 impl Pool3x3 {
@@ -232,16 +236,33 @@ impl Pool3x3 {
         let (b, c, h, w) = dims4(shape)?;
         let win = self.window(h, w);
         let (oh, ow) = (win.out_h(), win.out_w());
-        let mut out = vec![T::zero(); b * c * oh * ow];
+        let plane_out = oh * ow;
+        let mut out = vec![T::zero(); b * c * plane_out];
+        let mut argmax = vec![0u8; if self.pool == Pool::Max { out.len() } else { 0 }];
+        let mut pieces: Vec<(&mut [T], &mut [u8])> = match self.pool {
+            Pool::Max => out
+                .chunks_mut(plane_out)
+                .zip(argmax.chunks_mut(plane_out))
+                .collect(),
+            Pool::Avg => out
+                .chunks_mut(plane_out)
+                .map(|o| (o, &mut [][..]))
+                .collect(),
+        };
         for_each_chunk_mut(
-            &mut out,
-            oh * ow,
+            &mut pieces,
+            1,
             PaddedPlane::default,
-            |padded, plane, out| {
+            |padded, plane, piece| {
                 let x = &x[plane * h * w..][..h * w];
-                kernels::pool_forward(self.pool, x, &win, padded, out);
+                let (out, argmax) = &mut piece[0];
+                kernels::pool_forward(self.pool, x, &win, padded, out, argmax);
             },
         );
+        drop(pieces);
+        if self.pool == Pool::Max && self.argmax.set(argmax).is_err() {
+            candle_core::bail!("{}: the op ran forward twice", self.name());
+        }
         Ok((T::to_cpu_storage_owned(out), Shape::from((b, c, oh, ow))))
     }
 
@@ -253,22 +274,26 @@ impl Pool3x3 {
         let (_, _, h, w) = x.dims4()?;
         let win = self.window(h, w);
         let plane_out = win.out_h() * win.out_w();
-        let grad_x = with_slice::<T, _>(x, |xv| {
-            with_slice::<T, _>(grad, |gv| {
-                let mut grad_x = vec![T::zero(); xv.len()];
-                for_each_chunk_mut(
-                    &mut grad_x,
-                    h * w,
-                    PaddedPlane::default,
-                    |padded, plane, gx| {
-                        let x = &xv[plane * h * w..][..h * w];
-                        let g = &gv[plane * plane_out..][..plane_out];
-                        kernels::pool_backward(self.pool, x, g, &win, padded, gx);
-                    },
-                );
-                grad_x
-            })
-        })??;
+        let argmax: &[u8] = match self.pool {
+            Pool::Max => self.argmax.get().map(Vec::as_slice).ok_or_else(|| {
+                candle_core::Error::Msg(format!("{}: backward before forward", self.name()))
+            })?,
+            Pool::Avg => &[],
+        };
+        let grad_x = with_slice::<T, _>(grad, |gv| {
+            let mut grad_x = vec![T::zero(); x.elem_count()];
+            for_each_chunk_mut(
+                &mut grad_x,
+                h * w,
+                PaddedPlane::default,
+                |padded, plane, gx| {
+                    let g = &gv[plane * plane_out..][..plane_out];
+                    let argmax = argmax.get(plane * plane_out..).unwrap_or(&[]);
+                    kernels::pool_backward(self.pool, argmax, g, &win, padded, gx);
+                },
+            );
+            grad_x
+        })?;
         Tensor::from_vec(grad_x, x.shape(), x.device())
     }
 }
@@ -311,7 +336,12 @@ pub fn avg_pool3x3(x: &Tensor, stride: usize) -> Result<Tensor> {
 
 fn pool3x3(x: &Tensor, pool: Pool, stride: usize) -> Result<Tensor> {
     if x.device().is_cpu() {
-        return x.contiguous()?.apply_op1(Pool3x3 { pool, stride });
+        let op = Pool3x3 {
+            pool,
+            stride,
+            argmax: OnceLock::new(),
+        };
+        return x.contiguous()?.apply_op1(op);
     }
     // Portable form: reduce the nine shifted views of the padded input.
     let (_, _, h, w) = x.dims4()?;
@@ -374,19 +404,6 @@ pub fn subsample2(x: &Tensor, offset: usize) -> Result<Tensor> {
         .narrow(3, offset, 1)?
         .narrow(5, offset, 1)?
         .reshape((b, c, h / 2, w / 2))
-}
-
-/// A 1x1 convolution (`weight` `[Cout, Cin, 1, 1]`, no bias) computed as a matrix product.
-pub fn pointwise_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let (c_out, c_in, _, _) = weight.dims4()?;
-    if c_in != c {
-        candle_core::bail!("pointwise conv expects {c_in} channels, got {c}");
-    }
-    let y = weight
-        .reshape((c_out, c_in))?
-        .broadcast_matmul(&x.reshape((b, c, h * w))?)?;
-    y.reshape((b, c_out, h, w))
 }
 
 /// Elements per parallel work item of the element-wise ops.
@@ -525,7 +542,7 @@ mod tests {
         let x = ramp((2, 3, 6, 6), 1.0, 0);
         for stride in [1, 2] {
             for pool in [Pool::Max, Pool::Avg] {
-                let ours = x.apply_op1(Pool3x3 { pool, stride }).unwrap();
+                let ours = pool3x3(&x, pool, stride).unwrap();
                 let padded =
                     pad_constant(&x, 1, if pool == Pool::Max { -1e9 } else { 0.0 }).unwrap();
                 let mut acc: Option<Tensor> = None;
@@ -591,18 +608,5 @@ mod tests {
         let g = relu(&zero).unwrap().sum_all().unwrap().backward().unwrap();
         let g = g.get(&zero).unwrap().to_vec1::<f64>().unwrap();
         assert_eq!(g, [0.0, 1.0]);
-    }
-
-    #[test]
-    fn pointwise_matches_conv2d() {
-        let x = ramp((2, 4, 5, 5), 1.0, 0);
-        let w = ramp((6, 4, 1, 1), 0.3, 0);
-        let d = (pointwise_conv(&x, &w).unwrap() - x.conv2d(&w, 0, 1, 1, 1).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap();
-        assert!(d.to_scalar::<f64>().unwrap() < 1e-12);
     }
 }

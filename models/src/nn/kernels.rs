@@ -308,62 +308,61 @@ pub enum Pool {
     Avg,
 }
 
-/// Per output position, the maximum of its window in `padded` (filled with NaN around the
-/// input, which never wins), written into `out`.
+/// Per output position, the maximum of its window in `padded` (filled with -inf around the
+/// input, which never wins), written into `out`, and the index (in window order) of the first
+/// tap holding it into `argmax` ([`NO_TAP`] for a window without a value above -inf).
 #[multiversion(targets("x86_64+avx2+fma"))]
-fn window_max<T: Float>(padded: &PaddedPlane<T>, corr: &Correlation, out: &mut [T]) {
+fn window_max<T: Float>(
+    padded: &PaddedPlane<T>,
+    corr: &Correlation,
+    out: &mut [T],
+    argmax: &mut [u8],
+) {
     let (ow, row_step) = (corr.out_w, corr.stride * corr.phase_width());
     let offsets = corr.tap_offsets();
-    for (oy, out_row) in out.chunks_exact_mut(ow).take(corr.out_h).enumerate() {
+    let rows = out.chunks_exact_mut(ow).zip(argmax.chunks_exact_mut(ow));
+    for (oy, (out_row, arg_row)) in rows.take(corr.out_h).enumerate() {
         for x0 in (0..ow).step_by(LANES) {
             let mut best = [T::neg_infinity(); LANES];
-            for &offset in &offsets {
+            // u32 lanes select together with the f32 comparison masks.
+            let mut arg = [u32::from(NO_TAP); LANES];
+            for (tap, &offset) in offsets.iter().enumerate() {
                 let src = &padded.data[oy * row_step + offset + x0..][..LANES];
                 for i in 0..LANES {
-                    best[i] = if src[i] > best[i] { src[i] } else { best[i] };
+                    let take = src[i] > best[i];
+                    best[i] = if take { src[i] } else { best[i] };
+                    arg[i] = if take { tap as u32 } else { arg[i] };
                 }
             }
             let n = LANES.min(ow - x0);
             out_row[x0..x0 + n].copy_from_slice(&best[..n]);
+            for (a, &t) in arg_row[x0..x0 + n].iter_mut().zip(&arg) {
+                *a = t as u8;
+            }
         }
     }
 }
 
 /// No tap chosen (a window of padding only).
-const NO_TAP: u32 = u32::MAX;
+const NO_TAP: u8 = u8::MAX;
 
-/// Adds each output's gradient to the input position of the first tap (in window order)
-/// holding its window's maximum in `padded` (filled with NaN around the input).
-#[multiversion(targets("x86_64+avx2+fma"))]
-fn window_argmax_scatter<T: Float>(
-    padded: &PaddedPlane<T>,
-    grad_out: &[T],
-    win: &Window,
-    corr: &Correlation,
-    grad_in: &mut [T],
-) {
-    let (ow, row_step) = (corr.out_w, corr.stride * corr.phase_width());
-    let offsets = corr.tap_offsets();
-    for (oy, g_row) in grad_out.chunks_exact(ow).take(corr.out_h).enumerate() {
-        for x0 in (0..ow).step_by(LANES) {
-            let mut best = [T::neg_infinity(); LANES];
-            let mut arg = [NO_TAP; LANES];
-            for (tap, &offset) in offsets.iter().enumerate() {
-                let src = &padded.data[oy * row_step + offset + x0..][..LANES];
-                for i in 0..LANES {
-                    let v = src[i];
-                    let take = v > best[i] || (arg[i] == NO_TAP && !v.is_nan());
-                    best[i] = if take { v } else { best[i] };
-                    arg[i] = if take { tap as u32 } else { arg[i] };
-                }
-            }
-            for (i, &tap) in arg.iter().enumerate().take(LANES.min(ow - x0)) {
-                if tap != NO_TAP {
-                    let (ty, tx) = (tap as usize / win.k, tap as usize % win.k);
-                    let iy = oy * win.stride + ty - win.pad;
-                    let ix = (x0 + i) * win.stride + tx - win.pad;
-                    grad_in[iy * win.w + ix] = grad_in[iy * win.w + ix] + g_row[x0 + i];
-                }
+/// Adds each output's gradient to the input position of its window's maximum, as recorded in
+/// `argmax` by [`window_max`].
+fn argmax_scatter<T: Float>(argmax: &[u8], grad_out: &[T], win: &Window, grad_in: &mut [T]) {
+    // Each tap's input position relative to its window's top-left corner.
+    let tap_offset: Vec<isize> = (0..win.k * win.k)
+        .map(|t| ((t / win.k) * win.w + t % win.k) as isize)
+        .collect();
+    let ow = win.out_w();
+    let rows = argmax.chunks_exact(ow).zip(grad_out.chunks_exact(ow));
+    for (oy, (arg_row, g_row)) in rows.enumerate() {
+        let row_corner = (oy * win.stride) as isize - win.pad as isize;
+        for (ox, (&tap, &g)) in arg_row.iter().zip(g_row).enumerate() {
+            if tap != NO_TAP {
+                let corner =
+                    row_corner * win.w as isize + (ox * win.stride) as isize - win.pad as isize;
+                let i = (corner + tap_offset[tap as usize]) as usize;
+                grad_in[i] = grad_in[i] + g;
             }
         }
     }
@@ -396,18 +395,20 @@ fn scale_by_counts<T: Float>(values: &mut [T], win: &Window) {
     }
 }
 
-/// Pools one plane into `out` (dilation must be 1).
+/// Pools one plane into `out` (dilation must be 1). Max pooling also records each window's
+/// maximal tap in `argmax` (one per output, for [`pool_backward`]); average pooling leaves it.
 pub fn pool_forward<T: Float>(
     pool: Pool,
     input: &[T],
     win: &Window,
     padded: &mut PaddedPlane<T>,
     out: &mut [T],
+    argmax: &mut [u8],
 ) {
     match pool {
         Pool::Max => {
-            let corr = win.pad_input(input, T::nan(), padded);
-            window_max(padded, &corr, out);
+            let corr = win.pad_input(input, T::neg_infinity(), padded);
+            window_max(padded, &corr, out, argmax);
         }
         Pool::Avg => {
             let ones = vec![T::one(); win.k * win.k];
@@ -418,11 +419,11 @@ pub fn pool_forward<T: Float>(
 }
 
 /// Gradient of [`pool_forward`] with respect to its input plane, written into `grad_in`.
-/// For max pooling the gradient goes to the first maximal position of each window, like
-/// PyTorch.
+/// For max pooling the gradient goes to the first maximal position of each window (the
+/// forward pass's `argmax`), like PyTorch.
 pub fn pool_backward<T: Float>(
     pool: Pool,
-    input: &[T],
+    argmax: &[u8],
     grad_out: &[T],
     win: &Window,
     padded: &mut PaddedPlane<T>,
@@ -430,9 +431,8 @@ pub fn pool_backward<T: Float>(
 ) {
     match pool {
         Pool::Max => {
-            let corr = win.pad_input(input, T::nan(), padded);
             grad_in.fill(T::zero());
-            window_argmax_scatter(padded, grad_out, win, &corr, grad_in);
+            argmax_scatter(argmax, grad_out, win, grad_in);
         }
         Pool::Avg => {
             let mut scaled = grad_out.to_vec();
@@ -581,9 +581,10 @@ mod tests {
                     let (expected_out, expected_grad) = naive_pool(pool, &input, &g, &win);
                     let mut padded = PaddedPlane::default();
                     let mut out = vec![f64::NAN; g.len()];
-                    pool_forward(pool, &input, &win, &mut padded, &mut out);
+                    let mut argmax = vec![0; g.len()];
+                    pool_forward(pool, &input, &win, &mut padded, &mut out, &mut argmax);
                     let mut grad = vec![f64::NAN; input.len()];
-                    pool_backward(pool, &input, &g, &win, &mut padded, &mut grad);
+                    pool_backward(pool, &argmax, &g, &win, &mut padded, &mut grad);
                     for (a, b) in out.iter().zip(&expected_out) {
                         assert!((a - b).abs() < 1e-12, "{pool:?} {win:?}");
                     }
@@ -609,15 +610,16 @@ mod tests {
         let input = [-1.0, -2.0, -3.0, -4.0];
         let mut padded = PaddedPlane::default();
         let mut out = [0.0; 4];
-        pool_forward(Pool::Avg, &input, &win, &mut padded, &mut out);
+        let mut argmax = [0; 4];
+        pool_forward(Pool::Avg, &input, &win, &mut padded, &mut out, &mut argmax);
         assert_eq!(out, [-2.5; 4]);
-        pool_forward(Pool::Max, &input, &win, &mut padded, &mut out);
+        pool_forward(Pool::Max, &input, &win, &mut padded, &mut out, &mut argmax);
         assert_eq!(out, [-1.0; 4]);
         let mut grad = [f64::NAN; 4];
-        pool_backward(Pool::Max, &input, &[1.0; 4], &win, &mut padded, &mut grad);
+        pool_backward(Pool::Max, &argmax, &[1.0; 4], &win, &mut padded, &mut grad);
         assert_eq!(grad, [4.0, 0.0, 0.0, 0.0]);
         let mut grad = [f64::NAN; 4];
-        pool_backward(Pool::Avg, &input, &[1.0; 4], &win, &mut padded, &mut grad);
+        pool_backward(Pool::Avg, &argmax, &[1.0; 4], &win, &mut padded, &mut grad);
         assert_eq!(grad, [1.0; 4]);
     }
 }

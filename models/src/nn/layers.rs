@@ -7,10 +7,10 @@ use std::cell::OnceCell;
 use candle_core::{Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
-use super::functional::{
-    avg_pool3x3, depthwise_conv2d, max_pool3x3, pointwise_conv, relu, subsample2,
-};
+use super::affine_norm::{affine_batch_norm, affine_norm_fixed};
+use super::functional::{avg_pool3x3, depthwise_conv2d, max_pool3x3, relu, subsample2};
 use super::mixture::{accumulate_batch_normalised, accumulate_scaled, batch_normalise};
+use super::pointwise::pointwise_conv;
 use crate::Op;
 
 /// How a network normalises: the search supernet uses batch statistics only (DARTS'
@@ -58,38 +58,39 @@ impl BatchNorm2d {
     }
 
     /// Normalises with batch statistics when `train` (updating the running statistics) or
-    /// when no running statistics exist, else with the running statistics.
+    /// when no running statistics exist, else with the running statistics; scales and shifts
+    /// in the same fused op when the norm is learned.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let normed = match (&self.running, train) {
-            (Some((mean, var)), false) => {
-                let c = x.dim(1)?;
-                let mean = mean.as_tensor().reshape((1, c, 1, 1))?;
-                let std = (var.as_tensor().reshape((1, c, 1, 1))? + BN_EPS)?.sqrt()?;
-                x.broadcast_sub(&mean)?.broadcast_div(&std)?
+        let (normed, batch_stats) = match (&self.affine, &self.running, train) {
+            (Some((gamma, beta)), Some((mean, var)), false) => {
+                return affine_norm_fixed(
+                    x,
+                    gamma,
+                    beta,
+                    mean.as_tensor(),
+                    var.as_tensor(),
+                    BN_EPS,
+                );
             }
-            (running, _) => {
-                let (normed, mean, var) = batch_normalise(x, BN_EPS)?;
-                if let Some((run_mean, run_var)) = running {
-                    let (n, _, h, w) = x.dims4()?;
-                    let count = (n * h * w) as f64;
-                    let unbiased = (var.detach() * (count / (count - 1.0).max(1.0)))?;
-                    let keep = 1.0 - BN_MOMENTUM;
-                    run_mean
-                        .set(&((run_mean.as_tensor() * keep)? + (mean.detach() * BN_MOMENTUM)?)?)?;
-                    run_var.set(&((run_var.as_tensor() * keep)? + (unbiased * BN_MOMENTUM)?)?)?;
-                }
-                normed
+            (Some((gamma, beta)), _, _) => {
+                let (y, mean, var) = affine_batch_norm(x, gamma, beta, BN_EPS)?;
+                (y, (mean, var))
+            }
+            (None, _, _) => {
+                let (y, mean, var) = batch_normalise(x, BN_EPS)?;
+                (y, (mean, var))
             }
         };
-        match &self.affine {
-            Some((weight, bias)) => {
-                let c = x.dim(1)?;
-                normed
-                    .broadcast_mul(&weight.reshape((1, c, 1, 1))?)?
-                    .broadcast_add(&bias.reshape((1, c, 1, 1))?)
-            }
-            None => Ok(normed),
+        if let Some((run_mean, run_var)) = &self.running {
+            let (mean, var) = batch_stats;
+            let (n, _, h, w) = x.dims4()?;
+            let count = (n * h * w) as f64;
+            let unbiased = (var.detach() * (count / (count - 1.0).max(1.0)))?;
+            let keep = 1.0 - BN_MOMENTUM;
+            run_mean.set(&((run_mean.as_tensor() * keep)? + (mean.detach() * BN_MOMENTUM)?)?)?;
+            run_var.set(&((run_var.as_tensor() * keep)? + (unbiased * BN_MOMENTUM)?)?)?;
         }
+        Ok(normed)
     }
 
     /// `acc + weight * forward_t(x)`; for [`Norm::BatchStats`] as one fused op that never

@@ -335,7 +335,7 @@ fn channel_stats<T: Float + Send + Sync>(x: &[T], c: usize, plane: usize) -> (Ve
 
 /// The per-channel batch mean and biased variance of a contiguous CPU `[N, C, H, W]` tensor,
 /// in `f64`.
-fn batch_stats(x: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
+pub(super) fn batch_stats(x: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
     let (_, c, h, w) = x.dims4()?;
     match x.dtype() {
         DType::F32 => with_slice::<f32, _>(x, |v| {

@@ -1,5 +1,6 @@
 //! Candle building blocks shared by the search supernet and the discrete network.
 
+pub mod affine_norm;
 pub mod functional;
 pub mod init;
 pub mod kernels;
@@ -7,5 +8,6 @@ pub mod layers;
 pub mod mixture;
 pub mod network;
 pub mod parallel;
+pub mod pointwise;
 #[cfg(test)]
 mod testing;
