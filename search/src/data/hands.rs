@@ -1,6 +1,7 @@
 //! The 11K Hands layout: `HandInfo.csv` (quoted fields, CRLF, 7-digit ids) and its images.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -13,6 +14,10 @@ pub const CSV_NAME: &str = "HandInfo.csv";
 
 /// The labels of the 11K Hands data, sorted: label 0 is female, 1 is male.
 pub const HANDS_LABELS: [&str; 2] = ["female", "male"];
+
+/// Largest `HandInfo.csv` read, in bytes: the full 11K Hands file (11,076 rows) takes
+/// about 0.8 MB.
+pub const MAX_CSV_BYTES: u64 = 16 << 20;
 
 /// The columns the loader reads; the others (age, skinColor, ...) may be absent.
 const REQUIRED: [&str; 4] = ["id", "gender", "aspectOfHand", "imageName"];
@@ -40,7 +45,7 @@ pub(crate) fn images_beside(csv: &Path) -> PathBuf {
 }
 
 pub(crate) fn load(csv_path: &Path, images: &Path, filter: AspectFilter) -> Result<Dataset, Error> {
-    let bytes = std::fs::read(csv_path).map_err(|e| Error::io(csv_path, e))?;
+    let bytes = read_bounded(csv_path).map_err(|e| Error::io(csv_path, e))?;
     let lines = LineIndex::new(&bytes);
     let csv_error = |e: csv::Error| lines.error(csv_path, e);
     let mut reader = csv::ReaderBuilder::new()
@@ -160,6 +165,26 @@ pub(crate) fn load(csv_path: &Path, images: &Path, filter: AspectFilter) -> Resu
     )
 }
 
+/// The bytes of `path`, a regular file of at most [`MAX_CSV_BYTES`]: a FIFO or a device is
+/// refused before it is opened, an oversized file before it is read whole.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error as IoError, ErrorKind};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(IoError::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_CSV_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CSV_BYTES {
+        return Err(IoError::new(
+            ErrorKind::InvalidData,
+            format!("larger than {MAX_CSV_BYTES} bytes: not an 11K Hands HandInfo.csv"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Line numbers of byte offsets in a CSV file.
 ///
 /// The `csv` crate's own line numbers are one short after a CRLF line end (it counts the
@@ -215,7 +240,8 @@ impl<'a> LineIndex<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::LineIndex;
+    use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn lines_of_crlf_and_lf_records() {
@@ -227,6 +253,212 @@ mod tests {
                 .map(|r| index.line_at(r.unwrap().position().unwrap().byte()))
                 .collect();
             assert_eq!(lines, [2, 3], "{data:?}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_bounded_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join(CSV_NAME);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Opening a FIFO without a writer would block forever.
+        let err = load(&fifo, dir.path(), AspectFilter::All)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not a regular file") && err.contains(CSV_NAME),
+            "{err}"
+        );
+
+        let zero = dir.path().join("zero.csv");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let err = load(&zero, dir.path(), AspectFilter::All)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+
+        // Sparse: no disk space, but larger than any HandInfo.csv.
+        let huge = dir.path().join("huge.csv");
+        let file = std::fs::File::create(&huge).unwrap();
+        file.set_len(MAX_CSV_BYTES + 1).unwrap();
+        let err = load(&huge, dir.path(), AspectFilter::All)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("larger than") && err.contains("huge.csv"),
+            "{err}"
+        );
+    }
+
+    /// One generated row: subject, gender, aspect, image name.
+    type Row4 = (String, &'static str, &'static str, String);
+
+    /// A valid HandInfo.csv's rows: subjects of both genders, every image listed once, in
+    /// the loader's accepted spellings (any case, extra spaces in the aspect).
+    fn rows() -> impl Strategy<Value = Vec<Row4>> {
+        let subject = (0u32..10_000_000, proptest::bool::ANY);
+        proptest::collection::btree_map(subject.0, subject.1, 2..8)
+            .prop_flat_map(|subjects| {
+                let mut subjects: Vec<(u32, bool)> = subjects.into_iter().collect();
+                // Both genders present.
+                subjects[0].1 = true;
+                subjects[1].1 = false;
+                let images = proptest::collection::vec(
+                    (
+                        0..subjects.len(),
+                        proptest::sample::select(super::super::ASPECTS.to_vec()),
+                    ),
+                    1..20,
+                );
+                (Just(subjects), images)
+            })
+            .prop_map(|(subjects, images)| {
+                images
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (s, aspect))| {
+                        let (id, male) = subjects[s];
+                        let gender = if male { "male" } else { "female" };
+                        (
+                            format!("{id:07}"),
+                            gender,
+                            aspect,
+                            format!("Hand_{i:07}.jpg"),
+                        )
+                    })
+                    .collect()
+            })
+    }
+
+    /// The CSV text of `rows`: columns in the given order (with an extra `age`), fields
+    /// quoted or not, CRLF or LF line ends, gender and aspect in any case.
+    fn csv_text(rows: &[Row4], order: &[usize], quote: bool, crlf: bool, upper: bool) -> String {
+        let header = ["id", "gender", "aspectOfHand", "imageName", "age"];
+        let end = if crlf { "\r\n" } else { "\n" };
+        let field = |v: &str| {
+            if quote {
+                format!("\"{v}\"")
+            } else {
+                v.to_string()
+            }
+        };
+        let mut text: String = order
+            .iter()
+            .map(|&c| header[c])
+            .collect::<Vec<_>>()
+            .join(",");
+        text.push_str(end);
+        for (id, gender, aspect, name) in rows {
+            let (gender, aspect) = if upper {
+                (
+                    gender.to_uppercase(),
+                    aspect.replace(' ', "  ").to_uppercase(),
+                )
+            } else {
+                (gender.to_string(), aspect.to_string())
+            };
+            let values = [id.clone(), gender, aspect, name.clone(), "27".into()];
+            let line: Vec<String> = order.iter().map(|&c| field(&values[c])).collect();
+            text.push_str(&line.join(","));
+            text.push_str(end);
+        }
+        text
+    }
+
+    /// A data folder with `csv` and an empty file for every image name in `rows`.
+    fn folder(csv: &[u8], rows: &[Row4]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CSV_NAME), csv).unwrap();
+        for (_, _, _, name) in rows {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        dir
+    }
+
+    /// Text near a HandInfo.csv: its tokens and a few hostile ones, in any order.
+    fn csv_like() -> impl Strategy<Value = Vec<u8>> {
+        let token = proptest::sample::select(vec![
+            "id",
+            "gender",
+            "aspectOfHand",
+            "imageName",
+            ",",
+            "\"",
+            "\r\n",
+            "\n",
+            "\r",
+            "male",
+            "female",
+            "dorsal right",
+            "palmar left",
+            "0000000",
+            "Hand_0000000.jpg",
+            "../x.jpg",
+            "/",
+            " ",
+            "\u{feff}",
+            "\u{0}",
+            "é",
+            "\u{fffd}",
+        ]);
+        proptest::collection::vec(token, 0..80).prop_map(|t| t.concat().into_bytes())
+    }
+
+    /// Loads `csv` in a folder that holds the images of `rows`: it is a dataset or an error
+    /// naming the CSV file, never a panic.
+    fn load_or_named_error(csv: &[u8], rows: &[Row4]) {
+        let dir = folder(csv, rows);
+        if let Err(e) = load(&dir.path().join(CSV_NAME), dir.path(), AspectFilter::All) {
+            let msg = e.to_string();
+            assert!(msg.contains(CSV_NAME), "{msg}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn a_generated_csv_reads_back_as_its_rows(
+            rows in rows(),
+            order in Just(vec![0usize, 1, 2, 3, 4]).prop_shuffle(),
+            quote in proptest::bool::ANY,
+            crlf in proptest::bool::ANY,
+            upper in proptest::bool::ANY,
+        ) {
+            let text = csv_text(&rows, &order, quote, crlf, upper);
+            let dir = folder(text.as_bytes(), &rows);
+            let dataset = load(&dir.path().join(CSV_NAME), dir.path(), AspectFilter::All).unwrap();
+            prop_assert_eq!(dataset.samples().len(), rows.len());
+            for (sample, (id, gender, aspect, name)) in dataset.samples().iter().zip(&rows) {
+                prop_assert_eq!(&sample.path, &dir.path().join(name));
+                prop_assert_eq!(&sample.subject, id);
+                prop_assert_eq!(HANDS_LABELS[sample.label], *gender);
+                prop_assert_eq!(sample.aspect.as_deref(), Some(*aspect));
+            }
+        }
+
+        #[test]
+        fn csv_like_bytes_never_panic(csv in csv_like()) {
+            load_or_named_error(&csv, &[]);
+        }
+
+        #[test]
+        fn edited_csvs_never_panic(
+            rows in rows(),
+            at in any::<proptest::sample::Index>(),
+            cut in 0usize..16,
+            insert in proptest::collection::vec(any::<u8>(), 0..6),
+        ) {
+            let text = csv_text(&rows, &[0, 1, 2, 3, 4], true, true, false).into_bytes();
+            let i = at.index(text.len());
+            let end = (i + cut).min(text.len());
+            let edited = [&text[..i], &insert, &text[end..]].concat();
+            load_or_named_error(&edited, &rows);
         }
     }
 }
