@@ -117,8 +117,10 @@ impl Predictor {
     /// prediction.
     pub fn open_with(model: impl AsRef<Path>, options: &Options) -> Result<Predictor, Error> {
         let path = model.as_ref();
-        if !path.is_file() {
-            return Err(Error::model(path, "model file not found"));
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(Error::model(path, "not a regular file, not a model")),
+            Err(_) => return Err(Error::model(path, "model file not found")),
         }
         let runtime = runtime::runtime(options.ort_library.as_deref())?;
         let mut builder = Session::builder(&runtime.environment)

@@ -378,6 +378,11 @@ fn outputs_that_are_not_probabilities_are_not_answers() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("computed by Hardmax"), "{stderr}");
     assert!(out.stdout.is_empty());
+
+    // A model path that is not a regular file is refused without reading it.
+    let out = run(&[p("--model"), p("/dev/zero"), &photo]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not a regular file"));
 }
 
 #[test]
