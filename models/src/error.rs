@@ -22,13 +22,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A file that cannot be read or written.
-    #[error("{path}: {source}")]
+    /// A file that cannot be read or written. (The cause is part of the message, not a
+    /// `source`, so that a report of the whole chain names it once.)
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// An output path that is one of the run's inputs.
     #[error("refusing to write {output}: it is the input {input}; choose another output path")]
@@ -52,7 +53,7 @@ impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Error {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         }
     }
 }

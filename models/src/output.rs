@@ -14,14 +14,15 @@ use std::path::{Path, PathBuf};
 use crate::Error;
 
 /// Refuses `output` when it is the same file or folder as one of `inputs` (compared by
-/// device and inode, following symlinks; paths that do not exist yet match nothing).
+/// device and inode, following symlinks; paths that do not exist yet match nothing). Nothing
+/// is opened, so a FIFO among the paths cannot block the check.
 pub fn ensure_not_input<P: AsRef<Path>>(output: &Path, inputs: &[P]) -> Result<(), Error> {
-    let Ok(output_handle) = same_file::Handle::from_path(output) else {
+    let Some(output_id) = identity(output) else {
         return Ok(()); // does not exist (yet): it cannot be an existing input
     };
     for input in inputs {
         let input = input.as_ref();
-        if same_file::Handle::from_path(input).is_ok_and(|h| h == output_handle) {
+        if identity(input) == Some(output_id) {
             return Err(Error::OutputIsInput {
                 output: output.to_path_buf(),
                 input: input.to_path_buf(),
@@ -29,6 +30,19 @@ pub fn ensure_not_input<P: AsRef<Path>>(output: &Path, inputs: &[P]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// A file's identity: its device and inode, read from its metadata (symlinks followed).
+#[cfg(unix)]
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// A file's identity: its canonical path where inodes are not exposed.
+#[cfg(not(unix))]
+fn identity(path: &Path) -> Option<PathBuf> {
+    path.canonicalize().ok()
 }
 
 /// Writes `bytes` to `path` atomically (see [`OutputFile`]).
@@ -173,6 +187,16 @@ mod tests {
         ensure_not_input(&other, &[&photo]).unwrap();
         // A folder given as input is refused as an output too.
         assert!(ensure_not_input(dir.path(), &[dir.path()]).is_err());
+        // A FIFO among the paths does not block the check.
+        #[cfg(unix)]
+        {
+            let fifo = dir.path().join("pipe.jpg");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            if made.is_ok_and(|s| s.success()) {
+                assert!(ensure_not_input(&fifo, &[&fifo]).is_err());
+                ensure_not_input(&other, &[&fifo]).unwrap();
+            }
+        }
     }
 
     #[test]
