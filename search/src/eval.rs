@@ -494,6 +494,7 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
     };
     let loader = Loader::new(&cache, stats, args.batch, &device);
     let split_name = args.split.to_possible_value().expect("named");
+    let started = std::time::Instant::now();
     let mut evaluation = evaluate(
         &model.network,
         &loader,
@@ -501,6 +502,13 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
         &indices,
         split_name.get_name(),
     )?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "evaluated {} images in {seconds:.2} s: {:.1} images/s (batch {})",
+        indices.len(),
+        indices.len() as f64 / seconds,
+        args.batch
+    );
     evaluation.trained_subjects = seen.map(|(train, val)| {
         let measured: BTreeSet<&str> = indices
             .iter()

@@ -18,5 +18,6 @@ pub mod resume;
 pub mod runlog;
 pub mod schedule;
 pub mod search;
+pub mod step;
 pub mod supernet;
 pub mod train;

@@ -54,9 +54,10 @@ fn main() -> Result<()> {
         Command::Eval(_) | Command::Plot(_) => {}
     }
     hands_search::memory::keep_freed_tensor_memory();
-    if let Some(threads) = cli.threads {
-        hands_search::device::set_cpu_threads(threads)?;
-    }
+    let threads = cli.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    hands_search::device::set_cpu_threads(threads)?;
     match &cli.command {
         Command::Search(args) => run_search(args),
         Command::Train(args) => run_train(args),

@@ -18,7 +18,7 @@ use clap::Args;
 use hands_models::card::{
     InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_METADATA_KEY, CARD_SCHEMA_VERSION,
 };
-use hands_models::nn::network::{parameter_count, DropPath, Network, NetworkConfig};
+use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::{Genotype, ModelCard};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -31,12 +31,13 @@ use crate::data::{
 use crate::device::parse_device;
 use crate::eval::{evaluate, Evaluation};
 use crate::flags;
-use crate::optim::{clip_grad_norm, Sgd, SgdConfig};
+use crate::optim::{Sgd, SgdConfig};
 use crate::outputs::{in_folder, Inputs};
 use crate::resume::{self, changed_settings};
 use crate::runlog::{progress_bar, RunLog};
 use crate::schedule::{cosine_lr, linear_ramp};
 use crate::search::{Finished, FINISHED_FILE};
+use crate::step::{train_step, StepConfig};
 
 /// The ChaCha stream of the training RNG (batch order, augmentation, drop path); the split
 /// uses streams 0 and 1 of the same seed.
@@ -283,6 +284,9 @@ pub struct EpochRecord {
     pub val_acc: Option<f64>,
     /// Wall-clock seconds of the epoch (training and validation).
     pub seconds: f64,
+    /// Training images divided by the epoch's seconds (validation included).
+    #[serde(default)]
+    pub images_per_s: f64,
 }
 
 /// `metrics.json`: the figures of the selected epoch.
@@ -500,7 +504,7 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
         let lr = cosine_lr(epoch, args.epochs, args.lr, args.lr_min);
         let drop_prob = linear_ramp(epoch, args.epochs, args.drop_path);
         sgd.set_lr(lr);
-        let (train_loss, train_acc) = train_epoch(
+        let trained = train_epoch(
             &network,
             &mut sgd,
             &train_loader,
@@ -531,6 +535,8 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
         let seconds = started.elapsed().as_secs_f64();
         state.seconds += seconds;
         state.epoch += 1;
+        let (train_loss, train_acc) = (trained.loss, trained.accuracy);
+        let images_per_s = trained.images as f64 / seconds;
         let record = EpochRecord {
             epoch,
             lr,
@@ -540,9 +546,10 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
             val_loss: val.as_ref().map(|v| v.loss),
             val_acc: val.as_ref().map(|v| v.accuracy),
             seconds,
+            images_per_s,
         };
         eprintln!(
-            "epoch {epoch}: lr {lr:.5} train loss {train_loss:.4} acc {train_acc:.4}{} ({seconds:.1} s)",
+            "epoch {epoch}: lr {lr:.5} train loss {train_loss:.4} acc {train_acc:.4}{} ({seconds:.1} s, {images_per_s:.1} training images/s)",
             val.as_ref().map_or(String::new(), |v| format!(
                 " | val loss {:.4} acc {:.4}",
                 v.loss, v.accuracy
@@ -737,7 +744,17 @@ fn check_trainable(data: &Path, dataset: &Dataset, split: &Split, source: &str) 
     Ok(())
 }
 
-/// One training epoch; returns the mean main-head loss and the accuracy.
+/// What one training epoch measured.
+struct EpochTraining {
+    /// Mean main-head loss.
+    loss: f64,
+    /// Accuracy on the (augmented) training batches.
+    accuracy: f64,
+    /// Training images seen.
+    images: usize,
+}
+
+/// One training epoch of [`train_step`]s.
 #[allow(clippy::too_many_arguments)]
 fn train_epoch(
     network: &Network,
@@ -748,42 +765,29 @@ fn train_epoch(
     drop_prob: f64,
     epoch: usize,
     rng: &mut ChaCha8Rng,
-) -> Result<(f64, f64)> {
+) -> Result<EpochTraining> {
     let batches = loader.epoch(indices, rng);
     let bar = progress_bar(batches.num_batches() as u64, &format!("epoch {epoch}"));
+    let config = StepConfig {
+        auxiliary_weight: args.auxiliary_weight,
+        label_smoothing: args.label_smoothing,
+        grad_clip: args.grad_clip,
+        drop_prob,
+    };
     let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
     for (step, batch) in batches.enumerate() {
         let batch = batch?;
-        let drop = (drop_prob > 0.0).then_some(DropPath {
-            prob: drop_prob,
-            rng: &mut *rng,
-        });
-        let output = network.forward_t(&batch.images, true, drop)?;
-        let main = cross_entropy(&output.logits, &batch.labels, args.label_smoothing)?;
-        let loss = match &output.aux_logits {
-            Some(aux) => {
-                (&main
-                    + (cross_entropy(aux, &batch.labels, args.label_smoothing)?
-                        * args.auxiliary_weight)?)?
-            }
-            None => main.clone(),
-        };
-        let total = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        if !total.is_finite() {
-            bail!(
-                "non-finite loss ({total}) at epoch {epoch} step {step}: training stopped; the \
-                 last checkpoint is intact (try a lower --lr)"
-            );
-        }
-        let mut grads = loss.backward()?;
-        clip_grad_norm(sgd.vars(), &mut grads, args.grad_clip)
-            .with_context(|| format!("epoch {epoch} step {step}"))?;
-        sgd.step(&grads)?;
-
+        let outcome = train_step(network, sgd, &batch.images, &batch.labels, &config, rng)
+            .with_context(|| {
+                format!(
+                    "epoch {epoch} step {step}: training stopped; the last checkpoint is intact"
+                )
+            })?;
         let n = batch.indices.len();
-        loss_sum += main.to_dtype(DType::F64)?.to_scalar::<f64>()? * n as f64;
-        let predicted = output.logits.argmax(D::Minus1)?;
-        correct += predicted
+        loss_sum += outcome.main_loss * n as f64;
+        correct += outcome
+            .logits
+            .argmax(D::Minus1)?
             .eq(&batch.labels)?
             .to_dtype(DType::U32)?
             .sum_all()?
@@ -796,7 +800,11 @@ fn train_epoch(
     if seen == 0 {
         bail!("epoch {epoch} has no training batch (fewer images than --batch?)");
     }
-    Ok((loss_sum / seen as f64, correct as f64 / seen as f64))
+    Ok(EpochTraining {
+        loss: loss_sum / seen as f64,
+        accuracy: correct as f64 / seen as f64,
+        images: seen,
+    })
 }
 
 /// Cross-entropy of `logits` `[B, K]` against `labels` `[B]` with label smoothing `eps`, as

@@ -236,13 +236,18 @@ fn model_tensors(path: &Path) -> HashMap<String, Tensor> {
     checkpoint::read_safetensors(path, &Device::Cpu).unwrap().0
 }
 
+/// The log's records without their timings (seconds, images per second).
 fn jsonl_without_seconds(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
         .map(|line| {
             let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
-            v.as_object_mut().unwrap().remove("seconds");
+            let record = v.as_object_mut().unwrap();
+            assert!(record
+                .remove("images_per_s")
+                .is_some_and(|r| r.as_f64().unwrap() > 0.0));
+            record.remove("seconds");
             v
         })
         .collect()

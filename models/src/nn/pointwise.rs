@@ -91,7 +91,10 @@ fn product<T: 'static + Copy + num_traits::Zero + num_traits::One>(
 struct Pointwise;
 
 /// Element types the op runs on.
-trait Element: 'static + candle_core::WithDType + num_traits::Float + Send + Sync {}
+trait Element:
+    'static + candle_core::WithDType + num_traits::Float + std::ops::AddAssign + Send + Sync
+{
+}
 impl Element for f32 {}
 impl Element for f64 {}
 
@@ -168,7 +171,7 @@ impl Pointwise {
                     let mut grad_w = vec![T::zero(); c_out * c_in];
                     for gw in per_image {
                         for (a, v) in grad_w.iter_mut().zip(gw) {
-                            *a = *a + v;
+                            *a += v;
                         }
                     }
                     (grad_x, grad_w)

@@ -1,0 +1,85 @@
+//! One training step of the discrete network: forward pass with drop path and the auxiliary
+//! head, cross-entropy, backward pass, global gradient-norm clipping and an SGD update.
+//!
+//! `train` runs it for every batch and the `train_step` benchmark times it, so the two measure
+//! the same mathematics.
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Tensor};
+use hands_models::nn::network::{DropPath, Network};
+use rand::Rng;
+
+use crate::optim::{clip_grad_norm, Sgd};
+use crate::train::cross_entropy;
+
+/// Loss settings of a training step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepConfig {
+    /// Weight of the auxiliary head's loss (ignored when the network has none).
+    pub auxiliary_weight: f64,
+    /// Label smoothing of the cross-entropy.
+    pub label_smoothing: f64,
+    /// Global gradient-norm clip.
+    pub grad_clip: f64,
+    /// Drop path probability (0 disables it).
+    pub drop_prob: f64,
+}
+
+/// What one step measured.
+#[derive(Debug)]
+pub struct StepOutcome {
+    /// The main head's logits on the batch (before the update), detached from the graph.
+    pub logits: Tensor,
+    /// The main head's loss.
+    pub main_loss: f64,
+    /// The loss that was minimised (main plus weighted auxiliary).
+    pub total_loss: f64,
+    /// The gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// Runs one step on `images` `[B, 3, S, S]` with `labels` `[B]`. A non-finite loss is an
+/// error before any weight changes.
+pub fn train_step<R: Rng>(
+    network: &Network,
+    sgd: &mut Sgd,
+    images: &Tensor,
+    labels: &Tensor,
+    config: &StepConfig,
+    rng: &mut R,
+) -> Result<StepOutcome> {
+    let drop_path = (config.drop_prob > 0.0).then_some(DropPath {
+        prob: config.drop_prob,
+        rng,
+    });
+    let output = network.forward_t(images, true, drop_path)?;
+    let main = cross_entropy(&output.logits, labels, config.label_smoothing)?;
+    let loss = match &output.aux_logits {
+        Some(aux) => {
+            (&main
+                + (cross_entropy(aux, labels, config.label_smoothing)? * config.auxiliary_weight)?)?
+        }
+        None => main.clone(),
+    };
+    let total_loss = scalar(&loss)?;
+    if !total_loss.is_finite() {
+        bail!("non-finite loss ({total_loss}); try a lower --lr");
+    }
+    let main_loss = scalar(&main)?;
+    let logits = output.logits.detach();
+    let mut grads = loss.backward()?;
+    // The graph (every activation) goes before the update allocates its new tensors.
+    drop((loss, main, output));
+    let grad_norm = clip_grad_norm(sgd.vars(), &mut grads, config.grad_clip)?;
+    sgd.step(&grads)?;
+    Ok(StepOutcome {
+        logits,
+        main_loss,
+        total_loss,
+        grad_norm,
+    })
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
