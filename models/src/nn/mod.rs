@@ -7,6 +7,7 @@ pub mod kernels;
 pub mod layers;
 pub mod mixture;
 pub mod network;
+pub mod node_sum;
 pub mod parallel;
 pub mod pointwise;
 #[cfg(test)]

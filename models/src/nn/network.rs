@@ -10,6 +10,7 @@ use rand::Rng;
 
 use super::functional::{global_avg_pool, relu};
 use super::layers::{BatchNorm2d, FactorizedReduce, Norm, Operation, ReluConvBn};
+use super::node_sum::node_sum;
 use crate::genotype::{Genotype, EDGES_PER_NODE, NODES};
 
 /// Shape of a discrete network.
@@ -124,47 +125,39 @@ impl Cell {
             self.preprocess1.forward_t(s1, train)?,
         ];
         for node in 0..NODES {
-            let mut sum: Option<Tensor> = None;
+            let mut edges = Vec::with_capacity(EDGES_PER_NODE);
             for (op, from) in &self.ops[node * EDGES_PER_NODE..(node + 1) * EDGES_PER_NODE] {
-                let Some(mut h) = op.forward_t(&states[*from], train)? else {
+                let Some(h) = op.forward_t(&states[*from], train)? else {
                     continue;
                 };
-                if let Some(drop) = drop.as_mut().filter(|d| d.prob > 0.0 && train) {
-                    if !op.is_identity() {
-                        h = drop_path(&h, drop)?;
-                    }
-                }
-                sum = Some(match sum {
-                    None => h,
-                    Some(s) => (s + h)?,
-                });
+                let scales = match drop.as_mut().filter(|d| d.prob > 0.0 && train) {
+                    Some(drop) if !op.is_identity() => Some(drop_path_scales(h.dim(0)?, drop)),
+                    _ => None,
+                };
+                edges.push((h, scales));
             }
-            let sum = match sum {
-                Some(s) => s,
-                None => candle_core::bail!("node {} of a cell has no input", node + 2),
-            };
-            states.push(sum);
+            if edges.is_empty() {
+                candle_core::bail!("node {} of a cell has no input", node + 2);
+            }
+            states.push(node_sum(&edges)?);
         }
         let outputs: Vec<&Tensor> = self.concat.iter().map(|&i| &states[i]).collect();
         Tensor::cat(&outputs, 1)
     }
 }
 
-/// Zeroes whole samples with probability `prob` and rescales the rest.
-fn drop_path<R: Rng>(x: &Tensor, drop: &mut DropPath<'_, R>) -> Result<Tensor> {
+/// Drop path's per-sample factors: 0 with probability `prob`, else `1 / (1 - prob)`.
+fn drop_path_scales<R: Rng>(samples: usize, drop: &mut DropPath<'_, R>) -> Vec<f64> {
     let keep = 1.0 - drop.prob;
-    let n = x.dim(0)?;
-    let mask: Vec<f32> = (0..n)
+    (0..samples)
         .map(|_| {
             if drop.rng.random_bool(keep) {
-                (1.0 / keep) as f32
+                1.0 / keep
             } else {
                 0.0
             }
         })
-        .collect();
-    let mask = Tensor::from_vec(mask, (n, 1, 1, 1), x.device())?.to_dtype(x.dtype())?;
-    x.broadcast_mul(&mask)
+        .collect()
 }
 
 /// The auxiliary classifier at 2/3 depth: ReLU, 1x1 conv to 128, BN, ReLU, global average
