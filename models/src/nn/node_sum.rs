@@ -58,7 +58,7 @@ impl NodeSum {
                         }
                     } else {
                         for (o, &v) in out.iter_mut().zip(x) {
-                            *o = *o + v * f;
+                            *o += v * f;
                         }
                     }
                 }
@@ -270,7 +270,7 @@ mod tests {
                     .unwrap()
                     .backward()
                     .unwrap();
-                [a.as_tensor(), b.as_tensor()].map(|v| g.get(v).map(|t| t.clone()))
+                [a.as_tensor(), b.as_tensor()].map(|v| g.get(v).cloned())
             };
             for (x, y) in grads(&ours).iter().zip(&grads(&theirs)) {
                 match (x, y) {
