@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use num_traits::Float;
 
-use super::functional::with_slice;
+use super::functional::{storage_slice, with_slice};
 use super::mixture::batch_stats;
 use super::parallel::{for_each_chunk_mut, map_indices};
 
@@ -138,17 +138,6 @@ impl AffineNorm {
     }
 }
 
-/// A contiguous CPU tensor's slice.
-fn contiguous<'a, T: candle_core::WithDType>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&storage.as_slice::<T>()?[start..end]),
-        None => candle_core::bail!("affine batch norm: inputs must be contiguous"),
-    }
-}
-
 impl CustomOp3 for AffineNorm {
     fn name(&self) -> &'static str {
         "affine-batch-norm"
@@ -165,14 +154,14 @@ impl CustomOp3 for AffineNorm {
     ) -> Result<(CpuStorage, Shape)> {
         let storage = match x {
             CpuStorage::F32(_) => CpuStorage::F32(self.forward::<f32>(
-                contiguous(x, lx)?,
-                contiguous(gamma, lg)?,
-                contiguous(beta, lb)?,
+                storage_slice(x, lx, "affine batch norm")?,
+                storage_slice(gamma, lg, "affine batch norm")?,
+                storage_slice(beta, lb, "affine batch norm")?,
             )),
             CpuStorage::F64(_) => CpuStorage::F64(self.forward::<f64>(
-                contiguous(x, lx)?,
-                contiguous(gamma, lg)?,
-                contiguous(beta, lb)?,
+                storage_slice(x, lx, "affine batch norm")?,
+                storage_slice(gamma, lg, "affine batch norm")?,
+                storage_slice(beta, lb, "affine batch norm")?,
             )),
             _ => candle_core::bail!("affine batch norm supports f32 and f64 only"),
         };

@@ -17,6 +17,19 @@ fn slice<'a, T: candle_core::WithDType>(storage: &'a [T], layout: &Layout) -> Re
     }
 }
 
+/// The values of a contiguous CPU storage under `layout` (the inputs of the fused ops'
+/// forward passes); an error names `op` when the layout is not contiguous.
+pub(super) fn storage_slice<'a, T: candle_core::WithDType>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&storage.as_slice::<T>()?[start..end]),
+        None => candle_core::bail!("{op}: inputs must be contiguous"),
+    }
+}
+
 /// Passes the slice of a CPU tensor's values (made contiguous if needed) to `f`, without
 /// copying them out.
 pub(super) fn with_slice<T: candle_core::WithDType, R>(

@@ -13,7 +13,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use num_traits::Float;
 
-use super::functional::with_slice;
+use super::functional::{storage_slice, with_slice};
 use super::parallel::{for_each_chunk_mut, map_indices};
 
 /// What is weighted and added: the input itself, or its batch normalisation.
@@ -48,17 +48,6 @@ fn scalar<T: candle_core::WithDType>(storage: &CpuStorage, layout: &Layout) -> R
         );
     }
     Ok(storage.as_slice::<T>()?[layout.start_offset()])
-}
-
-/// A contiguous CPU tensor's slice (kernel inputs).
-fn contiguous<'a, T: candle_core::WithDType>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&storage.as_slice::<T>()?[start..end]),
-        None => candle_core::bail!("weighted sum: inputs must be contiguous"),
-    }
 }
 
 impl WeightedSum {
@@ -133,13 +122,17 @@ impl WeightedSum {
         }
         let storage = match x {
             CpuStorage::F32(_) => {
-                let acc = acc.map(|(a, la)| contiguous::<f32>(a, la)).transpose()?;
-                let out = self.forward(contiguous(x, lx)?, scalar(w, lw)?, acc);
+                let acc = acc
+                    .map(|(a, la)| storage_slice::<f32>(a, la, "weighted sum"))
+                    .transpose()?;
+                let out = self.forward(storage_slice(x, lx, "weighted sum")?, scalar(w, lw)?, acc);
                 CpuStorage::F32(out)
             }
             CpuStorage::F64(_) => {
-                let acc = acc.map(|(a, la)| contiguous::<f64>(a, la)).transpose()?;
-                let out = self.forward(contiguous(x, lx)?, scalar(w, lw)?, acc);
+                let acc = acc
+                    .map(|(a, la)| storage_slice::<f64>(a, la, "weighted sum"))
+                    .transpose()?;
+                let out = self.forward(storage_slice(x, lx, "weighted sum")?, scalar(w, lw)?, acc);
                 CpuStorage::F64(out)
             }
             _ => candle_core::bail!("weighted sum supports f32 and f64 only"),

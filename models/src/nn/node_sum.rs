@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use num_traits::Float;
 
-use super::functional::with_slice;
+use super::functional::{storage_slice, with_slice};
 use super::parallel::for_each_chunk_mut;
 
 /// Per-sample factors of one edge (`None`: the edge is added as it is).
@@ -26,17 +26,6 @@ struct NodeSum {
 fn factor<T: Float>(scales: &SampleScales, n: usize) -> T {
     let f = scales.as_ref().map_or(1.0, |s| s[n]);
     T::from(f).expect("factor fits the float type")
-}
-
-/// A contiguous CPU tensor's slice.
-fn contiguous<'a, T: candle_core::WithDType>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&storage.as_slice::<T>()?[start..end]),
-        None => candle_core::bail!("node sum: inputs must be contiguous"),
-    }
 }
 
 impl NodeSum {
@@ -125,14 +114,14 @@ impl NodeSum {
             CpuStorage::F32(_) => {
                 let xs = inputs
                     .iter()
-                    .map(|(s, l)| contiguous::<f32>(s, l))
+                    .map(|(s, l)| storage_slice::<f32>(s, l, "node sum"))
                     .collect::<Result<Vec<_>>>()?;
                 CpuStorage::F32(self.forward(&xs))
             }
             CpuStorage::F64(_) => {
                 let xs = inputs
                     .iter()
-                    .map(|(s, l)| contiguous::<f64>(s, l))
+                    .map(|(s, l)| storage_slice::<f64>(s, l, "node sum"))
                     .collect::<Result<Vec<_>>>()?;
                 CpuStorage::F64(self.forward(&xs))
             }

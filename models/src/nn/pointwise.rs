@@ -11,7 +11,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
-use super::functional::with_slice;
+use super::functional::{storage_slice, with_slice};
 use super::parallel::{for_each_chunk_mut, map_indices};
 
 /// Row-major matrix `(rows, columns)` views for [`product`].
@@ -185,17 +185,6 @@ impl Pointwise {
     }
 }
 
-/// A contiguous CPU tensor's slice.
-fn contiguous<'a, T: candle_core::WithDType>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&storage.as_slice::<T>()?[start..end]),
-        None => candle_core::bail!("pointwise conv: inputs must be contiguous"),
-    }
-}
-
 impl CustomOp2 for Pointwise {
     fn name(&self) -> &'static str {
         "pointwise-conv"
@@ -213,13 +202,13 @@ impl CustomOp2 for Pointwise {
         let dims = (b, c_in, h * wd);
         let storage = match x {
             CpuStorage::F32(_) => CpuStorage::F32(Self::forward::<f32>(
-                contiguous(x, lx)?,
-                contiguous(w, lw)?,
+                storage_slice(x, lx, "pointwise conv")?,
+                storage_slice(w, lw, "pointwise conv")?,
                 dims,
             )),
             CpuStorage::F64(_) => CpuStorage::F64(Self::forward::<f64>(
-                contiguous(x, lx)?,
-                contiguous(w, lw)?,
+                storage_slice(x, lx, "pointwise conv")?,
+                storage_slice(w, lw, "pointwise conv")?,
                 dims,
             )),
             _ => candle_core::bail!("pointwise conv supports f32 and f64 only"),
