@@ -39,6 +39,9 @@ pub struct Genotype {
 /// The names of the published genotypes shipped with the crate.
 pub const PUBLISHED: [&str; 4] = ["DARTS_V1", "DARTS_V2", "PC_DARTS_cifar", "PDARTS"];
 
+/// How a genotype argument names a random genotype: `random:SEED`.
+pub const RANDOM_PREFIX: &str = "random:";
+
 impl Genotype {
     /// Checks that each node has two edges from earlier states, no `none` op, and that the
     /// concat lists name existing intermediate nodes, each at most once.
@@ -104,6 +107,39 @@ impl Genotype {
         Genotype::from_json(json)
     }
 
+    /// A genotype drawn uniformly from the search space, the sanity baseline of architecture
+    /// search (Li and Talwalkar, 2019; DARTS' own random baseline): for each node of each cell
+    /// two distinct earlier states and, for each of its two edges, one of the seven operations
+    /// other than `none`; every node concatenated. The same `seed` gives the same genotype.
+    pub fn random(seed: u64) -> Genotype {
+        use rand::seq::IndexedRandom;
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let ops: Vec<Op> = Op::ALL.into_iter().filter(|&op| op != Op::None).collect();
+        let mut cell = || -> Vec<Edge> {
+            (0..NODES)
+                .flat_map(|node| {
+                    let inputs = rand::seq::index::sample(&mut rng, node + 2, EDGES_PER_NODE);
+                    let mut inputs = inputs.into_vec();
+                    inputs.sort_unstable();
+                    inputs
+                        .into_iter()
+                        .map(|from| (*ops.choose(&mut rng).expect("seven ops"), from))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let normal = cell();
+        let reduce = cell();
+        let concat: Vec<usize> = (2..NODES + 2).collect();
+        Genotype {
+            normal,
+            normal_concat: concat.clone(),
+            reduce,
+            reduce_concat: concat,
+        }
+    }
+
     /// Parses and validates the JSON form.
     pub fn from_json(json: &str) -> Result<Genotype, Error> {
         let genotype: Genotype = serde_json::from_str(json)
@@ -142,11 +178,20 @@ impl Genotype {
         parsed.map_err(|e| Error::InvalidGenotype(format!("{}: {e}", path.display())))
     }
 
-    /// Resolves a genotype argument: a published name, a run folder holding
-    /// `genotype.json`, or a genotype file.
+    /// Resolves a genotype argument: a published name, `random:SEED` ([`Genotype::random`]),
+    /// a run folder holding `genotype.json`, or a genotype file.
     pub fn resolve(spec: &str) -> Result<Genotype, Error> {
         if PUBLISHED.contains(&spec) {
             return Genotype::published(spec);
+        }
+        if let Some(seed) = spec.strip_prefix(RANDOM_PREFIX) {
+            let seed = seed.parse::<u64>().map_err(|_| {
+                Error::InvalidGenotype(format!(
+                    "{spec:?}: a random genotype is random:SEED with SEED a whole number from 0 to {}",
+                    u64::MAX
+                ))
+            })?;
+            return Ok(Genotype::random(seed));
         }
         let path = Path::new(spec);
         if path.is_dir() {
@@ -398,6 +443,43 @@ impl<'a> PythonParser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_genotypes_are_valid_reproducible_and_varied() {
+        let drawn: Vec<Genotype> = (0..200).map(Genotype::random).collect();
+        for g in &drawn {
+            g.validate().unwrap();
+            for edges in [&g.normal, &g.reduce] {
+                for pair in edges.chunks(EDGES_PER_NODE) {
+                    assert_ne!(pair[0].1, pair[1].1, "two distinct inputs per node: {g}");
+                }
+            }
+        }
+        assert_eq!(Genotype::random(7), Genotype::random(7));
+        assert_eq!(Genotype::resolve("random:7").unwrap(), Genotype::random(7));
+        let distinct: std::collections::BTreeSet<String> =
+            drawn.iter().map(|g| g.to_string()).collect();
+        assert_eq!(distinct.len(), drawn.len());
+        // Every non-`none` op and every state the last node may read appears somewhere.
+        let edges: Vec<Edge> = drawn.iter().flat_map(|g| g.normal.clone()).collect();
+        for op in Op::ALL.into_iter().filter(|&op| op != Op::None) {
+            assert!(edges.iter().any(|e| e.0 == op), "{op:?} never drawn");
+        }
+        let last_inputs: std::collections::BTreeSet<usize> = drawn
+            .iter()
+            .flat_map(|g| g.normal[(NODES - 1) * EDGES_PER_NODE..].iter().map(|e| e.1))
+            .collect();
+        assert_eq!(last_inputs.len(), NODES + 1);
+        for bad in [
+            "random:",
+            "random:x",
+            "random:-1",
+            "random:18446744073709551616",
+        ] {
+            let err = Genotype::resolve(bad).unwrap_err().to_string();
+            assert!(err.contains("random:SEED"), "{bad}: {err}");
+        }
+    }
 
     const DARTS_V2: &str = "DARTS_V2 = Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)], normal_concat=[2, 3, 4, 5], reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)], reduce_concat=[2, 3, 4, 5])";
     const PDARTS: &str = "PDARTS = Genotype(normal=[('skip_connect', 0), ('dil_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), ('sep_conv_3x3', 3), ('sep_conv_3x3', 0), ('dil_conv_5x5', 4)], normal_concat=range(2, 6), reduce=[('avg_pool_3x3', 0), ('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ('dil_conv_5x5', 2), ('max_pool_3x3', 0), ('dil_conv_3x3', 1), ('dil_conv_3x3', 1), ('dil_conv_5x5', 3)], reduce_concat=range(2, 6))";

@@ -53,9 +53,10 @@ pub struct TrainArgs {
     /// Dataset folder: 11K Hands (HandInfo.csv + images) or one sub-folder per class.
     #[arg(long)]
     pub data: PathBuf,
-    /// The genotype: a published name (DARTS_V1, DARTS_V2, PC_DARTS_cifar, PDARTS), a search
-    /// run folder (its genotype.json, and its split.json unless --split-file), or a file in
-    /// JSON or DARTS' Python notation.
+    /// The genotype: a published name (DARTS_V1, DARTS_V2, PC_DARTS_cifar, PDARTS),
+    /// `random:SEED` (drawn uniformly from the search space, the random baseline), a search run
+    /// folder (its genotype.json, and its split.json unless --split-file), or a file in JSON or
+    /// DARTS' Python notation.
     #[arg(long)]
     pub genotype: String,
     /// Channels of the first cell (C, 1 to 256).
