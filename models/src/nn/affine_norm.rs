@@ -79,18 +79,18 @@ impl AffineNorm {
         let gamma_v = gamma.to_vec1::<T>()?;
         let (grad_x, grad_gamma, grad_beta) = with_slice::<T, _>(x, |xv| {
             with_slice::<T, _>(grad, |gv| {
-                let x_hat = |ch: usize, v: T| {
-                    let (s, b) = plane_affine(self.mean[ch], self.inv_std[ch], T::one(), T::zero());
-                    v * s + b
-                };
+                // Per channel, `x_hat = x * s + b`.
+                let normalise: Vec<(T, T)> = (0..c)
+                    .map(|ch| plane_affine(self.mean[ch], self.inv_std[ch], T::one(), T::zero()))
+                    .collect();
                 // Per plane: sum(g) and sum(g * x_hat).
                 let sums = map_indices(gv.len() / plane, |i| {
-                    let ch = i % c;
+                    let (s, b) = normalise[i % c];
                     let (g, x) = (&gv[i * plane..][..plane], &xv[i * plane..]);
                     g.iter()
                         .zip(x)
-                        .fold((T::zero(), T::zero()), |(a, b), (&g, &v)| {
-                            (a + g, b + g * x_hat(ch, v))
+                        .fold((T::zero(), T::zero()), |(a, sum), (&g, &v)| {
+                            (a + g, sum + g * (v * s + b))
                         })
                 });
                 let mut per_channel = vec![(T::zero(), T::zero()); c];
@@ -106,7 +106,7 @@ impl AffineNorm {
                     || (),
                     |_, i, out| {
                         let ch = i % c;
-                        let inv_std = T::from(self.inv_std[ch]).expect("fits");
+                        let (inv_std, shift) = normalise[ch];
                         let gs = gamma_v[ch] * inv_std;
                         let (g, x) = (&gv[i * plane..], &xv[i * plane..]);
                         match self.statistics {
@@ -119,7 +119,7 @@ impl AffineNorm {
                                 let (sum_g, sum_gx) = per_channel[ch];
                                 let (mg, mgx) = (sum_g / count, sum_gx / count);
                                 for ((o, &g), &v) in out.iter_mut().zip(g).zip(x) {
-                                    *o = gs * (g - mg - x_hat(ch, v) * mgx);
+                                    *o = gs * (g - mg - (v * inv_std + shift) * mgx);
                                 }
                             }
                         }
