@@ -80,6 +80,57 @@ fn same_path(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// The epoch counts of a resumed run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epochs {
+    /// The count the run was started with.
+    pub stored: usize,
+    /// The count of this invocation.
+    pub given: usize,
+    /// Epochs already run (of the current stage, for a staged search).
+    pub done: usize,
+}
+
+/// The epoch count a resumed run goes on to: the stored one, or with `extend`
+/// (`--extend-epochs`) the given one, which may not be below the epochs already run
+/// (`where_done` places them, e.g. " in stage 1"; `unit` names the count, e.g. "epochs per
+/// stage"). Any setting in `changes` other than an extended `--epochs` refuses the resume.
+pub fn resumed_epochs(
+    run: &Path,
+    mut changes: Vec<Change>,
+    extend: bool,
+    epochs: Epochs,
+    (where_done, unit): (&str, &str),
+) -> Result<usize> {
+    let mut resumed = epochs.stored;
+    if extend {
+        if epochs.given < epochs.done {
+            anyhow::bail!(
+                "--epochs {} is fewer than the {} epochs already run{where_done}",
+                epochs.given,
+                epochs.done
+            );
+        }
+        if epochs.given != epochs.stored {
+            eprintln!(
+                "--extend-epochs: running to {} {unit} (the run had {})",
+                epochs.given, epochs.stored
+            );
+            resumed = epochs.given;
+        }
+        changes.retain(|c| c.name != "epochs");
+    }
+    if !changes.is_empty() {
+        return Err(refusal(
+            run,
+            &changes,
+            "resume with the run's settings (or add --extend-epochs to change --epochs), or \
+             start a new run in another --out",
+        ));
+    }
+    Ok(resumed)
+}
+
 /// The error of a resume refused for `changes` (not empty), `hint` saying what can apply
 /// which of them.
 pub fn refusal(run: &Path, changes: &[Change], hint: &str) -> anyhow::Error {

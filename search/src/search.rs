@@ -22,7 +22,7 @@ use crate::flags;
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Sgd, SgdConfig};
 use crate::outputs::{in_folder, Inputs};
 use crate::pdarts::{limit_skips, prune_candidates, skip_dropout_rate, StagePlan};
-use crate::resume::{self, changed_settings};
+use crate::resume::{self, changed_settings, Epochs};
 use crate::runlog::{progress_bar, RunLog};
 use crate::schedule::cosine_lr;
 use crate::supernet::{SkipDropout, Supernet, SupernetConfig, EDGES};
@@ -546,33 +546,20 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
 /// refuses any other setting given differently, except `--epochs` with `--extend-epochs`.
 fn resume_settings(state: &mut SearchState, given: &SearchArgs, out: &Path) -> Result<()> {
     let ignore = ["resume", "out", "device", "extend_epochs"];
-    let mut changes = changed_settings(&state.args, given, given.explicit.as_deref(), &ignore)?;
-    if given.extend_epochs {
-        if given.epochs < state.epoch {
-            bail!(
-                "--epochs {} is fewer than the {} epochs already run in stage {}",
-                given.epochs,
-                state.epoch,
-                state.stage
-            );
-        }
-        if given.epochs != state.args.epochs {
-            eprintln!(
-                "--extend-epochs: running to {} epochs per stage (the run had {})",
-                given.epochs, state.args.epochs
-            );
-            state.args.epochs = given.epochs;
-        }
-        changes.retain(|c| c.name != "epochs");
-    }
-    if !changes.is_empty() {
-        return Err(resume::refusal(
-            out,
-            &changes,
-            "resume with the run's settings (or add --extend-epochs to change --epochs), or \
-             start a new run in another --out",
-        ));
-    }
+    let changes = changed_settings(&state.args, given, given.explicit.as_deref(), &ignore)?;
+    let epochs = Epochs {
+        stored: state.args.epochs,
+        given: given.epochs,
+        done: state.epoch,
+    };
+    let in_stage = format!(" in stage {}", state.stage);
+    state.args.epochs = resume::resumed_epochs(
+        out,
+        changes,
+        given.extend_epochs,
+        epochs,
+        (&in_stage, "epochs per stage"),
+    )?;
     state.args.resume = true;
     state.args.out = Some(out.to_path_buf());
     state.args.device = given.device.clone();

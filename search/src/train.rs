@@ -33,7 +33,7 @@ use crate::eval::{evaluate, Evaluation};
 use crate::flags;
 use crate::optim::{Sgd, SgdConfig};
 use crate::outputs::{in_folder, Inputs};
-use crate::resume::{self, changed_settings};
+use crate::resume::{self, changed_settings, Epochs};
 use crate::runlog::{progress_bar, RunLog};
 use crate::schedule::{cosine_lr, linear_ramp};
 use crate::search::{Finished, FINISHED_FILE};
@@ -609,32 +609,14 @@ fn resume_settings(state: &mut TrainState, given: &TrainArgs, out: &Path) -> Res
         "extend_epochs",
         "allow_unfinished",
     ];
-    let mut changes = changed_settings(&state.args, given, given.explicit.as_deref(), &ignore)?;
-    if given.extend_epochs {
-        if given.epochs < state.epoch {
-            bail!(
-                "--epochs {} is fewer than the {} epochs already trained",
-                given.epochs,
-                state.epoch
-            );
-        }
-        if given.epochs != state.args.epochs {
-            eprintln!(
-                "--extend-epochs: training to {} epochs (the run had {})",
-                given.epochs, state.args.epochs
-            );
-            state.args.epochs = given.epochs;
-        }
-        changes.retain(|c| c.name != "epochs");
-    }
-    if !changes.is_empty() {
-        return Err(resume::refusal(
-            out,
-            &changes,
-            "resume with the run's settings (or add --extend-epochs to change --epochs), or \
-             start a new run in another --out",
-        ));
-    }
+    let changes = changed_settings(&state.args, given, given.explicit.as_deref(), &ignore)?;
+    let epochs = Epochs {
+        stored: state.args.epochs,
+        given: given.epochs,
+        done: state.epoch,
+    };
+    state.args.epochs =
+        resume::resumed_epochs(out, changes, given.extend_epochs, epochs, ("", "epochs"))?;
     state.args.resume = true;
     state.args.out = Some(out.to_path_buf());
     state.args.device = given.device.clone();
