@@ -53,14 +53,6 @@ struct BenchArgs {
     bench: bool,
 }
 
-/// Peak resident set size of this process in MiB (Linux `VmHWM`).
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 fn random_batch(
     rng: &mut ChaCha8Rng,
     b: usize,
@@ -140,7 +132,7 @@ fn main() -> Result<()> {
             "steps": bench.steps,
             "step_ms_median": (median * 10.0).round() / 10.0,
             "step_ms_min": (times[0] * 10.0).round() / 10.0,
-            "peak_rss_mb": peak_rss_mb().map(|m| m.round()),
+            "peak_rss_mb": hands_search::memory::peak_rss_mb().map(|m| m.round()),
             "params": params,
         })
     );

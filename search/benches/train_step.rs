@@ -63,14 +63,6 @@ struct BenchArgs {
     bench: bool,
 }
 
-/// Peak resident set size of this process in MiB (Linux `VmHWM`).
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 fn genotype(name: &str) -> Result<Genotype> {
     if Path::new(name).is_file() {
         return Genotype::read(Path::new(name)).with_context(|| format!("reading {name}"));
@@ -139,7 +131,7 @@ fn main() -> Result<()> {
             "step_ms_median": (median * 1e5).round() / 100.0,
             "step_ms_min": (times[0] * 1e5).round() / 100.0,
             "images_per_s": (b as f64 / median * 10.0).round() / 10.0,
-            "peak_rss_mb": peak_rss_mb().map(|m| (m * 10.0).round() / 10.0),
+            "peak_rss_mb": hands_search::memory::peak_rss_mb().map(|m| (m * 10.0).round() / 10.0),
             "params": parameter_count(&varmap, false),
         })
     );

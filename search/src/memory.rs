@@ -1,4 +1,5 @@
-//! Allocator tuning for the many large, short-lived tensors of a training step.
+//! Process memory: allocator tuning for the many large, short-lived tensors of a training
+//! step, and the peak resident memory that the benchmarks report.
 
 /// Keeps freed tensor buffers in the process heap for reuse instead of handing them back to
 /// the kernel; returns whether the setting took effect.
@@ -29,8 +30,22 @@ pub fn keep_freed_tensor_memory() -> bool {
     }
 }
 
+/// Peak resident set size of this process in MiB (Linux `VmHWM`; `None` elsewhere).
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn peak_resident_memory_is_read_on_linux() {
+        assert!(super::peak_rss_mb().is_some_and(|mb| mb > 0.0));
+    }
+
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn glibc_accepts_the_settings() {
