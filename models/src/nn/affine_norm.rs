@@ -255,7 +255,7 @@ pub fn affine_norm_fixed(
 #[cfg(test)]
 mod tests {
     use super::super::mixture::batch_normalise;
-    use super::super::testing::{max_diff, ramp};
+    use super::super::testing::{max_diff, ramp, readout_grads};
     use super::*;
     use candle_core::{Device, Var};
 
@@ -298,16 +298,8 @@ mod tests {
             };
             let theirs = reference(fixed);
             assert!(max_diff(&ours, &theirs) < 1e-12, "fixed {fixed}");
-            let grads = |y: &Tensor| {
-                let g = (y * &readout)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
-                [x.as_tensor(), gamma.as_tensor(), beta.as_tensor()]
-                    .map(|v| g.get(v).unwrap().clone())
-            };
+            let grads =
+                |y: &Tensor| readout_grads(y, &readout, [&x, &gamma, &beta]).map(Option::unwrap);
             for (i, (a, b)) in grads(&ours).iter().zip(&grads(&theirs)).enumerate() {
                 let d = max_diff(a, b);
                 assert!(d < 1e-10, "fixed {fixed}, gradient {i}: {d}");

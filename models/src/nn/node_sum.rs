@@ -210,7 +210,7 @@ pub fn node_sum(edges: &[(Tensor, SampleScales)]) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{max_diff, ramp};
+    use super::super::testing::{max_diff, ramp, readout_grads};
     use super::*;
     use candle_core::{Device, Var};
 
@@ -252,15 +252,7 @@ mod tests {
             }
             let theirs = theirs.unwrap();
             assert!(max_diff(&ours, &theirs) < 1e-12);
-            let grads = |y: &Tensor| {
-                let g = (y * &readout)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
-                [a.as_tensor(), b.as_tensor()].map(|v| g.get(v).cloned())
-            };
+            let grads = |y: &Tensor| readout_grads(y, &readout, [&a, &b]);
             for (x, y) in grads(&ours).iter().zip(&grads(&theirs)) {
                 match (x, y) {
                     (Some(x), Some(y)) => assert!(max_diff(x, y) < 1e-12),

@@ -254,7 +254,7 @@ pub fn pointwise_conv(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{max_diff, ramp};
+    use super::super::testing::{max_diff, ramp, readout_grads};
     use super::*;
     use candle_core::Var;
 
@@ -273,15 +273,7 @@ mod tests {
             .unwrap();
         let ours = pointwise_conv(&x, &w).unwrap();
         assert!(max_diff(&ours, &theirs) < 1e-12);
-        let grads = |y: &Tensor| {
-            let g = (y * &readout)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            [x.as_tensor(), w.as_tensor()].map(|v| g.get(v).unwrap().clone())
-        };
+        let grads = |y: &Tensor| readout_grads(y, &readout, [&x, &w]).map(Option::unwrap);
         for (i, (a, b)) in grads(&ours).iter().zip(&grads(&theirs)).enumerate() {
             assert!(max_diff(a, b) < 1e-10, "gradient {i}");
         }

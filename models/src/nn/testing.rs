@@ -1,6 +1,6 @@
 //! Test helpers shared by the tensor-function tests.
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 
 /// A deterministic `[N, C, H, W]` tensor of values in `[-scale, scale]`, varied by `seed`.
 pub fn ramp(shape: (usize, usize, usize, usize), scale: f64, seed: usize) -> Tensor {
@@ -23,4 +23,19 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         .unwrap()
         .to_scalar::<f64>()
         .unwrap()
+}
+
+/// The gradients of `sum(y * readout)` with respect to `vars`, `None` where none flows.
+pub fn readout_grads<const N: usize>(
+    y: &Tensor,
+    readout: &Tensor,
+    vars: [&Var; N],
+) -> [Option<Tensor>; N] {
+    let grads = (y * readout)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    vars.map(|v| grads.get(v.as_tensor()).cloned())
 }
