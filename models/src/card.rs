@@ -90,6 +90,107 @@ pub struct Metrics {
     pub per_aspect: BTreeMap<String, f64>,
 }
 
+/// Mean and sample standard deviation of a figure over cross-validation folds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeanStd {
+    /// The mean over the folds.
+    pub mean: f64,
+    /// The sample standard deviation over the folds (n - 1; 0 for one fold).
+    pub std: f64,
+}
+
+impl MeanStd {
+    /// The mean and sample standard deviation of `values` (NaN for none).
+    pub fn of(values: &[f64]) -> MeanStd {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = if values.len() > 1 {
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        MeanStd {
+            mean,
+            std: var.sqrt(),
+        }
+    }
+}
+
+impl std::fmt::Display for MeanStd {
+    /// `0.912 ± 0.031`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3} ± {:.3}", self.mean, self.std)
+    }
+}
+
+/// Folds a card's cross-validation may record.
+pub const CV_FOLDS: std::ops::RangeInclusive<usize> = 2..=20;
+/// Longest cross-validation protocol text, in bytes.
+pub const MAX_PROTOCOL_BYTES: usize = 4096;
+
+/// The figures of the model's training recipe (genotype and settings) cross-validated by
+/// subject: each fold trained from scratch and measured on subjects it never saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrossValidation {
+    /// Number of folds (K).
+    pub folds: usize,
+    /// How the folds were drawn, trained and measured, in words.
+    pub protocol: String,
+    /// Images of the cross-validated data.
+    pub images: usize,
+    /// Subjects of the cross-validated data.
+    pub subjects: usize,
+    /// Accuracy over the folds.
+    pub accuracy: MeanStd,
+    /// Mean per-class accuracy over the folds.
+    pub mean_class_accuracy: MeanStd,
+    /// Accuracy per label.
+    pub per_class: BTreeMap<String, MeanStd>,
+    /// Accuracy per side of the hand (`dorsal`, `palmar`).
+    pub per_side: BTreeMap<String, MeanStd>,
+    /// Accuracy of always answering the training folds' majority class, on the same folds.
+    pub majority_accuracy: MeanStd,
+}
+
+impl CrossValidation {
+    fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason: String| Err(Error::InvalidCard(reason));
+        if !CV_FOLDS.contains(&self.folds) {
+            return invalid(format!(
+                "cross-validation folds {} is outside {}..={}",
+                self.folds,
+                CV_FOLDS.start(),
+                CV_FOLDS.end()
+            ));
+        }
+        if self.protocol.len() > MAX_PROTOCOL_BYTES {
+            return invalid(format!(
+                "cross-validation protocol of {} bytes (at most {MAX_PROTOCOL_BYTES})",
+                self.protocol.len()
+            ));
+        }
+        let figures = [
+            ("accuracy", &self.accuracy),
+            ("mean_class_accuracy", &self.mean_class_accuracy),
+            ("majority_accuracy", &self.majority_accuracy),
+        ]
+        .into_iter()
+        .chain(self.per_class.iter().map(|(k, v)| (k.as_str(), v)))
+        .chain(self.per_side.iter().map(|(k, v)| (k.as_str(), v)));
+        for (name, figure) in figures {
+            if !(0.0..=1.0).contains(&figure.mean) || !(0.0..=1.0).contains(&figure.std) {
+                return invalid(format!(
+                    "cross-validated {name} = {} ± {} is not in [0, 1]",
+                    figure.mean, figure.std
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where the model came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,8 +221,12 @@ pub struct ModelCard {
     pub genotype: Genotype,
     /// Network shape.
     pub network: NetworkSpec,
-    /// Measured accuracy, if the model was evaluated.
+    /// Measured accuracy on the held-out subjects of its own training, if it had any.
     pub metrics: Option<Metrics>,
+    /// The cross-validated figures of its training recipe, when it was trained with them:
+    /// the headline figures of a model trained on every subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_validation: Option<CrossValidation>,
     /// Data and settings provenance.
     pub provenance: Provenance,
 }
@@ -236,6 +341,9 @@ impl ModelCard {
                 }
             }
         }
+        if let Some(cv) = &self.cross_validation {
+            cv.validate()?;
+        }
         self.genotype
             .validate()
             .map_err(|e| Error::InvalidCard(e.to_string()))
@@ -301,6 +409,7 @@ mod tests {
                 mean_class_accuracy: 0.94,
                 per_aspect: BTreeMap::from([("dorsal left".into(), 0.9)]),
             }),
+            cross_validation: None,
             provenance: Provenance {
                 data: "data".into(),
                 genotype_source: "DARTS_V2".into(),
@@ -379,6 +488,61 @@ mod tests {
         );
         refused(|c| c.genotype.normal_concat = vec![2, 2], "twice");
         refused(|c| c.schema_version = 2, "schema version 2");
+    }
+
+    fn cross_validation() -> CrossValidation {
+        let figure = MeanStd {
+            mean: 0.9,
+            std: 0.03,
+        };
+        CrossValidation {
+            folds: 5,
+            protocol: "5-fold by subject".into(),
+            images: 1923,
+            subjects: 123,
+            accuracy: figure,
+            mean_class_accuracy: figure,
+            per_class: BTreeMap::from([("female".into(), figure), ("male".into(), figure)]),
+            per_side: BTreeMap::from([("dorsal".into(), figure)]),
+            majority_accuracy: figure,
+        }
+    }
+
+    #[test]
+    fn cross_validated_figures_round_trip_and_are_bounded() {
+        let mut c = card();
+        c.cross_validation = Some(cross_validation());
+        assert_eq!(ModelCard::from_json(&c.to_json()).unwrap(), c);
+        // A card without the section reads back without it, and writes none.
+        assert!(!card().to_json().contains("cross_validation"));
+        let set = |edit: fn(&mut CrossValidation)| {
+            move |c: &mut ModelCard| {
+                let mut cv = cross_validation();
+                edit(&mut cv);
+                c.cross_validation = Some(cv);
+            }
+        };
+        refused(set(|cv| cv.folds = 1), "folds 1");
+        refused(
+            set(|cv| cv.mean_class_accuracy.mean = 1.2),
+            "mean_class_accuracy = 1.2",
+        );
+        refused(
+            set(|cv| cv.per_side.get_mut("dorsal").unwrap().std = -0.1),
+            "dorsal",
+        );
+        refused(
+            set(|cv| cv.protocol = "x".repeat(5000)),
+            "protocol of 5000 bytes",
+        );
+    }
+
+    #[test]
+    fn mean_std_is_the_sample_deviation() {
+        let s = MeanStd::of(&[0.8, 0.9, 1.0]);
+        assert!((s.mean - 0.9).abs() < 1e-12 && (s.std - 0.1).abs() < 1e-12);
+        assert_eq!(MeanStd::of(&[0.5]).std, 0.0);
+        assert_eq!(s.to_string(), "0.900 ± 0.100");
     }
 
     #[test]
@@ -464,6 +628,7 @@ mod tests {
                 genotype,
                 network,
                 metrics,
+                cross_validation: None,
                 provenance,
             },
         )

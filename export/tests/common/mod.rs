@@ -39,6 +39,7 @@ pub fn card(genotype: &Genotype, auxiliary: bool, parameters: usize) -> ModelCar
             parameters,
         },
         metrics: None,
+        cross_validation: None,
         provenance: Provenance {
             data: "synthetic".into(),
             genotype_source: "test".into(),
