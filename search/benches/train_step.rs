@@ -91,6 +91,7 @@ fn main() -> Result<()> {
     };
     let mut sgd = Sgd::new(trainable_vars(&varmap), sgd_config)?;
     let step_config = StepConfig {
+        class_weights: None,
         auxiliary_weight: bench.auxiliary_weight,
         label_smoothing: 0.0,
         grad_clip: 5.0,

@@ -284,6 +284,147 @@ pub fn evaluate(
     ))
 }
 
+/// Class probabilities of one image: the plain forward pass and, when asked for, the mean
+/// of it and the pass over the left-right mirrored image (test-time augmentation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageProbabilities {
+    /// The sample index.
+    pub index: usize,
+    /// Softmax of the logits, in label order.
+    pub plain: Vec<f32>,
+    /// Mean of `plain` and the softmax over the mirrored image.
+    pub flip_mean: Option<Vec<f32>>,
+}
+
+/// Runs `network` in evaluation mode over the images `indices` (in order, no
+/// augmentation) and returns each image's probabilities, with flip averaging too when
+/// `flip`.
+pub fn predict_probabilities(
+    network: &Network,
+    loader: &Loader<'_>,
+    indices: &[usize],
+    label: &str,
+    flip: bool,
+) -> Result<Vec<ImageProbabilities>> {
+    let epoch = loader.in_order(indices);
+    let bar = progress_bar(epoch.num_batches() as u64, label);
+    let mut out = Vec::with_capacity(indices.len());
+    for batch in epoch {
+        let batch = batch?;
+        let plain = candle_nn::ops::softmax(&network.logits(&batch.images)?, D::Minus1)?;
+        let flip_mean = if flip {
+            let mirrored = network.logits(&mirror(&batch.images)?)?;
+            let mirrored = candle_nn::ops::softmax(&mirrored, D::Minus1)?;
+            let mean = ((&plain + mirrored)? * 0.5)?;
+            mean.to_dtype(DType::F32)?
+                .to_vec2::<f32>()?
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            vec![None; batch.indices.len()]
+        };
+        let plain = plain.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        for ((index, plain), flip_mean) in batch.indices.iter().zip(plain).zip(flip_mean) {
+            out.push(ImageProbabilities {
+                index: *index,
+                plain,
+                flip_mean,
+            });
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// Writes one CSV row per image: its path, subject, true label, aspect, and the probability
+/// of each label (`p_LABEL`), then with flip averaging (`p_LABEL_flip`) where computed.
+pub fn write_predictions(
+    path: &Path,
+    dataset: &Dataset,
+    rows: &[ImageProbabilities],
+) -> Result<()> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let labels = dataset.labels();
+    let flip = rows.first().is_some_and(|r| r.flip_mean.is_some());
+    let mut header = vec![
+        "path".to_string(),
+        "subject".into(),
+        "label".into(),
+        "aspect".into(),
+    ];
+    header.extend(labels.iter().map(|l| format!("p_{l}")));
+    if flip {
+        header.extend(labels.iter().map(|l| format!("p_{l}_flip")));
+    }
+    writer.write_record(&header)?;
+    for row in rows {
+        let sample = &dataset.samples()[row.index];
+        let mut record = vec![
+            sample.path.display().to_string(),
+            sample.subject.clone(),
+            labels[sample.label].clone(),
+            sample.aspect.clone().unwrap_or_default(),
+        ];
+        record.extend(row.plain.iter().map(|p| format!("{p:.6}")));
+        if let Some(flip_mean) = &row.flip_mean {
+            record.extend(flip_mean.iter().map(|p| format!("{p:.6}")));
+        }
+        writer.write_record(&record)?;
+    }
+    let bytes = writer.into_inner().context("CSV buffer")?;
+    hands_models::output::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// `images` `[B, C, H, W]` mirrored left-right.
+pub fn mirror(images: &Tensor) -> Result<Tensor> {
+    let width = images.dim(3)?;
+    let reversed: Vec<u32> = (0..width as u32).rev().collect();
+    let reversed = Tensor::new(reversed.as_slice(), images.device())?;
+    Ok(images.index_select(&reversed, 3)?)
+}
+
+impl Evaluation {
+    /// Tallies probabilities: image `indices[i]` got `probabilities[i]` (in label order);
+    /// the prediction is the most probable label (the first on ties), the loss the mean
+    /// negative log probability of the true label.
+    pub fn from_probabilities(
+        split: &str,
+        dataset: &Dataset,
+        indices: &[usize],
+        probabilities: &[&[f32]],
+    ) -> Evaluation {
+        let mut loss_sum = 0.0;
+        let predicted: Vec<usize> = indices
+            .iter()
+            .zip(probabilities)
+            .map(|(&i, p)| {
+                let truth = dataset.samples()[i].label;
+                loss_sum -= f64::from(p[truth].max(f32::MIN_POSITIVE)).ln();
+                argmax(p)
+            })
+            .collect();
+        Evaluation::from_predictions(split, dataset, indices, &predicted, loss_sum)
+    }
+}
+
+/// The index of the largest value (the first on ties).
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
 /// The mean cross-entropy of `logits` `[B, K]` against `labels` `[B]` and the argmax
 /// prediction of each row.
 pub fn loss_and_predictions(logits: &Tensor, labels: &Tensor) -> Result<(f64, Vec<usize>)> {
@@ -387,6 +528,10 @@ pub struct EvalArgs {
     /// Also write the result as JSON to this file (`-` prints JSON instead of the table).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write every image's probabilities to this CSV file (path, subject, label,
+    /// aspect, p_LABEL...).
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
     /// Images per forward pass (1 to 1024).
     #[arg(long, default_value_t = 64, value_parser = crate::flags::usize_in(crate::flags::BATCH))]
     pub batch: usize,
@@ -446,6 +591,9 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
     if let Some(json) = args.json.as_ref().filter(|p| p.as_os_str() != "-") {
         inputs.check([json])?;
     }
+    if let Some(predictions) = &args.predictions {
+        inputs.check([predictions])?;
+    }
     let seen =
         seen_subjects(card).with_context(|| format!("{}: bad card", args.model.display()))?;
     let indices = match args.split {
@@ -495,14 +643,22 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
     let loader = Loader::new(&cache, stats, args.batch, &device);
     let split_name = args.split.to_possible_value().expect("named");
     let started = std::time::Instant::now();
-    let mut evaluation = evaluate(
+    let probabilities = predict_probabilities(
         &model.network,
         &loader,
-        &dataset,
         &indices,
         split_name.get_name(),
+        false,
     )?;
     let seconds = started.elapsed().as_secs_f64();
+    let measured: Vec<usize> = probabilities.iter().map(|p| p.index).collect();
+    let rows: Vec<&[f32]> = probabilities.iter().map(|p| p.plain.as_slice()).collect();
+    let mut evaluation =
+        Evaluation::from_probabilities(split_name.get_name(), &dataset, &measured, &rows);
+    if let Some(path) = &args.predictions {
+        write_predictions(path, &dataset, &probabilities)?;
+        eprintln!("written: {}", path.display());
+    }
     eprintln!(
         "evaluated {} images in {seconds:.2} s: {:.1} images/s (batch {})",
         indices.len(),

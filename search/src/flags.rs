@@ -52,6 +52,16 @@ pub fn non_negative(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses a test share: a number in `[0, 0.5]`.
+pub fn test_share(text: &str) -> Result<f64, String> {
+    let value = finite(text)?;
+    if (0.0..=0.5).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not in [0, 0.5]"))
+    }
+}
+
 /// Parses a number in `[0, 1)` (probabilities that must leave something, momentum).
 pub fn fraction(text: &str) -> Result<f64, String> {
     let value = finite(text)?;

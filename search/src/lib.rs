@@ -3,6 +3,7 @@
 
 pub mod architect;
 pub mod checkpoint;
+pub mod cv;
 pub mod data;
 pub mod derive;
 pub mod device;

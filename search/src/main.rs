@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Subcommand};
 
+use hands_search::cv::{run_cv, CvArgs};
 use hands_search::eval::{run_eval, EvalArgs};
 use hands_search::plot::{run_plot, PlotArgs};
 use hands_search::search::{run_search, SearchArgs};
@@ -29,6 +30,9 @@ enum Command {
     Train(TrainArgs),
     /// Measure a trained model on the test subjects of its run (or on any data).
     Eval(EvalArgs),
+    /// Cross-validate by subject: train each genotype from scratch on K folds, measure it on
+    /// the subjects it never saw, beside the majority class; writes cv.json and cv.md.
+    Cv(CvArgs),
     /// Plot a run's logs: alphas.svg, alphas_edges.svg, search_curves.svg, train_curves.svg.
     Plot(PlotArgs),
 }
@@ -51,6 +55,7 @@ fn main() -> Result<()> {
     match &mut cli.command {
         Command::Search(args) => args.explicit = explicit,
         Command::Train(args) => args.explicit = explicit,
+        Command::Cv(args) => args.train.explicit = explicit,
         Command::Eval(_) | Command::Plot(_) => {}
     }
     hands_search::memory::keep_freed_tensor_memory();
@@ -62,6 +67,7 @@ fn main() -> Result<()> {
         Command::Search(args) => run_search(args),
         Command::Train(args) => run_train(args),
         Command::Eval(args) => run_eval(args),
+        Command::Cv(args) => run_cv(args),
         Command::Plot(args) => run_plot(args),
     }
 }

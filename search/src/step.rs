@@ -13,8 +13,11 @@ use crate::optim::{clip_grad_norm, Sgd};
 use crate::train::cross_entropy;
 
 /// Loss settings of a training step.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct StepConfig {
+    /// Per-class loss weights `[K]` (see [`crate::train::ClassWeight`]); `None` weighs every
+    /// image the same.
+    pub class_weights: Option<Tensor>,
     /// Weight of the auxiliary head's loss (ignored when the network has none).
     pub auxiliary_weight: f64,
     /// Label smoothing of the cross-entropy.
@@ -53,11 +56,12 @@ pub fn train_step<R: Rng>(
         rng,
     });
     let output = network.forward_t(images, true, drop_path)?;
-    let main = cross_entropy(&output.logits, labels, config.label_smoothing)?;
+    let weights = config.class_weights.as_ref();
+    let main = cross_entropy(&output.logits, labels, config.label_smoothing, weights)?;
     let loss = match &output.aux_logits {
         Some(aux) => {
-            (&main
-                + (cross_entropy(aux, labels, config.label_smoothing)? * config.auxiliary_weight)?)?
+            let aux = cross_entropy(aux, labels, config.label_smoothing, weights)?;
+            (&main + (aux * config.auxiliary_weight)?)?
         }
         None => main.clone(),
     };

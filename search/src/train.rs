@@ -16,7 +16,8 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use clap::Args;
 use hands_models::card::{
-    InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_METADATA_KEY, CARD_SCHEMA_VERSION,
+    CrossValidation, InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_METADATA_KEY,
+    CARD_SCHEMA_VERSION,
 };
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::{Genotype, ModelCard};
@@ -26,7 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, load_varmap, varmap_tensors, write_safetensors};
 use crate::data::{
-    AspectFilter, Augment, ChannelStats, Dataset, Fractions, ImageCache, Loader, Split,
+    AspectFilter, Augment, AugmentRecipe, ChannelStats, Dataset, Fractions, ImageCache, Loader,
+    Split,
 };
 use crate::device::parse_device;
 use crate::eval::{evaluate, Evaluation};
@@ -101,6 +103,16 @@ pub struct TrainArgs {
     /// Label smoothing of the cross-entropy loss, in [0, 1).
     #[arg(long, default_value_t = 0.0, value_parser = flags::fraction)]
     pub label_smoothing: f64,
+    /// How the loss weighs the classes: `balanced` (each class by N / (K n_c) over the
+    /// training images) or `none`.
+    #[arg(long, value_enum, default_value_t = ClassWeight::Balanced)]
+    #[serde(default = "unweighted")]
+    pub class_weight: ClassWeight,
+    /// Training augmentation: `photo` (random resized crop, rotation, flip, colour jitter) or
+    /// `darts` (DARTS' padded crop and flip); --cutout is added to either.
+    #[arg(long, value_enum, default_value_t = AugmentRecipe::Photo)]
+    #[serde(default = "darts_augment")]
+    pub augment: AugmentRecipe,
     /// Random seed (split when drawn here, initialisation, batches, augmentation, drop path).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -128,6 +140,18 @@ pub struct TrainArgs {
     /// run folder or a file in one, else a new split drawn with --seed).
     #[arg(long)]
     pub split_file: Option<PathBuf>,
+    /// Share of the subjects (per label) held out as test subjects when the split is drawn
+    /// here; the validation share is 0.15. 0 trains on every subject but the validation ones
+    /// (a final model, measured by cross-validation instead).
+    #[arg(long, default_value_t = 0.15, value_parser = flags::test_share)]
+    #[serde(default = "default_test_share")]
+    pub test_share: f64,
+    /// A `hands-search cv` run folder that cross-validated this training's genotype with
+    /// this training's settings: its figures go into the model card as the headline metrics
+    /// (refused when the settings differ).
+    #[arg(long)]
+    #[serde(default)]
+    pub cross_validation: Option<PathBuf>,
     /// Compute device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -140,6 +164,21 @@ pub struct TrainArgs {
     #[arg(skip)]
     #[serde(skip)]
     pub explicit: Option<Vec<String>>,
+}
+
+/// The class weighting of runs written before `--class-weight` existed.
+fn unweighted() -> ClassWeight {
+    ClassWeight::None
+}
+
+/// The test share of runs written before `--test-share` existed.
+fn default_test_share() -> f64 {
+    0.15
+}
+
+/// The augmentation of runs written before `--augment` existed.
+fn darts_augment() -> AugmentRecipe {
+    AugmentRecipe::Darts
 }
 
 impl TrainArgs {
@@ -231,24 +270,27 @@ impl TrainArgs {
             flags::non_negative,
         )?;
         flags::check_value("drop-path", self.drop_path, flags::fraction)?;
+        flags::check_value("test-share", self.test_share, flags::test_share)?;
         flags::check_value("label-smoothing", self.label_smoothing, flags::fraction)
     }
 }
 
-/// The best epoch so far, chosen on validation accuracy (ties: lower validation loss).
+/// The best epoch so far, chosen on validation mean per-class accuracy (ties: lower
+/// validation loss), so that a model answering the majority class is never preferred.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Best {
     /// The epoch (0-based).
     pub epoch: usize,
-    /// Its validation accuracy.
-    pub val_accuracy: f64,
+    /// Its validation mean per-class accuracy.
+    pub val_mean_class_accuracy: f64,
     /// Its validation loss.
     pub val_loss: f64,
 }
 
 impl Best {
-    fn improved_by(&self, accuracy: f64, loss: f64) -> bool {
-        accuracy > self.val_accuracy || (accuracy == self.val_accuracy && loss < self.val_loss)
+    fn improved_by(&self, mean_class_accuracy: f64, loss: f64) -> bool {
+        mean_class_accuracy > self.val_mean_class_accuracy
+            || (mean_class_accuracy == self.val_mean_class_accuracy && loss < self.val_loss)
     }
 }
 
@@ -303,8 +345,8 @@ pub struct TrainMetrics {
     pub parameters: usize,
     /// The selected weights on the validation subjects (absent without any).
     pub val: Option<Evaluation>,
-    /// The selected weights on the test subjects.
-    pub test: Evaluation,
+    /// The selected weights on the test subjects (absent with `--test-share 0`).
+    pub test: Option<Evaluation>,
 }
 
 /// What a finished (or stopped) training run produced.
@@ -323,7 +365,10 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     let outcome = train(args)?;
     match &outcome.metrics {
         Some(metrics) => {
-            print!("{}", metrics.test);
+            match &metrics.test {
+                Some(test) => print!("{test}"),
+                None => println!("no test subjects (--test-share 0)"),
+            }
             eprintln!(
                 "selected epoch {} of {}; written: {}, {}",
                 metrics.selected_epoch,
@@ -387,6 +432,11 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
     if !args.resume {
         check_search_finished(&args, &genotype)?;
     }
+    let cross_validation = args
+        .cross_validation
+        .as_ref()
+        .map(|dir| crate::cv::recipe_figures(dir, &args, &genotype))
+        .transpose()?;
 
     // Data: the split is drawn (or copied) once and read back from the run folder after.
     let dataset = Dataset::load(&args.data, &args.aspect)?;
@@ -397,6 +447,9 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
     }
     if let (Some(split), false) = (args.split_source(), args.resume) {
         inputs.add(&split);
+    }
+    if let Some(cv) = &args.cross_validation {
+        inputs.add(cv);
     }
     inputs.check(in_folder(&out, &RUN_FILES))?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
@@ -418,10 +471,17 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
                 })?;
                 (split, path.display().to_string())
             }
-            None => (
-                Split::new(&dataset, Fractions::default(), args.seed)?,
-                format!("drawn with seed {}", args.seed),
-            ),
+            None => {
+                let fractions = Fractions {
+                    train: 1.0 - Fractions::default().val - args.test_share,
+                    val: Fractions::default().val,
+                    test: args.test_share,
+                };
+                (
+                    Split::new(&dataset, fractions, args.seed)?,
+                    format!("drawn with seed {}", args.seed),
+                )
+            }
         };
         check_trainable(&args.data, &dataset, &split, &source)?;
         split.save(&split_path)?;
@@ -452,10 +512,15 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
     let cache = ImageCache::build(&dataset, args.size)?;
     let stats = cache.stats(&train_idx)?;
     let train_loader = Loader::new(&cache, stats, args.batch, &device)
-        .augment(Augment::standard(args.size).with_cutout(args.cutout))
+        .augment(Augment::recipe(args.augment, args.size).with_cutout(args.cutout))
         .shuffle(true)
         .drop_last(train_idx.len() >= args.batch);
     let eval_loader = Loader::new(&cache, stats, args.batch, &device);
+    let class_weights = args
+        .class_weight
+        .weights(&split.train.label_images)
+        .map(|w| Tensor::new(w.as_slice(), &device))
+        .transpose()?;
 
     // The network, its optimizer, and the state of an interrupted run.
     let config = NetworkConfig {
@@ -505,13 +570,19 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
         let lr = cosine_lr(epoch, args.epochs, args.lr, args.lr_min);
         let drop_prob = linear_ramp(epoch, args.epochs, args.drop_path);
         sgd.set_lr(lr);
+        let config = StepConfig {
+            class_weights: class_weights.clone(),
+            auxiliary_weight: args.auxiliary_weight,
+            label_smoothing: args.label_smoothing,
+            grad_clip: args.grad_clip,
+            drop_prob,
+        };
         let trained = train_epoch(
             &network,
             &mut sgd,
             &train_loader,
             &train_idx,
-            &args,
-            drop_prob,
+            &config,
             epoch,
             &mut state.rng,
         )?;
@@ -523,12 +594,12 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
         };
         let improved = match (&val, &state.best) {
             (None, _) | (Some(_), None) => true,
-            (Some(v), Some(best)) => best.improved_by(v.accuracy, v.loss),
+            (Some(v), Some(best)) => best.improved_by(v.mean_class_accuracy, v.loss),
         };
         if improved {
             state.best = Some(Best {
                 epoch,
-                val_accuracy: val.as_ref().map_or(0.0, |v| v.accuracy),
+                val_mean_class_accuracy: val.as_ref().map_or(0.0, |v| v.mean_class_accuracy),
                 val_loss: val.as_ref().map_or(0.0, |v| v.loss),
             });
             best_weights = Some(inference_tensors(&varmap, "")?);
@@ -574,6 +645,7 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
         &args,
         &state,
         &genotype,
+        cross_validation,
         &dataset,
         &cache,
         stats,
@@ -716,7 +788,7 @@ fn check_trainable(data: &Path, dataset: &Dataset, split: &Split, source: &str) 
         );
     }
     let untested = names(&split.test, |n, total| n == 0 && total > 0);
-    if !untested.is_empty() {
+    if !untested.is_empty() && !split.test.subjects.is_empty() {
         bail!(
             "{}: the test subjects of the split ({source}) have no images of {}: the result \
              could not be measured on every class (more subjects are needed)",
@@ -738,29 +810,21 @@ struct EpochTraining {
 }
 
 /// One training epoch of [`train_step`]s.
-#[allow(clippy::too_many_arguments)]
 fn train_epoch(
     network: &Network,
     sgd: &mut Sgd,
     loader: &Loader<'_>,
     indices: &[usize],
-    args: &TrainArgs,
-    drop_prob: f64,
+    config: &StepConfig,
     epoch: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<EpochTraining> {
     let batches = loader.epoch(indices, rng);
     let bar = progress_bar(batches.num_batches() as u64, &format!("epoch {epoch}"));
-    let config = StepConfig {
-        auxiliary_weight: args.auxiliary_weight,
-        label_smoothing: args.label_smoothing,
-        grad_clip: args.grad_clip,
-        drop_prob,
-    };
     let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
     for (step, batch) in batches.enumerate() {
         let batch = batch?;
-        let outcome = train_step(network, sgd, &batch.images, &batch.labels, &config, rng)
+        let outcome = train_step(network, sgd, &batch.images, &batch.labels, config, rng)
             .with_context(|| {
                 format!(
                     "epoch {epoch} step {step}: training stopped; the last checkpoint is intact"
@@ -790,18 +854,77 @@ fn train_epoch(
     })
 }
 
-/// Cross-entropy of `logits` `[B, K]` against `labels` `[B]` with label smoothing `eps`, as
-/// `torch.nn.CrossEntropyLoss(label_smoothing=eps)`:
-/// `(1 - eps) * nll + eps * mean_k(-log p_k)`, averaged over the batch.
-pub fn cross_entropy(logits: &Tensor, labels: &Tensor, eps: f64) -> Result<Tensor> {
+/// Cross-entropy of `logits` `[B, K]` against `labels` `[B]` with label smoothing `eps` and
+/// optional per-class `weights` `[K]`, as `torch.nn.CrossEntropyLoss(weight, label_smoothing=eps)`:
+/// per image `(1 - eps) * w_y * nll + eps * mean_k(w_k * -log p_k)`, summed and divided by the
+/// sum of `w_y` over the batch (the plain batch mean without weights).
+pub fn cross_entropy(
+    logits: &Tensor,
+    labels: &Tensor,
+    eps: f64,
+    weights: Option<&Tensor>,
+) -> Result<Tensor> {
     let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    let labels = labels.to_dtype(DType::U32)?.unsqueeze(1)?;
-    let nll = log_p.gather(&labels, 1)?.neg()?.mean_all()?;
-    if eps == 0.0 {
-        return Ok(nll);
+    let labels = labels.to_dtype(DType::U32)?;
+    let nll = log_p.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+    let Some(weights) = weights else {
+        let nll = nll.mean_all()?;
+        if eps == 0.0 {
+            return Ok(nll);
+        }
+        let uniform = log_p.mean(D::Minus1)?.neg()?.mean_all()?;
+        return Ok(((nll * (1.0 - eps))? + (uniform * eps)?)?);
+    };
+    let weights = weights.to_dtype(log_p.dtype())?;
+    let image_weights = weights.index_select(&labels, 0)?;
+    let mut per_image = (nll * &image_weights)?;
+    if eps != 0.0 {
+        let smooth = log_p
+            .broadcast_mul(&weights.unsqueeze(0)?)?
+            .mean(D::Minus1)?
+            .neg()?;
+        per_image = ((per_image * (1.0 - eps))? + (smooth * eps)?)?;
     }
-    let uniform = log_p.mean(D::Minus1)?.neg()?.mean_all()?;
-    Ok(((nll * (1.0 - eps))? + (uniform * eps)?)?)
+    Ok(per_image
+        .sum_all()?
+        .broadcast_div(&image_weights.sum_all()?)?)
+}
+
+/// How the training loss weighs the classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassWeight {
+    /// Every image counts the same (the majority class dominates the loss).
+    None,
+    /// Each class weighted by `N / (K * n_c)` over the training images (scikit-learn's
+    /// `balanced`), so every class contributes equally.
+    Balanced,
+}
+
+impl ClassWeight {
+    /// The per-class weights for training images with `counts[c]` images of class `c`
+    /// (`None` for unweighted); a class without images gets weight 0.
+    pub fn weights(self, counts: &[usize]) -> Option<Vec<f32>> {
+        match self {
+            ClassWeight::None => None,
+            ClassWeight::Balanced => {
+                let total: usize = counts.iter().sum();
+                let classes = counts.iter().filter(|&&n| n > 0).count().max(1);
+                Some(
+                    counts
+                        .iter()
+                        .map(|&n| {
+                            if n == 0 {
+                                0.0
+                            } else {
+                                total as f32 / (classes as f32 * n as f32)
+                            }
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
 }
 
 /// The learnable variables of `varmap` (BatchNorm running statistics excluded), sorted by
@@ -870,6 +993,7 @@ fn finish(
     args: &TrainArgs,
     state: &TrainState,
     genotype: &Genotype,
+    cross_validation: Option<CrossValidation>,
     dataset: &Dataset,
     cache: &ImageCache,
     stats: ChannelStats,
@@ -903,13 +1027,12 @@ fn finish(
     } else {
         Some(evaluate(&network, &loader, dataset, &val_idx, "val")?)
     };
-    let test = evaluate(
-        &network,
-        &loader,
-        dataset,
-        &split.test.indices(dataset),
-        "test",
-    )?;
+    let test_idx = split.test.indices(dataset);
+    let test = if test_idx.is_empty() {
+        None
+    } else {
+        Some(evaluate(&network, &loader, dataset, &test_idx, "test")?)
+    };
 
     let mut settings = serde_json::to_value(args)?;
     if let serde_json::Value::Object(map) = &mut settings {
@@ -939,7 +1062,8 @@ fn finish(
             auxiliary: false,
             parameters,
         },
-        metrics: Some(test.card_metrics()?),
+        metrics: test.as_ref().map(Evaluation::card_metrics).transpose()?,
+        cross_validation,
         provenance: Provenance {
             data: args.data.display().to_string(),
             genotype_source: args.genotype.clone(),

@@ -87,6 +87,7 @@ fn eval_args(model: &Path, data: &Path) -> EvalArgs {
         split_file: None,
         aspect: None,
         json: None,
+        predictions: None,
         batch: 8,
         device: "cpu".into(),
     }

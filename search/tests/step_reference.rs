@@ -724,6 +724,7 @@ fn train_steps_match_reference_sgd() {
             .collect();
 
         let config = StepConfig {
+            class_weights: None,
             auxiliary_weight: AUX_WEIGHT,
             label_smoothing: 0.0,
             grad_clip,

@@ -150,6 +150,7 @@ fn card(genotype: &Genotype, parameters: usize) -> ModelCard {
             parameters,
         },
         metrics: None,
+        cross_validation: None,
         provenance: Provenance {
             data: "test".into(),
             genotype_source: "DARTS_V2".into(),
@@ -264,7 +265,8 @@ fn tiny_training_completes_and_resumes_to_identical_weights() {
     let metrics = outcome.metrics.expect("finished");
     assert_eq!(outcome.epochs_done, 3);
     assert!(metrics.selected_epoch < 3);
-    assert_eq!(metrics.test.split, "test");
+    let test = metrics.test.as_ref().expect("test subjects");
+    assert_eq!(test.split, "test");
     for file in [
         "config.json",
         "split.json",
@@ -325,7 +327,7 @@ fn tiny_training_completes_and_resumes_to_identical_weights() {
     // The split is subject-disjoint and the test figures come from the test subjects.
     let split = Split::load(&straight.join("split.json")).unwrap();
     assert_disjoint(&split);
-    assert_eq!(metrics.test.images, split.test.images);
+    assert_eq!(test.images, split.test.images);
 
     // `eval` reads the model and its split back and reproduces the test figures.
     let eval = eval_model(&EvalArgs {
@@ -335,18 +337,19 @@ fn tiny_training_completes_and_resumes_to_identical_weights() {
         split_file: None,
         aspect: None,
         json: None,
+        predictions: None,
         batch: 3,
         device: "cpu".into(),
     })
     .unwrap();
-    assert_eq!(eval.confusion, metrics.test.confusion);
-    assert_eq!(eval.accuracy, metrics.test.accuracy);
+    assert_eq!(eval.confusion, test.confusion);
+    assert_eq!(eval.accuracy, test.accuracy);
     let card = load_model(&straight.join("model.safetensors"), &Device::Cpu)
         .unwrap()
         .card;
     let card_metrics = card.metrics.expect("card metrics");
     assert_eq!(card_metrics.split, "test");
-    assert_eq!(card_metrics.accuracy, metrics.test.accuracy);
+    assert_eq!(card_metrics.accuracy, test.accuracy);
     assert_eq!(card.input.size, 16);
     assert_eq!(card.network.parameters, metrics.parameters);
 }
@@ -417,12 +420,12 @@ fn one_epoch_on_the_sample_keeps_test_subjects_unseen() {
     let subjects =
         split.train.subjects.len() + split.val.subjects.len() + split.test.subjects.len();
     assert_eq!(subjects, 123);
-    assert_eq!(metrics.test.subjects, split.test.subjects.len());
-    assert_eq!(metrics.test.images, split.test.indices(&dataset).len());
+    let test = metrics.test.expect("test subjects");
+    assert_eq!(test.subjects, split.test.subjects.len());
+    assert_eq!(test.images, split.test.indices(&dataset).len());
     // The hand aspects of the 11K layout are reported.
-    assert!(!metrics.test.per_aspect.is_empty());
-    assert!(metrics
-        .test
+    assert!(!test.per_aspect.is_empty());
+    assert!(test
         .per_aspect
         .keys()
         .all(|a| hands_search::data::ASPECTS.contains(&a.as_str())));

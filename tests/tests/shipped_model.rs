@@ -36,6 +36,7 @@ fn card_metrics_are_what_eval_measures_on_the_test_subjects() {
         split_file: None,
         aspect: None,
         json: None,
+        predictions: None,
         batch: 64,
         device: "cpu".into(),
     })

@@ -35,11 +35,11 @@ mod hands;
 mod split;
 
 pub use aspect::{AspectFilter, ASPECTS};
-pub use augment::{normalise, Augment};
+pub use augment::{normalise, Augment, AugmentRecipe, ResizedCrop};
 pub use batch::{Batch, Epoch, Loader};
 pub use cache::{ChannelStats, ImageCache};
 pub use dataset::{Dataset, Sample, Source};
 pub use error::Error;
 pub use folder::{is_image_path, IMAGE_EXTENSIONS};
 pub use hands::{CSV_NAME, HANDS_LABELS};
-pub use split::{Fractions, Part, PartName, Split};
+pub use split::{Folds, Fractions, Part, PartName, Split};

@@ -16,6 +16,10 @@ const SPLIT_STREAM: u64 = 0;
 /// The ChaCha stream [`Part::halves`] draws from, so that it does not repeat the split's
 /// shuffle when given the same seed.
 const HALVES_STREAM: u64 = 1;
+/// The ChaCha stream [`Folds::new`] deals subjects from (stream 2 is the trainer's).
+const FOLDS_STREAM: u64 = 3;
+/// The ChaCha stream [`Folds::split`] carves validation subjects from.
+const FOLD_VAL_STREAM: u64 = 4;
 
 /// The share of subjects (per label) that goes to each part.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -231,6 +235,175 @@ impl Split {
             )));
         }
         Ok(())
+    }
+}
+
+/// K subject-disjoint folds for cross-validation, stratified by label and seeded, as
+/// recorded in a cross-validation run's `folds.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Folds {
+    /// The seed they were dealt with.
+    pub seed: u64,
+    /// The dataset's labels.
+    pub labels: Vec<String>,
+    /// The subjects of each fold, sorted.
+    pub folds: Vec<Vec<String>>,
+}
+
+impl Folds {
+    /// Deals the subjects of `dataset` into `k` folds: per label, the subjects (sorted) are
+    /// shuffled with ChaCha8 (`seed`) and dealt round-robin, each label continuing where the
+    /// previous one stopped, so that fold sizes differ by at most one subject and every fold
+    /// has `n_label / k` (rounded) subjects of each label. Refused when a label has fewer
+    /// than `k` subjects (a fold would test without that class).
+    pub fn new(dataset: &Dataset, k: usize, seed: u64) -> Result<Folds, Error> {
+        if k < 2 {
+            return Err(Error::Split(format!(
+                "cross-validation needs at least 2 folds, got {k}"
+            )));
+        }
+        let mut by_label: Vec<Vec<String>> = vec![Vec::new(); dataset.labels().len()];
+        for (subject, label) in dataset.subjects() {
+            by_label[label].push(subject);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(FOLDS_STREAM);
+        let mut folds: Vec<Vec<String>> = vec![Vec::new(); k];
+        let mut next = 0;
+        for (label, mut group) in by_label.into_iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            if group.len() < k {
+                return Err(Error::Split(format!(
+                    "{k} folds need at least {k} subjects of each label; {} has {}",
+                    dataset.labels()[label],
+                    group.len()
+                )));
+            }
+            group.sort();
+            group.shuffle(&mut rng);
+            for subject in group {
+                folds[next % k].push(subject);
+                next += 1;
+            }
+        }
+        for fold in &mut folds {
+            fold.sort();
+        }
+        Ok(Folds {
+            seed,
+            labels: dataset.labels().to_vec(),
+            folds,
+        })
+    }
+
+    /// The number of folds.
+    pub fn len(&self) -> usize {
+        self.folds.len()
+    }
+
+    /// Whether there are no folds (never, for folds from [`Folds::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.folds.is_empty()
+    }
+
+    /// The split of fold `fold`: its subjects are the test part; of the other folds'
+    /// subjects a share `val` (per label, seeded with `seed` and the fold) is the validation
+    /// part for model selection, the rest the training part.
+    pub fn split(
+        &self,
+        dataset: &Dataset,
+        fold: usize,
+        val: f64,
+        seed: u64,
+    ) -> Result<Split, Error> {
+        let test = self
+            .folds
+            .get(fold)
+            .ok_or_else(|| Error::Split(format!("fold {fold} of {}", self.folds.len())))?;
+        if !(0.0..1.0).contains(&val) {
+            return Err(Error::Split(format!(
+                "validation share {val} is not in [0, 1)"
+            )));
+        }
+        let rest: Vec<String> = self
+            .folds
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != fold)
+            .flat_map(|(_, subjects)| subjects.iter().cloned())
+            .collect();
+        let mut parts = stratified(
+            dataset,
+            &rest,
+            &[1.0 - val, val],
+            seed.wrapping_add(fold as u64),
+            FOLD_VAL_STREAM,
+        )?
+        .into_iter();
+        let kept = 1.0 - 1.0 / self.folds.len() as f64;
+        Ok(Split {
+            seed,
+            fractions: Fractions {
+                train: kept * (1.0 - val),
+                val: kept * val,
+                test: 1.0 - kept,
+            },
+            labels: dataset.labels().to_vec(),
+            train: Part::from_subjects(dataset, parts.next().expect("two parts")),
+            val: Part::from_subjects(dataset, parts.next().expect("two parts")),
+            test: Part::from_subjects(dataset, test.clone()),
+        })
+    }
+
+    /// Writes the folds as pretty JSON, atomically.
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let json = serde_json::to_string_pretty(self).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        hands_models::output::write_atomic(path, (json + "\n").as_bytes())?;
+        Ok(())
+    }
+
+    /// Reads folds written by [`Folds::save`] and checks them against `dataset`: the same
+    /// labels, every subject of the data in exactly one fold.
+    pub fn load(path: &Path, dataset: &Dataset) -> Result<Folds, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let folds: Folds = serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mismatch = |reason: String| Error::SplitMismatch {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if folds.labels != dataset.labels() {
+            return Err(mismatch(format!(
+                "labels {:?} but the data has {:?}",
+                folds.labels,
+                dataset.labels()
+            )));
+        }
+        let mut seen = BTreeSet::new();
+        let subjects = dataset.subjects();
+        for subject in folds.folds.iter().flatten() {
+            if !subjects.contains_key(subject) {
+                return Err(mismatch(format!("subject {subject} is not in the data")));
+            }
+            if !seen.insert(subject.as_str()) {
+                return Err(mismatch(format!("subject {subject} is in two folds")));
+            }
+        }
+        if seen.len() != subjects.len() {
+            return Err(mismatch(format!(
+                "the folds hold {} subjects, the data {}",
+                seen.len(),
+                subjects.len()
+            )));
+        }
+        Ok(folds)
     }
 }
 

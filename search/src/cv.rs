@@ -1,0 +1,706 @@
+//! The `cv` subcommand: K-fold cross-validation by subject. Each fold's subjects are the test
+//! part once; the network of each genotype is trained from scratch on the other folds'
+//! subjects (with model selection on a validation part carved from them, never on the test
+//! fold) and measured on the fold, with and without averaging over a horizontal flip. The
+//! majority class (of the training subjects) is measured on the same folds.
+//!
+//! The run folder holds `config.json` (the settings), `folds.json` (the subjects of each
+//! fold), `splits/fold-F.json` (the train / val / test split of fold F), one training run
+//! folder per genotype and fold (`GENOTYPE/fold-F/`, resumable like `train`'s) with its
+//! `test_predictions.csv` (every test image's probabilities, so that any figure can be
+//! recomputed) and `fold.json` (its figures), and at the end `cv.json` and `cv.md` (the
+//! table, mean ± standard deviation over the folds).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hands_models::card::{CrossValidation, MeanStd};
+use hands_models::Genotype;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{ChannelStats, Dataset, Folds, ImageCache, Loader, Split};
+use crate::device::parse_device;
+use crate::eval::{load_model, predict_probabilities, write_predictions, Evaluation};
+use crate::flags;
+use crate::outputs::{in_folder, Inputs};
+use crate::resume::changed_settings;
+use crate::train::{train, TrainArgs};
+
+/// Arguments of `hands-search cv`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
+pub struct CvArgs {
+    /// The training settings of every fold (`--genotype` is the genotype under test).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub train: TrainArgs,
+    /// A genotype to measure on the same folds with the same settings (repeatable): a
+    /// published name such as DARTS_V2, `random:SEED`, a search run folder or a file.
+    #[arg(long = "baseline")]
+    pub baselines: Vec<String>,
+    /// Number of folds (2 to 20).
+    #[arg(long, default_value_t = 5, value_parser = flags::usize_in(2..=20))]
+    pub folds: usize,
+    /// Share of each fold's training subjects held out (per label) for model selection.
+    #[arg(long, default_value_t = 0.15, value_parser = flags::fraction)]
+    pub val_share: f64,
+    /// End this invocation after this many fold trainings have finished; continue with
+    /// --resume.
+    #[arg(long)]
+    #[serde(skip)]
+    pub stop_after_runs: Option<usize>,
+}
+
+impl CvArgs {
+    /// The run folder: --out, else `runs/cv-<genotype>`.
+    pub fn out_dir(&self) -> PathBuf {
+        self.train.out.clone().unwrap_or_else(|| {
+            PathBuf::from("runs").join(format!("cv-{}", slug(&self.train.genotype)))
+        })
+    }
+
+    /// The genotypes measured: the one under test, then the baselines.
+    pub fn genotypes(&self) -> Vec<String> {
+        std::iter::once(self.train.genotype.clone())
+            .chain(self.baselines.iter().cloned())
+            .collect()
+    }
+}
+
+/// A folder name for a genotype argument: a published name or `random-SEED` as it is, a
+/// path by its last component.
+fn slug(genotype: &str) -> String {
+    let name = Path::new(genotype).file_stem().map_or_else(
+        || genotype.to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let name = if name == "genotype" {
+        Path::new(genotype)
+            .parent()
+            .and_then(Path::file_name)
+            .map_or(name.clone(), |p| p.to_string_lossy().into_owned())
+    } else {
+        name
+    };
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The figures of one fold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoldFigures {
+    /// Fraction of test images classified correctly.
+    pub accuracy: f64,
+    /// Mean per-class accuracy.
+    pub mean_class_accuracy: f64,
+    /// Accuracy per label.
+    pub per_class: BTreeMap<String, f64>,
+    /// Accuracy per side of the hand (`dorsal`, `palmar`), where the data records aspects.
+    pub per_side: BTreeMap<String, f64>,
+}
+
+impl FoldFigures {
+    /// The figures of an evaluation.
+    pub fn of(evaluation: &Evaluation) -> FoldFigures {
+        let mut sides: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for (aspect, group) in &evaluation.per_aspect {
+            let side = aspect
+                .split_whitespace()
+                .next()
+                .unwrap_or(aspect)
+                .to_string();
+            let entry = sides.entry(side).or_default();
+            entry.0 += group.images;
+            entry.1 += group.correct;
+        }
+        FoldFigures {
+            accuracy: evaluation.accuracy,
+            mean_class_accuracy: evaluation.mean_class_accuracy,
+            per_class: evaluation
+                .per_class
+                .iter()
+                .map(|(label, g)| (label.clone(), g.accuracy))
+                .collect(),
+            per_side: sides
+                .into_iter()
+                .map(|(side, (images, correct))| (side, correct as f64 / images.max(1) as f64))
+                .collect(),
+        }
+    }
+}
+
+/// One fold of one genotype: `fold.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoldResult {
+    /// The fold (0-based).
+    pub fold: usize,
+    /// Test images and subjects.
+    pub test_images: usize,
+    /// Test subjects.
+    pub test_subjects: usize,
+    /// The epoch selected on the validation subjects.
+    pub selected_epoch: usize,
+    /// Learnable parameters of the network (0 for the majority class).
+    pub parameters: usize,
+    /// Training seconds.
+    pub train_seconds: f64,
+    /// The plain forward pass.
+    pub plain: FoldFigures,
+    /// Averaged over the image and its mirror image.
+    pub flip: FoldFigures,
+}
+
+/// Mean ± std of the figures of one genotype over the folds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Accuracy.
+    pub accuracy: MeanStd,
+    /// Mean per-class accuracy.
+    pub mean_class_accuracy: MeanStd,
+    /// Per label.
+    pub per_class: BTreeMap<String, MeanStd>,
+    /// Per side of the hand.
+    pub per_side: BTreeMap<String, MeanStd>,
+}
+
+impl Summary {
+    fn of<'a>(folds: impl Iterator<Item = &'a FoldFigures> + Clone) -> Summary {
+        let spread = |f: &dyn Fn(&FoldFigures) -> Option<f64>| {
+            MeanStd::of(&folds.clone().filter_map(f).collect::<Vec<f64>>())
+        };
+        let keys = |f: &dyn Fn(&FoldFigures) -> Vec<String>| -> BTreeSet<String> {
+            folds.clone().flat_map(f).collect()
+        };
+        Summary {
+            accuracy: spread(&|f| Some(f.accuracy)),
+            mean_class_accuracy: spread(&|f| Some(f.mean_class_accuracy)),
+            per_class: keys(&|f| f.per_class.keys().cloned().collect())
+                .into_iter()
+                .map(|k| {
+                    let s = spread(&|f| f.per_class.get(&k).copied());
+                    (k, s)
+                })
+                .collect(),
+            per_side: keys(&|f| f.per_side.keys().cloned().collect())
+                .into_iter()
+                .map(|k| {
+                    let s = spread(&|f| f.per_side.get(&k).copied());
+                    (k, s)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One row of the table: a genotype (or the majority class) on every fold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// What was measured: the genotype argument, or `majority class`.
+    pub name: String,
+    /// Learnable parameters of the network (0 for the majority class).
+    pub parameters: usize,
+    /// Each fold.
+    pub folds: Vec<FoldResult>,
+    /// The plain forward pass over the folds.
+    pub plain: Summary,
+    /// With flip averaging.
+    pub flip: Summary,
+}
+
+impl Row {
+    fn new(name: String, folds: Vec<FoldResult>) -> Row {
+        Row {
+            parameters: folds.first().map_or(0, |f| f.parameters),
+            plain: Summary::of(folds.iter().map(|f| &f.plain)),
+            flip: Summary::of(folds.iter().map(|f| &f.flip)),
+            name,
+            folds,
+        }
+    }
+}
+
+/// `cv.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CvReport {
+    /// How the figures were made, in words.
+    pub protocol: String,
+    /// Number of folds.
+    pub folds: usize,
+    /// The seed of the folds, splits and training.
+    pub seed: u64,
+    /// The data.
+    pub data: String,
+    /// Images and subjects of the data.
+    pub images: usize,
+    /// Subjects of the data.
+    pub subjects: usize,
+    /// The majority class first, then each genotype.
+    pub rows: Vec<Row>,
+}
+
+impl CvReport {
+    /// The table in Markdown: one row per genotype, mean ± std over the folds.
+    pub fn table(&self) -> String {
+        let labels: Vec<String> = self
+            .rows
+            .iter()
+            .flat_map(|r| r.plain.per_class.keys().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let sides: Vec<String> = self
+            .rows
+            .iter()
+            .flat_map(|r| r.plain.per_side.keys().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut out = String::new();
+        let mut header = vec![
+            "".to_string(),
+            "parameters".into(),
+            "accuracy".into(),
+            "mean per-class".into(),
+        ];
+        header.extend(labels.iter().cloned());
+        header.extend(sides.iter().cloned());
+        header.push("mean per-class, flip TTA".into());
+        let _ = writeln!(out, "| {} |", header.join(" | "));
+        let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+        for row in &self.rows {
+            let mut cells = vec![
+                row.name.clone(),
+                row.parameters.to_string(),
+                row.plain.accuracy.to_string(),
+                row.plain.mean_class_accuracy.to_string(),
+            ];
+            let get = |m: &BTreeMap<String, MeanStd>, k: &String| {
+                m.get(k).map_or("-".to_string(), MeanStd::to_string)
+            };
+            cells.extend(labels.iter().map(|l| get(&row.plain.per_class, l)));
+            cells.extend(sides.iter().map(|s| get(&row.plain.per_side, s)));
+            cells.push(row.flip.mean_class_accuracy.to_string());
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
+        out
+    }
+}
+
+impl CvReport {
+    /// The row of `genotype` as a model card's cross-validation section (with the
+    /// majority class's accuracy on the same folds).
+    pub fn card_section(&self, genotype: &str) -> Option<CrossValidation> {
+        let row = self.rows.iter().find(|r| r.name == genotype)?;
+        let majority = self.rows.iter().find(|r| r.name == MAJORITY)?;
+        Some(CrossValidation {
+            folds: self.folds,
+            protocol: self.protocol.clone(),
+            images: self.images,
+            subjects: self.subjects,
+            accuracy: row.plain.accuracy,
+            mean_class_accuracy: row.plain.mean_class_accuracy,
+            per_class: row.plain.per_class.clone(),
+            per_side: row.plain.per_side.clone(),
+            majority_accuracy: majority.plain.accuracy,
+        })
+    }
+}
+
+/// The name of the majority-class row.
+pub const MAJORITY: &str = "majority class";
+
+/// What a cross-validation invocation produced.
+#[derive(Debug)]
+pub struct CvOutcome {
+    /// The run folder.
+    pub out: PathBuf,
+    /// The report, when every fold of every genotype is done.
+    pub report: Option<CvReport>,
+}
+
+/// The files a cross-validation run writes in its folder (besides the fold runs).
+const RUN_FILES: [&str; 5] = ["config.json", "folds.json", "splits", "cv.json", "cv.md"];
+
+/// `hands-search cv`.
+pub fn run_cv(args: &CvArgs) -> Result<()> {
+    let outcome = cross_validate(args)?;
+    match &outcome.report {
+        Some(report) => {
+            print!("{}", report.table());
+            eprintln!(
+                "written: {}, {}",
+                outcome.out.join("cv.json").display(),
+                outcome.out.join("cv.md").display()
+            );
+        }
+        None => eprintln!(
+            "stopped after --stop-after-runs; continue with: hands-search cv --resume --out {}",
+            outcome.out.display()
+        ),
+    }
+    Ok(())
+}
+
+/// Cross-validates as `hands-search cv` does and returns what it produced.
+pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
+    let out = cli.out_dir();
+    let config_path = out.join("config.json");
+    let args = if cli.train.resume {
+        let text = std::fs::read_to_string(&config_path)
+            .with_context(|| format!("cannot resume: cannot read {}", config_path.display()))?;
+        let stored: CvArgs = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a cross-validation config", config_path.display()))?;
+        let ignore = [
+            "resume",
+            "out",
+            "device",
+            "extend_epochs",
+            "allow_unfinished",
+        ];
+        let changes = changed_settings(&stored, cli, cli.train.explicit.as_deref(), &ignore)?;
+        if !changes.is_empty() {
+            let list: Vec<String> = changes.iter().map(ToString::to_string).collect();
+            bail!(
+                "{} was started with other settings: {} (start a new --out to change them)",
+                out.display(),
+                list.join("; ")
+            );
+        }
+        let mut args = stored;
+        args.train.resume = true;
+        args.train.device = cli.train.device.clone();
+        args.stop_after_runs = cli.stop_after_runs;
+        eprintln!("resuming cross-validation {}", out.display());
+        args
+    } else {
+        if config_path.exists() {
+            bail!(
+                "{} already holds a cross-validation: pass --resume to continue it, or choose \
+                 another --out",
+                out.display()
+            );
+        }
+        cli.clone()
+    };
+    args.train.check()?;
+    if args.train.split_file.is_some() {
+        bail!("cv draws its own folds: --split-file cannot be given");
+    }
+    if args.train.stop_after.is_some() {
+        bail!("cv runs whole trainings: use --stop-after-runs instead of --stop-after");
+    }
+    if args.train.cross_validation.is_some() {
+        bail!("--cross-validation names the figures of a final training, not of cv");
+    }
+    let genotypes = args.genotypes();
+    let mut slugs = BTreeMap::new();
+    for genotype in &genotypes {
+        Genotype::resolve(genotype)
+            .with_context(|| format!("--genotype / --baseline {genotype}"))?;
+        if let Some(other) = slugs.insert(slug(genotype), genotype) {
+            bail!(
+                "{other} and {genotype} would share the folder {}",
+                slug(genotype)
+            );
+        }
+    }
+
+    let dataset = Dataset::load(&args.train.data, &args.train.aspect)?;
+    let mut inputs = Inputs::of_data(&args.train.data, &dataset);
+    for genotype in &genotypes {
+        inputs.add(Path::new(genotype));
+    }
+    inputs.check(in_folder(&out, &RUN_FILES))?;
+    inputs.check(slugs.keys().map(|s| out.join(s)))?;
+    std::fs::create_dir_all(out.join("splits"))
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    let folds_path = out.join("folds.json");
+    let folds = if args.train.resume {
+        Folds::load(&folds_path, &dataset)?
+    } else {
+        let folds = Folds::new(&dataset, args.folds, args.train.seed)?;
+        folds.save(&folds_path)?;
+        hands_models::output::write_atomic(
+            &config_path,
+            (serde_json::to_string_pretty(&args)? + "\n").as_bytes(),
+        )?;
+        folds
+    };
+    let mut splits = Vec::with_capacity(folds.len());
+    for fold in 0..folds.len() {
+        let path = out.join("splits").join(format!("fold-{fold}.json"));
+        let split = if path.exists() {
+            let split = Split::load(&path)?;
+            split.check(&dataset, &path)?;
+            split
+        } else {
+            let split = folds.split(&dataset, fold, args.val_share, args.train.seed)?;
+            split.save(&path)?;
+            split
+        };
+        splits.push((split, path));
+    }
+    eprintln!(
+        "{}: {} images of {} subjects in {} folds of {} subjects; {} genotype(s)",
+        args.train.data.display(),
+        dataset.len(),
+        dataset.subjects().len(),
+        folds.len(),
+        folds
+            .folds
+            .iter()
+            .map(|f| f.len().to_string())
+            .collect::<Vec<_>>()
+            .join("/"),
+        genotypes.len()
+    );
+
+    let device = parse_device(&args.train.device)?;
+    let mut cache: Option<ImageCache> = None;
+    let mut trained = 0usize;
+    let mut rows = vec![majority_row(&dataset, &splits)];
+    for genotype in &genotypes {
+        let mut results = Vec::with_capacity(folds.len());
+        for (fold, (split, split_path)) in splits.iter().enumerate() {
+            let dir = out.join(slug(genotype)).join(format!("fold-{fold}"));
+            let result_path = dir.join("fold.json");
+            if result_path.is_file() {
+                let text = std::fs::read_to_string(&result_path)
+                    .with_context(|| format!("cannot read {}", result_path.display()))?;
+                results
+                    .push(serde_json::from_str(&text).with_context(|| {
+                        format!("{}: not a fold result", result_path.display())
+                    })?);
+                continue;
+            }
+            if args.stop_after_runs.is_some_and(|n| trained >= n) {
+                return Ok(CvOutcome { out, report: None });
+            }
+            eprintln!("== {genotype}, fold {fold} of {}", folds.len());
+            let mut fold_args = args.train.clone();
+            fold_args.genotype = genotype.clone();
+            fold_args.split_file = Some(split_path.clone());
+            fold_args.out = Some(dir.clone());
+            fold_args.resume = dir.join("checkpoint.safetensors").is_file();
+            fold_args.extend_epochs = false;
+            fold_args.explicit = None;
+            let outcome = train(&fold_args)?;
+            let metrics = outcome
+                .metrics
+                .with_context(|| format!("{}: the training did not finish", dir.display()))?;
+            let cache = match &mut cache {
+                Some(cache) => &*cache,
+                None => cache.insert(ImageCache::build(&dataset, args.train.size)?),
+            };
+            let result = measure_fold(
+                &dataset,
+                cache,
+                split,
+                fold,
+                &dir,
+                metrics.selected_epoch,
+                metrics.train_seconds,
+                args.train.batch,
+                &device,
+            )?;
+            hands_models::output::write_atomic(
+                &result_path,
+                (serde_json::to_string_pretty(&result)? + "\n").as_bytes(),
+            )?;
+            eprintln!(
+                "fold {fold}: mean per-class accuracy {:.4} (flip TTA {:.4})",
+                result.plain.mean_class_accuracy, result.flip.mean_class_accuracy
+            );
+            results.push(result);
+            trained += 1;
+        }
+        rows.push(Row::new(genotype.clone(), results));
+    }
+
+    let report = CvReport {
+        protocol: format!(
+            "{}-fold cross-validation by subject (stratified by label, seed {}); each fold \
+             trained from scratch on the other folds' subjects, the epoch selected on a \
+             validation share of {} of those subjects by mean per-class accuracy, measured on \
+             the fold's subjects only",
+            folds.len(),
+            args.train.seed,
+            args.val_share
+        ),
+        folds: folds.len(),
+        seed: args.train.seed,
+        data: args.train.data.display().to_string(),
+        images: dataset.len(),
+        subjects: dataset.subjects().len(),
+        rows,
+    };
+    hands_models::output::write_atomic(
+        &out.join("cv.json"),
+        (serde_json::to_string_pretty(&report)? + "\n").as_bytes(),
+    )?;
+    hands_models::output::write_atomic(&out.join("cv.md"), report.table().as_bytes())?;
+    Ok(CvOutcome {
+        out,
+        report: Some(report),
+    })
+}
+
+/// The cross-validated figures of a training's recipe: the row of `genotype` in the
+/// finished cross-validation run `dir`, whose training settings must be those of `args`
+/// (the genotype, run folder, split, seed, device and resume settings aside) on the same
+/// data.
+pub fn recipe_figures(
+    dir: &Path,
+    args: &TrainArgs,
+    genotype: &Genotype,
+) -> Result<CrossValidation> {
+    let read = |name: &str| -> Result<String> {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "--cross-validation {}: cannot read {} (is it a finished `hands-search cv` run?)",
+                dir.display(),
+                path.display()
+            )
+        })
+    };
+    let config: CvArgs = serde_json::from_str(&read("config.json")?)
+        .with_context(|| format!("{}: not a cross-validation config", dir.display()))?;
+    let report: CvReport = serde_json::from_str(&read("cv.json")?)
+        .with_context(|| format!("{}: not a cross-validation report", dir.display()))?;
+    let ignore = [
+        "genotype",
+        "out",
+        "resume",
+        "extend_epochs",
+        "allow_unfinished",
+        "split_file",
+        "test_share",
+        "cross_validation",
+        "seed",
+        "device",
+    ];
+    let changes = changed_settings(&config.train, args, None, &ignore)?;
+    if !changes.is_empty() {
+        let list: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        bail!(
+            "--cross-validation {}: it measured other settings than this training's: {}",
+            dir.display(),
+            list.join("; ")
+        );
+    }
+    let row = config
+        .genotypes()
+        .into_iter()
+        .find(|name| Genotype::resolve(name).is_ok_and(|g| g == *genotype))
+        .with_context(|| {
+            format!(
+                "--cross-validation {}: none of its genotypes ({}) is {}",
+                dir.display(),
+                config.genotypes().join(", "),
+                args.genotype
+            )
+        })?;
+    report
+        .card_section(&row)
+        .with_context(|| format!("{}: cv.json has no row {row}", dir.display()))
+}
+
+/// The majority class of each fold's training subjects, answered for every test image.
+fn majority_row(dataset: &Dataset, splits: &[(Split, PathBuf)]) -> Row {
+    let folds = splits
+        .iter()
+        .enumerate()
+        .map(|(fold, (split, _))| {
+            let majority = (0..split.train.label_images.len())
+                .max_by_key(|&c| (split.train.label_images[c], std::cmp::Reverse(c)))
+                .unwrap_or(0);
+            let test = split.test.indices(dataset);
+            let evaluation = Evaluation::from_predictions(
+                "test",
+                dataset,
+                &test,
+                &vec![majority; test.len()],
+                0.0,
+            );
+            let figures = FoldFigures::of(&evaluation);
+            FoldResult {
+                fold,
+                test_images: evaluation.images,
+                test_subjects: evaluation.subjects,
+                selected_epoch: 0,
+                parameters: 0,
+                train_seconds: 0.0,
+                plain: figures.clone(),
+                flip: figures,
+            }
+        })
+        .collect();
+    Row::new(MAJORITY.to_string(), folds)
+}
+
+/// Measures the model a fold's training wrote on the fold's test subjects, writes
+/// `test_predictions.csv` beside it and returns the fold's figures.
+#[allow(clippy::too_many_arguments)]
+fn measure_fold(
+    dataset: &Dataset,
+    cache: &ImageCache,
+    split: &Split,
+    fold: usize,
+    dir: &Path,
+    selected_epoch: usize,
+    train_seconds: f64,
+    batch: usize,
+    device: &candle_core::Device,
+) -> Result<FoldResult> {
+    let model = load_model(&dir.join("model.safetensors"), device)?;
+    let stats = ChannelStats {
+        mean: model.card.input.mean,
+        std: model.card.input.std,
+    };
+    let loader = Loader::new(cache, stats, batch, device);
+    let test = split.test.indices(dataset);
+    let probabilities = predict_probabilities(&model.network, &loader, &test, "test", true)?;
+    write_predictions(&dir.join("test_predictions.csv"), dataset, &probabilities)?;
+    let indices: Vec<usize> = probabilities.iter().map(|p| p.index).collect();
+    let plain: Vec<&[f32]> = probabilities.iter().map(|p| p.plain.as_slice()).collect();
+    let flip: Vec<&[f32]> = probabilities
+        .iter()
+        .filter_map(|p| p.flip_mean.as_deref())
+        .collect();
+    let plain = Evaluation::from_probabilities("test", dataset, &indices, &plain);
+    let flip = Evaluation::from_probabilities("test", dataset, &indices, &flip);
+    Ok(FoldResult {
+        fold,
+        test_images: plain.images,
+        test_subjects: plain.subjects,
+        selected_epoch,
+        parameters: model.card.network.parameters,
+        train_seconds,
+        plain: FoldFigures::of(&plain),
+        flip: FoldFigures::of(&flip),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_name_genotypes() {
+        assert_eq!(slug("DARTS_V2"), "DARTS_V2");
+        assert_eq!(slug("random:3"), "random-3");
+        assert_eq!(slug("runs/pcdarts-15"), "pcdarts-15");
+        assert_eq!(slug("runs/pcdarts-15/genotype.json"), "pcdarts-15");
+        assert_eq!(slug("models/pretrained/genotype.json"), "pretrained");
+    }
+}

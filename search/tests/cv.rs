@@ -1,0 +1,363 @@
+//! Cross-validation by subject: the folds, the recipe's class weighting and augmentation,
+//! flip averaging, and a tiny `cv` run that is stopped and resumed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use hands_search::cv::{cross_validate, CvArgs, CvReport, FoldResult};
+use hands_search::data::{
+    Augment, ChannelStats, Dataset, Folds, ImageCache, Loader, PartName, Sample, Source, Split,
+};
+use hands_search::eval::load_model;
+use hands_search::eval::{argmax, mirror};
+use hands_search::train::{cross_entropy, train, ClassWeight, TrainArgs};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// A dataset of `females` and `males` subjects with three images each (no files behind it).
+fn subjects_dataset(females: usize, males: usize) -> Dataset {
+    let mut samples = Vec::new();
+    for (label, count) in [(0, females), (1, males)] {
+        for s in 0..count {
+            for image in 0..3 {
+                samples.push(Sample {
+                    path: PathBuf::from(format!("/nowhere/{label}-{s}-{image}.jpg")),
+                    subject: format!("{label}{s:03}"),
+                    label,
+                    aspect: Some(
+                        if image % 2 == 0 {
+                            "dorsal left"
+                        } else {
+                            "palmar right"
+                        }
+                        .into(),
+                    ),
+                });
+            }
+        }
+    }
+    Dataset::from_samples(
+        Source::Folder {
+            root: PathBuf::from("/nowhere"),
+        },
+        vec!["female".into(), "male".into()],
+        samples,
+    )
+    .unwrap()
+}
+
+#[test]
+fn folds_are_subject_disjoint_stratified_and_deterministic() {
+    let dataset = subjects_dataset(41, 22);
+    let folds = Folds::new(&dataset, 5, 3).unwrap();
+    assert_eq!(folds.len(), 5);
+    let subjects = dataset.subjects();
+    let mut seen = BTreeSet::new();
+    for fold in &folds.folds {
+        for subject in fold {
+            assert!(seen.insert(subject.clone()), "{subject} in two folds");
+        }
+        // Stratified: 41 / 5 and 22 / 5 subjects per label, rounded either way.
+        let females = fold.iter().filter(|s| subjects[*s] == 0).count();
+        let males = fold.len() - females;
+        assert!((8..=9).contains(&females), "{females} female subjects");
+        assert!((4..=5).contains(&males), "{males} male subjects");
+    }
+    assert_eq!(seen.len(), subjects.len());
+    let sizes: Vec<usize> = folds.folds.iter().map(Vec::len).collect();
+    assert!(
+        sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+        "{sizes:?}"
+    );
+    assert_eq!(folds, Folds::new(&dataset, 5, 3).unwrap());
+    assert_ne!(folds, Folds::new(&dataset, 5, 4).unwrap());
+}
+
+#[test]
+fn each_fold_tests_on_its_subjects_and_selects_on_others() {
+    let dataset = subjects_dataset(41, 22);
+    let folds = Folds::new(&dataset, 5, 0).unwrap();
+    let mut tested = BTreeSet::new();
+    for fold in 0..folds.len() {
+        let split = folds.split(&dataset, fold, 0.15, 0).unwrap();
+        assert_eq!(split.test.subjects, folds.folds[fold]);
+        let mut seen = BTreeSet::new();
+        for part in [PartName::Train, PartName::Val, PartName::Test] {
+            for subject in &split.part(part).subjects {
+                assert!(seen.insert(subject.clone()), "{subject} in two parts");
+            }
+        }
+        assert_eq!(seen.len(), 63);
+        // Both labels in the validation part (15% of 33 and of 18 subjects).
+        assert!(
+            split.val.label_images.iter().all(|&n| n > 0),
+            "{:?}",
+            split.val
+        );
+        split.check(&dataset, Path::new("fold.json")).unwrap();
+        tested.extend(split.test.subjects.iter().cloned());
+    }
+    assert_eq!(tested.len(), 63, "every subject is tested exactly once");
+}
+
+#[test]
+fn folds_need_enough_subjects_of_each_label() {
+    let dataset = subjects_dataset(10, 3);
+    let err = Folds::new(&dataset, 5, 0).unwrap_err().to_string();
+    assert!(err.contains("male has 3"), "{err}");
+}
+
+#[test]
+fn balanced_class_weights_equalise_the_classes() {
+    let weights = ClassWeight::Balanced.weights(&[30, 10]).unwrap();
+    assert!((weights[0] - 40.0 / 60.0).abs() < 1e-6 && (weights[1] - 2.0).abs() < 1e-6);
+    // Each class's total weight is the same.
+    assert!((30.0 * weights[0] - 10.0 * weights[1]).abs() < 1e-4);
+    assert_eq!(ClassWeight::None.weights(&[30, 10]), None);
+    assert_eq!(ClassWeight::Balanced.weights(&[5, 0]).unwrap()[1], 0.0);
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+#[test]
+fn weighted_cross_entropy_is_torchs_weighted_mean() {
+    let device = Device::Cpu;
+    let rows = [[2.0f64, -1.0], [0.5, 0.3], [-1.0, 1.5], [0.0, 0.2]];
+    let labels = [0u32, 1, 1, 0];
+    let weights = [0.5f64, 2.0];
+    let logits = Tensor::new(&rows, &device).unwrap();
+    let label_t = Tensor::new(&labels, &device).unwrap();
+    let weight_t = Tensor::new(&weights, &device).unwrap();
+    for eps in [0.0, 0.1] {
+        // (sum_i (1 - eps) w_y nll_i + eps mean_k(w_k * -log p_ik)) / sum_i w_y, as PyTorch.
+        let (mut sum, mut norm) = (0.0, 0.0);
+        for (row, &y) in rows.iter().zip(&labels) {
+            let lse = (row[0].exp() + row[1].exp()).ln();
+            let nll = |k: usize| lse - row[k];
+            let w = weights[y as usize];
+            sum += (1.0 - eps) * w * nll(y as usize)
+                + eps * (weights[0] * nll(0) + weights[1] * nll(1)) / 2.0;
+            norm += w;
+        }
+        let got = scalar(&cross_entropy(&logits, &label_t, eps, Some(&weight_t)).unwrap());
+        assert!(
+            (got - sum / norm).abs() < 1e-9,
+            "eps {eps}: {got} vs {}",
+            sum / norm
+        );
+        // Equal weights are the plain mean.
+        let ones = Tensor::new(&[1.0f64, 1.0], &device).unwrap();
+        let plain = scalar(&cross_entropy(&logits, &label_t, eps, None).unwrap());
+        let equal = scalar(&cross_entropy(&logits, &label_t, eps, Some(&ones)).unwrap());
+        assert!((plain - equal).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn photo_augmentation_keeps_labels_and_repeats_per_seed() {
+    let size = 12u32;
+    let n = 10;
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let pixels: Vec<u8> = (0..n * 3 * (size * size) as usize)
+        .map(|_| rand::Rng::random_range(&mut rng, 0..=255))
+        .collect();
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
+    let cache = ImageCache::from_raw(size, pixels, labels.clone()).unwrap();
+    let stats = ChannelStats {
+        mean: [0.5; 3],
+        std: [0.25; 3],
+    };
+    let device = Device::Cpu;
+    let loader = Loader::new(&cache, stats, 4, &device)
+        .augment(Augment::photo().with_cutout(4))
+        .shuffle(true);
+    let epoch = |seed: u64| -> Vec<(Vec<usize>, Vec<u32>, Vec<f32>)> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        loader
+            .epoch(&(0..n).collect::<Vec<_>>(), &mut rng)
+            .map(|b| {
+                let b = b.unwrap();
+                let images = b.images.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                (b.indices, b.labels.to_vec1::<u32>().unwrap(), images)
+            })
+            .collect()
+    };
+    let first = epoch(1);
+    for (indices, batch_labels, images) in &first {
+        let expected: Vec<u32> = indices.iter().map(|&i| labels[i]).collect();
+        assert_eq!(batch_labels, &expected, "labels follow their images");
+        assert!(images.iter().all(|v| v.is_finite()));
+    }
+    assert_eq!(first, epoch(1));
+    assert_ne!(first, epoch(2));
+}
+
+#[test]
+fn mirror_reverses_columns() {
+    let x = Tensor::arange(0f32, 24.0, &Device::Cpu)
+        .unwrap()
+        .reshape((1, 2, 3, 4))
+        .unwrap();
+    let m = mirror(&x)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap();
+    assert_eq!(m[0][0], [3.0, 2.0, 1.0, 0.0]);
+    assert_eq!(m[1][2], [23.0, 22.0, 21.0, 20.0]);
+    assert_eq!(argmax(&[0.2, 0.7, 0.7]), 1);
+}
+
+/// A class-folder dataset of `per_class` synthetic 24x24 PNGs per class: reddish `female`,
+/// bluish `male`, with noise (each image its own subject).
+fn synthetic_dataset(root: &Path, per_class: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for (label, base) in [("female", [180u8, 60, 60]), ("male", [60u8, 60, 180])] {
+        let dir = root.join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class {
+            let image = image::RgbImage::from_fn(24, 24, |_, _| {
+                image::Rgb(base.map(|c| c.saturating_add(rand::Rng::random_range(&mut rng, 0..60))))
+            });
+            image.save(dir.join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+fn tiny_cv(data: &Path, out: &Path) -> CvArgs {
+    let mut train = TrainArgs::new(data, "DARTS_V2");
+    train.out = Some(out.to_path_buf());
+    train.init_channels = 4;
+    train.layers = 3;
+    train.size = 16;
+    train.epochs = 2;
+    train.batch = 4;
+    train.cutout = 4;
+    train.seed = 7;
+    CvArgs {
+        train,
+        baselines: vec!["random:1".into()],
+        folds: 2,
+        val_share: 0.25,
+        stop_after_runs: None,
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn tiny_cross_validation_stops_resumes_and_keeps_its_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_dataset(&data, 8);
+    let out = dir.path().join("cv");
+
+    let mut args = tiny_cv(&data, &out);
+    args.stop_after_runs = Some(1);
+    let stopped = cross_validate(&args).unwrap();
+    assert!(stopped.report.is_none());
+    let first: FoldResult = read_json(&out.join("DARTS_V2/fold-0/fold.json"));
+    assert!(!out.join("DARTS_V2/fold-1/fold.json").exists());
+    // A second start without --resume is refused; --resume continues.
+    let err = format!("{:#}", cross_validate(&tiny_cv(&data, &out)).unwrap_err());
+    assert!(err.contains("--resume"), "{err}");
+    let mut resume = tiny_cv(&data, &out);
+    resume.train.resume = true;
+    let report = cross_validate(&resume).unwrap().report.expect("finished");
+    assert_eq!(report, read_json::<CvReport>(&out.join("cv.json")));
+    assert!(std::fs::read_to_string(out.join("cv.md"))
+        .unwrap()
+        .contains("| majority class |"));
+
+    let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["majority class", "DARTS_V2", "random:1"]);
+    assert_eq!(
+        report.rows[1].folds[0], first,
+        "the finished fold was not trained again"
+    );
+    let majority = &report.rows[0];
+    for fold in &majority.folds {
+        assert_eq!(
+            fold.plain.mean_class_accuracy, 0.5,
+            "one class always right"
+        );
+    }
+    // Every image is tested once over the folds, and the kept predictions give the figures.
+    let folds: Folds = read_json(&out.join("folds.json"));
+    let dataset = Dataset::load(&data, &hands_search::data::AspectFilter::All).unwrap();
+    for row in &report.rows[1..] {
+        assert_eq!(
+            row.folds.iter().map(|f| f.test_images).sum::<usize>(),
+            dataset.len()
+        );
+        for fold in &row.folds {
+            let slug = if row.name == "random:1" {
+                "random-1"
+            } else {
+                "DARTS_V2"
+            };
+            let csv = out.join(format!("{slug}/fold-{}/test_predictions.csv", fold.fold));
+            let mut reader = csv::Reader::from_path(&csv).unwrap();
+            let mut per_label: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+            for record in reader.records() {
+                let record = record.unwrap();
+                let p = [
+                    record[4].parse::<f32>().unwrap(),
+                    record[5].parse::<f32>().unwrap(),
+                ];
+                assert!((p[0] + p[1] - 1.0).abs() < 1e-4);
+                let predicted = ["female", "male"][argmax(&p)];
+                let entry = per_label.entry(record[2].to_string()).or_default();
+                entry.0 += 1;
+                entry.1 += usize::from(predicted == &record[2]);
+            }
+            assert_eq!(
+                per_label.values().map(|v| v.0).sum::<usize>(),
+                fold.test_images
+            );
+            let mean = per_label
+                .values()
+                .map(|(n, c)| *c as f64 / *n as f64)
+                .sum::<f64>()
+                / per_label.len() as f64;
+            assert!((mean - fold.plain.mean_class_accuracy).abs() < 1e-9);
+            assert_eq!(fold.test_subjects, folds.folds[fold.fold].len());
+        }
+    }
+
+    // A final training on every subject with the same recipe carries the figures in its
+    // card; one with other settings is refused.
+    let mut last = tiny_cv(&data, &out).train;
+    last.out = Some(dir.path().join("final"));
+    last.test_share = 0.0;
+    last.cross_validation = Some(out.clone());
+    let mut other = last.clone();
+    other.epochs = 3;
+    other.out = Some(dir.path().join("other"));
+    let err = format!("{:#}", train(&other).unwrap_err());
+    assert!(err.contains("--epochs: stored 2, given 3"), "{err}");
+    let metrics = train(&last).unwrap().metrics.expect("finished");
+    assert!(metrics.test.is_none(), "no test subjects");
+    let card = load_model(&dir.path().join("final/model.safetensors"), &Device::Cpu)
+        .unwrap()
+        .card;
+    assert!(card.metrics.is_none());
+    let section = card.cross_validation.expect("cross-validated figures");
+    assert_eq!(Some(section.clone()), report.card_section("DARTS_V2"));
+    assert_eq!(
+        section.mean_class_accuracy,
+        report.rows[1].plain.mean_class_accuracy
+    );
+    assert_eq!(section.majority_accuracy, report.rows[0].plain.accuracy);
+    let split: Split = read_json(&dir.path().join("final/split.json"));
+    assert!(split.test.subjects.is_empty() && !split.val.subjects.is_empty());
+}
