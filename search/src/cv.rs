@@ -26,7 +26,7 @@ use crate::device::parse_device;
 use crate::eval::{load_model, predict_probabilities, write_predictions, Evaluation};
 use crate::flags;
 use crate::outputs::{in_folder, Inputs};
-use crate::resume::changed_settings;
+use crate::resume::{self, changed_settings};
 use crate::train::{train, TrainArgs};
 
 /// Arguments of `hands-search cv`.
@@ -359,21 +359,18 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
             .with_context(|| format!("cannot resume: cannot read {}", config_path.display()))?;
         let stored: CvArgs = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a cross-validation config", config_path.display()))?;
-        let ignore = [
-            "resume",
-            "out",
-            "device",
-            "extend_epochs",
-            "allow_unfinished",
-        ];
-        let changes = changed_settings(&stored, cli, cli.train.explicit.as_deref(), &ignore)?;
+        let changes = changed_settings(
+            &stored,
+            cli,
+            cli.train.explicit.as_deref(),
+            &resume::PER_INVOCATION,
+        )?;
         if !changes.is_empty() {
-            let list: Vec<String> = changes.iter().map(ToString::to_string).collect();
-            bail!(
-                "{} was started with other settings: {} (start a new --out to change them)",
-                out.display(),
-                list.join("; ")
-            );
+            return Err(resume::refusal(
+                &out,
+                &changes,
+                "resume with the run's settings, or start a new cross-validation in another --out",
+            ));
         }
         let mut args = stored;
         args.train.resume = true;
@@ -577,18 +574,16 @@ pub fn recipe_figures(
         .with_context(|| format!("{}: not a cross-validation config", dir.display()))?;
     let report: CvReport = serde_json::from_str(&read("cv.json")?)
         .with_context(|| format!("{}: not a cross-validation report", dir.display()))?;
-    let ignore = [
-        "genotype",
-        "out",
-        "resume",
-        "extend_epochs",
-        "allow_unfinished",
-        "split_file",
-        "test_share",
-        "cross_validation",
-        "seed",
-        "device",
-    ];
+    let ignore: Vec<&str> = resume::PER_INVOCATION
+        .into_iter()
+        .chain([
+            "genotype",
+            "split_file",
+            "test_share",
+            "cross_validation",
+            "seed",
+        ])
+        .collect();
     let changes = changed_settings(&config.train, args, None, &ignore)?;
     if !changes.is_empty() {
         let list: Vec<String> = changes.iter().map(ToString::to_string).collect();

@@ -80,6 +80,16 @@ fn same_path(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// The settings of a training (or cross-validation) that each invocation gives anew: never
+/// compared with the stored ones on resume.
+pub const PER_INVOCATION: [&str; 5] = [
+    "resume",
+    "out",
+    "device",
+    "extend_epochs",
+    "allow_unfinished",
+];
+
 /// The epoch counts of a resumed run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Epochs {

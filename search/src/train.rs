@@ -674,14 +674,12 @@ const RUN_FILES: [&str; 6] = [
 /// Takes the per-invocation settings of `given` into a resumed run's stored settings and
 /// refuses any other setting given differently, except `--epochs` with `--extend-epochs`.
 fn resume_settings(state: &mut TrainState, given: &TrainArgs, out: &Path) -> Result<()> {
-    let ignore = [
-        "resume",
-        "out",
-        "device",
-        "extend_epochs",
-        "allow_unfinished",
-    ];
-    let changes = changed_settings(&state.args, given, given.explicit.as_deref(), &ignore)?;
+    let changes = changed_settings(
+        &state.args,
+        given,
+        given.explicit.as_deref(),
+        &resume::PER_INVOCATION,
+    )?;
     let epochs = Epochs {
         stored: state.args.epochs,
         given: given.epochs,

@@ -1,6 +1,9 @@
 //! Cross-validation by subject: the folds, the recipe's class weighting and augmentation,
 //! flip averaging, and a tiny `cv` run that is stopped and resumed.
 
+mod common;
+
+use common::synthetic_dataset;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -213,22 +216,6 @@ fn mirror_reverses_columns() {
     assert_eq!(m[0][0], [3.0, 2.0, 1.0, 0.0]);
     assert_eq!(m[1][2], [23.0, 22.0, 21.0, 20.0]);
     assert_eq!(argmax(&[0.2, 0.7, 0.7]), 1);
-}
-
-/// A class-folder dataset of `per_class` synthetic 24x24 PNGs per class: reddish `female`,
-/// bluish `male`, with noise (each image its own subject).
-fn synthetic_dataset(root: &Path, per_class: usize) {
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    for (label, base) in [("female", [180u8, 60, 60]), ("male", [60u8, 60, 180])] {
-        let dir = root.join(label);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..per_class {
-            let image = image::RgbImage::from_fn(24, 24, |_, _| {
-                image::Rgb(base.map(|c| c.saturating_add(rand::Rng::random_range(&mut rng, 0..60))))
-            });
-            image.save(dir.join(format!("{i}.png"))).unwrap();
-        }
-    }
 }
 
 fn tiny_cv(data: &Path, out: &Path) -> CvArgs {

@@ -1,27 +1,13 @@
 //! Whole searches on a tiny synthetic dataset: every algorithm writes its run folder, and a
 //! search stopped part-way and resumed ends exactly like one run straight through.
 
+mod common;
+
+use common::synthetic_dataset;
 use std::path::{Path, PathBuf};
 
 use hands_models::Genotype;
 use hands_search::search::{run_search, Algo, SearchArgs};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
-/// A class-folder dataset of `per_class` synthetic 24x24 PNGs per class.
-fn synthetic_dataset(root: &Path, per_class: usize) {
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    for (label, base) in [("female", [180u8, 60, 60]), ("male", [60u8, 60, 180])] {
-        let dir = root.join(label);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..per_class {
-            let image = image::RgbImage::from_fn(24, 24, |_, _| {
-                image::Rgb(base.map(|c| c.saturating_add(rand::Rng::random_range(&mut rng, 0..60))))
-            });
-            image.save(dir.join(format!("{i}.png"))).unwrap();
-        }
-    }
-}
 
 fn tiny(data: &Path, out: PathBuf, algo: Algo) -> SearchArgs {
     let mut args = SearchArgs::new(data, algo);

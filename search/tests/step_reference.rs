@@ -586,8 +586,9 @@ fn check_training_forward(genotype: &Genotype, seed: u64) {
     let out = network
         .forward_t(&images, true, None::<DropPath<'_, ChaCha8Rng>>)
         .unwrap();
-    let main = hands_search::train::cross_entropy(&out.logits, &labels(), 0.0).unwrap();
-    let aux = hands_search::train::cross_entropy(&out.aux_logits.unwrap(), &labels(), 0.0).unwrap();
+    let main = hands_search::train::cross_entropy(&out.logits, &labels(), 0.0, None).unwrap();
+    let aux =
+        hands_search::train::cross_entropy(&out.aux_logits.unwrap(), &labels(), 0.0, None).unwrap();
     let loss = (&main + (aux * AUX_WEIGHT).unwrap()).unwrap();
     let grads = loss.backward().unwrap();
 

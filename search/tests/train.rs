@@ -2,6 +2,9 @@
 //! genotypes, drop path, model files, subject-disjoint splits, and a tiny training run that
 //! is interrupted and resumed.
 
+mod common;
+
+use common::synthetic_dataset;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -202,22 +205,6 @@ fn save_then_load_gives_identical_logits() {
     write_model(&other, &tensors, &wrong).unwrap();
     let err = format!("{:#}", load_model(&other, &Device::Cpu).unwrap_err());
     assert!(err.contains("other.safetensors"), "{err}");
-}
-
-/// A class-folder dataset of `per_class` synthetic 24x24 PNGs per class: reddish `female`,
-/// bluish `male`, with noise.
-fn synthetic_dataset(root: &Path, per_class: usize) {
-    let mut rng = ChaCha8Rng::seed_from_u64(11);
-    for (label, base) in [("female", [180u8, 60, 60]), ("male", [60u8, 60, 180])] {
-        let dir = root.join(label);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..per_class {
-            let image = image::RgbImage::from_fn(24, 24, |_, _| {
-                image::Rgb(base.map(|c| c.saturating_add(rand::Rng::random_range(&mut rng, 0..60))))
-            });
-            image.save(dir.join(format!("{i}.png"))).unwrap();
-        }
-    }
 }
 
 fn tiny_args(data: &Path, out: &Path) -> TrainArgs {

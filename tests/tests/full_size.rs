@@ -9,30 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{binary, have_onnx_runtime};
+use common::{binary, have_onnx_runtime, shared_data};
 
 /// Largest difference allowed between the two programs' probabilities.
 const TOLERANCE: f64 = 1e-3;
-
-/// The shared full-size photos, or `None` with a notice; under `CI=true` their absence fails.
-fn photos_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("HANDS_PHOTOS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/hands-11k-photos")
-        });
-    if dir.join("HandInfo.csv").is_file() {
-        return Some(dir);
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "11K Hands photos not found at {} (CI=true)",
-        dir.display()
-    );
-    eprintln!("SKIPPED: 11K Hands photos not found at {}", dir.display());
-    None
-}
 
 fn pretrained(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -80,7 +60,9 @@ fn rows(path: &Path, columns: &[&str]) -> BTreeMap<String, (String, Vec<f64>)> {
 
 #[test]
 fn hands_infer_on_full_size_photos_agrees_with_eval() {
-    let Some(photos) = photos_dir() else { return };
+    let Some(photos) = shared_data("HANDS_PHOTOS", "hands-11k-photos", "11K Hands photos") else {
+        return;
+    };
     if !have_onnx_runtime() {
         return;
     }

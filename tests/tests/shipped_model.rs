@@ -1,6 +1,6 @@
-//! The shipped default model in `models/pretrained/`: its card's test metrics are what
-//! `hands-search eval` measures, its files agree with each other, and `hands-infer` uses it
-//! when no model is given.
+//! The shipped default model in `models/pretrained/`: its card carries the cross-validated
+//! figures of its recipe (the shipped `cv.json`), its files agree with each other, and
+//! `hands-infer` uses it when no model is given.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::{binary, have_onnx_runtime, sample_dir};
 use hands_models::{Genotype, ModelCard};
-use hands_search::eval::{eval_model, EvalArgs, EvalSplit};
+use hands_search::cv::CvReport;
 
 fn pretrained(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -23,35 +23,31 @@ fn shipped_card() -> ModelCard {
 }
 
 #[test]
-fn card_metrics_are_what_eval_measures_on_the_test_subjects() {
-    let Some(sample) = sample_dir() else { return };
+fn card_carries_the_cross_validated_figures_of_its_recipe() {
     let card = shipped_card();
-    let metrics = card.metrics.as_ref().expect("the shipped card has metrics");
-    assert_eq!(metrics.split, "test");
-
-    let evaluation = eval_model(&EvalArgs {
-        model: pretrained("hands.safetensors"),
-        data: sample,
-        split: EvalSplit::Test,
-        split_file: None,
-        aspect: None,
-        json: None,
-        predictions: None,
-        batch: 64,
-        device: "cpu".into(),
-    })
-    .unwrap();
-    assert_eq!(evaluation.images, metrics.images);
-    assert_eq!(evaluation.subjects, metrics.subjects);
-    assert!((evaluation.accuracy - metrics.accuracy).abs() < 1e-9);
-    assert!((evaluation.mean_class_accuracy - metrics.mean_class_accuracy).abs() < 1e-9);
+    let cv = card
+        .cross_validation
+        .clone()
+        .expect("the shipped card has cross-validated figures");
+    // Trained on every subject: no held-out split of its own to report.
+    assert!(card.metrics.is_none());
+    let report: CvReport =
+        serde_json::from_str(&std::fs::read_to_string(pretrained("cv.json")).unwrap()).unwrap();
     assert!(
-        evaluation.accuracy > evaluation.majority_rate,
-        "{evaluation:?}"
+        report
+            .rows
+            .iter()
+            .any(|row| report.card_section(&row.name).as_ref() == Some(&cv)),
+        "the card's figures are a row of the shipped cv.json"
     );
-    for (aspect, accuracy) in &metrics.per_aspect {
-        assert!((evaluation.per_aspect[aspect].accuracy - accuracy).abs() < 1e-9);
+    assert_eq!((cv.folds, cv.subjects, cv.images), (5, 123, 1923));
+    assert!(cv.accuracy.mean > cv.majority_accuracy.mean, "{cv:?}");
+    assert!(cv.mean_class_accuracy.mean > 0.5, "{cv:?}");
+    for side in ["dorsal", "palmar"] {
+        assert!(cv.per_side.contains_key(side), "{cv:?}");
     }
+    let table = std::fs::read_to_string(pretrained("cv.md")).unwrap();
+    assert_eq!(table, report.table());
 }
 
 #[test]
