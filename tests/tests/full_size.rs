@@ -7,9 +7,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{binary, have_onnx_runtime, shared_data};
+use common::{have_onnx_runtime, run, shared_data};
 
 /// Largest difference allowed between the two programs' probabilities.
 const TOLERANCE: f64 = 1e-3;
@@ -18,19 +17,6 @@ fn pretrained(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../models/pretrained")
         .join(file)
-}
-
-fn run(name: &str, args: &[&std::ffi::OsStr]) {
-    let output = Command::new(binary(name))
-        .args(args)
-        .env_remove("HANDS_MODEL")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{name} {args:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// File name -> (label, probability of each column named in `columns`) from a CSV file.

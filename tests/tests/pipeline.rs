@@ -7,32 +7,16 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use candle_core::{Device, Tensor};
 use hands_models::preprocess::load_input;
 use hands_models::Genotype;
 use hands_search::eval::load_model;
 
-use common::{binary, have_onnx_runtime, sample_dir};
+use common::{have_onnx_runtime, run, sample_dir};
 
 /// Largest difference allowed between ONNX Runtime's and candle's probabilities.
 const TOLERANCE: f32 = 1e-4;
-
-/// Runs a binary and returns its stdout, failing with its stderr when it fails.
-fn run(name: &str, args: &[&str]) -> String {
-    let output = Command::new(binary(name))
-        .args(args)
-        .env_remove("HANDS_MODEL")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{name} {args:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 fn jsonl(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)

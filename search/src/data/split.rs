@@ -165,21 +165,12 @@ impl Split {
 
     /// Writes the split as pretty JSON, atomically (see [`hands_models::output`]).
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let json = serde_json::to_string_pretty(self).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        hands_models::output::write_atomic(path, (json + "\n").as_bytes())?;
-        Ok(())
+        write_json(path, self)
     }
 
     /// Reads a split written by [`Split::save`] and checks that its parts are disjoint.
     pub fn load(path: &Path) -> Result<Split, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let split: Split = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let split: Split = read_json(path)?;
         let mut seen = BTreeMap::new();
         for name in [PartName::Train, PartName::Val, PartName::Test] {
             for subject in &split.part(name).subjects {
@@ -359,22 +350,13 @@ impl Folds {
 
     /// Writes the folds as pretty JSON, atomically.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let json = serde_json::to_string_pretty(self).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        hands_models::output::write_atomic(path, (json + "\n").as_bytes())?;
-        Ok(())
+        write_json(path, self)
     }
 
     /// Reads folds written by [`Folds::save`] and checks them against `dataset`: the same
     /// labels, every subject of the data in exactly one fold.
     pub fn load(path: &Path, dataset: &Dataset) -> Result<Folds, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let folds: Folds = serde_json::from_str(&text).map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let folds: Folds = read_json(path)?;
         let mismatch = |reason: String| Error::SplitMismatch {
             path: path.to_path_buf(),
             reason,
@@ -405,6 +387,25 @@ impl Folds {
         }
         Ok(folds)
     }
+}
+
+/// Writes `value` as pretty JSON with a final newline, atomically.
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Error> {
+    let json = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    hands_models::output::write_atomic(path, (json + "\n").as_bytes())?;
+    Ok(())
+}
+
+/// Reads a JSON file, naming it in errors.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Cuts `n` items by `shares` with the largest-remainder method, then moves one item into

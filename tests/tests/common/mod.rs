@@ -58,3 +58,19 @@ pub fn binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Runs a workspace binary (without `$HANDS_MODEL`) and returns its stdout, failing with its
+/// stderr when it fails.
+pub fn run<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(name: &str, args: &[S]) -> String {
+    let output = std::process::Command::new(binary(name))
+        .args(args)
+        .env_remove("HANDS_MODEL")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{name} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
