@@ -3,8 +3,6 @@
 //! sigmoid per label, ...). ONNX Runtime does not show the nodes of a loaded model, so the
 //! few ONNX protobuf fields needed are read here; every other field is skipped unread.
 
-use std::path::Path;
-
 /// `onnx.ModelProto`, only its graph.
 #[derive(Clone, PartialEq, prost::Message)]
 struct ModelProto {
@@ -41,11 +39,10 @@ struct AttributeProto {
     i: Option<i64>,
 }
 
-/// Checks that `output` of the model at `path` is computed by a Softmax (default ONNX
+/// Checks that `output` of the encoded model `bytes` is computed by a Softmax (default ONNX
 /// domain) over axis 1 of its `[batch, labels]` tensor. Returns what is wrong otherwise.
-pub(crate) fn check_softmax_output(path: &Path, output: &str) -> Result<(), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
-    let model = <ModelProto as prost::Message>::decode(bytes.as_slice())
+pub(crate) fn check_softmax_output(bytes: &[u8], output: &str) -> Result<(), String> {
+    let model = <ModelProto as prost::Message>::decode(bytes)
         .map_err(|e| format!("not an ONNX model: {e}"))?;
     let nodes = model.graph.map(|g| g.node).unwrap_or_default();
     let producer = nodes
@@ -107,10 +104,7 @@ mod tests {
     }
 
     fn check(bytes: &[u8]) -> Result<(), String> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.onnx");
-        std::fs::write(&path, bytes).unwrap();
-        check_softmax_output(&path, "probabilities")
+        check_softmax_output(bytes, "probabilities")
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! Preprocessing is the shared implementation in `hands-models`, so the pixels are exactly
 //! those the network was trained on. The crate does not depend on candle or any training code.
 //!
+//! [`Predictor::default_model`] opens the shipped model, which is embedded in the library, so
+//! an app needs no model file. [`Options::min_confidence`] makes the predictor abstain
+//! ([`UNCERTAIN`]) when it is not sure enough, and [`Predictor::explain`] returns an occlusion
+//! map of what the answer depended on ([`explain`]).
+//!
 //! ONNX Runtime is loaded at run time (see [`runtime`] for where it is looked for);
 //! `scripts/setup-ort` installs a copy into the repository.
 //!
@@ -40,6 +45,7 @@
 
 pub mod device;
 mod error;
+pub mod explain;
 pub mod files;
 mod graph;
 pub mod pipeline;
@@ -48,5 +54,6 @@ pub mod runtime;
 
 pub use device::{Device, ExecutionProvider};
 pub use error::Error;
+pub use explain::{Explanation, Occlusion};
 pub use hands_models::ModelCard;
-pub use predictor::{Input, Options, Prediction, Predictor, Timing};
+pub use predictor::{Input, Options, Prediction, Predictor, Timing, DEFAULT_MODEL_NAME, UNCERTAIN};

@@ -21,6 +21,17 @@ pub const INPUT_NAME: &str = "image";
 /// Name of the model output holding probabilities per label (`[N, labels]`).
 pub const OUTPUT_NAME: &str = "probabilities";
 
+/// The shipped default model (`models/pretrained/hands.onnx`), embedded in the library so
+/// that an installed `hands-infer` and an app need no model file.
+const DEFAULT_MODEL: &[u8] = include_bytes!("../../models/pretrained/hands.onnx");
+
+/// How the embedded default model is named in messages and by [`Predictor::name`].
+pub const DEFAULT_MODEL_NAME: &str = "<embedded default model: models/pretrained/hands.onnx>";
+
+/// The label of a prediction whose most probable label is less likely than
+/// [`Options::min_confidence`].
+pub const UNCERTAIN: &str = "uncertain";
+
 /// How far the probabilities of one image may sum from 1 before the row is refused.
 pub const PROBABILITY_SUM_TOLERANCE: f32 = 1e-3;
 
@@ -43,6 +54,10 @@ pub struct Options {
     pub threads: Option<usize>,
     /// The ONNX Runtime library to load before searching, see [`crate::runtime`].
     pub ort_library: Option<PathBuf>,
+    /// Abstain below this probability: a prediction whose most probable label is less
+    /// likely is labelled [`UNCERTAIN`] (its probabilities are kept). `None`: always answer.
+    /// Must lie in [0, 1].
+    pub min_confidence: Option<f32>,
 }
 
 /// Where the time for one prediction went.
@@ -59,10 +74,14 @@ pub struct Timing {
 /// The network's answer for one image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
-    /// The most probable label.
+    /// The most probable label, or [`UNCERTAIN`] when its probability is below
+    /// [`Options::min_confidence`].
     pub label: String,
-    /// Its index in [`Predictor::labels`].
+    /// The index of the most probable label in [`Predictor::labels`] (also when uncertain).
     pub index: usize,
+    /// Whether the most probable label reaches [`Options::min_confidence`] (always true
+    /// without one).
+    pub confident: bool,
     /// Probability of each label, in the order of [`Predictor::labels`].
     pub probabilities: Vec<f32>,
     /// Where the time went.
@@ -86,6 +105,21 @@ impl Input {
     pub fn preprocess_time(&self) -> Duration {
         self.preprocess
     }
+
+    /// A copy whose `patch` x `patch` square at column `x`, row `y` of each `side` x `side`
+    /// plane is 0, the training mean colour (see [`crate::explain`]).
+    pub(crate) fn masked(&self, side: usize, x: usize, y: usize, patch: usize) -> Input {
+        let mut data = self.data.clone();
+        for plane in data.chunks_exact_mut(side * side) {
+            for row in plane.chunks_exact_mut(side).skip(y).take(patch) {
+                row[x..x + patch].fill(0.0);
+            }
+        }
+        Input {
+            data,
+            preprocess: self.preprocess,
+        }
+    }
 }
 
 /// A loaded model, ready to predict. `Send + Sync`: share one behind an `Arc` or a reference;
@@ -94,10 +128,14 @@ impl Input {
 pub struct Predictor {
     session: Mutex<Session>,
     card: ModelCard,
-    path: PathBuf,
+    /// The model file; `None` for a model opened from memory.
+    file: Option<PathBuf>,
+    /// The model file, or what stands for it in messages.
+    name: PathBuf,
     provider: ExecutionProvider,
     fixed_batch: Option<usize>,
     library: PathBuf,
+    min_confidence: Option<f32>,
 }
 
 /// Converts any `ort` error (including the builder's recoverable ones) into ours.
@@ -111,6 +149,11 @@ impl Predictor {
         Predictor::open_with(model, &Options::default())
     }
 
+    /// Opens the shipped default model embedded in the library (see [`DEFAULT_MODEL_NAME`]).
+    pub fn default_model(options: &Options) -> Result<Predictor, Error> {
+        Predictor::from_bytes(DEFAULT_MODEL, Path::new(DEFAULT_MODEL_NAME), options)
+    }
+
     /// Opens `model`: loads ONNX Runtime if needed, reads the model card from the ONNX
     /// metadata, registers the execution provider and checks that the graph's input and
     /// output match the card. A mismatch is refused here rather than at the first
@@ -121,6 +164,23 @@ impl Predictor {
             Ok(m) if m.is_file() => {}
             Ok(_) => return Err(Error::model(path, "not a regular file, not a model")),
             Err(_) => return Err(Error::model(path, "model file not found")),
+        }
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::model(path, format!("cannot read it: {e}")))?;
+        let mut predictor = Predictor::from_bytes(&bytes, path, options)?;
+        predictor.file = Some(path.to_path_buf());
+        Ok(predictor)
+    }
+
+    /// Opens a model held in memory, as [`Predictor::open_with`] opens a file; `name` stands
+    /// for it in errors and in [`Predictor::name`].
+    pub fn from_bytes(bytes: &[u8], name: &Path, options: &Options) -> Result<Predictor, Error> {
+        if let Some(p) = options.min_confidence {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::Usage(format!(
+                    "minimum confidence {p} is not a probability in [0, 1]"
+                )));
+            }
         }
         let runtime = runtime::runtime(options.ort_library.as_deref())?;
         let mut builder = Session::builder(&runtime.environment)
@@ -135,24 +195,31 @@ impl Predictor {
         }
         let provider = device::register(options.device, &mut builder)?;
         let session = builder
-            .commit_from_file(path)
-            .map_err(|e| Error::model(path, format!("ONNX Runtime cannot load it: {e}")))?;
+            .commit_from_memory(bytes)
+            .map_err(|e| Error::model(name, format!("ONNX Runtime cannot load it: {e}")))?;
         let card_json = session
             .metadata()
             .map_err(ort_error)?
             .custom(CARD_METADATA_KEY)
             .ok_or_else(|| {
                 Error::model(
-                    path,
+                    name,
                     format!("no model card (metadata_props key `{CARD_METADATA_KEY}`)"),
                 )
             })?;
         let card =
-            ModelCard::from_json(&card_json).map_err(|e| Error::model(path, e.to_string()))?;
-        let fixed_batch = check_signature(&session, &card).map_err(|r| Error::model(path, r))?;
-        crate::graph::check_softmax_output(path, OUTPUT_NAME).map_err(|r| Error::model(path, r))?;
+            ModelCard::from_json(&card_json).map_err(|e| Error::model(name, e.to_string()))?;
+        if options.min_confidence.is_some() && card.labels.iter().any(|l| l == UNCERTAIN) {
+            return Err(Error::model(
+                name,
+                format!("a label is named `{UNCERTAIN}`, which --min-confidence uses to abstain"),
+            ));
+        }
+        let fixed_batch = check_signature(&session, &card).map_err(|r| Error::model(name, r))?;
+        crate::graph::check_softmax_output(bytes, OUTPUT_NAME)
+            .map_err(|r| Error::model(name, r))?;
         tracing::info!(
-            model = %path.display(),
+            model = %name.display(),
             provider = %provider,
             library = %runtime.library().display(),
             "opened model"
@@ -160,10 +227,12 @@ impl Predictor {
         Ok(Predictor {
             session: Mutex::new(session),
             card,
-            path: path.to_path_buf(),
+            file: None,
+            name: name.to_path_buf(),
             provider,
             fixed_batch,
             library: runtime.library().to_path_buf(),
+            min_confidence: options.min_confidence,
         })
     }
 
@@ -182,9 +251,19 @@ impl Predictor {
         self.card.input.size
     }
 
-    /// The model file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The model file; `None` for a model opened from memory (the embedded default one).
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// The model file, or what stands for a model opened from memory, for messages.
+    pub fn name(&self) -> &Path {
+        &self.name
+    }
+
+    /// The probability below which a prediction is [`UNCERTAIN`], if any.
+    pub fn min_confidence(&self) -> Option<f32> {
+        self.min_confidence
     }
 
     /// The execution provider the session runs on.
@@ -339,9 +418,15 @@ impl Predictor {
             for (input, probs) in chunk.iter().zip(probabilities) {
                 out.push(check_probabilities(&probs).map(|()| {
                     let index = argmax(&probs);
+                    let confident = self.min_confidence.is_none_or(|p| probs[index] >= p);
                     Prediction {
-                        label: self.card.labels[index].clone(),
+                        label: if confident {
+                            self.card.labels[index].clone()
+                        } else {
+                            UNCERTAIN.to_string()
+                        },
                         index,
+                        confident,
                         probabilities: probs,
                         timing: Timing {
                             preprocess: input.preprocess,

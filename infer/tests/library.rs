@@ -16,7 +16,7 @@ fn open() -> Predictor {
         &Options {
             device: Device::Cpu,
             threads: Some(2),
-            ort_library: None,
+            ..Options::default()
         },
     )
     .unwrap()

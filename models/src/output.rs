@@ -17,31 +17,60 @@ use crate::Error;
 /// device and inode, following symlinks; paths that do not exist yet match nothing). Nothing
 /// is opened, so a FIFO among the paths cannot block the check.
 pub fn ensure_not_input<P: AsRef<Path>>(output: &Path, inputs: &[P]) -> Result<(), Error> {
-    let Some(output_id) = identity(output) else {
+    if identity(output).is_none() {
         return Ok(()); // does not exist (yet): it cannot be an existing input
-    };
-    for input in inputs {
-        let input = input.as_ref();
-        if identity(input) == Some(output_id) {
-            return Err(Error::OutputIsInput {
+    }
+    InputSet::new(inputs).ensure_not_input(output)
+}
+
+/// The identities of a run's inputs, taken once, for a run that checks many outputs (one
+/// per input, say) against all of them, as [`ensure_not_input`] checks one.
+#[derive(Debug, Clone, Default)]
+pub struct InputSet {
+    inputs: std::collections::HashMap<Identity, PathBuf>,
+}
+
+impl InputSet {
+    /// The identities of `inputs` that exist now.
+    pub fn new<P: AsRef<Path>>(inputs: &[P]) -> InputSet {
+        let inputs = inputs
+            .iter()
+            .filter_map(|p| identity(p.as_ref()).map(|id| (id, p.as_ref().to_path_buf())))
+            .collect();
+        InputSet { inputs }
+    }
+
+    /// Refuses `output` when it is the same file or folder as one of the inputs.
+    pub fn ensure_not_input(&self, output: &Path) -> Result<(), Error> {
+        let Some(id) = identity(output) else {
+            return Ok(()); // does not exist (yet): it cannot be an existing input
+        };
+        match self.inputs.get(&id) {
+            Some(input) => Err(Error::OutputIsInput {
                 output: output.to_path_buf(),
-                input: input.to_path_buf(),
-            });
+                input: input.clone(),
+            }),
+            None => Ok(()),
         }
     }
-    Ok(())
 }
+
+/// What tells two paths of the same file apart from two files.
+#[cfg(unix)]
+type Identity = (u64, u64);
+#[cfg(not(unix))]
+type Identity = PathBuf;
 
 /// A file's identity: its device and inode, read from its metadata (symlinks followed).
 #[cfg(unix)]
-fn identity(path: &Path) -> Option<(u64, u64)> {
+fn identity(path: &Path) -> Option<Identity> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// A file's identity: its canonical path where inodes are not exposed.
 #[cfg(not(unix))]
-fn identity(path: &Path) -> Option<PathBuf> {
+fn identity(path: &Path) -> Option<Identity> {
     path.canonicalize().ok()
 }
 

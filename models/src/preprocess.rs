@@ -135,6 +135,16 @@ pub fn decode_resized(bytes: &[u8], size: u32, path: &Path) -> Result<RgbImage, 
     resize_square(rgb, size).map_err(fail)
 }
 
+/// Decodes an encoded image to oriented 8-bit RGB, as [`decode_resized`] does before it
+/// resizes: a JPEG at the smallest DCT scale that keeps both sides at least `min_size`
+/// (`u32::MAX`: full size), anything else at full size. Errors name `path`.
+pub fn decode_oriented(bytes: &[u8], min_size: u32, path: &Path) -> Result<RgbImage, Error> {
+    decode_at_least(bytes, min_size).map_err(|reason| Error::Image {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
 /// Reads (see [`read_image_file`]) and preprocesses an image file, see [`decode_resized`].
 pub fn load_resized(path: &Path, size: u32) -> Result<RgbImage, Error> {
     let bytes = read_image_file(path)?;

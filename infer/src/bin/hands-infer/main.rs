@@ -1,6 +1,7 @@
 //! `hands-infer`: predicts the gender of hands on image files and folders, one row per image.
 
 mod output;
+mod resume;
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::ops::ControlFlow;
@@ -11,14 +12,12 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Parser;
 use hands_infer::pipeline::Outcome;
-use hands_infer::{files, pipeline, Device, Options, Predictor};
-use hands_models::output::{ensure_not_input, OutputFile};
+use hands_infer::{explain, files, pipeline, Device, Options, Prediction, Predictor};
+use hands_models::output::{ensure_not_input, write_atomic, InputSet, OutputFile};
+use hands_models::preprocess;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use output::{Format, RowWriter};
-
-/// The shipped default model, relative to the repository root.
-const DEFAULT_MODEL: &str = "models/pretrained/hands.onnx";
 
 /// Predicts male / female from hand photographs with an ONNX model exported by hands-export.
 ///
@@ -39,9 +38,23 @@ struct Cli {
     /// Image files and folders (a folder's JPEG, PNG, BMP and WebP files are taken).
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
-    /// The ONNX model [default: $HANDS_MODEL, else the repository's models/pretrained/hands.onnx].
+    /// The ONNX model [default: $HANDS_MODEL, else the shipped model built into hands-infer].
     #[arg(long, short, value_name = "FILE")]
     model: Option<PathBuf>,
+    /// Abstain below probability P: an image whose most probable label is less likely gets
+    /// the label `uncertain` (its probabilities are still written); the summary counts them.
+    #[arg(long, value_name = "P", value_parser = parse_probability)]
+    min_confidence: Option<f32>,
+    /// Also write, for each predicted image, DIR/NAME.explain.png: the photo at its own size
+    /// with an occlusion-sensitivity map over it (red: regions the answer relied on, blue:
+    /// regions that argued against it; 49 extra network passes per image). DIR is created.
+    #[arg(long, value_name = "DIR")]
+    explain: Option<PathBuf>,
+    /// Go on with FILE, the output of an earlier run that stopped: images that have a row in
+    /// FILE (as the earlier run named them: give the same paths) are skipped and the rows of
+    /// the others are appended to FILE, in its format. A last row cut short is dropped first.
+    #[arg(long, value_name = "FILE", conflicts_with = "output")]
+    resume: Option<PathBuf>,
     /// Images per inference batch: 1 to 4096, and at most what fits in 2 GiB for the model
     /// (an image takes 4 bytes x input size^2 x (9 + 48 x init_channels); 896 for the
     /// shipped model). A larger batch is refused before the run.
@@ -73,6 +86,13 @@ struct Cli {
     /// No progress bar and no informational messages; the summary and errors still go to stderr.
     #[arg(long, short)]
     quiet: bool,
+}
+
+fn parse_probability(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("`{s}` is not a probability in [0, 1]")),
+    }
 }
 
 fn parse_device(s: &str) -> Result<Device, String> {
@@ -112,8 +132,8 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let model = resolve_model(cli.model.as_deref())?;
-    let collected = files::collect(&cli.paths, cli.recursive);
+    let model = resolve_model(cli.model.as_deref());
+    let mut collected = files::collect(&cli.paths, cli.recursive);
     if collected.files.is_empty() && collected.unreadable.is_empty() {
         bail!(
             "no images found in {} (JPEG, PNG, BMP or WebP{})",
@@ -133,18 +153,22 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         device: cli.device,
         threads: Some(threads),
         ort_library: cli.ort_lib.clone(),
+        min_confidence: cli.min_confidence,
     };
-    let predictor = Predictor::open_with(&model, &options)?;
+    let predictor = match &model {
+        Some(path) => Predictor::open_with(path, &options)?,
+        None => Predictor::default_model(&options)?,
+    };
     pipeline::check_batch(&predictor, cli.batch as usize)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("decode-{i}"))
         .build()
         .context("cannot start decoding threads")?;
-    let images = collected.files.len();
     let start = Instant::now();
 
     if cli.decode_only {
+        let images = collected.files.len();
         let failures = pipeline::decode_files(&predictor, &collected.files, &pool);
         let seconds = start.elapsed().as_secs_f64();
         eprintln!(
@@ -155,21 +179,46 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         return Ok(failures);
     }
 
-    let failures = match &cli.output {
-        Some(path) => {
+    let explainer = match &cli.explain {
+        Some(dir) => Some(Explainer::new(dir, &cli.paths, &collected.files)?),
+        None => None,
+    };
+    let mut resumed = 0;
+    let counts = match (&cli.output, &cli.resume) {
+        (Some(path), _) => {
             refuse_inputs(path, &cli.paths, &collected.files, &predictor)?;
             let file = OutputFile::create(path)?;
-            let (failures, file) = write_rows(cli, &predictor, &collected, &pool, file)?;
+            let rows = RowWriter::new(cli.format, file, predictor.labels(), false)?;
+            let (counts, file) = write_rows(cli, &predictor, &collected, &pool, rows, &explainer)?;
             if let Some(file) = file {
                 file.commit()?;
             }
-            failures
+            counts
         }
-        None => {
+        (None, Some(path)) => {
+            refuse_inputs(path, &cli.paths, &collected.files, &predictor)?;
+            let earlier = resume::open(path, cli.format, predictor.labels())?;
+            let before = collected.files.len();
+            collected.files.retain(|f| !earlier.done.contains(f));
+            resumed = before - collected.files.len();
+            let out = BufWriter::new(earlier.file);
+            let rows = RowWriter::new(earlier.format, out, predictor.labels(), earlier.continued)?;
+            let (counts, out) = write_rows(cli, &predictor, &collected, &pool, rows, &explainer)?;
+            if let Some(out) = out {
+                out.into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(|f| f.sync_all())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            counts
+        }
+        (None, None) => {
             let stdout = BufWriter::new(std::io::stdout().lock());
-            write_rows(cli, &predictor, &collected, &pool, stdout)?.0
+            let rows = RowWriter::new(cli.format, stdout, predictor.labels(), false)?;
+            write_rows(cli, &predictor, &collected, &pool, rows, &explainer)?.0
         }
     };
+    let images = collected.files.len();
     let seconds = start.elapsed().as_secs_f64();
     let mut skipped = String::new();
     if collected.skipped > 0 {
@@ -181,13 +230,30 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
     if !collected.unreadable.is_empty() {
         skipped += &format!(", {} folders unreadable", collected.unreadable.len());
     }
+    if resumed > 0 {
+        skipped += &format!(", {resumed} images already in the resumed output skipped");
+    }
+    let uncertain = match cli.min_confidence {
+        Some(p) => format!(", {} uncertain (below {p})", counts.uncertain),
+        None => String::new(),
+    };
     eprintln!(
-        "hands-infer: {images} images, {failures} failures in {seconds:.2} s: {:.1} images/s ({}, batch {}, {threads} threads{skipped})",
+        "hands-infer: {images} images, {} failures{uncertain} in {seconds:.2} s: {:.1} images/s ({}, batch {}, {threads} threads{skipped})",
+        counts.failures,
         images as f64 / seconds,
         predictor.execution_provider(),
         cli.batch,
     );
-    Ok(failures)
+    Ok(counts.failures)
+}
+
+/// What the rows said.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    /// Images that could not be predicted (and unreadable folders).
+    failures: usize,
+    /// Predictions below --min-confidence.
+    uncertain: usize,
 }
 
 /// Refuses an output that is one of the run's inputs: an image, a folder given, the model
@@ -202,9 +268,11 @@ fn refuse_inputs(
     if std::fs::metadata(output).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
         return Ok(()); // a pipe or a device: written directly, and never an input
     }
-    let fixed = [predictor.path(), predictor.ort_library()];
-    let inputs: Vec<&Path> = fixed
+    let fixed = predictor
+        .path()
         .into_iter()
+        .chain([predictor.ort_library()]);
+    let inputs: Vec<&Path> = fixed
         .chain(paths.iter().chain(images).map(PathBuf::as_path))
         .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() || m.is_dir()))
         .collect();
@@ -212,23 +280,35 @@ fn refuse_inputs(
     Ok(())
 }
 
-/// Writes one row per unreadable folder and per image into `out`. Returns the number of
-/// failed rows and the writer, or no writer when the reader closed the pipe early.
+/// Writes one row per unreadable folder and per image with `writer` (and an explanation per
+/// predicted image with `explainer`). Returns the counts and the writer's output, or no
+/// output when the reader closed the pipe early.
 fn write_rows<W: Write>(
     cli: &Cli,
     predictor: &Predictor,
     collected: &files::Collected,
     pool: &rayon::ThreadPool,
-    out: W,
-) -> anyhow::Result<(usize, Option<W>)> {
-    let mut writer = RowWriter::new(cli.format, out, predictor.labels())?;
+    mut writer: RowWriter<W>,
+    explainer: &Option<Explainer>,
+) -> anyhow::Result<(Counts, Option<W>)> {
     let progress = progress_bar(collected.files.len() as u64, cli.quiet);
-    let mut failures = 0;
+    let mut counts = Counts::default();
     let mut write_error = None;
     let mut sink = |outcome: Outcome| {
-        if let Err(e) = &outcome.result {
-            failures += 1;
-            progress.suspend(|| tracing::warn!("{}", describe_error(&outcome.path, e)));
+        match &outcome.result {
+            Err(e) => {
+                counts.failures += 1;
+                progress.suspend(|| tracing::warn!("{}", describe_error(&outcome.path, e)));
+            }
+            Ok(prediction) => {
+                counts.uncertain += usize::from(!prediction.confident);
+                if let Some(explainer) = explainer {
+                    if let Err(e) = explainer.explain(predictor, &outcome.path, prediction) {
+                        write_error = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
         }
         progress.inc(1);
         match writer.write(&outcome) {
@@ -261,10 +341,73 @@ fn write_rows<W: Write>(
         None => writer.finish().map(Some),
     };
     match result {
-        Ok(out) => Ok((failures, out)),
+        Ok(out) => Ok((counts, out)),
         // The reader (e.g. `head`) has seen enough.
-        Err(e) if is_broken_pipe(&e) => Ok((failures, None)),
+        Err(e) if is_broken_pipe(&e) => Ok((counts, None)),
         Err(e) => Err(e.context("cannot write the output")),
+    }
+}
+
+/// `--explain DIR`: one PNG per predicted image, never over one of the run's inputs.
+struct Explainer {
+    dir: PathBuf,
+    inputs: InputSet,
+    /// File names given out so far, so two images of the same name get two files.
+    names: std::cell::RefCell<std::collections::HashSet<std::ffi::OsString>>,
+}
+
+impl Explainer {
+    fn new(dir: &Path, paths: &[PathBuf], images: &[PathBuf]) -> anyhow::Result<Explainer> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--explain {}: cannot create the folder", dir.display()))?;
+        let inputs: Vec<&PathBuf> = paths.iter().chain(images).collect();
+        Ok(Explainer {
+            dir: dir.to_path_buf(),
+            inputs: InputSet::new(&inputs),
+            names: Default::default(),
+        })
+    }
+
+    /// Writes the explanation of `prediction` for the image at `path`.
+    fn explain(
+        &self,
+        predictor: &Predictor,
+        path: &Path,
+        prediction: &Prediction,
+    ) -> anyhow::Result<()> {
+        let bytes = preprocess::read_image_file(path)?;
+        let input = predictor.preprocess_bytes(&bytes, path)?;
+        let explanation = predictor.explain(&input)?;
+        debug_assert_eq!(explanation.prediction.index, prediction.index);
+        let photo = preprocess::decode_oriented(&bytes, u32::MAX, path)?;
+        let painted = explain::overlay(&photo, &explanation);
+        let target = self.dir.join(self.file_name(path));
+        self.inputs.ensure_not_input(&target)?;
+        let mut png = Vec::new();
+        painted
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .with_context(|| format!("cannot encode {}", target.display()))?;
+        write_atomic(&target, &png)?;
+        Ok(())
+    }
+
+    /// `NAME.explain.png` for an image named NAME, `NAME.K.explain.png` for the K-th image
+    /// of that name in this run.
+    fn file_name(&self, path: &Path) -> std::ffi::OsString {
+        let name = path.file_name().unwrap_or(path.as_os_str());
+        let mut names = self.names.borrow_mut();
+        let mut k = 1;
+        loop {
+            let mut candidate = name.to_os_string();
+            if k > 1 {
+                candidate.push(format!(".{k}"));
+            }
+            candidate.push(".explain.png");
+            if names.insert(candidate.clone()) {
+                return candidate;
+            }
+            k += 1;
+        }
     }
 }
 
@@ -287,40 +430,13 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// `--model`, else `$HANDS_MODEL`, else the shipped default model of this repository.
-fn resolve_model(given: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(path) = given {
-        return Ok(path.to_path_buf());
-    }
-    if let Some(path) = std::env::var_os("HANDS_MODEL").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(path));
-    }
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        // target/<profile>/hands-infer -> the repository root is three levels up.
-        candidates.extend(
-            exe.ancestors()
-                .skip(1)
-                .take(3)
-                .map(|d| d.join(DEFAULT_MODEL)),
-        );
-    }
-    candidates.push(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(DEFAULT_MODEL),
-    );
-    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
-        return Ok(found.clone());
-    }
-    bail!(
-        "no model given and the default model {DEFAULT_MODEL} is not there (looked at {}); pass --model FILE or set HANDS_MODEL",
-        candidates
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+/// `--model`, else `$HANDS_MODEL`; `None`: the shipped model built in.
+fn resolve_model(given: Option<&Path>) -> Option<PathBuf> {
+    given.map(Path::to_path_buf).or_else(|| {
+        std::env::var_os("HANDS_MODEL")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
 }
 
 fn progress_bar(len: u64, quiet: bool) -> ProgressBar {

@@ -25,15 +25,15 @@ pub enum RowWriter<W: Write> {
 }
 
 impl<W: Write> RowWriter<W> {
-    /// A writer for `labels`; CSV writes its header now.
-    pub fn new(format: Format, out: W, labels: &[String]) -> anyhow::Result<Self> {
+    /// A writer for `labels`; CSV writes its header now unless `continued` (the rows go on
+    /// an earlier output that has it).
+    pub fn new(format: Format, out: W, labels: &[String], continued: bool) -> anyhow::Result<Self> {
         Ok(match format {
             Format::Csv => {
                 let mut writer = csv::Writer::from_writer(out);
-                let mut header = vec!["path".to_string(), "label".to_string()];
-                header.extend(labels.iter().map(|l| format!("p_{l}")));
-                header.push("error".into());
-                writer.write_record(&header)?;
+                if !continued {
+                    writer.write_record(csv_header(labels))?;
+                }
                 RowWriter::Csv(Box::new(writer), labels.len())
             }
             Format::Jsonl => RowWriter::Jsonl(out, labels.to_vec()),
@@ -96,6 +96,14 @@ impl<W: Write> RowWriter<W> {
     }
 }
 
+/// The CSV header for `labels`: `path,label,p_<label>...,error`.
+pub fn csv_header(labels: &[String]) -> Vec<String> {
+    let mut header = vec!["path".to_string(), "label".to_string()];
+    header.extend(labels.iter().map(|l| format!("p_{l}")));
+    header.push("error".into());
+    header
+}
+
 /// A path as text that reads back to its exact bytes: a byte that is not part of valid
 /// UTF-8 becomes `\xNN` and a backslash `\\`; everything else is kept.
 pub fn path_text(path: &Path) -> String {
@@ -113,6 +121,38 @@ pub fn path_text(path: &Path) -> String {
     out
 }
 
+/// The path [`path_text`] wrote as `text`; `None` when `text` holds an escape it never
+/// writes (a lone backslash, `\x` without two hex digits).
+pub fn path_from_text(text: &str) -> Option<std::path::PathBuf> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = tail;
+        if byte != b'\\' {
+            bytes.push(byte);
+            continue;
+        }
+        match rest {
+            [b'\\', tail @ ..] => {
+                bytes.push(b'\\');
+                rest = tail;
+            }
+            [b'x', high, low, tail @ ..] if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
+                let hex = [*high, *low];
+                let hex = std::str::from_utf8(&hex).expect("ASCII hex digits");
+                bytes.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
+                rest = tail;
+            }
+            _ => return None,
+        }
+    }
+    #[cfg(unix)]
+    let path = <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes);
+    #[cfg(not(unix))]
+    let path = String::from_utf8(bytes).ok()?;
+    Some(std::path::PathBuf::from(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +168,25 @@ mod tests {
         assert_eq!(text(b"a\\xFF.jpg"), "a\\\\xFF.jpg");
         assert_eq!(text(b"a\xef\xbf\xbd.jpg"), "a\u{FFFD}.jpg");
         assert_ne!(text(b"a\xfe.jpg"), text(b"a\xff.jpg"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn paths_read_back_to_their_bytes() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        for bytes in [
+            &b"dir/h\xc3\xa5nd 1.jpg"[..],
+            b"a\xff.jpg",
+            b"a\\xFF.jpg",
+            b"\\\\\xfe\\",
+            b"",
+        ] {
+            let path = Path::new(OsStr::from_bytes(bytes));
+            assert_eq!(path_from_text(&path_text(path)).as_deref(), Some(path));
+        }
+        assert_eq!(path_from_text("a\\"), None);
+        assert_eq!(path_from_text("a\\xZZ"), None);
+        assert_eq!(path_from_text("a\\q"), None);
     }
 }
