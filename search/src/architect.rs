@@ -75,9 +75,15 @@ pub struct ArchGradient {
     pub val_correct: usize,
 }
 
-/// First-order DARTS: grad_alpha L_val(w, alpha).
-pub fn first_order(net: &Supernet, val: LabelledBatch<'_>) -> Result<ArchGradient> {
-    let eval = evaluate(net, val, None)?;
+/// First-order DARTS: grad_alpha L_val(w, alpha), with P-DARTS' skip-connect dropout when
+/// `drop_skip` is given (in P-DARTS the whole search step runs in training mode, so the
+/// dropout that weakens skip's weight gradient weakens its alpha gradient too).
+pub fn first_order(
+    net: &Supernet,
+    val: LabelledBatch<'_>,
+    drop_skip: Option<SkipDropout<'_>>,
+) -> Result<ArchGradient> {
+    let eval = evaluate(net, val, drop_skip)?;
     let val_loss = finite_loss(&eval.loss, "architecture step")?;
     Ok(ArchGradient {
         grads: eval.loss.backward()?,

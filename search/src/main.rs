@@ -53,7 +53,10 @@ fn main() -> Result<()> {
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let explicit = explicit_settings(&matches);
     match &mut cli.command {
-        Command::Search(args) => args.explicit = explicit,
+        Command::Search(args) => {
+            args.explicit = explicit;
+            args.apply_paper_defaults();
+        }
         Command::Train(args) => args.explicit = explicit,
         Command::Cv(args) => args.train.explicit = explicit,
         Command::Eval(_) | Command::Plot(_) => {}

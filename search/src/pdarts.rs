@@ -21,19 +21,23 @@ pub struct StagePlan {
     pub warmup: usize,
 }
 
-/// P-DARTS' decayed skip-connect dropout: the stage's rate during the warm-up, then
-/// `rate * exp(-0.2 * (epoch - warmup))`.
+/// P-DARTS' skip-connect dropout schedule (`train_search.py` of chenxin061/pdarts): during
+/// the weight-only warm-up it falls linearly, `rate * (E - e - 1) / E` for epoch `e` of `E`,
+/// then decays as `rate * exp(-0.2 * (e - warmup))`.
 pub fn skip_dropout_rate(stage: &StagePlan, epoch: usize) -> f64 {
     if epoch < stage.warmup {
-        stage.skip_dropout
+        let epochs = stage.epochs as f64;
+        stage.skip_dropout * (epochs - epoch as f64 - 1.0) / epochs
     } else {
         stage.skip_dropout * (-0.2 * (epoch - stage.warmup) as f64).exp()
     }
 }
 
-/// Keeps `keep` candidates per edge: `none` goes first (as P-DARTS' `get_min_k_no_zero`
-/// drops it before anything else), then the weakest by weight. The kept ops stay in
-/// primitive order.
+/// Keeps `keep` candidates per edge, the strongest by weight, between P-DARTS stages:
+/// `none` ranks like any other operation there (P-DARTS' `get_min_k`; it is excluded only
+/// from the final choice, which [`derive_genotype`] makes). So that every edge can still be
+/// derived, the strongest operation other than `none` is always among those kept. The kept
+/// ops stay in primitive order.
 pub fn prune_candidates(weights: &[Vec<f64>], candidates: &[Vec<Op>], keep: usize) -> Vec<Vec<Op>> {
     weights
         .iter()
@@ -43,12 +47,15 @@ pub fn prune_candidates(weights: &[Vec<f64>], candidates: &[Vec<Op>], keep: usiz
                 return ops.clone();
             }
             let mut ranked: Vec<(f64, Op)> = w.iter().copied().zip(ops.iter().copied()).collect();
-            // `none` ranks below everything; ties keep primitive order.
-            ranked.sort_by(|a, b| {
-                let key = |(w, op): (f64, Op)| if op == Op::None { f64::NEG_INFINITY } else { w };
-                key(*b).total_cmp(&key(*a))
-            });
-            let mut kept: Vec<Op> = ranked.into_iter().take(keep).map(|(_, op)| op).collect();
+            // Strongest first; ties keep primitive order (the sort is stable).
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let mut kept: Vec<Op> = ranked.iter().take(keep).map(|&(_, op)| op).collect();
+            if kept.iter().all(|&op| op == Op::None) {
+                let strongest = ranked.iter().find(|(_, op)| *op != Op::None);
+                if let Some(&(_, op)) = strongest {
+                    *kept.last_mut().expect("keep is at least 1") = op;
+                }
+            }
             kept.sort();
             kept
         })
@@ -103,23 +110,30 @@ mod tests {
     use crate::supernet::EDGES;
 
     #[test]
-    fn pruning_keeps_the_top_k_by_weight_and_drops_none_first() {
+    fn pruning_keeps_the_top_k_by_weight_with_none_ranked_like_any_op() {
         let candidates = vec![Op::ALL.to_vec(); EDGES];
+        // Op::ALL order: none, max_pool, avg_pool, skip, sep3, sep5, dil3, dil5.
         let mut weights = vec![vec![0.30, 0.05, 0.10, 0.20, 0.15, 0.02, 0.08, 0.10]; EDGES];
         weights[3] = vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.6, 0.3];
         let pruned = prune_candidates(&weights, &candidates, 3);
-        assert_eq!(
-            pruned[0],
-            vec![Op::AvgPool3x3, Op::SkipConnect, Op::SepConv3x3]
-        );
+        // `none` is the strongest on edge 0 and stays a candidate (P-DARTS' get_min_k).
+        assert_eq!(pruned[0], vec![Op::None, Op::SkipConnect, Op::SepConv3x3]);
         assert_eq!(
             pruned[3],
             vec![Op::SepConv5x5, Op::DilConv3x3, Op::DilConv5x5]
         );
-        // Pruning again to fewer keeps a subset.
+        // Pruning again to fewer keeps a subset; `none` goes when it is among the weakest.
         let w2: Vec<Vec<f64>> = vec![vec![0.2, 0.5, 0.3]; EDGES];
         let again = prune_candidates(&w2, &pruned, 2);
         assert_eq!(again[0], vec![Op::SkipConnect, Op::SepConv3x3]);
+        // Keeping one: never `none` alone, the strongest other op instead.
+        let w3: Vec<Vec<f64>> = vec![vec![0.6, 0.3, 0.1]; EDGES];
+        assert_eq!(prune_candidates(&w3, &pruned, 1)[0], vec![Op::SkipConnect]);
+        let w4: Vec<Vec<f64>> = vec![vec![0.6, 0.1, 0.3]; EDGES];
+        assert_eq!(
+            prune_candidates(&w4, &pruned, 2)[0],
+            vec![Op::None, Op::SepConv3x3]
+        );
     }
 
     #[test]
@@ -154,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn dropout_decays_after_warmup() {
+    fn dropout_falls_linearly_in_the_warm_up_then_decays() {
         let stage = StagePlan {
             layers: 5,
             ops: 8,
@@ -162,8 +176,11 @@ mod tests {
             epochs: 25,
             warmup: 10,
         };
-        assert_eq!(skip_dropout_rate(&stage, 3), 0.4);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(skip_dropout_rate(&stage, 0), 0.4 * 24.0 / 25.0));
+        assert!(close(skip_dropout_rate(&stage, 3), 0.4 * 21.0 / 25.0));
+        assert!(close(skip_dropout_rate(&stage, 9), 0.4 * 15.0 / 25.0));
         assert_eq!(skip_dropout_rate(&stage, 10), 0.4);
-        assert!((skip_dropout_rate(&stage, 15) - 0.4 * (-1.0f64).exp()).abs() < 1e-12);
+        assert!(close(skip_dropout_rate(&stage, 15), 0.4 * (-1.0f64).exp()));
     }
 }

@@ -47,17 +47,24 @@ pub struct SearchArgs {
     /// Dataset folder: 11K Hands (HandInfo.csv + images) or one sub-folder per class.
     #[arg(long)]
     pub data: PathBuf,
-    /// Search algorithm.
+    /// Search algorithm. Each brings its paper's settings for --batch, --epochs, --lr,
+    /// --lr-min, --arch-lr, --arch-warmup-epochs and --partial-k (see [`PaperDefaults`]),
+    /// each overridden by its flag: darts and darts2 batch 64, 50 epochs, lr 0.025 to 0.001,
+    /// arch lr 3e-4; pcdarts batch 256, 50 epochs, lr 0.1 to 0, arch lr 6e-4, 15 warm-up
+    /// epochs, K 4; pdarts batch 96, 25 epochs per stage, lr 0.025 to 0, arch lr 6e-4.
     #[arg(long, value_enum, default_value_t = Algo::Darts)]
     pub algo: Algo,
     /// Side of the square search images (8 to 512).
     #[arg(long, default_value_t = 64, value_parser = flags::u32_in(flags::SIZE))]
     pub size: u32,
-    /// Batch size of both the weight and the architecture steps (1 to 1024).
-    #[arg(long, default_value_t = 64, value_parser = flags::usize_in(flags::BATCH))]
+    /// Batch size of both the weight and the architecture steps (1 to 1024) [pcdarts: 256,
+    /// pdarts: 96].
+    #[arg(long, default_value_t = Algo::Darts.paper_defaults().batch,
+          value_parser = flags::usize_in(flags::BATCH))]
     pub batch: usize,
-    /// Epochs (per stage for P-DARTS).
-    #[arg(long, default_value_t = 50, value_parser = flags::usize_in(flags::EPOCHS))]
+    /// Epochs (per stage for P-DARTS) [pdarts: 25].
+    #[arg(long, default_value_t = Algo::Darts.paper_defaults().epochs,
+          value_parser = flags::usize_in(flags::EPOCHS))]
     pub epochs: usize,
     /// Channels of the first cell (1 to 256; a multiple of --partial-k).
     #[arg(long, default_value_t = 16, value_parser = flags::usize_in(flags::INIT_CHANNELS))]
@@ -82,11 +89,12 @@ pub struct SearchArgs {
     /// Which hand aspects to use.
     #[arg(long, value_enum, default_value_t = AspectFilter::All)]
     pub aspect: AspectFilter,
-    /// Weight learning rate (cosine annealed).
-    #[arg(long, default_value_t = 0.025, value_parser = flags::positive)]
+    /// Weight learning rate (cosine annealed) [pcdarts: 0.1].
+    #[arg(long, default_value_t = Algo::Darts.paper_defaults().lr, value_parser = flags::positive)]
     pub lr: f64,
-    /// Final weight learning rate.
-    #[arg(long, default_value_t = 0.001, value_parser = flags::non_negative)]
+    /// Final weight learning rate [pcdarts, pdarts: 0].
+    #[arg(long, default_value_t = Algo::Darts.paper_defaults().lr_min,
+          value_parser = flags::non_negative)]
     pub lr_min: f64,
     /// Weight momentum, in [0, 1).
     #[arg(long, default_value_t = 0.9, value_parser = flags::fraction)]
@@ -97,7 +105,7 @@ pub struct SearchArgs {
     /// Gradient-norm clip of the weights.
     #[arg(long, default_value_t = 5.0, value_parser = flags::positive)]
     pub grad_clip: f64,
-    /// Architecture learning rate (default 3e-4, 6e-4 for pcdarts).
+    /// Architecture learning rate (default 3e-4, 6e-4 for pcdarts and pdarts).
     #[arg(long, value_parser = flags::positive)]
     pub arch_lr: Option<f64>,
     /// Architecture weight decay.
@@ -123,7 +131,8 @@ pub struct SearchArgs {
           value_parser = flags::fraction)]
     pub skip_dropout: Vec<f64>,
     /// P-DARTS: weight-only warm-up epochs of each stage, fewer than --epochs.
-    #[arg(long, default_value_t = 10, value_parser = flags::usize_in(0..=*flags::EPOCHS.end()))]
+    #[arg(long, default_value_t = Algo::Pdarts.paper_defaults().arch_warmup,
+          value_parser = flags::usize_in(0..=*flags::EPOCHS.end()))]
     pub stage_warmup: usize,
     /// P-DARTS: most skip connections in the final normal cell (0 to 8).
     #[arg(long, default_value_t = 2, value_parser = flags::usize_in(0..=8))]
@@ -143,26 +152,99 @@ pub struct SearchArgs {
     pub explicit: Option<Vec<String>>,
 }
 
+/// The settings an algorithm's paper and public code search with, which `--algo` brings
+/// (quark0/darts `train_search.py`, yuhuixu1993/PC-DARTS `train_search.py`,
+/// chenxin061/pdarts `train_search.py`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PaperDefaults {
+    /// Batch size.
+    pub batch: usize,
+    /// Epochs (per stage for P-DARTS).
+    pub epochs: usize,
+    /// Initial weight learning rate.
+    pub lr: f64,
+    /// Final weight learning rate of the cosine schedule.
+    pub lr_min: f64,
+    /// Architecture learning rate (Adam).
+    pub arch_lr: f64,
+    /// Weight-only epochs before the first architecture step (P-DARTS: per stage).
+    pub arch_warmup: usize,
+    /// Channel sampling factor K.
+    pub partial_k: usize,
+}
+
+impl Algo {
+    /// This algorithm's published search settings.
+    pub fn paper_defaults(self) -> PaperDefaults {
+        let darts = PaperDefaults {
+            batch: 64,
+            epochs: 50,
+            lr: 0.025,
+            lr_min: 0.001,
+            arch_lr: 3e-4,
+            arch_warmup: 0,
+            partial_k: 1,
+        };
+        match self {
+            Algo::Darts | Algo::Darts2 => darts,
+            Algo::Pcdarts => PaperDefaults {
+                batch: 256,
+                lr: 0.1,
+                lr_min: 0.0,
+                arch_lr: 6e-4,
+                arch_warmup: 15,
+                partial_k: 4,
+                ..darts
+            },
+            Algo::Pdarts => PaperDefaults {
+                batch: 96,
+                epochs: 25,
+                lr_min: 0.0,
+                arch_lr: 6e-4,
+                arch_warmup: 10,
+                ..darts
+            },
+        }
+    }
+}
+
 impl SearchArgs {
+    /// Sets the settings of [`PaperDefaults`] that were not given on the command line
+    /// (`explicit`; every one when it is `None`) to `algo`'s published values.
+    pub fn apply_paper_defaults(&mut self) {
+        let paper = self.algo.paper_defaults();
+        let explicit = self.explicit.clone().unwrap_or_default();
+        let given = |name: &str| explicit.iter().any(|n| n == name);
+        if !given("batch") {
+            self.batch = paper.batch;
+        }
+        if !given("epochs") {
+            self.epochs = paper.epochs;
+        }
+        if !given("lr") {
+            self.lr = paper.lr;
+        }
+        if !given("lr_min") {
+            self.lr_min = paper.lr_min;
+        }
+    }
+
     fn arch_lr(&self) -> f64 {
-        self.arch_lr.unwrap_or(match self.algo {
-            Algo::Pcdarts => 6e-4,
-            _ => 3e-4,
-        })
+        self.arch_lr.unwrap_or(self.algo.paper_defaults().arch_lr)
     }
 
     fn partial_k(&self) -> usize {
-        self.partial_k.unwrap_or(match self.algo {
-            Algo::Pcdarts => 4,
-            _ => 1,
-        })
+        self.partial_k
+            .unwrap_or(self.algo.paper_defaults().partial_k)
     }
 
     fn arch_warmup(&self) -> usize {
         self.arch_warmup_epochs.unwrap_or(match self.algo {
-            Algo::Pcdarts => 15.min(self.epochs.saturating_sub(1)),
+            Algo::Pcdarts => {
+                (self.algo.paper_defaults().arch_warmup).min(self.epochs.saturating_sub(1))
+            }
             Algo::Pdarts => self.stage_warmup,
-            _ => 0,
+            _ => self.algo.paper_defaults().arch_warmup,
         })
     }
 
@@ -261,6 +343,7 @@ impl SearchArgs {
     pub fn new(data: impl Into<PathBuf>, algo: Algo) -> SearchArgs {
         let mut args = SearchArgs::parse_from(["search", "--data", ".", "--algo", algo.as_arg()]);
         args.data = data.into();
+        args.apply_paper_defaults();
         args
     }
 }
@@ -807,7 +890,9 @@ impl<'a> StageRun<'a> {
     }
 
     /// One search step: an architecture step on `val` (when given), then a weight step on
-    /// `train` at learning rate `lr`.
+    /// `train` at learning rate `lr`, both with skip-connect dropout at rate `skip_dropout`
+    /// (P-DARTS; 0 for the other algorithms, and the unrolled second-order step, which
+    /// P-DARTS does not use, takes none).
     pub fn step(
         &mut self,
         train: LabelledBatch<'_>,
@@ -839,7 +924,11 @@ impl<'a> StageRun<'a> {
                         unrolling,
                     )?
                 } else {
-                    architect::first_order(self.net, val)?
+                    let dropout = SkipDropout {
+                        prob: skip_dropout,
+                        rng: &mut *rng,
+                    };
+                    architect::first_order(self.net, val, Some(dropout))?
                 };
                 self.adam.step(&arch.grads)?;
                 Some((arch.val_loss, arch.val_correct))
@@ -919,4 +1008,53 @@ impl<'a> StageRun<'a> {
 /// The run folder's genotype file.
 pub fn genotype_path(run: &Path) -> PathBuf {
     run.join("genotype.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_algorithm_brings_its_papers_settings() {
+        let pcdarts = SearchArgs::new("data", Algo::Pcdarts);
+        assert_eq!(
+            (pcdarts.batch, pcdarts.epochs, pcdarts.lr, pcdarts.lr_min),
+            (256, 50, 0.1, 0.0)
+        );
+        assert_eq!(
+            (
+                pcdarts.arch_lr(),
+                pcdarts.arch_warmup(),
+                pcdarts.partial_k()
+            ),
+            (6e-4, 15, 4)
+        );
+        let pdarts = SearchArgs::new("data", Algo::Pdarts);
+        assert_eq!(
+            (pdarts.batch, pdarts.epochs, pdarts.lr, pdarts.lr_min),
+            (96, 25, 0.025, 0.0)
+        );
+        assert_eq!((pdarts.arch_lr(), pdarts.arch_warmup()), (6e-4, 10));
+        for algo in [Algo::Darts, Algo::Darts2] {
+            let darts = SearchArgs::new("data", algo);
+            assert_eq!(
+                (darts.batch, darts.epochs, darts.lr, darts.lr_min),
+                (64, 50, 0.025, 0.001)
+            );
+            assert_eq!(
+                (darts.arch_lr(), darts.arch_warmup(), darts.partial_k()),
+                (3e-4, 0, 1)
+            );
+        }
+    }
+
+    #[test]
+    fn a_setting_given_on_the_command_line_beats_the_papers() {
+        let mut args = SearchArgs::parse_from([
+            "search", "--data", ".", "--algo", "pcdarts", "--batch", "32", "--lr-min", "0.001",
+        ]);
+        args.explicit = Some(vec!["algo".into(), "batch".into(), "lr_min".into()]);
+        args.apply_paper_defaults();
+        assert_eq!((args.batch, args.lr, args.lr_min), (32, 0.1, 0.001));
+    }
 }

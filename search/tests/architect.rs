@@ -205,7 +205,7 @@ fn second_order_differs_from_first_order_by_the_implicit_term() {
         labels: &f.val.1,
     };
     let second = arch_gradient(&f.net, &f.weights, train, val, 1e-6);
-    let first = first_order(&f.net, val).unwrap();
+    let first = first_order(&f.net, val, None).unwrap();
     let first: Vec<f64> = f
         .net
         .arch_vars()
@@ -265,5 +265,49 @@ fn paper_radius_is_an_approximation_that_converges_as_the_radius_shrinks() {
     assert!(
         small < 1e-5 * exact.abs(),
         "error {small} at R=1e-6 (exact {exact})"
+    );
+}
+
+/// The architecture gradient as one flat vector, in `arch_vars` order.
+fn flat_arch_grads(net: &Supernet, grads: &candle_core::backprop::GradStore) -> Vec<f64> {
+    net.arch_vars()
+        .iter()
+        .flat_map(|(_, a)| {
+            grads
+                .get(a.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn skip_dropout_reaches_the_architecture_gradient() {
+    use hands_search::supernet::SkipDropout;
+    let f = fixture();
+    let val = LabelledBatch {
+        images: &f.val.0,
+        labels: &f.val.1,
+    };
+    let plain = flat_arch_grads(&f.net, &first_order(&f.net, val, None).unwrap().grads);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let off = SkipDropout {
+        prob: 0.0,
+        rng: &mut rng,
+    };
+    let zero = flat_arch_grads(&f.net, &first_order(&f.net, val, Some(off)).unwrap().grads);
+    assert_eq!(plain, zero, "a zero rate is no dropout");
+    let on = SkipDropout {
+        prob: 0.5,
+        rng: &mut rng,
+    };
+    let dropped = flat_arch_grads(&f.net, &first_order(&f.net, val, Some(on)).unwrap().grads);
+    let diff: f64 = plain.iter().zip(&dropped).map(|(a, b)| (a - b).abs()).sum();
+    assert!(
+        diff > 1e-6,
+        "dropout on skip must change the alpha gradient"
     );
 }
