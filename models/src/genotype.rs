@@ -210,6 +210,15 @@ impl Genotype {
         self.to_string()
     }
 
+    /// Operations of the normal cell without weights (pools and skip connections, all at
+    /// stride 1 there): the count that grows when a DARTS-family search collapses.
+    pub fn parameter_free_normal_ops(&self) -> usize {
+        self.normal
+            .iter()
+            .filter(|(op, _)| !op.is_parametric())
+            .count()
+    }
+
     /// The edges and concat list of one cell type.
     pub fn cell(&self, reduction: bool) -> (&[Edge], &[usize]) {
         if reduction {
@@ -489,6 +498,12 @@ mod tests {
         assert_eq!(
             DARTS_V2.parse::<Genotype>().unwrap(),
             Genotype::published("DARTS_V2").unwrap()
+        );
+        assert_eq!(
+            Genotype::published("DARTS_V2")
+                .unwrap()
+                .parameter_free_normal_ops(),
+            2
         );
         assert_eq!(
             PDARTS.parse::<Genotype>().unwrap(),

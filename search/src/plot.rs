@@ -113,6 +113,9 @@ struct SearchRecord {
     alphas_reduce: Vec<Vec<f64>>,
     candidates_normal: Vec<Vec<String>>,
     candidates_reduce: Vec<Vec<String>>,
+    /// Absent from logs written before it was recorded.
+    #[serde(default)]
+    parameter_free_normal: Option<usize>,
 }
 
 impl SearchRecord {
@@ -145,6 +148,8 @@ struct Curves {
     train_acc: f64,
     val_loss: Option<f64>,
     val_acc: Option<f64>,
+    /// Searches only: pools and skips in the derived normal cell.
+    parameter_free_normal: Option<f64>,
 }
 
 impl From<&SearchRecord> for Curves {
@@ -156,6 +161,7 @@ impl From<&SearchRecord> for Curves {
             train_acc: r.train_acc,
             val_loss: r.val_loss,
             val_acc: r.val_acc,
+            parameter_free_normal: r.parameter_free_normal.map(|n| n as f64),
         }
     }
 }
@@ -169,6 +175,7 @@ impl From<&TrainRecord> for Curves {
             train_acc: r.train_acc,
             val_loss: r.val_loss,
             val_acc: r.val_acc,
+            parameter_free_normal: None,
         }
     }
 }
@@ -567,13 +574,15 @@ fn alphas_edges_svg(records: &[SearchRecord]) -> Result<String> {
 fn curves_svg(what: &str, curves: &[Curves], stages: &[(f64, usize)]) -> Result<String> {
     let train = RGBColor(31, 119, 180);
     let val = RGBColor(255, 127, 14);
-    render_svg((1500, 480), |root| {
+    type Pick = fn(&Curves) -> Option<f64>;
+    type Line = (&'static str, RGBColor, Pick);
+    let collapse_panel = curves.iter().any(|c| c.parameter_free_normal.is_some());
+    let panel_count = 3 + usize::from(collapse_panel);
+    render_svg((500 * panel_count as u32, 480), |root| {
         let root = root.titled(&format!("{what} curves"), ("sans-serif", 24))?;
-        let panels = root.split_evenly((1, 3));
+        let panels = root.split_evenly((1, panel_count));
         let x = epoch_range(curves.iter().map(|c| c.epoch));
-        type Pick = fn(&Curves) -> Option<f64>;
-        type Line = (&'static str, RGBColor, Pick);
-        let plots: [(&str, SeriesLabelPosition, Vec<Line>); 3] = [
+        let mut plots: Vec<(&str, SeriesLabelPosition, Vec<Line>)> = vec![
             (
                 "loss",
                 SeriesLabelPosition::UpperRight,
@@ -596,6 +605,13 @@ fn curves_svg(what: &str, curves: &[Curves], stages: &[(f64, usize)]) -> Result<
                 vec![("lr", train, |c| Some(c.lr))],
             ),
         ];
+        if collapse_panel {
+            plots.push((
+                "parameter-free ops, normal cell",
+                SeriesLabelPosition::UpperLeft,
+                vec![("pools + skips of 8", train, |c| c.parameter_free_normal)],
+            ));
+        }
         for (area, (title, legend, lines)) in panels.iter().zip(plots) {
             let y = value_range(
                 lines

@@ -419,6 +419,8 @@ struct EpochRecord<'a> {
     candidates_normal: &'a [Vec<Op>],
     candidates_reduce: &'a [Vec<Op>],
     genotype: &'a Genotype,
+    /// Pools and skips in the derived normal cell ([`Genotype::parameter_free_normal_ops`]).
+    parameter_free_normal: usize,
 }
 
 /// The file a search writes when its last epoch is done: `{"epochs": N, "genotype": ...}`.
@@ -587,6 +589,7 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
                 betas_reduce,
                 candidates_normal: &state.normal_candidates,
                 candidates_reduce: &state.reduce_candidates,
+                parameter_free_normal: genotype.parameter_free_normal_ops(),
                 stats,
             })?;
             state.epoch += 1;

@@ -147,6 +147,7 @@ fn search_log(epochs: usize) -> String {
             "betas_reduce": null,
             "candidates_normal": candidates,
             "candidates_reduce": candidates,
+            "parameter_free_normal": epoch % 5,
             "genotype": genotype,
         });
         text.push_str(&record.to_string());
@@ -198,7 +199,13 @@ fn plots_of_a_search_log() {
         "{edges}"
     );
     let curves = svg_text(&std::fs::read_to_string(out.join("search_curves.svg")).unwrap());
-    for word in ["loss", "accuracy", "train", "validation"] {
+    for word in [
+        "loss",
+        "accuracy",
+        "train",
+        "validation",
+        "parameter-free ops",
+    ] {
         assert!(curves.contains(word), "search_curves.svg lacks {word}");
     }
 }
@@ -214,6 +221,10 @@ fn plot_subcommand_writes_into_the_run_folder_by_default() {
     .unwrap();
     let svg = assert_svg(&run.path().join("train_curves.svg"));
     assert!(svg_text(&svg).contains("training curves"));
+    assert!(
+        !svg_text(&svg).contains("parameter-free"),
+        "a training has no cell to count"
+    );
     assert!(!run.path().join("alphas.svg").exists());
 }
 

@@ -111,6 +111,14 @@ fn darts_writes_its_run_folder_and_resumes_to_the_same_genotype() {
         Genotype::from_json(&last["genotype"].to_string()).unwrap(),
         genotype(&run)
     );
+    // Every epoch logs the collapse count of its derived normal cell.
+    for record in &log {
+        let derived = Genotype::from_json(&record["genotype"].to_string()).unwrap();
+        assert_eq!(
+            record["parameter_free_normal"].as_u64(),
+            Some(derived.parameter_free_normal_ops() as u64)
+        );
+    }
 }
 
 #[test]
