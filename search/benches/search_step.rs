@@ -107,7 +107,7 @@ fn main() -> Result<()> {
     let mut times = Vec::with_capacity(bench.steps);
     for step in 0..bench.steps + 2 {
         let start = Instant::now();
-        run.step(train, Some(val), 0.025, skip_dropout, &mut rng)?;
+        run.step(train, Some(val), 0.025, skip_dropout, 0.0, &mut rng)?;
         device.synchronize()?;
         if step >= 2 {
             times.push(start.elapsed().as_secs_f64() * 1e3);

@@ -51,6 +51,38 @@ pub fn finite_loss(loss: &Tensor, what: &str) -> Result<f64> {
     Ok(value)
 }
 
+/// β-DARTS' Beta-Decay regularisation (Ye et al., "β-DARTS: Beta-Decay Regularization for
+/// Differentiable Architecture Search", CVPR 2022), added to the architecture gradient in
+/// `grads`: the loss term is `weight * L_beta`, with `L_beta` the mean over a cell's 14 edges
+/// of the smooth maximum `log sum_o exp(alpha_o)` of the edge's operation logits, summed over
+/// the normal and the reduction cell. Its gradient, `weight * softmax(alpha) / 14`, pulls each
+/// logit down in proportion to its own weight, so that no operation's weight (skip's, in a
+/// collapse) runs away from the rest; it does not depend on the network weights, so it is
+/// the same for first and second order. Betas (PC-DARTS) are left alone.
+pub fn add_beta_decay(net: &Supernet, weight: f64, grads: &mut GradStore) -> Result<()> {
+    for cell in [&net.normal, &net.reduce] {
+        let alphas = cell.alphas.as_tensor();
+        let edges = alphas.dim(0)? as f64;
+        let term = (candle_nn::ops::softmax(alphas, candle_core::D::Minus1)? * (weight / edges))?;
+        let total = match grads.get(alphas) {
+            Some(g) => (g + term)?,
+            None => term,
+        };
+        grads.insert(alphas, total);
+    }
+    Ok(())
+}
+
+/// The Beta-Decay weight at `epoch` of a stage of `epochs` whose first `warmup` epochs have
+/// no architecture step: 0 there, then rising linearly to `final_weight` at the last epoch
+/// (our schedule: β-DARTS lets its weight grow through the search).
+pub fn beta_decay_weight(final_weight: f64, epoch: usize, epochs: usize, warmup: usize) -> f64 {
+    if epoch < warmup || epochs <= warmup {
+        return 0.0;
+    }
+    final_weight * (epoch - warmup + 1) as f64 / (epochs - warmup) as f64
+}
+
 /// Settings of the unrolled (second-order) architecture step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Unrolling {

@@ -137,6 +137,12 @@ pub struct SearchArgs {
     /// P-DARTS: most skip connections in the final normal cell (0 to 8).
     #[arg(long, default_value_t = 2, value_parser = flags::usize_in(0..=8))]
     pub max_skip: usize,
+    /// β-DARTS' Beta-Decay regularisation of the architecture logits against collapse
+    /// (`hands_search::architect::add_beta_decay`): its weight at the last epoch, reached
+    /// linearly from 0 at the first architecture epoch of each stage; 0 turns it off.
+    #[arg(long, default_value_t = 0.0, value_parser = flags::non_negative)]
+    #[serde(default)]
+    pub beta_decay: f64,
     /// Compute device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -308,6 +314,7 @@ impl SearchArgs {
         flags::check_value("momentum", self.momentum, flags::fraction)?;
         flags::check_value("weight-decay", self.weight_decay, flags::non_negative)?;
         flags::check_value("grad-clip", self.grad_clip, flags::positive)?;
+        flags::check_value("beta-decay", self.beta_decay, flags::non_negative)?;
         flags::check_value("arch-lr", self.arch_lr(), flags::positive)?;
         flags::check_value(
             "arch-weight-decay",
@@ -396,6 +403,8 @@ struct EpochStats {
     lr: f64,
     arch_active: bool,
     skip_dropout: f64,
+    /// The Beta-Decay weight of the epoch's architecture steps.
+    beta_decay: f64,
     train_loss: f64,
     train_acc: f64,
     val_loss: Option<f64>,
@@ -836,6 +845,12 @@ impl<'a> StageRun<'a> {
         let lr = cosine_lr(state.epoch, stage.epochs, state.args.lr, state.args.lr_min);
         let arch_active = state.epoch >= stage.warmup;
         let drop_rate = skip_dropout_rate(stage, state.epoch);
+        let beta_decay = architect::beta_decay_weight(
+            state.args.beta_decay,
+            state.epoch,
+            stage.epochs,
+            stage.warmup,
+        );
         let w_epoch = loader.epoch(w_idx, &mut state.rng);
         let a_epoch = loader.epoch(a_idx, &mut state.rng);
         let steps = w_epoch.num_batches().min(a_epoch.num_batches());
@@ -861,7 +876,7 @@ impl<'a> StageRun<'a> {
                 labels: &b.labels,
             });
             let outcome = self
-                .step(train, val, lr, drop_rate, &mut state.rng)
+                .step(train, val, lr, drop_rate, beta_decay, &mut state.rng)
                 .with_context(|| {
                     format!("step {step} of stage {} epoch {}", state.stage, state.epoch)
                 })?;
@@ -884,6 +899,7 @@ impl<'a> StageRun<'a> {
             lr,
             arch_active,
             skip_dropout: drop_rate,
+            beta_decay,
             train_loss: ratio(train_loss, train_seen).unwrap_or(f64::NAN),
             train_acc: ratio(train_correct as f64, train_seen).unwrap_or(f64::NAN),
             val_loss: ratio(val_loss, val_seen),
@@ -895,19 +911,21 @@ impl<'a> StageRun<'a> {
     /// One search step: an architecture step on `val` (when given), then a weight step on
     /// `train` at learning rate `lr`, both with skip-connect dropout at rate `skip_dropout`
     /// (P-DARTS; 0 for the other algorithms, and the unrolled second-order step, which
-    /// P-DARTS does not use, takes none).
+    /// P-DARTS does not use, takes none). The architecture gradient gets β-DARTS'
+    /// Beta-Decay term of weight `beta_decay` when it is positive.
     pub fn step(
         &mut self,
         train: LabelledBatch<'_>,
         val: Option<LabelledBatch<'_>>,
         lr: f64,
         skip_dropout: f64,
+        beta_decay: f64,
         rng: &mut ChaCha8Rng,
     ) -> Result<StepOutcome> {
         self.sgd.set_lr(lr);
         let arch = match val {
             Some(val) => {
-                let arch = if self.second_order {
+                let mut arch = if self.second_order {
                     let buffers: Vec<Option<Tensor>> = (0..self.weight_vars.len())
                         .map(|i| self.sgd.momentum_buffer(i).cloned())
                         .collect();
@@ -933,6 +951,9 @@ impl<'a> StageRun<'a> {
                     };
                     architect::first_order(self.net, val, Some(dropout))?
                 };
+                if beta_decay > 0.0 {
+                    architect::add_beta_decay(self.net, beta_decay, &mut arch.grads)?;
+                }
                 self.adam.step(&arch.grads)?;
                 Some((arch.val_loss, arch.val_correct))
             }

@@ -4,7 +4,9 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::loss::cross_entropy;
 use hands_models::Op;
-use hands_search::architect::{first_order, second_order, LabelledBatch, Unrolling};
+use hands_search::architect::{
+    add_beta_decay, beta_decay_weight, first_order, second_order, LabelledBatch, Unrolling,
+};
 use hands_search::supernet::{Supernet, SupernetConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -310,4 +312,47 @@ fn skip_dropout_reaches_the_architecture_gradient() {
         diff > 1e-6,
         "dropout on skip must change the alpha gradient"
     );
+}
+
+#[test]
+fn beta_decay_adds_the_gradient_of_the_smooth_maximum() {
+    let f = fixture();
+    let val = LabelledBatch {
+        images: &f.val.0,
+        labels: &f.val.1,
+    };
+    let mut grads = first_order(&f.net, val, None).unwrap().grads;
+    let before = flat_arch_grads(&f.net, &grads);
+    add_beta_decay(&f.net, 0.5, &mut grads).unwrap();
+    let after = flat_arch_grads(&f.net, &grads);
+    // d/d alpha of 0.5 * mean over 14 edges of logsumexp(alpha_edge), per cell.
+    let expected: Vec<f64> = [&f.net.normal, &f.net.reduce]
+        .iter()
+        .flat_map(|cell| {
+            cell.alphas
+                .as_tensor()
+                .to_vec2::<f64>()
+                .unwrap()
+                .into_iter()
+                .flat_map(|row| {
+                    let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let sum: f64 = row.iter().map(|a| (a - max).exp()).sum();
+                    row.into_iter()
+                        .map(move |a| 0.5 * (a - max).exp() / sum / 14.0)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(after.len(), before.len());
+    for ((a, b), e) in after.iter().zip(&before).zip(&expected) {
+        assert!((a - b - e).abs() < 1e-12, "{a} - {b} != {e}");
+    }
+}
+
+#[test]
+fn beta_decay_rises_linearly_over_the_architecture_epochs() {
+    assert_eq!(beta_decay_weight(2.0, 3, 10, 5), 0.0);
+    assert_eq!(beta_decay_weight(2.0, 5, 10, 5), 0.4);
+    assert_eq!(beta_decay_weight(2.0, 9, 10, 5), 2.0);
+    assert_eq!(beta_decay_weight(2.0, 0, 4, 0), 0.5);
 }

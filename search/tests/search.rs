@@ -190,3 +190,27 @@ fn a_diverging_search_stops_naming_the_step() {
     assert!(err.contains("non-finite"), "{err}");
     assert!(err.contains("step"), "{err}");
 }
+
+#[test]
+fn beta_decay_changes_the_architecture_and_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_dataset(&data, 12);
+    let plain = dir.path().join("plain");
+    run_search(&tiny(&data, plain.clone(), Algo::Darts)).unwrap();
+    let regularised = dir.path().join("beta");
+    run_search(&SearchArgs {
+        beta_decay: 50.0,
+        ..tiny(&data, regularised.clone(), Algo::Darts)
+    })
+    .unwrap();
+    let (plain, regularised) = (
+        log_without_seconds(&plain),
+        log_without_seconds(&regularised),
+    );
+    assert_eq!(plain[1]["beta_decay"].as_f64(), Some(0.0));
+    assert_eq!(regularised[0]["beta_decay"].as_f64(), Some(25.0));
+    assert_eq!(regularised[1]["beta_decay"].as_f64(), Some(50.0));
+    // The same run but for the regulariser: the architecture it ends with differs.
+    assert_ne!(plain[1]["alphas_normal"], regularised[1]["alphas_normal"]);
+}
