@@ -5,7 +5,7 @@
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::ops::softmax;
 use candle_nn::{Init, VarBuilder, VarMap};
-use hands_models::nn::functional::global_avg_pool;
+use hands_models::nn::functional::{global_avg_pool, max_pool2x2};
 use hands_models::nn::layers::{Activated, BatchNorm2d, Norm, Operation, ReluConvBn};
 use hands_models::nn::mixture::accumulate_scaled;
 use hands_models::nn::network::{reduction_layers, Preprocess};
@@ -158,7 +158,7 @@ impl MixedOp {
         }
         let rest = x.narrow(1, part, c - part)?;
         let rest = if self.stride == 2 {
-            rest.max_pool2d(2)?
+            max_pool2x2(&rest)?
         } else {
             rest
         };
@@ -622,6 +622,59 @@ mod tests {
             assert!(
                 max_abs_diff(&unshuffled, &expected) < 1e-6,
                 "stride {stride}"
+            );
+        }
+    }
+
+    #[test]
+    fn partial_channel_gradients_match_the_plain_candle_graph() {
+        let k = 4;
+        for stride in [1, 2] {
+            let (op, _map) = mixed_op(16, stride, k);
+            let x = candle_core::Var::from_tensor(&random((2, 16, 8, 8))).unwrap();
+            let w = op_weights();
+            let got = op.forward(x.as_tensor(), &w, &mut None).unwrap();
+            let r = random(got.dims4().unwrap());
+            let grad_got = (got * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+                .get(x.as_tensor())
+                .unwrap()
+                .clone();
+            // The same edge from candle's own ops.
+            let xt = x.as_tensor();
+            let mixed = darts_mixture(&op, &xt.narrow(1, 0, 4).unwrap(), &w);
+            let rest = xt.narrow(1, 4, 12).unwrap();
+            let rest = if stride == 2 {
+                // The window maximum as a reduction (candle's max_pool2d scales its gradient).
+                rest.contiguous()
+                    .unwrap()
+                    .reshape((2, 12, 4, 2, 4, 2))
+                    .unwrap()
+                    .max(5)
+                    .unwrap()
+                    .max(3)
+                    .unwrap()
+            } else {
+                rest
+            };
+            let expected = channel_shuffle(&Tensor::cat(&[&mixed, &rest], 1).unwrap(), k).unwrap();
+            let grad_expected = (expected * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+                .get(xt)
+                .unwrap()
+                .clone();
+            let diff = max_abs_diff(&grad_got, &grad_expected);
+            assert!(
+                diff < 1e-4,
+                "stride {stride}: input gradients differ by {diff}"
             );
         }
     }

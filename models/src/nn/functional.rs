@@ -220,23 +220,27 @@ pub fn depthwise_conv2d(
     }
 }
 
-/// 3x3 pooling with padding 1 (DARTS' pooling candidates). Max pooling keeps the tap of each
-/// window's maximum from the forward pass (one byte per output) for the backward pass.
+/// `k x k` pooling: 3x3 with padding 1 (DARTS' pooling candidates) or 2x2 max pooling at
+/// stride 2 (PC-DARTS' bypass of reducing edges). Max pooling keeps the tap of each window's
+/// maximum from the forward pass (one byte per output) for the backward pass, which sends
+/// each window's gradient to that first maximum, as PyTorch does.
 #[derive(Debug)]
-struct Pool3x3 {
+struct Pooling {
     pool: Pool,
+    k: usize,
     stride: usize,
+    pad: usize,
     argmax: OnceLock<Vec<u8>>,
 }
 
-impl Pool3x3 {
+impl Pooling {
     fn window(&self, h: usize, w: usize) -> Window {
         Window {
             h,
             w,
-            k: 3,
+            k: self.k,
             stride: self.stride,
-            pad: 1,
+            pad: self.pad,
             dilation: 1,
         }
     }
@@ -311,11 +315,12 @@ impl Pool3x3 {
     }
 }
 
-impl CustomOp1 for Pool3x3 {
+impl CustomOp1 for Pooling {
     fn name(&self) -> &'static str {
-        match self.pool {
-            Pool::Max => "max-pool-3x3",
-            Pool::Avg => "avg-pool-3x3",
+        match (self.pool, self.k) {
+            (Pool::Max, 2) => "max-pool-2x2",
+            (Pool::Max, _) => "max-pool-3x3",
+            (Pool::Avg, _) => "avg-pool-3x3",
         }
     }
 
@@ -347,11 +352,39 @@ pub fn avg_pool3x3(x: &Tensor, stride: usize) -> Result<Tensor> {
     pool3x3(x, Pool::Avg, stride)
 }
 
+/// 2x2 max pooling at stride 2 (a last odd row or column is dropped, as PyTorch's
+/// `MaxPool2d(2, 2)` does). Its gradient goes to each window's first maximum; candle's own
+/// `max_pool2d` multiplies it by the share of the window's positions that hold the maximum
+/// instead (a quarter of it for a single maximum), so it is not used where gradients count.
+pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        let op = Pooling {
+            pool: Pool::Max,
+            k: 2,
+            stride: 2,
+            pad: 0,
+            argmax: OnceLock::new(),
+        };
+        return x.contiguous()?.apply_op1(op);
+    }
+    // Portable form: the maximum over each window's four positions, as a reduction.
+    let (b, c, h, w) = x.dims4()?;
+    let (oh, ow) = (h / 2, w / 2);
+    x.narrow(2, 0, 2 * oh)?
+        .narrow(3, 0, 2 * ow)?
+        .contiguous()?
+        .reshape((b, c, oh, 2, ow, 2))?
+        .max(5)?
+        .max(3)
+}
+
 fn pool3x3(x: &Tensor, pool: Pool, stride: usize) -> Result<Tensor> {
     if x.device().is_cpu() {
-        let op = Pool3x3 {
+        let op = Pooling {
             pool,
+            k: 3,
             stride,
+            pad: 1,
             argmax: OnceLock::new(),
         };
         return x.contiguous()?.apply_op1(op);
@@ -548,6 +581,55 @@ mod tests {
         let kern = ramp((2, 1, 3, 3), 0.5, 0);
         let err = depthwise_conv2d(&x, &kern, 1, 3, 1).unwrap_err();
         assert!(err.to_string().contains("padding 3"), "{err}");
+    }
+
+    #[test]
+    fn max_pool_2x2_sends_each_window_gradient_to_its_maximum() {
+        for (h, w) in [(6, 6), (5, 7)] {
+            let x = Var::from_tensor(&ramp((2, 3, h, w), 1.0, 0)).unwrap();
+            let ours = max_pool2x2(&x).unwrap();
+            let theirs = x.max_pool2d(2).unwrap();
+            assert_eq!(ours.dims4().unwrap(), (2, 3, h / 2, w / 2));
+            let diff = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap();
+            assert_eq!(diff.to_scalar::<f64>().unwrap(), 0.0);
+            let weight = ramp(ours.dims4().unwrap(), 1.0, 3);
+            let grad = (&ours * &weight)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let grad: Vec<f64> = grad
+                .get(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            // By hand: the whole output gradient lands on the window's largest input.
+            let xv: Vec<f64> = x.flatten_all().unwrap().to_vec1().unwrap();
+            let wv: Vec<f64> = weight.flatten_all().unwrap().to_vec1().unwrap();
+            let mut expected = vec![0.0; xv.len()];
+            let (oh, ow) = (h / 2, w / 2);
+            for plane in 0..6 {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let at =
+                            |dy: usize, dx: usize| plane * h * w + (2 * oy + dy) * w + 2 * ox + dx;
+                        let best = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                            .into_iter()
+                            .map(|(dy, dx)| at(dy, dx))
+                            .fold(None, |b: Option<usize>, i| match b {
+                                Some(b) if xv[b] >= xv[i] => Some(b),
+                                _ => Some(i),
+                            })
+                            .unwrap();
+                        expected[best] += wv[plane * oh * ow + oy * ow + ox];
+                    }
+                }
+            }
+            assert_eq!(grad, expected, "{h}x{w}");
+        }
     }
 
     #[test]
