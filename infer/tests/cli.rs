@@ -4,22 +4,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
-use common::{fixture, have_ort, sample_images, write_zoo};
+use common::{fixture, hands_infer, have_ort, sample_images, text, write_zoo};
 use hands_infer::{Device, Options, Predictor};
-
-fn hands_infer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hands-infer"))
-        .args(args)
-        .env_remove("HANDS_MODEL")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// CSV rows keyed by file name: (label, probabilities, error).
 type Rows = BTreeMap<String, (String, Vec<f32>, String)>;

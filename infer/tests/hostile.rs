@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{fixture, have_ort};
+use common::{fixture, have_ort, text};
 
 /// How long a run may take before it counts as hung (a guard, not a measurement).
 const HANG_GUARD: Duration = Duration::from_secs(120);
@@ -68,10 +68,6 @@ fn drain(child: &mut Child, stdout: bool) -> std::thread::JoinHandle<Vec<u8>> {
 
 fn run(args: &[&Path]) -> Output {
     finish(command(args))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn p(s: &str) -> &Path {

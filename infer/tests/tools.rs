@@ -5,22 +5,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{fixture, have_ort, write_zoo};
+use common::{fixture, hands_infer, have_ort, text, write_zoo};
 use hands_infer::{Device, Occlusion, Options, Predictor, UNCERTAIN};
-
-fn hands_infer(args: &[&Path]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hands-infer"))
-        .args(args)
-        .env_remove("HANDS_MODEL")
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn options(min_confidence: Option<f32>) -> Options {
     Options {

@@ -98,19 +98,7 @@ fn arch_gradient(
         r_scale,
     };
     let result = second_order(net, weights, &buffers, train, val, unrolling).unwrap();
-    net.arch_vars()
-        .iter()
-        .flat_map(|(_, a)| {
-            result
-                .grads
-                .get(a.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap()
-        })
-        .collect()
+    flat_arch_grads(net, &result.grads)
 }
 
 /// Central difference of `unrolled_val_loss` along direction `u` (flattened over the alphas).
@@ -207,22 +195,7 @@ fn second_order_differs_from_first_order_by_the_implicit_term() {
         labels: &f.val.1,
     };
     let second = arch_gradient(&f.net, &f.weights, train, val, 1e-6);
-    let first = first_order(&f.net, val, None).unwrap();
-    let first: Vec<f64> = f
-        .net
-        .arch_vars()
-        .iter()
-        .flat_map(|(_, a)| {
-            first
-                .grads
-                .get(a.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap()
-        })
-        .collect();
+    let first = flat_arch_grads(&f.net, &first_order(&f.net, val, None).unwrap().grads);
     let diff: f64 = first.iter().zip(&second).map(|(a, b)| (a - b).abs()).sum();
     assert!(
         diff > 1e-6,

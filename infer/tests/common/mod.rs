@@ -6,6 +6,20 @@ use std::path::{Path, PathBuf};
 
 use image::{GrayImage, ImageBuffer, ImageEncoder, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 
+/// Runs the `hands-infer` binary with `args`, without `$HANDS_MODEL`.
+pub fn hands_infer<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hands-infer"))
+        .args(args)
+        .env_remove("HANDS_MODEL")
+        .output()
+        .unwrap()
+}
+
+/// A process output as text (lossily).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// A committed fixture model.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
