@@ -48,10 +48,12 @@ pub struct SearchArgs {
     #[arg(long)]
     pub data: PathBuf,
     /// Search algorithm. Each brings its paper's settings for --batch, --epochs, --lr,
-    /// --lr-min, --arch-lr, --arch-warmup-epochs and --partial-k (see [`PaperDefaults`]),
+    /// --lr-min, --arch-lr, --arch-warmup-epochs, --partial-k and --arch-grad-clip (see
+    /// [`PaperDefaults`]),
     /// each overridden by its flag: darts and darts2 batch 64, 50 epochs, lr 0.025 to 0.001,
     /// arch lr 3e-4; pcdarts batch 256, 50 epochs, lr 0.1 to 0, arch lr 6e-4, 15 warm-up
-    /// epochs, K 4; pdarts batch 96, 25 epochs per stage, lr 0.025 to 0, arch lr 6e-4.
+    /// epochs, K 4; pdarts batch 96, 25 epochs per stage, lr 0.025 to 0, arch lr 6e-4,
+    /// architecture gradients clipped at 5.
     #[arg(long, value_enum, default_value_t = Algo::Darts)]
     pub algo: Algo,
     /// Side of the square search images (8 to 512).
@@ -111,6 +113,11 @@ pub struct SearchArgs {
     /// Architecture weight decay.
     #[arg(long, default_value_t = 1e-3, value_parser = flags::non_negative)]
     pub arch_weight_decay: f64,
+    /// Gradient-norm clip of the architecture parameters (default: none; 5 for pdarts, as
+    /// P-DARTS clips them with its weights' clip).
+    #[arg(long, value_parser = flags::positive)]
+    #[serde(default)]
+    pub arch_grad_clip: Option<f64>,
     /// PC-DARTS channel sampling factor K, 1 to 64 (default 4 for pcdarts, 1 otherwise).
     #[arg(long, value_parser = flags::usize_in(flags::PARTIAL_K))]
     pub partial_k: Option<usize>,
@@ -177,6 +184,8 @@ pub struct PaperDefaults {
     pub arch_warmup: usize,
     /// Channel sampling factor K.
     pub partial_k: usize,
+    /// Gradient-norm clip of the architecture parameters, if any.
+    pub arch_grad_clip: Option<f64>,
 }
 
 impl Algo {
@@ -190,6 +199,7 @@ impl Algo {
             arch_lr: 3e-4,
             arch_warmup: 0,
             partial_k: 1,
+            arch_grad_clip: None,
         };
         match self {
             Algo::Darts | Algo::Darts2 => darts,
@@ -208,6 +218,7 @@ impl Algo {
                 lr_min: 0.0,
                 arch_lr: 6e-4,
                 arch_warmup: 10,
+                arch_grad_clip: Some(5.0),
                 ..darts
             },
         }
@@ -237,6 +248,11 @@ impl SearchArgs {
 
     fn arch_lr(&self) -> f64 {
         self.arch_lr.unwrap_or(self.algo.paper_defaults().arch_lr)
+    }
+
+    fn arch_grad_clip(&self) -> Option<f64> {
+        self.arch_grad_clip
+            .or(self.algo.paper_defaults().arch_grad_clip)
     }
 
     fn partial_k(&self) -> usize {
@@ -315,6 +331,9 @@ impl SearchArgs {
         flags::check_value("weight-decay", self.weight_decay, flags::non_negative)?;
         flags::check_value("grad-clip", self.grad_clip, flags::positive)?;
         flags::check_value("beta-decay", self.beta_decay, flags::non_negative)?;
+        if let Some(clip) = self.arch_grad_clip {
+            flags::check_value("arch-grad-clip", clip, flags::positive)?;
+        }
         flags::check_value("arch-lr", self.arch_lr(), flags::positive)?;
         flags::check_value(
             "arch-weight-decay",
@@ -762,6 +781,7 @@ pub struct StageRun<'a> {
     adam: Adam,
     second_order: bool,
     grad_clip: f64,
+    arch_grad_clip: Option<f64>,
 }
 
 impl<'a> StageRun<'a> {
@@ -792,6 +812,7 @@ impl<'a> StageRun<'a> {
             adam,
             second_order: args.second_order(),
             grad_clip: args.grad_clip,
+            arch_grad_clip: args.arch_grad_clip(),
         })
     }
 
@@ -954,6 +975,11 @@ impl<'a> StageRun<'a> {
                 if beta_decay > 0.0 {
                     architect::add_beta_decay(self.net, beta_decay, &mut arch.grads)?;
                 }
+                if let Some(clip) = self.arch_grad_clip {
+                    let arch_vars: Vec<_> =
+                        self.net.arch_vars().into_iter().map(|(_, v)| v).collect();
+                    clip_grad_norm(&arch_vars, &mut arch.grads, clip)?;
+                }
                 self.adam.step(&arch.grads)?;
                 Some((arch.val_loss, arch.val_correct))
             }
@@ -1059,6 +1085,8 @@ mod tests {
             (96, 25, 0.025, 0.0)
         );
         assert_eq!((pdarts.arch_lr(), pdarts.arch_warmup()), (6e-4, 10));
+        assert_eq!(pdarts.arch_grad_clip(), Some(5.0));
+        assert_eq!(pcdarts.arch_grad_clip(), None);
         for algo in [Algo::Darts, Algo::Darts2] {
             let darts = SearchArgs::new("data", algo);
             assert_eq!(

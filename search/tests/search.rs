@@ -214,3 +214,20 @@ fn beta_decay_changes_the_architecture_and_is_logged() {
     // The same run but for the regulariser: the architecture it ends with differs.
     assert_ne!(plain[1]["alphas_normal"], regularised[1]["alphas_normal"]);
 }
+
+#[test]
+fn clipping_the_architecture_gradient_changes_the_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_dataset(&data, 12);
+    let plain = dir.path().join("plain");
+    run_search(&tiny(&data, plain.clone(), Algo::Darts)).unwrap();
+    let clipped = dir.path().join("clipped");
+    run_search(&SearchArgs {
+        arch_grad_clip: Some(1e-12),
+        ..tiny(&data, clipped.clone(), Algo::Darts)
+    })
+    .unwrap();
+    let (plain, clipped) = (log_without_seconds(&plain), log_without_seconds(&clipped));
+    assert_ne!(plain[1]["alphas_normal"], clipped[1]["alphas_normal"]);
+}
