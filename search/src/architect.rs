@@ -73,16 +73,6 @@ pub fn add_beta_decay(net: &Supernet, weight: f64, grads: &mut GradStore) -> Res
     Ok(())
 }
 
-/// The Beta-Decay weight at `epoch` of a stage of `epochs` whose first `warmup` epochs have
-/// no architecture step: 0 there, then rising linearly to `final_weight` at the last epoch
-/// (our schedule: β-DARTS lets its weight grow through the search).
-pub fn beta_decay_weight(final_weight: f64, epoch: usize, epochs: usize, warmup: usize) -> f64 {
-    if epoch < warmup || epochs <= warmup {
-        return 0.0;
-    }
-    final_weight * (epoch - warmup + 1) as f64 / (epochs - warmup) as f64
-}
-
 /// Settings of the unrolled (second-order) architecture step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Unrolling {

@@ -24,6 +24,21 @@ pub fn linear_ramp(epoch: usize, epochs: usize, max: f64) -> f64 {
     max * epoch as f64 / epochs as f64
 }
 
+/// The Beta-Decay weight (`crate::architect::add_beta_decay`) at `epoch` of a stage of
+/// `epochs` whose first `warmup` epochs have no architecture step: 0 there, then a
+/// [`linear_ramp`] over the architecture epochs that reaches `final_weight` at the last one
+/// (our schedule: β-DARTS lets its weight grow through the search).
+pub fn beta_decay_weight(final_weight: f64, epoch: usize, epochs: usize, warmup: usize) -> f64 {
+    if epoch < warmup {
+        return 0.0;
+    }
+    linear_ramp(
+        epoch - warmup + 1,
+        epochs.saturating_sub(warmup),
+        final_weight,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ use crate::outputs::{in_folder, Inputs};
 use crate::pdarts::{limit_skips, prune_candidates, skip_dropout_rate, StagePlan};
 use crate::resume::{self, changed_settings, Epochs};
 use crate::runlog::{progress_bar, RunLog};
-use crate::schedule::cosine_lr;
+use crate::schedule::{beta_decay_weight, cosine_lr};
 use crate::supernet::{SkipDropout, Supernet, SupernetConfig, EDGES};
 
 /// The search algorithm.
@@ -777,6 +777,7 @@ pub struct StepOutcome {
 pub struct StageRun<'a> {
     net: &'a Supernet,
     weight_vars: Vec<candle_core::Var>,
+    arch_vars: Vec<candle_core::Var>,
     sgd: Sgd,
     adam: Adam,
     second_order: bool,
@@ -788,6 +789,7 @@ impl<'a> StageRun<'a> {
     /// Optimisers for `net` with the settings of `args`.
     pub fn new(net: &'a Supernet, args: &SearchArgs) -> Result<Self> {
         let weight_vars: Vec<_> = net.weight_vars().into_iter().map(|(_, v)| v).collect();
+        let arch_vars: Vec<_> = net.arch_vars().into_iter().map(|(_, v)| v).collect();
         let sgd = Sgd::new(
             weight_vars.clone(),
             SgdConfig {
@@ -797,7 +799,7 @@ impl<'a> StageRun<'a> {
             },
         )?;
         let adam = Adam::new(
-            net.arch_vars().into_iter().map(|(_, v)| v).collect(),
+            arch_vars.clone(),
             AdamConfig {
                 lr: args.arch_lr(),
                 betas: (0.5, 0.999),
@@ -808,6 +810,7 @@ impl<'a> StageRun<'a> {
         Ok(StageRun {
             net,
             weight_vars,
+            arch_vars,
             sgd,
             adam,
             second_order: args.second_order(),
@@ -866,7 +869,7 @@ impl<'a> StageRun<'a> {
         let lr = cosine_lr(state.epoch, stage.epochs, state.args.lr, state.args.lr_min);
         let arch_active = state.epoch >= stage.warmup;
         let drop_rate = skip_dropout_rate(stage, state.epoch);
-        let beta_decay = architect::beta_decay_weight(
+        let beta_decay = beta_decay_weight(
             state.args.beta_decay,
             state.epoch,
             stage.epochs,
@@ -976,9 +979,7 @@ impl<'a> StageRun<'a> {
                     architect::add_beta_decay(self.net, beta_decay, &mut arch.grads)?;
                 }
                 if let Some(clip) = self.arch_grad_clip {
-                    let arch_vars: Vec<_> =
-                        self.net.arch_vars().into_iter().map(|(_, v)| v).collect();
-                    clip_grad_norm(&arch_vars, &mut arch.grads, clip)?;
+                    clip_grad_norm(&self.arch_vars, &mut arch.grads, clip)?;
                 }
                 self.adam.step(&arch.grads)?;
                 Some((arch.val_loss, arch.val_correct))
@@ -1087,6 +1088,7 @@ mod tests {
         assert_eq!((pdarts.arch_lr(), pdarts.arch_warmup()), (6e-4, 10));
         assert_eq!(pdarts.arch_grad_clip(), Some(5.0));
         assert_eq!(pcdarts.arch_grad_clip(), None);
+        assert_eq!(SearchArgs::new("data", Algo::Darts).arch_grad_clip(), None);
         for algo in [Algo::Darts, Algo::Darts2] {
             let darts = SearchArgs::new("data", algo);
             assert_eq!(

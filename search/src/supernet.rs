@@ -601,6 +601,28 @@ mod tests {
         }
     }
 
+    /// PC-DARTS' edge before its channel shuffle, from candle's own ops: the DARTS mixture of
+    /// the first C/K channels of `x` (`[2, 16, 8, 8]`, K = 4), then the other channels,
+    /// max-pooled 2x2 when the edge reduces (as a reduction over each window: candle's
+    /// max_pool2d scales its gradient).
+    fn plain_partial_edge(op: &MixedOp, x: &Tensor, w: &[Tensor], stride: usize) -> Tensor {
+        let mixed = darts_mixture(op, &x.narrow(1, 0, 4).unwrap(), w);
+        let rest = x.narrow(1, 4, 12).unwrap();
+        let rest = if stride == 2 {
+            rest.contiguous()
+                .unwrap()
+                .reshape((2, 12, 4, 2, 4, 2))
+                .unwrap()
+                .max(5)
+                .unwrap()
+                .max(3)
+                .unwrap()
+        } else {
+            rest
+        };
+        Tensor::cat(&[&mixed, &rest], 1).unwrap()
+    }
+
     #[test]
     fn partial_channels_mix_a_quarter_and_bypass_the_rest() {
         let k = 4;
@@ -611,14 +633,7 @@ mod tests {
             let got = op.forward(&x, &w, &mut None).unwrap();
             // Undo the shuffle: the first C/K channels are the mixture, the rest the bypass.
             let unshuffled = channel_shuffle(&got, 16 / k).unwrap();
-            let mixed = darts_mixture(&op, &x.narrow(1, 0, 4).unwrap(), &w);
-            let rest = x.narrow(1, 4, 12).unwrap();
-            let rest = if stride == 2 {
-                rest.max_pool2d(2).unwrap()
-            } else {
-                rest
-            };
-            let expected = Tensor::cat(&[&mixed, &rest], 1).unwrap();
+            let expected = plain_partial_edge(&op, &x, &w, stride);
             assert!(
                 max_abs_diff(&unshuffled, &expected) < 1e-6,
                 "stride {stride}"
@@ -633,44 +648,23 @@ mod tests {
             let (op, _map) = mixed_op(16, stride, k);
             let x = candle_core::Var::from_tensor(&random((2, 16, 8, 8))).unwrap();
             let w = op_weights();
+            let input_grad = |out: Tensor, r: &Tensor| {
+                (out * r)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap()
+                    .get(x.as_tensor())
+                    .unwrap()
+                    .clone()
+            };
             let got = op.forward(x.as_tensor(), &w, &mut None).unwrap();
             let r = random(got.dims4().unwrap());
-            let grad_got = (got * &r)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap()
-                .get(x.as_tensor())
-                .unwrap()
-                .clone();
-            // The same edge from candle's own ops.
-            let xt = x.as_tensor();
-            let mixed = darts_mixture(&op, &xt.narrow(1, 0, 4).unwrap(), &w);
-            let rest = xt.narrow(1, 4, 12).unwrap();
-            let rest = if stride == 2 {
-                // The window maximum as a reduction (candle's max_pool2d scales its gradient).
-                rest.contiguous()
-                    .unwrap()
-                    .reshape((2, 12, 4, 2, 4, 2))
-                    .unwrap()
-                    .max(5)
-                    .unwrap()
-                    .max(3)
-                    .unwrap()
-            } else {
-                rest
-            };
-            let expected = channel_shuffle(&Tensor::cat(&[&mixed, &rest], 1).unwrap(), k).unwrap();
-            let grad_expected = (expected * &r)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap()
-                .get(xt)
-                .unwrap()
-                .clone();
+            let grad_got = input_grad(got, &r);
+            let expected =
+                channel_shuffle(&plain_partial_edge(&op, x.as_tensor(), &w, stride), k).unwrap();
+            let grad_expected = input_grad(expected, &r);
             let diff = max_abs_diff(&grad_got, &grad_expected);
             assert!(
                 diff < 1e-4,

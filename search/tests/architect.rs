@@ -5,8 +5,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::loss::cross_entropy;
 use hands_models::Op;
 use hands_search::architect::{
-    add_beta_decay, beta_decay_weight, first_order, second_order, LabelledBatch, Unrolling,
+    add_beta_decay, first_order, second_order, LabelledBatch, Unrolling,
 };
+use hands_search::schedule::beta_decay_weight;
 use hands_search::supernet::{Supernet, SupernetConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
