@@ -191,23 +191,25 @@ fn a_diverging_search_stops_naming_the_step() {
     assert!(err.contains("step"), "{err}");
 }
 
-#[test]
-fn beta_decay_changes_the_architecture_and_is_logged() {
+/// The logs of the tiny DARTS search run as it is and with `vary` applied to its settings.
+fn plain_and_varied(
+    vary: impl FnOnce(&mut SearchArgs),
+) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     synthetic_dataset(&data, 12);
     let plain = dir.path().join("plain");
     run_search(&tiny(&data, plain.clone(), Algo::Darts)).unwrap();
-    let regularised = dir.path().join("beta");
-    run_search(&SearchArgs {
-        beta_decay: 50.0,
-        ..tiny(&data, regularised.clone(), Algo::Darts)
-    })
-    .unwrap();
-    let (plain, regularised) = (
-        log_without_seconds(&plain),
-        log_without_seconds(&regularised),
-    );
+    let varied = dir.path().join("varied");
+    let mut args = tiny(&data, varied.clone(), Algo::Darts);
+    vary(&mut args);
+    run_search(&args).unwrap();
+    (log_without_seconds(&plain), log_without_seconds(&varied))
+}
+
+#[test]
+fn beta_decay_changes_the_architecture_and_is_logged() {
+    let (plain, regularised) = plain_and_varied(|args| args.beta_decay = 50.0);
     assert_eq!(plain[1]["beta_decay"].as_f64(), Some(0.0));
     assert_eq!(regularised[0]["beta_decay"].as_f64(), Some(25.0));
     assert_eq!(regularised[1]["beta_decay"].as_f64(), Some(50.0));
@@ -217,17 +219,6 @@ fn beta_decay_changes_the_architecture_and_is_logged() {
 
 #[test]
 fn clipping_the_architecture_gradient_changes_the_architecture() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    synthetic_dataset(&data, 12);
-    let plain = dir.path().join("plain");
-    run_search(&tiny(&data, plain.clone(), Algo::Darts)).unwrap();
-    let clipped = dir.path().join("clipped");
-    run_search(&SearchArgs {
-        arch_grad_clip: Some(1e-12),
-        ..tiny(&data, clipped.clone(), Algo::Darts)
-    })
-    .unwrap();
-    let (plain, clipped) = (log_without_seconds(&plain), log_without_seconds(&clipped));
+    let (plain, clipped) = plain_and_varied(|args| args.arch_grad_clip = Some(1e-12));
     assert_ne!(plain[1]["alphas_normal"], clipped[1]["alphas_normal"]);
 }
