@@ -286,6 +286,26 @@ fn resume_skips_exactly_the_rows_already_written() {
         std::fs::read_to_string(&other).unwrap(),
         "path,label,p_cat,p_dog,error\nx.jpg,cat,0.9,0.1,\n"
     );
+    // A file without one complete row is nothing hands-infer wrote: refused, left intact.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "my notes, no newline").unwrap();
+    let run = hands_infer(&[
+        Path::new("--model"),
+        &model,
+        Path::new("--resume"),
+        &notes,
+        &images,
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(
+        text(&run.stderr).contains("without one complete row"),
+        "{}",
+        text(&run.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&notes).unwrap(),
+        "my notes, no newline"
+    );
     // --resume appends to its file: --output beside it is refused.
     let both = hands_infer(&[
         Path::new("--resume"),

@@ -28,7 +28,8 @@ pub struct Resumed {
 
 /// Reads the rows of `path` (an output of hands-infer for a model with `labels`), drops a
 /// last row cut short by the earlier run's end (said on stderr), and opens it to append.
-/// An empty file starts afresh in `format`.
+/// An empty file starts afresh in `format`; a file without one complete row, or whose rows
+/// are not this model's output, is refused untouched.
 pub fn open(path: &Path, format: Format, labels: &[String]) -> anyhow::Result<Resumed> {
     let metadata =
         std::fs::metadata(path).with_context(|| format!("--resume {}", path.display()))?;
@@ -50,6 +51,14 @@ pub fn open(path: &Path, format: Format, labels: &[String]) -> anyhow::Result<Re
         .and_then(|f| f.take(MAX_RESUME_BYTES).read_to_end(&mut bytes))
         .with_context(|| format!("cannot read {}", path.display()))?;
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if complete == 0 && !bytes.is_empty() {
+        // Not even a header: nothing here shows it is an output, so it is left alone.
+        bail!(
+            "--resume {}: {} bytes without one complete row; not an output of hands-infer (an empty file starts afresh)",
+            path.display(),
+            bytes.len()
+        );
+    }
     let (format, done) = if complete == 0 {
         (format, HashSet::new())
     } else {
