@@ -12,7 +12,7 @@ use num_traits::Float;
 
 use super::functional::{storage_slice, with_slice};
 use super::mixture::batch_stats;
-use super::parallel::{for_each_chunk_mut, map_indices};
+use super::parallel::{collect_chunks, map_indices};
 
 /// Which statistics normalise `x`.
 #[derive(Debug, Clone)]
@@ -52,9 +52,9 @@ impl AffineNorm {
         beta: &[T],
     ) -> Vec<T> {
         let (c, plane) = (self.mean.len(), self.plane);
-        let mut out = vec![T::zero(); x.len()];
-        for_each_chunk_mut(
-            &mut out,
+        let out = collect_chunks(
+            x.len(),
+            T::zero(),
             plane,
             || (),
             |_, i, out| {
@@ -99,9 +99,9 @@ impl AffineNorm {
                     *p = (p.0 + a, p.1 + b);
                 }
                 let count = T::from(gv.len() / c).expect("count fits the float type");
-                let mut grad_x = vec![T::zero(); gv.len()];
-                for_each_chunk_mut(
-                    &mut grad_x,
+                let grad_x = collect_chunks(
+                    gv.len(),
+                    T::zero(),
                     plane,
                     || (),
                     |_, i, out| {

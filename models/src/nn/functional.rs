@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 use num_traits::Float;
 
-use super::kernels::{self, PaddedPlane, Pool, Window};
-use super::parallel::for_each_chunk_mut;
+use super::kernels::{self, Activation, PaddedPlane, Pool, Window};
+use super::parallel::{collect_chunks, for_each_chunk_mut};
 
 /// Reads a contiguous tensor's storage slice.
 fn slice<'a, T: candle_core::WithDType>(storage: &'a [T], layout: &Layout) -> Result<&'a [T]> {
@@ -51,12 +51,14 @@ fn dims4(shape: &Shape) -> Result<(usize, usize, usize, usize)> {
     shape.dims4()
 }
 
-/// Depthwise 2-D convolution: `x` is `[B, C, H, W]`, `kernel` is `[C, 1, K, K]`.
+/// Depthwise 2-D convolution of `activation` of `x` (`[B, C, H, W]`) with `kernel`
+/// (`[C, 1, K, K]`).
 #[derive(Debug, Clone, Copy)]
 struct Depthwise {
     stride: usize,
     pad: usize,
     dilation: usize,
+    activation: Activation,
 }
 
 impl Depthwise {
@@ -81,15 +83,15 @@ impl Depthwise {
         let (b, c, h, w) = dims4(x_shape)?;
         let win = self.window(h, w, k);
         let (oh, ow) = (win.out_h(), win.out_w());
-        let mut out = vec![T::zero(); b * c * oh * ow];
-        for_each_chunk_mut(
-            &mut out,
+        let out = collect_chunks(
+            b * c * oh * ow,
+            T::zero(),
             oh * ow,
             PaddedPlane::default,
             |padded, plane, out| {
                 let taps = &kernel[(plane % c) * k * k..][..k * k];
                 let x = &x[plane * h * w..][..h * w];
-                kernels::depthwise_forward(x, taps, &win, padded, out);
+                kernels::depthwise_forward(x, self.activation, taps, &win, padded, out);
             },
         );
         Ok((T::to_cpu_storage_owned(out), Shape::from((b, c, oh, ow))))
@@ -108,20 +110,27 @@ impl Depthwise {
         let (grad_x, grad_k) = with_slice::<T, _>(x, |xv| {
             with_slice::<T, _>(kernel, |kv| {
                 with_slice::<T, _>(grad, |gv| {
-                    let mut grad_x = vec![T::zero(); xv.len()];
-                    for_each_chunk_mut(
-                        &mut grad_x,
+                    let grad_x = collect_chunks(
+                        xv.len(),
+                        T::zero(),
                         h * w,
                         PaddedPlane::default,
                         |padded, plane, gx| {
                             let taps = &kv[(plane % c) * k * k..][..k * k];
                             let g = &gv[plane * plane_out..][..plane_out];
                             kernels::depthwise_backward_input(g, taps, &win, padded, gx);
+                            if self.activation == Activation::Relu {
+                                let x = &xv[plane * h * w..][..h * w];
+                                // As relu's backward: the gradient passes where x > 0 only.
+                                for (gx, &x) in gx.iter_mut().zip(x) {
+                                    *gx = if x > T::zero() { *gx } else { T::zero() };
+                                }
+                            }
                         },
                     );
-                    let mut grad_k = vec![T::zero(); kv.len()];
-                    for_each_chunk_mut(
-                        &mut grad_k,
+                    let grad_k = collect_chunks(
+                        kv.len(),
+                        T::zero(),
                         k * k,
                         PaddedPlane::default,
                         |padded, ch, gk| {
@@ -130,6 +139,7 @@ impl Depthwise {
                                 kernels::depthwise_backward_kernel(
                                     &gv[plane * plane_out..][..plane_out],
                                     &xv[plane * h * w..][..h * w],
+                                    self.activation,
                                     &win,
                                     padded,
                                     gk,
@@ -150,7 +160,10 @@ impl Depthwise {
 
 impl CustomOp2 for Depthwise {
     fn name(&self) -> &'static str {
-        "depthwise-conv2d"
+        match self.activation {
+            Activation::Identity => "depthwise-conv2d",
+            Activation::Relu => "relu-depthwise-conv2d",
+        }
     }
 
     fn cpu_fwd(
@@ -168,7 +181,7 @@ impl CustomOp2 for Depthwise {
             (CpuStorage::F64(x), CpuStorage::F64(kern)) => {
                 self.forward(slice(x, l1)?, l1.shape(), slice(kern, l2)?, k)
             }
-            _ => candle_core::bail!("depthwise-conv2d supports f32 and f64 only"),
+            _ => candle_core::bail!("{} supports f32 and f64 only", self.name()),
         }
     }
 
@@ -182,7 +195,7 @@ impl CustomOp2 for Depthwise {
         let (gx, gk) = match x.dtype() {
             DType::F32 => self.backward::<f32>(x, kernel, grad)?,
             DType::F64 => self.backward::<f64>(x, kernel, grad)?,
-            dtype => candle_core::bail!("depthwise-conv2d backward: unsupported {dtype:?}"),
+            dtype => candle_core::bail!("{} backward: unsupported {dtype:?}", self.name()),
         };
         Ok((Some(gx), Some(gk)))
     }
@@ -199,24 +212,53 @@ pub fn depthwise_conv2d(
     pad: usize,
     dilation: usize,
 ) -> Result<Tensor> {
+    let op = Depthwise {
+        stride,
+        pad,
+        dilation,
+        activation: Activation::Identity,
+    };
+    apply_depthwise(x, kernel, op)
+}
+
+/// [`depthwise_conv2d`] of `relu(x)`: on the CPU one op that never stores the ReLU (it is
+/// taken while the kernel pads each plane, and its mask applied to the input gradient).
+pub fn relu_depthwise_conv2d(
+    x: &Tensor,
+    kernel: &Tensor,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+) -> Result<Tensor> {
+    let op = Depthwise {
+        stride,
+        pad,
+        dilation,
+        activation: Activation::Relu,
+    };
+    apply_depthwise(x, kernel, op)
+}
+
+fn apply_depthwise(x: &Tensor, kernel: &Tensor, op: Depthwise) -> Result<Tensor> {
     if x.device().is_cpu() {
         // The CPU backward pass computes the input gradient as a correlation padded by
         // `(k - 1) * dilation - pad`.
         let k = kernel.dim(3)?;
-        if pad > (k - 1) * dilation {
-            candle_core::bail!("depthwise-conv2d: padding {pad} beyond the {k}x{k} kernel");
+        if op.pad > (k - 1) * op.dilation {
+            candle_core::bail!(
+                "{}: padding {} beyond the {k}x{k} kernel",
+                op.name(),
+                op.pad
+            );
         }
-        x.contiguous()?.apply_op2(
-            &kernel.contiguous()?,
-            Depthwise {
-                stride,
-                pad,
-                dilation,
-            },
-        )
+        x.contiguous()?.apply_op2(&kernel.contiguous()?, op)
     } else {
+        let x = match op.activation {
+            Activation::Identity => x.clone(),
+            Activation::Relu => relu(x)?,
+        };
         let groups = x.dim(1)?;
-        x.conv2d(kernel, pad, stride, dilation, groups)
+        x.conv2d(kernel, op.pad, op.stride, op.dilation, groups)
     }
 }
 
@@ -298,9 +340,9 @@ impl Pooling {
             Pool::Avg => &[],
         };
         let grad_x = with_slice::<T, _>(grad, |gv| {
-            let mut grad_x = vec![T::zero(); x.elem_count()];
-            for_each_chunk_mut(
-                &mut grad_x,
+            let grad_x = collect_chunks(
+                x.elem_count(),
+                T::zero(),
                 h * w,
                 PaddedPlane::default,
                 |padded, plane, gx| {
@@ -467,9 +509,9 @@ impl Relu {
     ) -> Result<Tensor> {
         let out = with_slice::<T, _>(y, |yv| {
             with_slice::<T, _>(grad, |gv| {
-                let mut out = vec![T::zero(); gv.len()];
-                for_each_chunk_mut(
-                    &mut out,
+                let out = collect_chunks(
+                    gv.len(),
+                    T::zero(),
                     RUN,
                     || (),
                     |_, i, o| {
@@ -493,9 +535,9 @@ impl CustomOp1 for Relu {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         fn forward<T: Float + candle_core::WithDType + Send + Sync>(x: &[T]) -> CpuStorage {
-            let mut out = vec![T::zero(); x.len()];
-            for_each_chunk_mut(
-                &mut out,
+            let out = collect_chunks(
+                x.len(),
+                T::zero(),
                 RUN,
                 || (),
                 |_, i, o| {
@@ -570,6 +612,30 @@ mod tests {
                     .abs()
                     .unwrap();
                 let d = d.max_all().unwrap().to_scalar::<f64>().unwrap();
+                assert!(d < 1e-10, "k{k} d{dil} s{stride}: {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn relu_depthwise_agrees_with_candle_relu_then_grouped_conv_both_ways() {
+        use super::super::testing::{max_diff, readout_grads};
+        for (k, pad, dil, stride) in [(3, 1, 1, 1), (5, 2, 1, 2), (3, 2, 2, 1), (5, 4, 2, 2)] {
+            // Shifted off the ramp's exact zeros, where ReLU's derivative is a convention.
+            let x = Var::from_tensor(&(ramp((2, 3, 8, 8), 1.0, 0) + 0.005).unwrap()).unwrap();
+            let kern = Var::from_tensor(&ramp((3, 1, k, k), 0.5, 0)).unwrap();
+            let ours = relu_depthwise_conv2d(&x, &kern, stride, pad, dil).unwrap();
+            let theirs = x
+                .relu()
+                .unwrap()
+                .conv2d(&kern, pad, stride, dil, 3)
+                .unwrap();
+            assert!(max_diff(&ours, &theirs) < 1e-12, "k{k} d{dil} s{stride}");
+            let readout = ramp(ours.dims4().unwrap(), 1.0, 0);
+            let ours = readout_grads(&ours, &readout, [&x, &kern]);
+            let theirs = readout_grads(&theirs, &readout, [&x, &kern]);
+            for (o, t) in ours.iter().zip(&theirs) {
+                let d = max_diff(o.as_ref().unwrap(), t.as_ref().unwrap());
                 assert!(d < 1e-10, "k{k} d{dil} s{stride}: {d}");
             }
         }

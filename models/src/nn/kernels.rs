@@ -91,6 +91,27 @@ impl Correlation {
     }
 }
 
+/// What a kernel reads of its input plane: the values themselves, or their ReLU (fused into
+/// the copy into the padded plane, so that `max(x, 0)` is never stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// The input as it is.
+    Identity,
+    /// `max(x, 0)`; NaN stays NaN, as in [`super::functional::relu`].
+    Relu,
+}
+
+impl Activation {
+    #[inline(always)]
+    fn apply<T: Float>(self, v: T) -> T {
+        match self {
+            Activation::Identity => v,
+            Activation::Relu if v < T::zero() => T::zero(),
+            Activation::Relu => v,
+        }
+    }
+}
+
 /// A zero-padded plane laid out for a [`Correlation`], so that every tap reads whole
 /// contiguous runs: column `j` is entry `j / stride` of column phase `j % stride`, and each
 /// phase row is long enough for whole lane blocks. Reused from plane to plane.
@@ -106,7 +127,7 @@ impl<T> Default for PaddedPlane<T> {
 }
 
 impl<T: Float> PaddedPlane<T> {
-    /// Lays out `src` (`h x w`) for `corr`: `src[y][x]` at padded position
+    /// Lays out `activation` of `src` (`h x w`) for `corr`: `src[y][x]` at padded position
     /// `(offset + y * spread, offset + x * spread)`, `background` everywhere else; positions
     /// the correlation never reads are left out.
     pub fn fill(
@@ -115,6 +136,7 @@ impl<T: Float> PaddedPlane<T> {
         (h, w): (usize, usize),
         (offset, spread): (usize, usize),
         background: T,
+        activation: Activation,
         corr: &Correlation,
     ) {
         let (rows, width, stride) = (corr.rows(), corr.phase_width(), corr.stride);
@@ -128,7 +150,15 @@ impl<T: Float> PaddedPlane<T> {
             if stride == 1 && spread == 1 {
                 let n = w.min(width.saturating_sub(offset));
                 let start = row * width + offset;
-                self.data[start..start + n].copy_from_slice(&src_row[..n]);
+                let dst = &mut self.data[start..start + n];
+                match activation {
+                    Activation::Identity => dst.copy_from_slice(&src_row[..n]),
+                    Activation::Relu => {
+                        for (d, &v) in dst.iter_mut().zip(src_row) {
+                            *d = activation.apply(v);
+                        }
+                    }
+                }
                 continue;
             }
             for (x, &v) in src_row.iter().enumerate() {
@@ -137,7 +167,7 @@ impl<T: Float> PaddedPlane<T> {
                 if pos >= width {
                     break;
                 }
-                self.data[(phase * rows + row) * width + pos] = v;
+                self.data[(phase * rows + row) * width + pos] = activation.apply(v);
             }
         }
     }
@@ -220,16 +250,18 @@ impl Window {
         }
     }
 
-    /// Lays `input` out in `padded` for [`Window::forward_correlation`], with `background`
-    /// in the padding, and returns that correlation.
+    /// Lays `activation` of `input` out in `padded` for [`Window::forward_correlation`], with
+    /// `background` in the padding, and returns that correlation.
     fn pad_input<T: Float>(
         &self,
         input: &[T],
         background: T,
+        activation: Activation,
         padded: &mut PaddedPlane<T>,
     ) -> Correlation {
         let corr = self.forward_correlation();
-        padded.fill(input, (self.h, self.w), (self.pad, 1), background, &corr);
+        let (spread, dims) = ((self.pad, 1), (self.h, self.w));
+        padded.fill(input, dims, spread, background, activation, &corr);
         corr
     }
 
@@ -246,20 +278,22 @@ impl Window {
     }
 }
 
-/// Depthwise convolution of one plane with one `k x k` kernel, written into `out`.
+/// Depthwise convolution of `activation` of one plane with one `k x k` kernel, written into
+/// `out`.
 pub fn depthwise_forward<T: Float>(
     input: &[T],
+    activation: Activation,
     kernel: &[T],
     win: &Window,
     padded: &mut PaddedPlane<T>,
     out: &mut [T],
 ) {
-    let corr = win.pad_input(input, T::zero(), padded);
+    let corr = win.pad_input(input, T::zero(), activation, padded);
     correlate(padded, kernel, &corr, out);
 }
 
-/// Gradient of [`depthwise_forward`] with respect to its input plane, written into
-/// `grad_in`. The padding must not exceed the kernel's reach, `(k - 1) * dilation`.
+/// Gradient of [`depthwise_forward`] with respect to its (activated) input plane, written
+/// into `grad_in`. The padding must not exceed the kernel's reach, `(k - 1) * dilation`.
 pub fn depthwise_backward_input<T: Float>(
     grad_out: &[T],
     kernel: &[T],
@@ -281,21 +315,23 @@ pub fn depthwise_backward_input<T: Float>(
         (win.out_h(), win.out_w()),
         spread,
         T::zero(),
+        Activation::Identity,
         &corr,
     );
     correlate(padded, &flipped, &corr, grad_in);
 }
 
-/// Adds to `grad_kernel` (one value per tap) the gradient of [`depthwise_forward`] with
-/// respect to the kernel.
+/// Adds to `grad_kernel` (one value per tap) the gradient of [`depthwise_forward`] of
+/// `activation` of `input` with respect to the kernel.
 pub fn depthwise_backward_kernel<T: Float>(
     grad_out: &[T],
     input: &[T],
+    activation: Activation,
     win: &Window,
     padded: &mut PaddedPlane<T>,
     grad_kernel: &mut [T],
 ) {
-    let corr = win.pad_input(input, T::zero(), padded);
+    let corr = win.pad_input(input, T::zero(), activation, padded);
     correlate_taps_grad(padded, grad_out, &corr, grad_kernel);
 }
 
@@ -407,12 +443,12 @@ pub fn pool_forward<T: Float>(
 ) {
     match pool {
         Pool::Max => {
-            let corr = win.pad_input(input, T::neg_infinity(), padded);
+            let corr = win.pad_input(input, T::neg_infinity(), Activation::Identity, padded);
             window_max(padded, &corr, out, argmax);
         }
         Pool::Avg => {
             let ones = vec![T::one(); win.k * win.k];
-            depthwise_forward(input, &ones, win, padded, out);
+            depthwise_forward(input, Activation::Identity, &ones, win, padded, out);
             scale_by_counts(out, win);
         }
     }
@@ -501,7 +537,14 @@ mod tests {
             let n_out = win.out_h() * win.out_w();
             let mut padded = PaddedPlane::default();
             let mut out = vec![f64::NAN; n_out];
-            depthwise_forward(&input, &kernel, &win, &mut padded, &mut out);
+            depthwise_forward(
+                &input,
+                Activation::Identity,
+                &kernel,
+                &win,
+                &mut padded,
+                &mut out,
+            );
             let expected = naive_depthwise(&input, &kernel, &win);
             for (a, b) in out.iter().zip(&expected) {
                 assert!((a - b).abs() < 1e-12, "{win:?}");
@@ -511,7 +554,7 @@ mod tests {
             let mut gi = vec![f64::NAN; input.len()];
             depthwise_backward_input(&g, &kernel, &win, &mut padded, &mut gi);
             let mut gk = vec![0.0; kernel.len()];
-            depthwise_backward_kernel(&g, &input, &win, &mut padded, &mut gk);
+            depthwise_backward_kernel(&g, &input, Activation::Identity, &win, &mut padded, &mut gk);
             let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
             let lhs = dot(&g, &out);
             assert!((lhs - dot(&gi, &input)).abs() < 1e-9, "{win:?}");

@@ -8,7 +8,9 @@ use candle_core::{Result, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
 use super::affine_norm::{affine_batch_norm, affine_norm_fixed};
-use super::functional::{avg_pool3x3, depthwise_conv2d, max_pool3x3, relu, subsample2};
+use super::functional::{
+    avg_pool3x3, depthwise_conv2d, max_pool3x3, relu, relu_depthwise_conv2d, subsample2,
+};
 use super::mixture::{accumulate_batch_normalised, accumulate_scaled, batch_normalise};
 use super::pointwise::pointwise_conv;
 use crate::Op;
@@ -151,6 +153,12 @@ fn conv_weight(c_out: usize, c_in: usize, k: usize, vb: &VarBuilder) -> Result<T
 pub trait Convolutions {
     /// Applies the convolutions to the ReLU'd input.
     fn convolve(&self, relu_x: &Tensor) -> Result<Tensor>;
+
+    /// Applies the convolutions to `relu(x)`, the ReLU fused into the first convolution
+    /// where it can be.
+    fn convolve_rectified(&self, x: &Tensor) -> Result<Tensor> {
+        self.convolve(&relu(x)?)
+    }
 }
 
 /// DARTS' ReLU -> convolutions -> BatchNorm blocks, by their convolutions `C`.
@@ -163,7 +171,7 @@ pub struct ReluBlock<C> {
 impl<C: Convolutions> ReluBlock<C> {
     /// Applies the block.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.convs.convolve(&relu(x)?)?, train)
+        self.bn.forward_t(&self.convs.convolve_rectified(x)?, train)
     }
 
     /// Applies the block to an input whose ReLU may be shared.
@@ -223,13 +231,14 @@ pub struct DepthwisePointwise {
 
 impl Convolutions for DepthwisePointwise {
     fn convolve(&self, relu_x: &Tensor) -> Result<Tensor> {
-        let y = depthwise_conv2d(
-            relu_x,
-            &self.depthwise,
-            self.stride,
-            self.pad,
-            self.dilation,
-        )?;
+        let (stride, pad, dilation) = (self.stride, self.pad, self.dilation);
+        let y = depthwise_conv2d(relu_x, &self.depthwise, stride, pad, dilation)?;
+        pointwise_conv(&y, &self.pointwise)
+    }
+
+    fn convolve_rectified(&self, x: &Tensor) -> Result<Tensor> {
+        let (stride, pad, dilation) = (self.stride, self.pad, self.dilation);
+        let y = relu_depthwise_conv2d(x, &self.depthwise, stride, pad, dilation)?;
         pointwise_conv(&y, &self.pointwise)
     }
 }

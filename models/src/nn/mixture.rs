@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape
 use num_traits::Float;
 
 use super::functional::{storage_slice, with_slice};
-use super::parallel::{for_each_chunk_mut, map_indices};
+use super::parallel::{collect_chunks, for_each_chunk_mut, map_indices};
 
 /// What is weighted and added: the input itself, or its batch normalisation.
 #[derive(Debug, Clone)]
@@ -79,9 +79,9 @@ impl WeightedSum {
         acc: Option<&[T]>,
     ) -> Vec<T> {
         let plane = self.plane(x.len());
-        let mut out = vec![T::zero(); x.len()];
-        for_each_chunk_mut(
-            &mut out,
+        let out = collect_chunks(
+            x.len(),
+            T::zero(),
             plane,
             || (),
             |_, i, out| {

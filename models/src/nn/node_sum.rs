@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape
 use num_traits::Float;
 
 use super::functional::{storage_slice, with_slice};
-use super::parallel::for_each_chunk_mut;
+use super::parallel::collect_chunks;
 
 /// Per-sample factors of one edge (`None`: the edge is added as it is).
 pub type SampleScales = Option<Vec<f64>>;
@@ -32,9 +32,9 @@ impl NodeSum {
     fn forward<T: Float + candle_core::WithDType + Send + Sync>(&self, xs: &[&[T]]) -> Vec<T> {
         let len = xs[0].len();
         let sample = len / self.samples();
-        let mut out = vec![T::zero(); len];
-        for_each_chunk_mut(
-            &mut out,
+        let out = collect_chunks(
+            len,
+            T::zero(),
             sample,
             || (),
             |_, n, out| {
@@ -76,9 +76,9 @@ impl NodeSum {
         };
         let sample = grad.elem_count() / scales.len();
         let out = with_slice::<T, _>(grad, |gv| {
-            let mut out = vec![T::zero(); gv.len()];
-            for_each_chunk_mut(
-                &mut out,
+            let out = collect_chunks(
+                gv.len(),
+                T::zero(),
                 sample,
                 || (),
                 |_, n, out| {

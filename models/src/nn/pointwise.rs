@@ -12,7 +12,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
 use super::functional::{storage_slice, with_slice};
-use super::parallel::{for_each_chunk_mut, map_indices};
+use super::parallel::{collect_chunks, map_indices};
 
 /// Row-major matrix `(rows, columns)` views for [`product`].
 #[derive(Debug, Clone, Copy)]
@@ -105,9 +105,9 @@ impl Pointwise {
         (b, c_in, plane): (usize, usize, usize),
     ) -> Vec<T> {
         let c_out = weight.len() / c_in;
-        let mut y = vec![T::zero(); b * c_out * plane];
-        for_each_chunk_mut(
-            &mut y,
+        collect_chunks(
+            b * c_out * plane,
+            T::zero(),
             c_out * plane,
             || (),
             |_, i, y_b| {
@@ -121,8 +121,7 @@ impl Pointwise {
                     ROW_MAJOR(plane),
                 );
             },
-        );
-        y
+        )
     }
 
     /// Gradients of `x` and of the weight from the output gradient `grad`.
@@ -137,9 +136,9 @@ impl Pointwise {
         let (grad_x, grad_w) = with_slice::<T, _>(x, |xv| {
             with_slice::<T, _>(weight, |wv| {
                 with_slice::<T, _>(grad, |gv| {
-                    let mut grad_x = vec![T::zero(); xv.len()];
-                    for_each_chunk_mut(
-                        &mut grad_x,
+                    let grad_x = collect_chunks(
+                        xv.len(),
+                        T::zero(),
                         c_in * plane,
                         || (),
                         |_, i, gx_b| {
