@@ -20,8 +20,8 @@ use prost::Message;
 use crate::lower::{lower, BatchSize, OnnxOptions};
 use crate::model_file::{build_network, ModelFile};
 use crate::parity::{
-    candle_outputs, compare, image_batch, max_abs_diff, synthetic_batch, BatchParity, OnnxModel,
-    PARITY_TOLERANCE,
+    candle_outputs, compare, image_batch, max_abs_diff, open_predictor, synthetic_batch,
+    BatchParity, PARITY_TOLERANCE,
 };
 use crate::{Error, Result};
 
@@ -41,7 +41,7 @@ const PARITY_BYTES_PER_PIXEL_CHANNEL: u64 = 200;
 #[derive(Debug, Clone)]
 pub enum Parity {
     /// Run it, with the ONNX Runtime library found from `ort_lib` (see
-    /// [`crate::runtime::locate_library`]) on `images` (preprocessed as the card says) or,
+    /// [`hands_infer::runtime`]) on `images` (preprocessed as the card says) or,
     /// when empty, on seeded standard-normal inputs.
     Check {
         /// Explicit path of the ONNX Runtime library or its folder.
@@ -175,17 +175,16 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     let mut parity = Vec::new();
     let mut ort_library = None;
     if let Parity::Check { ort_lib, .. } = &options.parity {
-        let mut session = OnnxModel::from_bytes(&onnx_bytes, ort_lib.as_deref())?;
-        ort_library = Some(crate::runtime::environment(ort_lib.as_deref())?.1);
-        let read_back = session.metadata(CARD_METADATA_KEY)?;
-        if read_back.as_deref() != Some(card.to_json().as_str()) {
+        let predictor = open_predictor(&onnx_bytes, ort_lib.as_deref())?;
+        ort_library = Some(predictor.ort_library().to_path_buf());
+        if predictor.card() != &card {
             return Err(Error::Parity(
                 "ONNX Runtime does not read the model card back from the ONNX file".into(),
             ));
         }
         for &n in &batches {
             let images = inputs.narrow(0, 0, n)?;
-            let result = compare(&mut session, &original, &images)?;
+            let result = compare(&predictor, &original, &images)?;
             let ok = result.within(PARITY_TOLERANCE);
             parity.push(result);
             if !ok {
@@ -303,7 +302,8 @@ impl Outputs {
     }
 
     /// Refuses an output folder or file that is one of the inputs: the model file, the
-    /// parity images and their folders, the ONNX Runtime library (as given and as found).
+    /// parity images and their folders, the ONNX Runtime library (as given, then as loaded:
+    /// loading it here also stops an export without one before anything is computed).
     fn ensure_not_inputs(&self, model: &Path, parity: &Parity) -> Result<()> {
         let mut inputs = vec![model.to_path_buf()];
         if let Parity::Check { ort_lib, images } = parity {
@@ -312,10 +312,19 @@ impl Outputs {
                 inputs.extend(image.parent().map(Path::to_path_buf));
             }
             inputs.extend(ort_lib.clone());
-            inputs.push(crate::runtime::locate_library(ort_lib.as_deref())?);
         }
+        self.ensure_none_of(&inputs)?;
+        if let Parity::Check { ort_lib, .. } = parity {
+            let runtime = hands_infer::runtime::runtime(ort_lib.as_deref())
+                .map_err(|e| Error::Runtime(e.to_string()))?;
+            self.ensure_none_of(&[runtime.library().to_path_buf()])?;
+        }
+        Ok(())
+    }
+
+    fn ensure_none_of(&self, inputs: &[PathBuf]) -> Result<()> {
         for output in std::iter::once(self.dir.as_path()).chain(self.files()) {
-            ensure_not_input(output, &inputs)?;
+            ensure_not_input(output, inputs)?;
         }
         Ok(())
     }

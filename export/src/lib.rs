@@ -27,7 +27,6 @@ pub mod lower;
 pub mod model_file;
 pub mod onnx;
 pub mod parity;
-pub mod runtime;
 
 pub use error::{Error, Result};
 pub use export::{export, ExportOptions, ExportReport, Parity, PARITY_BATCH, PARITY_MEMORY_BUDGET};

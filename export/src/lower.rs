@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use candle_core::{DType, Tensor};
 use hands_models::genotype::{EDGES_PER_NODE, NODES};
+use hands_models::graph::{BATCH_DIM, INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME};
 use hands_models::nn::layers::BN_EPS;
 use hands_models::nn::network::reduction_layers;
 use hands_models::{ModelCard, Op};
@@ -22,15 +23,6 @@ use hands_models::{ModelCard, Op};
 use crate::fold::{fold_concat, fold_conv, BnAffine, FoldedConv};
 use crate::onnx::{Attr, Dim, GraphBuilder, ModelProto};
 use crate::{Error, Result};
-
-/// Name of the graph input: normalised images `[batch, 3, size, size]`.
-pub const INPUT_NAME: &str = "image";
-/// Name of the graph output holding the classifier's logits `[batch, labels]`.
-pub const LOGITS_NAME: &str = "logits";
-/// Name of the graph output holding the softmax of the logits `[batch, labels]`.
-pub const PROBABILITIES_NAME: &str = "probabilities";
-/// Name of the symbolic batch dimension.
-pub const BATCH_DIM: &str = "batch";
 
 /// Largest fixed batch of an exported graph. The parity check runs the network on one
 /// batch of that size in candle (twice) and in ONNX Runtime, so memory grows with it: with

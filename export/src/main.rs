@@ -32,8 +32,8 @@ struct Args {
     /// Do not check the ONNX file in ONNX Runtime (for machines without it).
     #[arg(long)]
     skip_parity: bool,
-    /// ONNX Runtime shared library, or a folder holding it (default: ORT_DYLIB_PATH,
-    /// .tools/onnxruntime, then python3's onnxruntime package).
+    /// ONNX Runtime shared library (default: ORT_DYLIB_PATH, python3's onnxruntime package,
+    /// .tools/onnxruntime, then the system library path; as hands-infer looks).
     #[arg(long, value_name = "PATH")]
     ort_lib: Option<PathBuf>,
     /// Check parity on the images in this folder (default: seeded random inputs).

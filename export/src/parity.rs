@@ -1,14 +1,14 @@
-//! The parity check: the ONNX file in ONNX Runtime against the candle network in eval mode.
+//! The parity check: the ONNX file, run by the `hands_infer::Predictor` that users run,
+//! against the candle network in eval mode.
 
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use candle_nn::ops::softmax;
+use hands_infer::{Input, Options, Predictor};
+use hands_models::graph::LOGITS_NAME;
 use hands_models::nn::network::Network;
-use ort::session::Session;
-use ort::value::Tensor as OrtTensor;
 
-use crate::lower::{INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME};
 use crate::{Error, Result};
 
 /// Largest absolute difference allowed between ONNX Runtime and candle, on logits and on
@@ -33,17 +33,6 @@ impl BatchParity {
     }
 }
 
-/// An ONNX Runtime session on an exported file.
-pub struct OnnxModel {
-    session: Session,
-}
-
-impl std::fmt::Debug for OnnxModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OnnxModel").finish_non_exhaustive()
-    }
-}
-
 /// Logits and probabilities of one run.
 #[derive(Debug, Clone)]
 pub struct Outputs {
@@ -53,54 +42,42 @@ pub struct Outputs {
     pub probabilities: Vec<f32>,
 }
 
-impl OnnxModel {
-    /// Opens the ONNX model `bytes` in ONNX Runtime on the CPU, with the library found by
-    /// [`crate::runtime::environment`].
-    pub fn from_bytes(bytes: &[u8], ort_lib: Option<&Path>) -> Result<OnnxModel> {
-        let (env, _) = crate::runtime::environment(ort_lib)?;
-        let fail = |e: &dyn std::fmt::Display| {
-            Error::Runtime(format!("cannot load the exported ONNX graph: {e}"))
-        };
-        let session = Session::builder(&env)
-            .map_err(|e| fail(&e))?
-            .commit_from_memory(bytes)
-            .map_err(|e| fail(&e))?;
-        Ok(OnnxModel { session })
-    }
+/// Opens the ONNX model `bytes` as users run it: a [`Predictor`] on the CPU, with ONNX
+/// Runtime found as `hands-infer` finds it (`ort_lib` first, see [`hands_infer::runtime`]).
+pub fn open_predictor(bytes: &[u8], ort_lib: Option<&Path>) -> Result<Predictor> {
+    let options = Options {
+        device: hands_infer::Device::Cpu,
+        ort_library: ort_lib.map(Path::to_path_buf),
+        ..Options::default()
+    };
+    Predictor::from_bytes(bytes, Path::new("<exported ONNX graph>"), &options)
+        .map_err(|e| Error::Runtime(e.to_string()))
+}
 
-    /// The value of a custom metadata key (`metadata_props`), as ONNX Runtime reads it.
-    pub fn metadata(&self, key: &str) -> Result<Option<String>> {
-        let meta = self
-            .session
-            .metadata()
-            .map_err(|e| Error::Runtime(format!("cannot read metadata: {e}")))?;
-        Ok(meta.custom(key))
+/// The predictor's logits and probabilities on `images` (`[batch, 3, size, size]`, f32).
+pub fn onnx_outputs(predictor: &Predictor, images: &Tensor) -> Result<Outputs> {
+    let (n, per_image) = (images.dim(0)?, images.elem_count() / images.dim(0)?.max(1));
+    let data = images.flatten_all()?.to_vec1::<f32>()?;
+    let inputs: Vec<Input> = data
+        .chunks_exact(per_image.max(1))
+        .take(n)
+        .map(|row| Input::from_data(row.to_vec()))
+        .collect();
+    let rows = predictor
+        .outputs(&inputs.iter().collect::<Vec<_>>())
+        .map_err(|e| Error::Runtime(format!("run failed: {e}")))?;
+    let mut outputs = Outputs {
+        logits: Vec::new(),
+        probabilities: Vec::new(),
+    };
+    for row in rows {
+        let logits = row.logits.ok_or_else(|| {
+            Error::Runtime(format!("the exported graph has no `{LOGITS_NAME}` output"))
+        })?;
+        outputs.logits.extend(logits);
+        outputs.probabilities.extend(row.probabilities);
     }
-
-    /// Runs `images` (`[batch, 3, size, size]`, f32).
-    pub fn run(&mut self, images: &Tensor) -> Result<Outputs> {
-        let dims: Vec<i64> = images.dims().iter().map(|&d| d as i64).collect();
-        let data = images.flatten_all()?.to_vec1::<f32>()?;
-        let input = OrtTensor::from_array((dims, data))
-            .map_err(|e| Error::Runtime(format!("cannot create the input tensor: {e}")))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![INPUT_NAME => input])
-            .map_err(|e| Error::Runtime(format!("run failed: {e}")))?;
-        let get = |name: &str| -> Result<Vec<f32>> {
-            let value = outputs
-                .get(name)
-                .ok_or_else(|| Error::Runtime(format!("the model has no output `{name}`")))?;
-            let (_, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| Error::Runtime(format!("output `{name}`: {e}")))?;
-            Ok(data.to_vec())
-        };
-        Ok(Outputs {
-            logits: get(LOGITS_NAME)?,
-            probabilities: get(PROBABILITIES_NAME)?,
-        })
-    }
+    Ok(outputs)
 }
 
 /// Candle's eval-mode logits and probabilities of `network` on `images`.
@@ -132,9 +109,9 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Compares ONNX Runtime's outputs on `images` with candle's.
-pub fn compare(model: &mut OnnxModel, network: &Network, images: &Tensor) -> Result<BatchParity> {
-    let ours = model.run(images)?;
+/// Compares the predictor's outputs on `images` with candle's.
+pub fn compare(predictor: &Predictor, network: &Network, images: &Tensor) -> Result<BatchParity> {
+    let ours = onnx_outputs(predictor, images)?;
     let reference = candle_outputs(network, images)?;
     Ok(BatchParity {
         batch: images.dim(0)?,

@@ -56,4 +56,6 @@ pub use device::{Device, ExecutionProvider};
 pub use error::Error;
 pub use explain::{Explanation, Occlusion};
 pub use hands_models::ModelCard;
-pub use predictor::{Input, Options, Prediction, Predictor, Timing, DEFAULT_MODEL_NAME, UNCERTAIN};
+pub use predictor::{
+    Input, Options, Outputs, Prediction, Predictor, Timing, DEFAULT_MODEL_NAME, UNCERTAIN,
+};

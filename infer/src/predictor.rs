@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hands_models::card::{ModelCard, CARD_METADATA_KEY};
+use hands_models::graph::{INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME};
 use hands_models::preprocess;
 use image::DynamicImage;
 use ort::session::builder::GraphOptimizationLevel;
@@ -15,11 +16,6 @@ use rayon::prelude::*;
 use crate::device::{self, Device, ExecutionProvider};
 use crate::runtime;
 use crate::Error;
-
-/// Name of the model input (an `[N, 3, size, size]` float tensor).
-pub const INPUT_NAME: &str = "image";
-/// Name of the model output holding probabilities per label (`[N, labels]`).
-pub const OUTPUT_NAME: &str = "probabilities";
 
 /// The shipped default model (`models/pretrained/hands.onnx`), embedded in the library so
 /// that an installed `hands-infer` and an app need no model file.
@@ -96,6 +92,15 @@ pub struct Input {
 }
 
 impl Input {
+    /// An input preprocessed elsewhere: `data` normalised as the model card says,
+    /// channel-major (`3 * size * size` values; the predictor checks the length).
+    pub fn from_data(data: Vec<f32>) -> Input {
+        Input {
+            data,
+            preprocess: Duration::ZERO,
+        }
+    }
+
     /// The normalised pixels, channel-major (`3 * size * size` values).
     pub fn data(&self) -> &[f32] {
         &self.data
@@ -120,6 +125,16 @@ impl Input {
             preprocess: self.preprocess,
         }
     }
+}
+
+/// The graph's outputs for one input, as ONNX Runtime returns them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outputs {
+    /// The classifier's logits, when the graph has a `logits` output (hands-export writes
+    /// one).
+    pub logits: Option<Vec<f32>>,
+    /// The probabilities per label.
+    pub probabilities: Vec<f32>,
 }
 
 /// A loaded model, ready to predict. `Send + Sync`: share one behind an `Arc` or a reference;
@@ -216,7 +231,7 @@ impl Predictor {
             ));
         }
         let fixed_batch = check_signature(&session, &card).map_err(|r| Error::model(name, r))?;
-        crate::graph::check_softmax_output(bytes, OUTPUT_NAME)
+        crate::graph::check_softmax_output(bytes, PROBABILITIES_NAME)
             .map_err(|r| Error::model(name, r))?;
         tracing::info!(
             model = %name.display(),
@@ -413,8 +428,9 @@ impl Predictor {
         let mut out = Vec::with_capacity(inputs.len());
         for chunk in inputs.chunks(step) {
             let start = Instant::now();
-            let probabilities = self.run(chunk)?;
+            let outputs = self.run(chunk)?;
             let inference = start.elapsed();
+            let probabilities = outputs.into_iter().map(|o| o.probabilities);
             for (input, probs) in chunk.iter().zip(probabilities) {
                 out.push(check_probabilities(&probs).map(|()| {
                     let index = argmax(&probs);
@@ -445,8 +461,20 @@ impl Predictor {
         3 * size * size
     }
 
-    /// One session run; returns probabilities per input.
-    fn run(&self, inputs: &[&Input]) -> Result<Vec<Vec<f32>>, Error> {
+    /// The graph's raw outputs on preprocessed inputs (one batch, or several when the model
+    /// has a fixed batch size), unchecked: for comparing the graph with another
+    /// implementation of the network, as hands-export's parity check does.
+    pub fn outputs(&self, inputs: &[&Input]) -> Result<Vec<Outputs>, Error> {
+        let step = self.fixed_batch.unwrap_or(inputs.len().max(1));
+        let mut out = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(step) {
+            out.extend(self.run(chunk)?);
+        }
+        Ok(out)
+    }
+
+    /// One session run; returns the outputs per input.
+    fn run(&self, inputs: &[&Input]) -> Result<Vec<Outputs>, Error> {
         let per_image = self.input_len();
         let rows = self.fixed_batch.unwrap_or(inputs.len());
         let mut batch = vec![0f32; rows * per_image];
@@ -467,19 +495,37 @@ impl Predictor {
         let outputs = session
             .run(ort::inputs![INPUT_NAME => tensor])
             .map_err(ort_error)?;
-        let output = outputs.get(OUTPUT_NAME).ok_or_else(|| {
-            Error::Inference(format!("the model returned no `{OUTPUT_NAME}` output"))
+        // Rows of `[rows, labels]` output `name`, one per input.
+        let rows_of = |name: &str| -> Result<Option<Vec<Vec<f32>>>, Error> {
+            let Some(output) = outputs.get(name) else {
+                return Ok(None);
+            };
+            let (shape, values) = output.try_extract_tensor::<f32>().map_err(ort_error)?;
+            if shape.len() != 2 || shape[0] as usize != rows || shape[1] as usize != labels {
+                return Err(Error::Inference(format!(
+                    "`{name}` has shape {shape:?}, expected [{rows}, {labels}]"
+                )));
+            }
+            Ok(Some(
+                values
+                    .chunks_exact(labels)
+                    .take(inputs.len())
+                    .map(<[f32]>::to_vec)
+                    .collect(),
+            ))
+        };
+        let probabilities = rows_of(PROBABILITIES_NAME)?.ok_or_else(|| {
+            Error::Inference(format!(
+                "the model returned no `{PROBABILITIES_NAME}` output"
+            ))
         })?;
-        let (shape, values) = output.try_extract_tensor::<f32>().map_err(ort_error)?;
-        if shape.len() != 2 || shape[0] as usize != rows || shape[1] as usize != labels {
-            return Err(Error::Inference(format!(
-                "`{OUTPUT_NAME}` has shape {shape:?}, expected [{rows}, {labels}]"
-            )));
-        }
-        Ok(values
-            .chunks_exact(labels)
-            .take(inputs.len())
-            .map(<[f32]>::to_vec)
+        let mut logits = rows_of(LOGITS_NAME)?.map(Vec::into_iter);
+        Ok(probabilities
+            .into_iter()
+            .map(|probabilities| Outputs {
+                logits: logits.as_mut().and_then(Iterator::next),
+                probabilities,
+            })
             .collect())
     }
 }
@@ -542,8 +588,8 @@ fn check_signature(session: &Session, card: &ModelCard) -> Result<Option<usize>,
     let output = session
         .outputs()
         .iter()
-        .find(|o| o.name() == OUTPUT_NAME)
-        .ok_or_else(|| format!("the model has no output named `{OUTPUT_NAME}`"))?;
+        .find(|o| o.name() == PROBABILITIES_NAME)
+        .ok_or_else(|| format!("the model has no output named `{PROBABILITIES_NAME}`"))?;
     match output.dtype() {
         ValueType::Tensor { ty, shape, .. }
             if *ty == ort::value::TensorElementType::Float32
@@ -551,7 +597,7 @@ fn check_signature(session: &Session, card: &ModelCard) -> Result<Option<usize>,
                 && (shape[1] == labels || shape[1] < 0) => {}
         other => {
             return Err(format!(
-                "output `{OUTPUT_NAME}` is {other:?}, expected float32 [batch, {labels}] for the card's labels"
+                "output `{PROBABILITIES_NAME}` is {other:?}, expected float32 [batch, {labels}] for the card's labels"
             ))
         }
     }

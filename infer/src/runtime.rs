@@ -1,7 +1,8 @@
 //! Finding and loading the ONNX Runtime shared library (`ort` with `load-dynamic`).
 //!
 //! Search order, first library that loads wins:
-//! 1. the path given by the caller (`--ort-lib`), then the `ORT_DYLIB_PATH` variable;
+//! 1. the path given by the caller (`--ort-lib`), then the `ORT_DYLIB_PATH` variable (a
+//!    library file, or a folder holding one: a wheel's `onnxruntime/capi/`, `lib/`);
 //! 2. the `onnxruntime` or `onnxruntime-gpu` Python package of `python3` on `PATH` (its wheel
 //!    ships `onnxruntime/capi/libonnxruntime.so.X.Y.Z`), then the repository-local copy that
 //!    `scripts/setup-ort` installs into `.tools/onnxruntime`;
@@ -157,10 +158,14 @@ fn candidates(explicit: Option<&Path>) -> Vec<(PathBuf, LibrarySource)> {
         }
     };
     if let Some(path) = explicit {
-        push(path.to_path_buf(), LibrarySource::Explicit);
+        for lib in named_libraries(path) {
+            push(lib, LibrarySource::Explicit);
+        }
     }
     if let Some(path) = std::env::var_os(ORT_DYLIB_ENV).filter(|v| !v.is_empty()) {
-        push(PathBuf::from(path), LibrarySource::EnvironmentVariable);
+        for lib in named_libraries(Path::new(&path)) {
+            push(lib, LibrarySource::EnvironmentVariable);
+        }
     }
     for dir in python_paths() {
         for lib in libraries_in(&dir.join("onnxruntime").join("capi")) {
@@ -205,6 +210,28 @@ fn default_name() -> &'static str {
     } else {
         "libonnxruntime.so"
     }
+}
+
+/// What a path given by the user names: a folder stands for the newest library in it or in
+/// its `capi/`, `onnxruntime/capi/` (a wheel or `pip --target` folder) or `lib/`; anything
+/// else, or a folder without one, is itself tried (and its load error names it).
+fn named_libraries(path: &Path) -> Vec<PathBuf> {
+    if path.is_dir() {
+        let found = [
+            path.to_path_buf(),
+            path.join("capi"),
+            path.join("onnxruntime").join("capi"),
+            path.join("lib"),
+        ]
+        .iter()
+        .flat_map(|dir| libraries_in(dir))
+        .take(1)
+        .collect::<Vec<_>>();
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    vec![path.to_path_buf()]
 }
 
 /// `libonnxruntime.so*` files in `dir` (not the provider plugins), newest version first.
@@ -289,6 +316,41 @@ mod tests {
         assert_eq!(
             names,
             ["libonnxruntime.so.1.31.1", "libonnxruntime.so.1.24.0"]
+        );
+    }
+
+    #[test]
+    fn a_named_folder_stands_for_its_newest_library() {
+        let dir = tempfile::tempdir().unwrap();
+        let capi = dir.path().join("onnxruntime").join("capi");
+        std::fs::create_dir_all(&capi).unwrap();
+        for name in [
+            "libonnxruntime.so.1.9.0",
+            "libonnxruntime.so.1.31.1",
+            "libonnxruntime.so.backup",
+            "libonnxruntime_providers_shared.so",
+        ] {
+            std::fs::write(capi.join(name), b"").unwrap();
+        }
+        let list = candidates(Some(dir.path()));
+        assert_eq!(
+            list[0],
+            (
+                capi.join("libonnxruntime.so.1.31.1"),
+                LibrarySource::Explicit
+            )
+        );
+        assert_ne!(
+            list[1].1,
+            LibrarySource::Explicit,
+            "one library per named path"
+        );
+        // A folder without one is tried as it is, so that the error names it.
+        let empty = tempfile::tempdir().unwrap();
+        let list = candidates(Some(empty.path()));
+        assert_eq!(
+            list[0],
+            (empty.path().to_path_buf(), LibrarySource::Explicit)
         );
     }
 

@@ -202,3 +202,46 @@ fn cuda_is_refused_or_used_never_silently_replaced() {
         );
     }
 }
+
+#[test]
+fn raw_outputs_hold_the_logits_whose_softmax_the_predictions_are() {
+    if !have_ort("raw_outputs_hold_the_logits_whose_softmax_the_predictions_are") {
+        return;
+    }
+    let predictor = Predictor::default_model(&Options {
+        device: Device::Cpu,
+        threads: Some(2),
+        ..Options::default()
+    })
+    .unwrap();
+    let size = predictor.input_size() as usize;
+    let inputs: Vec<hands_infer::Input> = (0..3)
+        .map(|i| {
+            let data = (0..3 * size * size)
+                .map(|j| ((i * 7919 + j) * 37 % 101) as f32 / 50.0 - 1.0)
+                .collect();
+            hands_infer::Input::from_data(data)
+        })
+        .collect();
+    let refs: Vec<&hands_infer::Input> = inputs.iter().collect();
+    let outputs = predictor.outputs(&refs).unwrap();
+    let predictions = predictor.predict_inputs(&refs).unwrap();
+    assert_eq!(outputs.len(), 3);
+    for (output, prediction) in outputs.iter().zip(&predictions) {
+        let logits = output
+            .logits
+            .as_ref()
+            .expect("hands-export writes the logits");
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+        let softmax: Vec<f32> = exp.iter().map(|e| e / exp.iter().sum::<f32>()).collect();
+        assert!(
+            close(&softmax, &output.probabilities),
+            "{softmax:?} {output:?}"
+        );
+        assert_eq!(output.probabilities, prediction.probabilities);
+    }
+    // An input of the wrong length is refused, not run.
+    let short = hands_infer::Input::from_data(vec![0.0; 5]);
+    assert!(predictor.outputs(&[&short]).is_err());
+}

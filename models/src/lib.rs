@@ -1,9 +1,10 @@
-//! What the `hands` programs share: the operation vocabulary, genotypes, the model card,
-//! image preprocessing and, behind the `candle` feature, the network building blocks.
+//! What the `hands` programs share: the operation vocabulary, genotypes, the model card and
+//! the exported graph's interface, image preprocessing and, behind the `candle` feature, the network building blocks.
 
 pub mod card;
 mod error;
 pub mod genotype;
+pub mod graph;
 #[cfg(feature = "candle")]
 pub mod nn;
 pub mod ops;

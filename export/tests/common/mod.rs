@@ -114,7 +114,7 @@ pub fn model_file(dir: &Path, genotype: &Genotype, seed: u64) -> (PathBuf, Model
 
 /// Whether ONNX Runtime is here; without it, a notice (or a failure under CI=true).
 pub fn ort_available(test: &str) -> bool {
-    match hands_export::runtime::locate_library(None) {
+    match hands_infer::runtime::runtime(None) {
         Ok(_) => true,
         Err(e) => {
             if std::env::var("CI").as_deref() == Ok("true") {

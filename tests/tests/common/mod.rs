@@ -32,7 +32,7 @@ pub fn shared_data(env: &str, folder: &str, what: &str) -> Option<PathBuf> {
 
 /// Whether ONNX Runtime can be found; under `CI=true` its absence fails.
 pub fn have_onnx_runtime() -> bool {
-    match hands_export::runtime::locate_library(None) {
+    match hands_infer::runtime::runtime(None) {
         Ok(_) => true,
         Err(e) => {
             assert_ne!(
