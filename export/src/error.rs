@@ -35,9 +35,9 @@ pub enum Error {
         /// The shape the network expects.
         expected: Vec<usize>,
     },
-    /// An error of the shared model crate (card, genotype, network).
+    /// An error of the shared model crate (card, genotype, network, model file).
     #[error(transparent)]
-    Models(#[from] hands_models::Error),
+    Models(hands_models::Error),
     /// A tensor computation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -55,6 +55,35 @@ pub enum Error {
     /// The ONNX file and the candle network disagree beyond the tolerance.
     #[error("parity check failed: {0}")]
     Parity(String),
+}
+
+impl From<hands_models::Error> for Error {
+    /// The model file's missing and misshapen tensors keep their own kinds.
+    fn from(e: hands_models::Error) -> Error {
+        match e {
+            hands_models::Error::MissingTensor {
+                path,
+                name,
+                expected,
+            } => Error::MissingTensor {
+                path,
+                name,
+                expected,
+            },
+            hands_models::Error::TensorShape {
+                path,
+                name,
+                found,
+                expected,
+            } => Error::TensorShape {
+                path,
+                name,
+                found,
+                expected,
+            },
+            other => Error::Models(other),
+        }
+    }
 }
 
 impl Error {

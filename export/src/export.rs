@@ -11,14 +11,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use candle_core::Tensor;
-use hands_models::card::CARD_METADATA_KEY;
+use candle_core::{Device, Tensor};
+use hands_models::nn::model_file::{self, build_network, ModelFile};
 use hands_models::output::{ensure_not_input, OutputFile};
 use hands_models::ModelCard;
 use prost::Message;
 
 use crate::lower::{lower, BatchSize, OnnxOptions};
-use crate::model_file::{build_network, ModelFile};
 use crate::parity::{
     candle_outputs, compare, image_batch, max_abs_diff, open_predictor, synthetic_batch,
     BatchParity, PARITY_TOLERANCE,
@@ -134,13 +133,13 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     };
 
     // The folded weights must compute what the original ones do.
-    let original = file.network()?;
+    let original = file.network(&Device::Cpu)?;
     let folded_tensors: HashMap<String, Tensor> = lowered
         .folded
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let folded = build_network(&card, folded_tensors)?;
+    let folded = build_network(&card, folded_tensors, &Device::Cpu)?;
     let folded_logits_max_abs = max_abs_diff(
         &candle_outputs(&folded, &inputs)?.logits,
         &candle_outputs(&original, &inputs)?.logits,
@@ -152,15 +151,12 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     }
 
     // Serialise both files.
-    let card_json = card.to_json();
-    let metadata = HashMap::from([(CARD_METADATA_KEY.to_string(), card_json)]);
-    let safetensors_bytes =
-        safetensors::serialize(lowered.folded.iter(), Some(metadata)).map_err(|e| {
-            Error::Model {
-                path: model.to_path_buf(),
-                reason: format!("cannot serialise the folded tensors: {e}"),
-            }
-        })?;
+    let folded_list: Vec<(String, Tensor)> = lowered
+        .folded
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let safetensors_bytes = model_file::serialize(&folded_list, &card)?;
     let graph = lowered
         .model
         .graph

@@ -24,12 +24,11 @@ mod error;
 mod export;
 pub mod fold;
 pub mod lower;
-pub mod model_file;
 pub mod onnx;
 pub mod parity;
 
 pub use error::{Error, Result};
 pub use export::{export, ExportOptions, ExportReport, Parity, PARITY_BATCH, PARITY_MEMORY_BUDGET};
+pub use hands_models::nn::model_file::{ModelFile, MAX_MODEL_BYTES};
 pub use lower::{lower, BatchSize, Lowered, OnnxOptions, DEFAULT_OPSET, MAX_BATCH};
-pub use model_file::{ModelFile, MAX_MODEL_BYTES};
 pub use parity::PARITY_TOLERANCE;

@@ -108,7 +108,7 @@ pub struct Lowered {
 }
 
 /// Lowers the network of `card` with parameters `tensors` (checked to fit, see
-/// [`crate::ModelFile`]) to ONNX; the card is stored under the card metadata key.
+/// [`hands_models::nn::model_file::ModelFile`]) to ONNX; the card is stored under the card metadata key.
 pub fn lower(
     card: &ModelCard,
     tensors: &HashMap<String, Tensor>,

@@ -51,8 +51,16 @@ fn check_export(genotype_name: &str, genotype: &Genotype, with_ort: bool) {
     assert!(!report.dropped.is_empty());
     let original = hands_export::ModelFile::read(&model).unwrap();
     let x = hands_export::parity::synthetic_batch(3, SIZE as usize, 5).unwrap();
-    let a = hands_export::parity::candle_outputs(&original.network().unwrap(), &x).unwrap();
-    let b = hands_export::parity::candle_outputs(&exported.network().unwrap(), &x).unwrap();
+    let a = hands_export::parity::candle_outputs(
+        &original.network(&candle_core::Device::Cpu).unwrap(),
+        &x,
+    )
+    .unwrap();
+    let b = hands_export::parity::candle_outputs(
+        &exported.network(&candle_core::Device::Cpu).unwrap(),
+        &x,
+    )
+    .unwrap();
     let d = hands_export::parity::max_abs_diff(&a.logits, &b.logits);
     assert!(
         d <= 1e-4,

@@ -42,6 +42,37 @@ pub enum Error {
     /// A model file whose tensors do not fit the network.
     #[error("{0}")]
     Weights(String),
+    /// A tensor the network needs is absent from the model file.
+    #[error("{path}: missing tensor `{name}` (expected shape {expected:?}); the file does not hold this network")]
+    MissingTensor {
+        /// The model file.
+        path: PathBuf,
+        /// The tensor name.
+        name: String,
+        /// The shape the network expects.
+        expected: Vec<usize>,
+    },
+    /// A tensor of the model file has another shape than the network expects.
+    #[error("{path}: tensor `{name}` has shape {found:?}, the network expects {expected:?} (a different genotype or network size?)")]
+    TensorShape {
+        /// The model file.
+        path: PathBuf,
+        /// The tensor name.
+        name: String,
+        /// The shape in the file.
+        found: Vec<usize>,
+        /// The shape the network expects.
+        expected: Vec<usize>,
+    },
+    /// A model file that cannot be used otherwise: not a file of a bounded size, not
+    /// safetensors, a foreign or non-finite tensor.
+    #[error("{path}: {reason}")]
+    ModelFile {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong, naming the tensor where one is at fault.
+        reason: String,
+    },
     /// A tensor computation failed.
     #[cfg(feature = "candle")]
     #[error(transparent)]

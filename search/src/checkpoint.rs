@@ -73,7 +73,7 @@ pub fn save(
     let json = serde_json::to_string(state)
         .map_err(|e| CheckpointError::format(path, format!("cannot serialise state: {e}")))?;
     let metadata = HashMap::from([(STATE_METADATA_KEY.to_string(), json)]);
-    write_safetensors_with(path, tensors, metadata, true)
+    write_safetensors(path, tensors, metadata, true)
 }
 
 /// Loads a checkpoint written by [`save`] onto `device`: its tensors by name and its state.
@@ -116,18 +116,10 @@ pub fn load(
     Ok((tensors, state))
 }
 
-/// Writes a safetensors file with `metadata` atomically (see the module docs). On error
-/// `path` is untouched. Tensor names must be unique.
-pub fn write_safetensors(
-    path: &Path,
-    tensors: &[(String, Tensor)],
-    metadata: HashMap<String, String>,
-) -> Result<(), CheckpointError> {
-    write_safetensors_with(path, tensors, metadata, false)
-}
-
-/// [`write_safetensors`], adding the tensors' checksum to the metadata when `with_checksum`.
-fn write_safetensors_with(
+/// Writes a safetensors file with `metadata` atomically (see the module docs), adding the
+/// tensors' checksum to the metadata when `with_checksum`. On error `path` is untouched.
+/// Tensor names must be unique.
+fn write_safetensors(
     path: &Path,
     tensors: &[(String, Tensor)],
     mut metadata: HashMap<String, String>,
@@ -350,7 +342,7 @@ mod tests {
         assert!(err.contains("garbage.safetensors"), "{err}");
 
         let plain = dir.path().join("plain.safetensors");
-        write_safetensors(&plain, &tensors(1.0), HashMap::new()).unwrap();
+        write_safetensors(&plain, &tensors(1.0), HashMap::new(), false).unwrap();
         let err = load(&plain, &Device::Cpu).unwrap_err().to_string();
         assert!(
             err.contains("plain.safetensors") && err.contains("not a checkpoint"),

@@ -11,11 +11,12 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, ValueEnum};
 use hands_models::card::Metrics;
-use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
+use hands_models::nn::model_file::ModelFile;
+use hands_models::nn::network::{parameter_count, Network};
 use hands_models::ModelCard;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{load_varmap, read_safetensors};
+use crate::checkpoint::load_varmap;
 use crate::data::{AspectFilter, ChannelStats, Dataset, ImageCache, Loader, PartName, Split};
 use crate::device::parse_device;
 use crate::outputs::Inputs;
@@ -459,37 +460,31 @@ impl fmt::Debug for LoadedModel {
     }
 }
 
-/// Reads a `model.safetensors` written by `hands-search train`: builds the network its card
-/// describes and fills it with the file's tensors, which must match the network exactly.
+/// Reads a `model.safetensors` written by `hands-search train` ([`ModelFile::read`]: every
+/// tensor of its card's network present, of the right shape, finite) and builds that network
+/// on `device` with the file's tensors.
 pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
-    let (tensors, metadata) = read_safetensors(path, device)?;
-    let card = ModelCard::from_metadata(Some(&metadata), path)?;
-    let config = NetworkConfig {
-        init_channels: card.network.init_channels,
-        layers: card.network.layers,
-        num_classes: card.labels.len(),
-        auxiliary: false,
-    };
+    let file = ModelFile::read(path)?;
     let varmap = VarMap::new();
     let network = Network::new(
-        &card.genotype,
-        &config,
+        &file.card.genotype,
+        &file.config(),
         VarBuilder::from_varmap(&varmap, DType::F32, device),
     )
     .with_context(|| format!("{}: cannot build the network of its card", path.display()))?;
-    load_varmap(&varmap, &tensors, "", path)?;
+    load_varmap(&varmap, &file.tensors, "", path)?;
     let count = parameter_count(&varmap, false);
-    if count != card.network.parameters {
+    if count != file.card.network.parameters {
         bail!(
             "{}: the card states {} parameters, the network has {count}",
             path.display(),
-            card.network.parameters
+            file.card.network.parameters
         );
     }
     Ok(LoadedModel {
         network,
         varmap,
-        card,
+        card: file.card,
     })
 }
 

@@ -16,16 +16,16 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use clap::Args;
 use hands_models::card::{
-    CrossValidation, InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_METADATA_KEY,
-    CARD_SCHEMA_VERSION,
+    CrossValidation, InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_SCHEMA_VERSION,
 };
+use hands_models::nn::model_file;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::{Genotype, ModelCard};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, load_varmap, varmap_tensors, write_safetensors};
+use crate::checkpoint::{self, load_varmap, varmap_tensors};
 use crate::data::{
     AspectFilter, Augment, AugmentRecipe, ChannelStats, Dataset, Fractions, ImageCache, Loader,
     Split,
@@ -949,13 +949,12 @@ pub fn inference_tensors(varmap: &VarMap, prefix: &str) -> Result<Vec<(String, T
     })?)
 }
 
-/// Writes a model file: the inference network's tensors (see [`inference_tensors`]) with
-/// `card` in the metadata under [`CARD_METADATA_KEY`], atomically. The card is validated
-/// first.
+/// Writes a model file ([`model_file::serialize`]: the inference network's tensors, see
+/// [`inference_tensors`], with `card` validated and in the metadata), atomically.
 pub fn write_model(path: &Path, tensors: &[(String, Tensor)], card: &ModelCard) -> Result<()> {
-    card.validate()?;
-    let metadata = HashMap::from([(CARD_METADATA_KEY.to_string(), card.to_json())]);
-    write_safetensors(path, tensors, metadata)?;
+    let bytes = model_file::serialize(tensors, card)
+        .with_context(|| format!("{}: cannot write the model file", path.display()))?;
+    hands_models::output::write_atomic(path, &bytes)?;
     Ok(())
 }
 

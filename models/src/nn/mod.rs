@@ -6,6 +6,7 @@ pub mod init;
 pub mod kernels;
 pub mod layers;
 pub mod mixture;
+pub mod model_file;
 pub mod network;
 pub mod node_sum;
 pub mod parallel;

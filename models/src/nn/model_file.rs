@@ -1,5 +1,7 @@
-//! Reading a trained model file (`runs/NAME/model.safetensors`) and checking its tensors
-//! against the network its card describes.
+//! The model file: a safetensors file of the inference network's tensors with its model card
+//! in the metadata (`hands-search train` writes `runs/NAME/model.safetensors`, `hands-export`
+//! writes the folded `NAME.safetensors`). Its one reader and writer: `train`, `eval` and
+//! `hands-export` all go through here, as does the network configuration of a card.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -7,10 +9,12 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use hands_models::nn::network::{Network, NetworkConfig};
-use hands_models::ModelCard;
 
-use crate::{Error, Result};
+use super::network::{Network, NetworkConfig};
+use crate::card::{ModelCard, CARD_METADATA_KEY};
+use crate::Error;
+
+type Result<T> = std::result::Result<T, Error>;
 
 /// Name prefixes of the inference network's parameters. A tensor under one of them that the
 /// card's network does not have means the file holds another architecture.
@@ -39,7 +43,7 @@ impl ModelFile {
     /// tensors, and checks every tensor the card's network needs is present with the right
     /// shape. Errors name the file and the tensor.
     pub fn read(path: &Path) -> Result<ModelFile> {
-        let model_err = |reason: String| Error::Model {
+        let model_err = |reason: String| Error::ModelFile {
             path: path.to_path_buf(),
             reason,
         };
@@ -109,9 +113,9 @@ impl ModelFile {
         inference_config(&self.card)
     }
 
-    /// The candle network (eval mode) on these tensors.
-    pub fn network(&self) -> Result<Network> {
-        build_network(&self.card, self.tensors.clone())
+    /// The candle network (eval mode) on these tensors, on `device`.
+    pub fn network(&self, device: &Device) -> Result<Network> {
+        build_network(&self.card, self.tensors.clone(), device)
     }
 }
 
@@ -150,10 +154,37 @@ pub fn inference_config(card: &ModelCard) -> NetworkConfig {
     }
 }
 
-/// Builds the candle network of `card` on `tensors` (which must fit it).
-pub fn build_network(card: &ModelCard, tensors: HashMap<String, Tensor>) -> Result<Network> {
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+/// Builds the candle network of `card` on `tensors` (which must fit it), on `device`.
+pub fn build_network(
+    card: &ModelCard,
+    tensors: HashMap<String, Tensor>,
+    device: &Device,
+) -> Result<Network> {
+    let tensors = tensors
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.to_device(device)?)))
+        .collect::<Result<HashMap<_, _>>>()?;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
     Ok(Network::new(&card.genotype, &inference_config(card), vb)?)
+}
+
+/// The bytes of a model file: `tensors` (brought to the CPU, contiguous) with `card`, which
+/// is validated first, in the metadata under [`CARD_METADATA_KEY`].
+pub fn serialize(tensors: &[(String, Tensor)], card: &ModelCard) -> Result<Vec<u8>> {
+    card.validate()?;
+    let mut names = std::collections::HashSet::new();
+    if let Some((name, _)) = tensors.iter().find(|(name, _)| !names.insert(name)) {
+        return Err(Error::Weights(format!("tensor name `{name}` given twice")));
+    }
+    // safetensors' `View` for candle tensors cannot report conversion errors, so bring every
+    // tensor to the CPU, contiguous, here, where errors can be returned.
+    let cpu = tensors
+        .iter()
+        .map(|(name, t)| Ok((name.as_str(), t.to_device(&Device::Cpu)?.contiguous()?)))
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([(CARD_METADATA_KEY.to_string(), card.to_json())]);
+    safetensors::serialize(cpu, Some(metadata))
+        .map_err(|e| Error::Weights(format!("cannot serialise the tensors: {e}")))
 }
 
 /// Names and shapes of every tensor of the inference network described by `card`.
