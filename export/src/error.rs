@@ -13,31 +13,10 @@ pub enum Error {
         /// What is wrong, naming the tensor where one is at fault.
         reason: String,
     },
-    /// A tensor the network needs is absent from the model file.
-    #[error("{path}: missing tensor `{name}` (expected shape {expected:?}); the file does not hold this network")]
-    MissingTensor {
-        /// The model file.
-        path: PathBuf,
-        /// The tensor name.
-        name: String,
-        /// The shape the network expects.
-        expected: Vec<usize>,
-    },
-    /// A tensor has another shape than the network expects.
-    #[error("{path}: tensor `{name}` has shape {found:?}, the network expects {expected:?} (a different genotype or network size?)")]
-    TensorShape {
-        /// The model file.
-        path: PathBuf,
-        /// The tensor name.
-        name: String,
-        /// The shape in the file.
-        found: Vec<usize>,
-        /// The shape the network expects.
-        expected: Vec<usize>,
-    },
-    /// An error of the shared model crate (card, genotype, network, model file).
+    /// An error of the shared model crate (card, genotype, network, model file: its missing
+    /// and misshapen tensors are `hands_models::Error::MissingTensor` and `TensorShape`).
     #[error(transparent)]
-    Models(hands_models::Error),
+    Models(#[from] hands_models::Error),
     /// A tensor computation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -55,35 +34,6 @@ pub enum Error {
     /// The ONNX file and the candle network disagree beyond the tolerance.
     #[error("parity check failed: {0}")]
     Parity(String),
-}
-
-impl From<hands_models::Error> for Error {
-    /// The model file's missing and misshapen tensors keep their own kinds.
-    fn from(e: hands_models::Error) -> Error {
-        match e {
-            hands_models::Error::MissingTensor {
-                path,
-                name,
-                expected,
-            } => Error::MissingTensor {
-                path,
-                name,
-                expected,
-            },
-            hands_models::Error::TensorShape {
-                path,
-                name,
-                found,
-                expected,
-            } => Error::TensorShape {
-                path,
-                name,
-                found,
-                expected,
-            },
-            other => Error::Models(other),
-        }
-    }
 }
 
 impl Error {

@@ -252,15 +252,15 @@ fn name_file(e: Error, model: &Path) -> Error {
             path: model.to_path_buf(),
             reason,
         },
-        Error::MissingTensor {
+        Error::Models(hands_models::Error::MissingTensor {
             path,
             name,
             expected,
-        } if path.as_os_str().is_empty() => Error::MissingTensor {
+        }) if path.as_os_str().is_empty() => Error::Models(hands_models::Error::MissingTensor {
             path: model.to_path_buf(),
             name,
             expected,
-        },
+        }),
         other => other,
     }
 }

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use candle_core::{DType, Tensor};
-use hands_models::genotype::{EDGES_PER_NODE, NODES};
+use hands_models::genotype::{edge_stride, EDGES_PER_NODE, NODES};
 use hands_models::graph::{BATCH_DIM, INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME};
 use hands_models::nn::layers::BN_EPS;
 use hands_models::nn::network::reduction_layers;
@@ -234,10 +234,12 @@ struct Lowering<'a> {
 
 impl Lowering<'_> {
     fn tensor(&self, name: &str) -> Result<&Tensor> {
-        self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
-            path: Default::default(),
-            name: name.to_string(),
-            expected: Vec::new(),
+        self.tensors.get(name).ok_or_else(|| {
+            Error::Models(hands_models::Error::MissingTensor {
+                path: Default::default(),
+                name: name.to_string(),
+                expected: Vec::new(),
+            })
         })
     }
 
@@ -449,13 +451,16 @@ impl Lowering<'_> {
             Op::AvgPool3x3 => self.pool(scope, "AveragePool", x, stride),
             Op::SkipConnect if stride == 1 => x.to_string(),
             Op::SkipConnect => self.factorized_reduce(scope, x)?,
-            Op::SepConv3x3 | Op::SepConv5x5 => {
-                let k = if op == Op::SepConv3x3 { 3 } else { 5 };
+            Op::SepConv3x3 | Op::SepConv5x5 | Op::DilConv3x3 | Op::DilConv5x5 => {
+                let conv = op.convolution().expect("a convolution op");
+                let (pad, dil) = (conv.padding, conv.dilation);
+                // DARTS' module indices: ReLU, depthwise, pointwise, BN per block.
                 let mut h = x.to_string();
-                for (first, stride) in [(0, stride), (4, 1)] {
+                for block in 0..conv.blocks {
+                    let (first, stride) = (4 * block, if block == 0 { stride } else { 1 });
                     let r = self.relu(&format!("{scope}.op.{first}"), &h);
-                    let d =
-                        self.depthwise(&format!("{scope}.op.{}", first + 1), &r, stride, k / 2, 1)?;
+                    let name = format!("{scope}.op.{}", first + 1);
+                    let d = self.depthwise(&name, &r, stride, pad, dil)?;
                     h = self.conv_bn(
                         &format!("{scope}.op.{}", first + 2),
                         &format!("{scope}.op.{}", first + 3),
@@ -467,20 +472,6 @@ impl Lowering<'_> {
                     )?;
                 }
                 h
-            }
-            Op::DilConv3x3 | Op::DilConv5x5 => {
-                let k = if op == Op::DilConv3x3 { 3 } else { 5 };
-                let r = self.relu(&format!("{scope}.op.0"), x);
-                let d = self.depthwise(&format!("{scope}.op.1"), &r, stride, k - 1, 2)?;
-                self.conv_bn(
-                    &format!("{scope}.op.2"),
-                    &format!("{scope}.op.3"),
-                    &d,
-                    1,
-                    0,
-                    1,
-                    1,
-                )?
             }
         }))
     }
@@ -507,7 +498,7 @@ impl Lowering<'_> {
             let mut inputs = Vec::with_capacity(EDGES_PER_NODE);
             for (j, &(op, from)) in node_edges.iter().enumerate() {
                 let k = node * EDGES_PER_NODE + j;
-                let stride = if reduction && from < 2 { 2 } else { 1 };
+                let stride = edge_stride(reduction, from);
                 let x = states[from].clone();
                 if let Some(h) = self.operation(&format!("{scope}.ops.{k}"), op, &x, stride)? {
                     inputs.push(h);

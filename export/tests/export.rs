@@ -290,13 +290,22 @@ fn missing_and_misshaped_tensors_are_named() {
     let removed = tensors.remove(name).unwrap();
     write_model(&model, &tensors, Some(&card));
     let err = export_err(&model, &out);
-    assert!(matches!(err, Error::MissingTensor { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Models(hands_models::Error::MissingTensor { .. })
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains(name), "{err}");
 
     tensors.insert(name.into(), removed.narrow(0, 0, 8).unwrap());
     write_model(&model, &tensors, Some(&card));
     let err = export_err(&model, &out);
-    assert!(matches!(err, Error::TensorShape { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Models(hands_models::Error::TensorShape { .. })),
+        "{err}"
+    );
     assert!(
         err.to_string().contains(name) && err.to_string().contains("[8, 16, 1, 1]"),
         "{err}"

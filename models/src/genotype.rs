@@ -13,6 +13,17 @@ use crate::{Error, Op};
 pub const NODES: usize = 4;
 /// Incoming edges kept per node in a derived cell.
 pub const EDGES_PER_NODE: usize = 2;
+
+/// The stride of an edge of a cell: 2 on the edges that read one of the two cell inputs of a
+/// reduction cell (`from` 0 or 1), 1 elsewhere. The discrete network, the search supernet and
+/// the ONNX lowering all take it from here.
+pub fn edge_stride(reduction: bool, from: usize) -> usize {
+    if reduction && from < 2 {
+        2
+    } else {
+        1
+    }
+}
 /// Largest genotype file read, in bytes (a genotype takes about 500).
 pub const MAX_GENOTYPE_BYTES: u64 = 64 * 1024;
 

@@ -72,11 +72,42 @@ impl Op {
 
     /// Whether the op has learnable weights.
     pub fn is_parametric(self) -> bool {
-        matches!(
-            self,
-            Op::SepConv3x3 | Op::SepConv5x5 | Op::DilConv3x3 | Op::DilConv5x5
-        )
+        self.convolution().is_some()
     }
+
+    /// The geometry of a convolution op (`None` for the parameter-free ones), the one
+    /// definition that the discrete network, the search supernet and the ONNX lowering build
+    /// from: `sep_conv_kxk` is two ReLU-depthwise-pointwise-BN blocks at dilation 1 with
+    /// padding `k / 2`, `dil_conv_kxk` one block at dilation 2 with padding `k - 1` (the
+    /// output keeps the input's size at stride 1, as in DARTS).
+    pub fn convolution(self) -> Option<Convolution> {
+        let (kernel, dilation, blocks) = match self {
+            Op::SepConv3x3 => (3, 1, 2),
+            Op::SepConv5x5 => (5, 1, 2),
+            Op::DilConv3x3 => (3, 2, 1),
+            Op::DilConv5x5 => (5, 2, 1),
+            _ => return None,
+        };
+        Some(Convolution {
+            kernel,
+            padding: dilation * (kernel - 1) / 2,
+            dilation,
+            blocks,
+        })
+    }
+}
+
+/// The depthwise geometry of a convolution op, see [`Op::convolution`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Convolution {
+    /// Side of the square depthwise kernel.
+    pub kernel: usize,
+    /// Zero padding on each side.
+    pub padding: usize,
+    /// Dilation of the depthwise kernel.
+    pub dilation: usize,
+    /// ReLU-depthwise-pointwise-BN blocks in a row (the first takes the edge's stride).
+    pub blocks: usize,
 }
 
 impl fmt::Display for Op {
@@ -99,6 +130,24 @@ impl FromStr for Op {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn convolution_ops_keep_the_size_at_stride_one_and_others_have_none() {
+        for op in Op::ALL {
+            match op.convolution() {
+                Some(c) => {
+                    assert_eq!(2 * c.padding, c.dilation * (c.kernel - 1), "{op}");
+                    assert!(op.name().contains(&format!("{0}x{0}", c.kernel)), "{op}");
+                    let separable = op.name().starts_with("sep_conv");
+                    assert_eq!(
+                        (c.blocks, c.dilation),
+                        if separable { (2, 1) } else { (1, 2) }
+                    );
+                }
+                None => assert!(!op.is_parametric(), "{op}"),
+            }
+        }
+    }
 
     #[test]
     fn names_round_trip_and_unknown_is_refused() {

@@ -1,7 +1,7 @@
 //! Deriving the discrete genotype from architecture weights: per node keep the two incoming
 //! edges with the strongest non-`none` operation, and on each the best non-`none` operation.
 
-use hands_models::genotype::{Edge, Genotype};
+use hands_models::genotype::{Edge, Genotype, EDGES_PER_NODE};
 use hands_models::Op;
 
 use crate::supernet::{node_edges, NODES};
@@ -11,7 +11,7 @@ use crate::supernet::{node_edges, NODES};
 /// `weights[e][i]` is the (softmaxed, and for PC-DARTS beta-scaled) weight of candidate
 /// `candidates[e][i]` on edge `e`.
 pub fn derive_cell(weights: &[Vec<f64>], candidates: &[Vec<Op>]) -> Vec<Edge> {
-    let mut edges = Vec::with_capacity(2 * NODES);
+    let mut edges = Vec::with_capacity(EDGES_PER_NODE * NODES);
     for node in 0..NODES {
         let mut scored: Vec<(f64, Op, usize)> = node_edges(node)
             .enumerate()

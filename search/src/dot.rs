@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use hands_models::genotype::Edge;
+use hands_models::genotype::{Edge, EDGES_PER_NODE};
 use hands_models::Genotype;
 
 use hands_models::output::write_atomic;
@@ -68,7 +68,7 @@ fn dot_of(edges: &[Edge], concat: &[usize], name: &str) -> String {
             dot,
             "  \"{}\" -> \"{}\" [label=\"{}\", fillcolor=gray];",
             state_name(*from),
-            k / 2,
+            k / EDGES_PER_NODE,
             op.name()
         );
     }
@@ -184,7 +184,7 @@ fn text_width(text: &str) -> f64 {
 fn layout_cell(edges: &[Edge], concat: &[usize]) -> CellLayout {
     let nodes = edges.len().div_ceil(2);
     let output = nodes + 2;
-    let valid = |k: usize, from: usize| from < k / 2 + 2;
+    let valid = |k: usize, from: usize| from < k / EDGES_PER_NODE + 2;
 
     // Columns of the states: inputs in column 0, each node two columns right of its latest
     // source (the column between holds the labels), the output two right of its latest node.
@@ -193,7 +193,7 @@ fn layout_cell(edges: &[Edge], concat: &[usize]) -> CellLayout {
         column[node + 2] = edges
             .iter()
             .enumerate()
-            .filter(|&(k, &(_, from))| k / 2 == node && valid(k, from))
+            .filter(|&(k, &(_, from))| k / EDGES_PER_NODE == node && valid(k, from))
             .map(|(_, &(_, from))| column[from] + 2)
             .max()
             .unwrap_or(2);
@@ -244,7 +244,7 @@ fn layout_cell(edges: &[Edge], concat: &[usize]) -> CellLayout {
         if !valid(k, from) {
             continue;
         }
-        let to = k / 2 + 2;
+        let to = k / EDGES_PER_NODE + 2;
         let mut route = vec![states[from]];
         for c in column[from] + 1..column[to] - 1 {
             route.push(add(&mut slots, SlotKind::Bend, "", "none", c));

@@ -1,7 +1,7 @@
 //! P-DARTS' stage machinery: the stage plan, candidate pruning between stages, the
 //! skip-connect dropout schedule and the final limit on skip connections.
 
-use hands_models::genotype::Genotype;
+use hands_models::genotype::{Genotype, EDGES_PER_NODE};
 use hands_models::Op;
 
 use crate::derive::derive_genotype;
@@ -91,7 +91,7 @@ pub fn limit_skips(
             .enumerate()
             .filter(|(_, (op, _))| *op == Op::SkipConnect)
             .map(|(k, &(_, from))| {
-                let edge = crate::supernet::node_edges(k / 2).start + from;
+                let edge = crate::supernet::node_edges(k / EDGES_PER_NODE).start + from;
                 let col = normal_candidates[edge]
                     .iter()
                     .position(|&op| op == Op::SkipConnect)

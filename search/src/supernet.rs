@@ -5,6 +5,7 @@
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::ops::softmax;
 use candle_nn::{Init, VarBuilder, VarMap};
+use hands_models::genotype::edge_stride;
 use hands_models::nn::functional::{global_avg_pool, max_pool2x2};
 use hands_models::nn::layers::{Activated, BatchNorm2d, Norm, Operation, ReluConvBn};
 use hands_models::nn::mixture::accumulate_scaled;
@@ -12,10 +13,10 @@ use hands_models::nn::network::{reduction_layers, Preprocess};
 use hands_models::Op;
 use rand::Rng;
 
-/// Edges of a search cell: node `i` (0..4) reads all `2 + i` earlier states.
-pub const EDGES: usize = 14;
-/// Intermediate nodes of a search cell.
-pub const NODES: usize = 4;
+/// Intermediate nodes of a search cell (those of a derived cell).
+pub use hands_models::genotype::NODES;
+/// Edges of a search cell: node `i` (0..4) reads all `2 + i` earlier states (14).
+pub const EDGES: usize = NODES * (NODES + 3) / 2;
 
 /// The edges entering node `node`, as a range of edge indices: `[0:2]`, `[2:5]`, `[5:9]`,
 /// `[9:14]`.
@@ -226,7 +227,7 @@ impl SearchCell {
         let mut edges = Vec::with_capacity(EDGES);
         for node in 0..NODES {
             for (from, edge) in node_edges(node).enumerate() {
-                let stride = if reduction && from < 2 { 2 } else { 1 };
+                let stride = edge_stride(reduction, from);
                 edges.push(MixedOp::new(
                     &candidates[edge],
                     c,

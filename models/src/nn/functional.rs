@@ -212,13 +212,7 @@ pub fn depthwise_conv2d(
     pad: usize,
     dilation: usize,
 ) -> Result<Tensor> {
-    let op = Depthwise {
-        stride,
-        pad,
-        dilation,
-        activation: Activation::Identity,
-    };
-    apply_depthwise(x, kernel, op)
+    apply_depthwise(x, kernel, (stride, pad, dilation), Activation::Identity)
 }
 
 /// [`depthwise_conv2d`] of `relu(x)`: on the CPU one op that never stores the ReLU (it is
@@ -230,16 +224,21 @@ pub fn relu_depthwise_conv2d(
     pad: usize,
     dilation: usize,
 ) -> Result<Tensor> {
+    apply_depthwise(x, kernel, (stride, pad, dilation), Activation::Relu)
+}
+
+fn apply_depthwise(
+    x: &Tensor,
+    kernel: &Tensor,
+    (stride, pad, dilation): (usize, usize, usize),
+    activation: Activation,
+) -> Result<Tensor> {
     let op = Depthwise {
         stride,
         pad,
         dilation,
-        activation: Activation::Relu,
+        activation,
     };
-    apply_depthwise(x, kernel, op)
-}
-
-fn apply_depthwise(x: &Tensor, kernel: &Tensor, op: Depthwise) -> Result<Tensor> {
     if x.device().is_cpu() {
         // The CPU backward pass computes the input gradient as a correlation padded by
         // `(k - 1) * dilation - pad`.

@@ -346,26 +346,18 @@ impl Operation {
             Op::AvgPool3x3 => Operation::AvgPool { stride },
             Op::SkipConnect if stride == 1 => Operation::Identity,
             Op::SkipConnect => Operation::Reduce(FactorizedReduce::new(c, c, norm, vb)?),
-            Op::SepConv3x3 | Op::SepConv5x5 => {
-                let k = if op == Op::SepConv3x3 { 3 } else { 5 };
-                Operation::SepConv(
-                    DilConv::with_indices(c, c, k, stride, k / 2, 1, norm, &vb, 1)?,
-                    DilConv::with_indices(c, c, k, 1, k / 2, 1, norm, &vb, 5)?,
-                )
-            }
-            Op::DilConv3x3 | Op::DilConv5x5 => {
-                let k = if op == Op::DilConv3x3 { 3 } else { 5 };
-                Operation::DilConv(DilConv::with_indices(
-                    c,
-                    c,
-                    k,
-                    stride,
-                    k - 1,
-                    2,
-                    norm,
-                    &vb,
-                    1,
-                )?)
+            Op::SepConv3x3 | Op::SepConv5x5 | Op::DilConv3x3 | Op::DilConv5x5 => {
+                let conv = op.convolution().expect("a convolution op");
+                let block = |stride: usize, first: usize| {
+                    let (k, pad, dil) = (conv.kernel, conv.padding, conv.dilation);
+                    DilConv::with_indices(c, c, k, stride, pad, dil, norm, &vb, first)
+                };
+                // DARTS' module indices: the blocks' parameters at op.1.., then op.5...
+                if conv.blocks == 2 {
+                    Operation::SepConv(block(stride, 1)?, block(1, 5)?)
+                } else {
+                    Operation::DilConv(block(stride, 1)?)
+                }
             }
         })
     }

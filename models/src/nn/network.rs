@@ -11,7 +11,7 @@ use rand::Rng;
 use super::functional::{global_avg_pool, relu};
 use super::layers::{BatchNorm2d, FactorizedReduce, Norm, Operation, ReluConvBn};
 use super::node_sum::node_sum;
-use crate::genotype::{Genotype, EDGES_PER_NODE, NODES};
+use crate::genotype::{edge_stride, Genotype, EDGES_PER_NODE, NODES};
 
 /// Shape of a discrete network.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +97,7 @@ impl Cell {
             .iter()
             .enumerate()
             .map(|(k, &(op, from))| {
-                let stride = if reduction && from < 2 { 2 } else { 1 };
+                let stride = edge_stride(reduction, from);
                 Ok((
                     Operation::new(op, c, stride, norm, vb.pp(format!("ops.{k}")))?,
                     from,
