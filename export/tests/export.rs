@@ -138,13 +138,9 @@ fn every_published_genotype_and_every_op_exports_and_matches_candle() {
     check_export("all_ops", &all_ops(), with_ort);
 }
 
-/// The shared 11K Hands sample (`HANDS_SAMPLE` or `../shared/data/hands-11k-sample`).
+/// The first images of the shared 11K Hands sample ([`hands_tests::sample_dir`]).
 fn sample_images() -> Option<Vec<std::path::PathBuf>> {
-    let root = std::env::var_os("HANDS_SAMPLE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/hands-11k-sample")
-        });
+    let root = hands_tests::sample_dir()?;
     let mut files: Vec<_> = std::fs::read_dir(root.join("images"))
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -1,7 +1,7 @@
 //! The data layer on the real 11K Hands sample and on broken copies of it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use candle_core::{DType, Device};
@@ -11,33 +11,12 @@ use rand_chacha::ChaCha8Rng;
 
 const SIZE: u32 = 32;
 
-/// The shared sample folder, or `None` (with a notice) when it is absent; with `CI=true` a
-/// missing sample fails the test.
-fn sample_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("HANDS_SAMPLE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/hands-11k-sample")
-        });
-    if dir.join("HandInfo.csv").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("11K Hands sample not found at {} (CI=true)", dir.display());
-    }
-    eprintln!(
-        "skipping: 11K Hands sample not found at {} (set HANDS_SAMPLE)",
-        dir.display()
-    );
-    None
-}
-
 /// The sample loaded and cached once per test binary.
 fn loaded() -> Option<&'static (Dataset, ImageCache)> {
     static LOADED: OnceLock<Option<(Dataset, ImageCache)>> = OnceLock::new();
     LOADED
         .get_or_init(|| {
-            let dir = sample_dir()?;
+            let dir = hands_tests::sample_dir()?;
             let dataset = Dataset::load(&dir, &AspectFilter::All).unwrap();
             let cache = ImageCache::build(&dataset, SIZE).unwrap();
             Some((dataset, cache))
@@ -67,7 +46,9 @@ fn loads_the_sample() {
 
 #[test]
 fn aspect_filters_match_the_csv() {
-    let Some(dir) = sample_dir() else { return };
+    let Some(dir) = hands_tests::sample_dir() else {
+        return;
+    };
     let text = std::fs::read_to_string(dir.join("HandInfo.csv")).unwrap();
     let mut per_aspect: HashMap<&str, usize> = HashMap::new();
     for line in text.lines().skip(1) {
@@ -186,7 +167,7 @@ fn split_json_round_trips_and_is_checked() {
     back.check(dataset, &path).unwrap();
 
     // A split of other data is refused, naming the split file.
-    let dorsal = Dataset::load(&sample_dir().unwrap(), &AspectFilter::Dorsal).unwrap();
+    let dorsal = Dataset::load(&hands_tests::sample_dir().unwrap(), &AspectFilter::Dorsal).unwrap();
     let err = back.check(&dorsal, &path).unwrap_err().to_string();
     assert!(err.contains("split.json"), "{err}");
 
@@ -336,7 +317,7 @@ impl Flat for candle_core::Tensor {
 /// Copies the first `rows` records of the sample's CSV (optionally rewritten by `edit`) and
 /// their images into a temporary folder.
 fn broken_copy(rows: usize, edit: impl Fn(&str) -> String) -> Option<tempfile::TempDir> {
-    let dir = sample_dir()?;
+    let dir = hands_tests::sample_dir()?;
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir(tmp.path().join("images")).unwrap();
     let text = std::fs::read_to_string(dir.join("HandInfo.csv")).unwrap();
@@ -439,7 +420,9 @@ fn non_image_file_is_named() {
 
 #[test]
 fn class_folders_load_and_empty_ones_are_named() {
-    let Some(dir) = sample_dir() else { return };
+    let Some(dir) = hands_tests::sample_dir() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     for (class, names) in [
         ("male", ["Hand_0000005.jpg", "Hand_0000006.jpg"]),

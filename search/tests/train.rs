@@ -6,7 +6,7 @@ mod common;
 
 use common::synthetic_dataset;
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use hands_models::card::{InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_SCHEMA_VERSION};
@@ -372,27 +372,11 @@ fn assert_disjoint(split: &Split) {
     assert!(!split.train.subjects.is_empty() && !split.test.subjects.is_empty());
 }
 
-/// The shared 11K Hands sample, or `None` (with a notice) when absent; with `CI=true` a
-/// missing sample fails the test.
-fn sample() -> Option<PathBuf> {
-    let path = std::env::var_os("HANDS_SAMPLE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/hands-11k-sample")
-        });
-    if path.join("HandInfo.csv").is_file() {
-        return Some(path);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("the 11K Hands sample is missing at {}", path.display());
-    }
-    eprintln!("skipped: no 11K Hands sample at {}", path.display());
-    None
-}
-
 #[test]
 fn one_epoch_on_the_sample_keeps_test_subjects_unseen() {
-    let Some(data) = sample() else { return };
+    let Some(data) = hands_tests::sample_dir() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let mut args = tiny_args(&data, &out);

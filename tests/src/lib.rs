@@ -1,2 +1,34 @@
-//! End-to-end tests of the three programs live in `tests/`; they run the binaries that
-//! `cargo test --workspace` builds next to the test executables.
+//! Test support shared by every crate's tests: where the shared data is, and what a test does
+//! when it is absent (skip with a notice, or fail under `CI=true`). The end-to-end tests of
+//! the three programs live in `tests/`; they run the binaries that `cargo test --workspace`
+//! builds next to the test executables.
+
+use std::path::{Path, PathBuf};
+
+/// Whether this is CI's run (`CI=true`), where missing shared data fails a test instead of
+/// skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A folder of `../shared/data` beside the workspace (or the folder `$env` names) that holds
+/// a `HandInfo.csv`, or `None` with a notice naming `what`; under `CI=true` its absence fails.
+pub fn shared_data(env: &str, folder: &str, what: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data")
+            .join(folder)
+    });
+    if dir.join("HandInfo.csv").is_file() {
+        return Some(dir);
+    }
+    assert!(!in_ci(), "{what} not found at {} (CI=true)", dir.display());
+    eprintln!("SKIPPED: {what} not found at {} (set {env})", dir.display());
+    None
+}
+
+/// The shared 11K Hands sample (`$HANDS_SAMPLE` or `../shared/data/hands-11k-sample`), as
+/// [`shared_data`] finds it.
+pub fn sample_dir() -> Option<PathBuf> {
+    shared_data("HANDS_SAMPLE", "hands-11k-sample", "11K Hands sample")
+}

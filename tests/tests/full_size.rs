@@ -8,7 +8,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{have_onnx_runtime, run, shared_data};
+use common::{have_onnx_runtime, run};
+use hands_tests::shared_data;
 
 /// Largest difference allowed between the two programs' probabilities.
 const TOLERANCE: f64 = 1e-3;

@@ -13,7 +13,8 @@ use hands_models::preprocess::load_input;
 use hands_models::Genotype;
 use hands_search::eval::load_model;
 
-use common::{have_onnx_runtime, run, sample_dir};
+use common::{have_onnx_runtime, run};
+use hands_tests::sample_dir;
 
 /// Largest difference allowed between ONNX Runtime's and candle's probabilities.
 const TOLERANCE: f32 = 1e-4;

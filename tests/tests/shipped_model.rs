@@ -7,9 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{binary, have_onnx_runtime, sample_dir};
+use common::{binary, have_onnx_runtime};
 use hands_models::{Genotype, ModelCard};
 use hands_search::cv::CvReport;
+use hands_tests::sample_dir;
 
 fn pretrained(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use hands_tests::in_ci;
+
 use image::{GrayImage, ImageBuffer, ImageEncoder, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 
 /// Runs the `hands-infer` binary with `args`, without `$HANDS_MODEL`.
@@ -27,10 +29,6 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// Whether ONNX Runtime can be loaded. When it cannot, prints a notice and returns false
 /// (the caller skips), except under `CI=true`, where it fails the test.
 pub fn have_ort(test: &str) -> bool {
@@ -44,26 +42,20 @@ pub fn have_ort(test: &str) -> bool {
     }
 }
 
-/// The shared 11K Hands sample's image folder, or None (notice printed) when absent;
-/// under `CI=true` a missing sample fails.
+/// The shared 11K Hands sample's image folder ([`hands_tests::sample_dir`]: a notice naming
+/// `test` when absent, a failure under `CI=true`).
 pub fn sample_images(test: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("HANDS_SAMPLE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/hands-11k-sample")
-        });
-    let images = root.join("images");
-    if images.is_dir() {
-        return Some(images);
-    }
-    if in_ci() {
-        panic!("{test}: the shared sample is missing at {}", root.display());
-    }
-    eprintln!(
-        "SKIPPED {test}: no sample at {} (set HANDS_SAMPLE)",
-        root.display()
+    let Some(sample) = hands_tests::sample_dir() else {
+        eprintln!("SKIPPED {test}");
+        return None;
+    };
+    let images = sample.join("images");
+    assert!(
+        images.is_dir(),
+        "{test}: no images folder at {}",
+        images.display()
     );
-    None
+    Some(images)
 }
 
 /// The first `n` sample images, sorted.

@@ -4,32 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-/// The shared sample, or `None` with a notice; under `CI=true` its absence fails.
-pub fn sample_dir() -> Option<PathBuf> {
-    shared_data("HANDS_SAMPLE", "hands-11k-sample", "11K Hands sample")
-}
-
-/// A folder of `../shared/data` (or `$env`) holding a `HandInfo.csv`, or `None` with a
-/// notice naming `what`; under `CI=true` its absence fails.
-pub fn shared_data(env: &str, folder: &str, what: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/data")
-            .join(folder)
-    });
-    if dir.join("HandInfo.csv").is_file() {
-        return Some(dir);
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "{what} not found at {} (CI=true)",
-        dir.display()
-    );
-    eprintln!("SKIPPED: {what} not found at {}", dir.display());
-    None
-}
-
 /// Whether ONNX Runtime can be found; under `CI=true` its absence fails.
 pub fn have_onnx_runtime() -> bool {
     match hands_infer::runtime::runtime(None) {
