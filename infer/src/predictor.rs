@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hands_models::card::{ModelCard, CARD_METADATA_KEY};
-use hands_models::graph::{INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME};
+use hands_models::graph::{argmax, INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME};
 use hands_models::preprocess;
 use image::DynamicImage;
 use ort::session::builder::GraphOptimizationLevel;
@@ -604,20 +604,6 @@ fn check_signature(session: &Session, card: &ModelCard) -> Result<Option<usize>,
     Ok(fixed_batch)
 }
 
-fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,13 +622,6 @@ mod tests {
             let err = check_probabilities(&row).unwrap_err().to_string();
             assert!(err.contains(why), "{row:?}: {err}");
         }
-    }
-
-    #[test]
-    fn argmax_takes_the_first_maximum() {
-        assert_eq!(argmax(&[0.2, 0.8]), 1);
-        assert_eq!(argmax(&[0.5, 0.5]), 0);
-        assert_eq!(argmax(&[f32::NAN, 0.1]), 1);
     }
 
     fn assert_send_sync<T: Send + Sync>() {}

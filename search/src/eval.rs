@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, ValueEnum};
 use hands_models::card::Metrics;
+use hands_models::graph::argmax;
 use hands_models::nn::model_file::ModelFile;
 use hands_models::nn::network::{parameter_count, Network};
 use hands_models::ModelCard;
@@ -409,21 +410,6 @@ impl Evaluation {
             .collect();
         Evaluation::from_predictions(split, dataset, indices, &predicted, loss_sum)
     }
-}
-
-/// The index of the largest value (the first on ties).
-pub fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
 }
 
 /// The mean cross-entropy of `logits` `[B, K]` against `labels` `[B]` and the argmax

@@ -8,12 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use hands_models::graph::argmax;
 use hands_search::cv::{cross_validate, CvArgs, CvReport, FoldResult};
 use hands_search::data::{
     Augment, ChannelStats, Dataset, Folds, ImageCache, Loader, PartName, Sample, Source, Split,
 };
 use hands_search::eval::load_model;
-use hands_search::eval::{argmax, mirror};
+use hands_search::eval::mirror;
 use hands_search::train::{cross_entropy, train, ClassWeight, TrainArgs};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
