@@ -134,11 +134,8 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
 
     // The folded weights must compute what the original ones do.
     let original = file.network(&Device::Cpu)?;
-    let folded_tensors: HashMap<String, Tensor> = lowered
-        .folded
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let folded_list: Vec<(String, Tensor)> = lowered.folded.clone().into_iter().collect();
+    let folded_tensors: HashMap<String, Tensor> = folded_list.iter().cloned().collect();
     let folded = build_network(&card, folded_tensors, &Device::Cpu)?;
     let folded_logits_max_abs = max_abs_diff(
         &candle_outputs(&folded, &inputs)?.logits,
@@ -151,11 +148,6 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     }
 
     // Serialise both files.
-    let folded_list: Vec<(String, Tensor)> = lowered
-        .folded
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     let safetensors_bytes = model_file::serialize(&folded_list, &card)?;
     let graph = lowered
         .model

@@ -56,13 +56,9 @@ pub fn open_predictor(bytes: &[u8], ort_lib: Option<&Path>) -> Result<Predictor>
 
 /// The predictor's logits and probabilities on `images` (`[batch, 3, size, size]`, f32).
 pub fn onnx_outputs(predictor: &Predictor, images: &Tensor) -> Result<Outputs> {
-    let (n, per_image) = (images.dim(0)?, images.elem_count() / images.dim(0)?.max(1));
-    let data = images.flatten_all()?.to_vec1::<f32>()?;
-    let inputs: Vec<Input> = data
-        .chunks_exact(per_image.max(1))
-        .take(n)
-        .map(|row| Input::from_data(row.to_vec()))
-        .collect();
+    let inputs = (0..images.dim(0)?)
+        .map(|i| Ok(Input::from_data(images.get(i)?.flatten_all()?.to_vec1()?)))
+        .collect::<Result<Vec<_>>>()?;
     let rows = predictor
         .outputs(&inputs.iter().collect::<Vec<_>>())
         .map_err(|e| Error::Runtime(format!("run failed: {e}")))?;

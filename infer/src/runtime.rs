@@ -158,14 +158,13 @@ fn candidates(explicit: Option<&Path>) -> Vec<(PathBuf, LibrarySource)> {
         }
     };
     if let Some(path) = explicit {
-        for lib in named_libraries(path) {
-            push(lib, LibrarySource::Explicit);
-        }
+        push(named_library(path), LibrarySource::Explicit);
     }
     if let Some(path) = std::env::var_os(ORT_DYLIB_ENV).filter(|v| !v.is_empty()) {
-        for lib in named_libraries(Path::new(&path)) {
-            push(lib, LibrarySource::EnvironmentVariable);
-        }
+        push(
+            named_library(Path::new(&path)),
+            LibrarySource::EnvironmentVariable,
+        );
     }
     for dir in python_paths() {
         for lib in libraries_in(&dir.join("onnxruntime").join("capi")) {
@@ -215,23 +214,21 @@ fn default_name() -> &'static str {
 /// What a path given by the user names: a folder stands for the newest library in it or in
 /// its `capi/`, `onnxruntime/capi/` (a wheel or `pip --target` folder) or `lib/`; anything
 /// else, or a folder without one, is itself tried (and its load error names it).
-fn named_libraries(path: &Path) -> Vec<PathBuf> {
-    if path.is_dir() {
-        let found = [
-            path.to_path_buf(),
-            path.join("capi"),
-            path.join("onnxruntime").join("capi"),
-            path.join("lib"),
-        ]
-        .iter()
-        .flat_map(|dir| libraries_in(dir))
-        .take(1)
-        .collect::<Vec<_>>();
-        if !found.is_empty() {
-            return found;
-        }
-    }
-    vec![path.to_path_buf()]
+fn named_library(path: &Path) -> PathBuf {
+    let folders = [
+        path.to_path_buf(),
+        path.join("capi"),
+        path.join("onnxruntime").join("capi"),
+        path.join("lib"),
+    ];
+    path.is_dir()
+        .then(|| {
+            folders
+                .iter()
+                .find_map(|dir| libraries_in(dir).into_iter().next())
+        })
+        .flatten()
+        .unwrap_or_else(|| path.to_path_buf())
 }
 
 /// `libonnxruntime.so*` files in `dir` (not the provider plugins), newest version first.

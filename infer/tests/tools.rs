@@ -270,42 +270,30 @@ fn resume_skips_exactly_the_rows_already_written() {
         assert_eq!(std::fs::read(&file).unwrap(), full.stdout, "{format}");
     }
 
-    // A file of another model's labels is refused and left as it was.
+    // Files hands-infer did not write for this model are refused and left as they were:
+    // another model's labels, and a file without one complete row.
     let other = dir.path().join("other.csv");
-    std::fs::write(&other, "path,label,p_cat,p_dog,error\nx.jpg,cat,0.9,0.1,\n").unwrap();
-    let run = hands_infer(&[
-        Path::new("--model"),
-        &model,
-        Path::new("--resume"),
-        &other,
-        &images,
-    ]);
-    assert_eq!(run.status.code(), Some(2));
-    assert!(text(&run.stderr).contains("p_cat"), "{}", text(&run.stderr));
-    assert_eq!(
-        std::fs::read_to_string(&other).unwrap(),
-        "path,label,p_cat,p_dog,error\nx.jpg,cat,0.9,0.1,\n"
-    );
-    // A file without one complete row is nothing hands-infer wrote: refused, left intact.
     let notes = dir.path().join("notes.txt");
-    std::fs::write(&notes, "my notes, no newline").unwrap();
-    let run = hands_infer(&[
-        Path::new("--model"),
-        &model,
-        Path::new("--resume"),
-        &notes,
-        &images,
-    ]);
-    assert_eq!(run.status.code(), Some(2));
-    assert!(
-        text(&run.stderr).contains("without one complete row"),
-        "{}",
-        text(&run.stderr)
-    );
-    assert_eq!(
-        std::fs::read_to_string(&notes).unwrap(),
-        "my notes, no newline"
-    );
+    for (path, contents, says) in [
+        (
+            &other,
+            "path,label,p_cat,p_dog,error\nx.jpg,cat,0.9,0.1,\n",
+            "p_cat",
+        ),
+        (&notes, "my notes, no newline", "without one complete row"),
+    ] {
+        std::fs::write(path, contents).unwrap();
+        let run = hands_infer(&[
+            Path::new("--model"),
+            &model,
+            Path::new("--resume"),
+            path,
+            &images,
+        ]);
+        assert_eq!(run.status.code(), Some(2));
+        assert!(text(&run.stderr).contains(says), "{}", text(&run.stderr));
+        assert_eq!(std::fs::read_to_string(path).unwrap(), contents);
+    }
     // --resume appends to its file: --output beside it is refused.
     let both = hands_infer(&[
         Path::new("--resume"),

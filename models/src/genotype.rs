@@ -24,6 +24,7 @@ pub fn edge_stride(reduction: bool, from: usize) -> usize {
         1
     }
 }
+
 /// Largest genotype file read, in bytes (a genotype takes about 500).
 pub const MAX_GENOTYPE_BYTES: u64 = 64 * 1024;
 

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
+use hands_models::nn::model_file;
 use serde::Serialize;
 
 /// Metadata key of the run state JSON in a checkpoint.
@@ -125,27 +126,7 @@ fn write_safetensors(
     mut metadata: HashMap<String, String>,
     with_checksum: bool,
 ) -> Result<(), CheckpointError> {
-    let mut seen = std::collections::HashSet::new();
-    for (name, _) in tensors {
-        if !seen.insert(name.as_str()) {
-            return Err(CheckpointError::format(
-                path,
-                format!("tensor name `{name}` given twice"),
-            ));
-        }
-    }
-    // safetensors' `View` for candle tensors cannot report conversion errors, so bring
-    // every tensor to the CPU, contiguous, here, where errors can be returned.
-    let cpu: Vec<(&str, Tensor)> = tensors
-        .iter()
-        .map(|(name, t)| {
-            let t = t
-                .to_device(&Device::Cpu)
-                .and_then(|t| t.contiguous())
-                .map_err(|e| CheckpointError::format(path, format!("tensor `{name}`: {e}")))?;
-            Ok((name.as_str(), t))
-        })
-        .collect::<Result<_, CheckpointError>>()?;
+    let cpu = model_file::serializable(tensors).map_err(|e| CheckpointError::format(path, e))?;
     if with_checksum {
         let crc = checksum(cpu.iter().map(|(name, t)| (name.to_string(), t)));
         metadata.insert(CHECKSUM_METADATA_KEY.to_string(), format!("{crc:08x}"));

@@ -119,13 +119,7 @@ impl Depthwise {
                             let taps = &kv[(plane % c) * k * k..][..k * k];
                             let g = &gv[plane * plane_out..][..plane_out];
                             kernels::depthwise_backward_input(g, taps, &win, padded, gx);
-                            if self.activation == Activation::Relu {
-                                let x = &xv[plane * h * w..][..h * w];
-                                // As relu's backward: the gradient passes where x > 0 only.
-                                for (gx, &x) in gx.iter_mut().zip(x) {
-                                    *gx = if x > T::zero() { *gx } else { T::zero() };
-                                }
-                            }
+                            self.activation.backward(&xv[plane * h * w..][..h * w], gx);
                         },
                     );
                     let grad_k = collect_chunks(
@@ -243,21 +237,17 @@ fn apply_depthwise(
         // The CPU backward pass computes the input gradient as a correlation padded by
         // `(k - 1) * dilation - pad`.
         let k = kernel.dim(3)?;
-        if op.pad > (k - 1) * op.dilation {
-            candle_core::bail!(
-                "{}: padding {} beyond the {k}x{k} kernel",
-                op.name(),
-                op.pad
-            );
+        if pad > (k - 1) * dilation {
+            candle_core::bail!("{}: padding {pad} beyond the {k}x{k} kernel", op.name());
         }
         x.contiguous()?.apply_op2(&kernel.contiguous()?, op)
     } else {
-        let x = match op.activation {
+        let x = match activation {
             Activation::Identity => x.clone(),
             Activation::Relu => relu(x)?,
         };
         let groups = x.dim(1)?;
-        x.conv2d(kernel, op.pad, op.stride, op.dilation, groups)
+        x.conv2d(kernel, pad, stride, dilation, groups)
     }
 }
 

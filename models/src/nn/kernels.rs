@@ -110,6 +110,16 @@ impl Activation {
             Activation::Relu => v,
         }
     }
+
+    /// Turns `grad`, the gradient with respect to the activated plane, into the gradient with
+    /// respect to its input plane `input`: for ReLU it passes where `input > 0` only.
+    pub fn backward<T: Float>(self, input: &[T], grad: &mut [T]) {
+        if self == Activation::Relu {
+            for (g, &x) in grad.iter_mut().zip(input) {
+                *g = if x > T::zero() { *g } else { T::zero() };
+            }
+        }
+    }
 }
 
 /// A zero-padded plane laid out for a [`Correlation`], so that every tap reads whole

@@ -172,19 +172,27 @@ pub fn build_network(
 /// is validated first, in the metadata under [`CARD_METADATA_KEY`].
 pub fn serialize(tensors: &[(String, Tensor)], card: &ModelCard) -> Result<Vec<u8>> {
     card.validate()?;
+    let metadata = HashMap::from([(CARD_METADATA_KEY.to_string(), card.to_json())]);
+    safetensors::serialize(serializable(tensors)?, Some(metadata))
+        .map_err(|e| Error::Weights(format!("cannot serialise the tensors: {e}")))
+}
+
+/// `tensors` ready for `safetensors::serialize`: names checked unique, each tensor on the
+/// CPU and contiguous. (safetensors' `View` for candle tensors cannot report conversion
+/// errors, so they are made here, where errors can be returned, naming the tensor.)
+pub fn serializable(tensors: &[(String, Tensor)]) -> Result<Vec<(&str, Tensor)>> {
     let mut names = std::collections::HashSet::new();
     if let Some((name, _)) = tensors.iter().find(|(name, _)| !names.insert(name)) {
         return Err(Error::Weights(format!("tensor name `{name}` given twice")));
     }
-    // safetensors' `View` for candle tensors cannot report conversion errors, so bring every
-    // tensor to the CPU, contiguous, here, where errors can be returned.
-    let cpu = tensors
+    tensors
         .iter()
-        .map(|(name, t)| Ok((name.as_str(), t.to_device(&Device::Cpu)?.contiguous()?)))
-        .collect::<Result<Vec<_>>>()?;
-    let metadata = HashMap::from([(CARD_METADATA_KEY.to_string(), card.to_json())]);
-    safetensors::serialize(cpu, Some(metadata))
-        .map_err(|e| Error::Weights(format!("cannot serialise the tensors: {e}")))
+        .map(|(name, t)| {
+            let cpu = t.to_device(&Device::Cpu).and_then(|t| t.contiguous());
+            let cpu = cpu.map_err(|e| Error::Weights(format!("tensor `{name}`: {e}")))?;
+            Ok((name.as_str(), cpu))
+        })
+        .collect()
 }
 
 /// Names and shapes of every tensor of the inference network described by `card`.

@@ -110,9 +110,9 @@ mod tests {
     #[test]
     fn every_chunk_is_visited_once_with_its_index() {
         for (len, chunk) in [(0, 3), (1, 3), (10, 3), (64, 8), (1000, 7)] {
-            let data = collect_chunks(
-                len,
-                usize::MAX,
+            let mut data = vec![usize::MAX; len];
+            for_each_chunk_mut(
+                &mut data,
                 chunk,
                 || 0usize,
                 |calls, i, piece| {
