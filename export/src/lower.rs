@@ -1,7 +1,7 @@
 //! Lowering the discrete network of a model card to an ONNX graph, folding every BatchNorm
 //! into the convolution before it on the way.
 //!
-//! The walk mirrors `hands_models::nn::network` (stem, cells with their preprocessing and
+//! The walk follows the network's [`hands_models::plan`] as `hands_models::nn::network` does (stem, cells with their preprocessing and
 //! edge operations, global pooling, classifier) and reads the parameters by their module-tree
 //! names, so the same walk yields the ONNX graph and the folded tensors of the inference
 //! safetensors. Node names are `{module path}/{OpType}` (e.g. `cells.3.ops.1.op.2/Conv`),
@@ -14,10 +14,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use candle_core::{DType, Tensor};
-use hands_models::genotype::{edge_stride, EDGES_PER_NODE, NODES};
+use hands_models::genotype::{Genotype, EDGES_PER_NODE, NODES};
 use hands_models::graph::{BATCH_DIM, INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME};
 use hands_models::nn::layers::BN_EPS;
-use hands_models::nn::network::reduction_layers;
+use hands_models::plan::{
+    edge_scope, CellPlan, NetworkPlan, CLASSIFIER, PREPROCESS0, PREPROCESS1, STEM_BN, STEM_CONV,
+};
 use hands_models::{ModelCard, Op};
 
 use crate::fold::{fold_concat, fold_conv, BnAffine, FoldedConv};
@@ -152,17 +154,14 @@ pub fn lower(
     );
 
     // Stem: conv 3x3 + BN.
-    let stem = l.conv_bn("stem.0", "stem.1", &image, 1, 1, 1, 1)?;
+    let stem = l.conv_bn(STEM_CONV, STEM_BN, &image, 1, 1, 1, 1)?;
 
-    // Cells.
-    let layers = card.network.layers;
-    let reductions = reduction_layers(layers);
+    // Cells (channel counts come from the tensors' shapes; the plan gives the rest).
+    let genotype = &card.genotype;
+    let plan = NetworkPlan::of_genotype(genotype, card.network.init_channels, card.network.layers);
     let (mut s0, mut s1) = (stem.clone(), stem);
-    let mut reduction_prev = false;
-    for i in 0..layers {
-        let reduction = reductions.contains(&i);
-        let s2 = l.cell(card, i, &s0, &s1, reduction, reduction_prev)?;
-        reduction_prev = reduction;
+    for cell in &plan.cells {
+        let s2 = l.cell(genotype, cell, &s0, &s1)?;
         s0 = s1;
         s1 = s2;
     }
@@ -175,10 +174,10 @@ pub fn lower(
         &[&pooled],
         &[("axis", Attr::Int(1))],
     );
-    let w = l.init("classifier.weight")?;
-    let b = l.init("classifier.bias")?;
+    let w = l.init(&format!("{CLASSIFIER}.weight"))?;
+    let b = l.init(&format!("{CLASSIFIER}.bias"))?;
     let logits = l.g.node_with_output(
-        "classifier",
+        CLASSIFIER,
         "Gemm",
         &[&flat, &w, &b],
         &[("transB", Attr::Int(1))],
@@ -476,31 +475,23 @@ impl Lowering<'_> {
         }))
     }
 
-    fn cell(
-        &mut self,
-        card: &ModelCard,
-        i: usize,
-        s0: &str,
-        s1: &str,
-        reduction: bool,
-        reduction_prev: bool,
-    ) -> Result<String> {
-        let scope = format!("cells.{i}");
-        let p0 = if reduction_prev {
-            self.factorized_reduce(&format!("{scope}.preprocess0"), s0)?
+    fn cell(&mut self, genotype: &Genotype, plan: &CellPlan, s0: &str, s1: &str) -> Result<String> {
+        let scope = plan.scope();
+        let p0 = if plan.reduction_prev {
+            self.factorized_reduce(&format!("{scope}.{PREPROCESS0}"), s0)?
         } else {
-            self.relu_conv_bn(&format!("{scope}.preprocess0"), s0)?
+            self.relu_conv_bn(&format!("{scope}.{PREPROCESS0}"), s0)?
         };
-        let p1 = self.relu_conv_bn(&format!("{scope}.preprocess1"), s1)?;
+        let p1 = self.relu_conv_bn(&format!("{scope}.{PREPROCESS1}"), s1)?;
         let mut states = vec![p0, p1];
-        let (edges, concat) = card.genotype.cell(reduction);
+        let (edges, concat) = genotype.cell(plan.reduction);
         for (node, node_edges) in edges.chunks(EDGES_PER_NODE).enumerate().take(NODES) {
             let mut inputs = Vec::with_capacity(EDGES_PER_NODE);
             for (j, &(op, from)) in node_edges.iter().enumerate() {
                 let k = node * EDGES_PER_NODE + j;
-                let stride = edge_stride(reduction, from);
                 let x = states[from].clone();
-                if let Some(h) = self.operation(&format!("{scope}.ops.{k}"), op, &x, stride)? {
+                let op_scope = format!("{scope}.{}", edge_scope(k));
+                if let Some(h) = self.operation(&op_scope, op, &x, plan.stride(from))? {
                     inputs.push(h);
                 }
             }

@@ -9,6 +9,7 @@ pub mod graph;
 pub mod nn;
 pub mod ops;
 pub mod output;
+pub mod plan;
 pub mod preprocess;
 
 pub use card::ModelCard;

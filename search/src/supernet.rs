@@ -5,11 +5,15 @@
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::ops::softmax;
 use candle_nn::{Init, VarBuilder, VarMap};
-use hands_models::genotype::edge_stride;
 use hands_models::nn::functional::{global_avg_pool, max_pool2x2};
-use hands_models::nn::layers::{Activated, BatchNorm2d, Norm, Operation, ReluConvBn};
+use hands_models::nn::layers::{
+    is_running_statistic, Activated, BatchNorm2d, Norm, Operation, ReluConvBn,
+};
 use hands_models::nn::mixture::accumulate_scaled;
-use hands_models::nn::network::{reduction_layers, Preprocess};
+use hands_models::nn::network::Preprocess;
+use hands_models::plan::{
+    CellPlan, NetworkPlan, CLASSIFIER, PREPROCESS0, PREPROCESS1, STEM_BN, STEM_CONV,
+};
 use hands_models::Op;
 use rand::Rng;
 
@@ -208,39 +212,39 @@ impl SkipDropout<'_> {
 /// One search cell.
 #[derive(Debug, Clone)]
 struct SearchCell {
-    reduction: bool,
+    plan: CellPlan,
     preprocess0: Preprocess,
     preprocess1: ReluConvBn,
     edges: Vec<MixedOp>,
 }
 
 impl SearchCell {
-    fn new(
-        config: &SupernetConfig,
-        (c_pp, c_p, c): (usize, usize, usize),
-        reduction: bool,
-        reduction_prev: bool,
-        vb: VarBuilder,
-    ) -> Result<Self> {
+    fn new(config: &SupernetConfig, plan: &CellPlan, vb: VarBuilder) -> Result<Self> {
         let norm = Norm::BatchStats;
-        let candidates = config.candidates(reduction);
+        let c = plan.channels;
+        let candidates = config.candidates(plan.reduction);
         let mut edges = Vec::with_capacity(EDGES);
         for node in 0..NODES {
             for (from, edge) in node_edges(node).enumerate() {
-                let stride = edge_stride(reduction, from);
                 edges.push(MixedOp::new(
                     &candidates[edge],
                     c,
-                    stride,
+                    plan.stride(from),
                     config.partial_k,
                     vb.pp(format!("edges.{edge}")),
                 )?);
             }
         }
         Ok(SearchCell {
-            reduction,
-            preprocess0: Preprocess::new(c_pp, c, reduction_prev, norm, vb.pp("preprocess0"))?,
-            preprocess1: ReluConvBn::new(c_p, c, norm, vb.pp("preprocess1"))?,
+            plan: *plan,
+            preprocess0: Preprocess::new(
+                plan.input0_channels,
+                c,
+                plan.reduction_prev,
+                norm,
+                vb.pp(PREPROCESS0),
+            )?,
+            preprocess1: ReluConvBn::new(plan.input1_channels, c, norm, vb.pp(PREPROCESS1))?,
             edges,
         })
     }
@@ -296,7 +300,7 @@ impl SearchCell {
     /// Zeros shaped like this cell's node states (`s1` is the preprocessed input).
     fn zero_state(&self, s1: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = s1.dims4()?;
-        let stride = if self.reduction { 2 } else { 1 };
+        let stride = self.plan.stride(0);
         Tensor::zeros((b, c, h / stride, w / stride), s1.dtype(), s1.device())
     }
 }
@@ -366,37 +370,26 @@ impl Supernet {
     pub fn new(config: &SupernetConfig, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
         let weights = VarMap::new();
         let vb = VarBuilder::from_varmap(&weights, dtype, device);
-        let c = config.init_channels;
-        let stem_c = 3 * c;
-        let stem_conv = vb.get_with_hints((stem_c, 3, 3, 3), "stem.0.weight", Init::Const(0.0))?;
-        let stem_bn = BatchNorm2d::new(stem_c, Norm::Learned, vb.pp("stem.1"))?;
-        let (mut c_pp, mut c_p, mut c_cur) = (stem_c, stem_c, c);
-        let reductions = reduction_layers(config.layers);
-        let mut reduction_prev = false;
-        let mut cells = Vec::with_capacity(config.layers);
-        for i in 0..config.layers {
-            let reduction = reductions.contains(&i);
-            if reduction {
-                c_cur *= 2;
-            }
-            cells.push(SearchCell::new(
-                config,
-                (c_pp, c_p, c_cur),
-                reduction,
-                reduction_prev,
-                vb.pp(format!("cells.{i}")),
-            )?);
-            reduction_prev = reduction;
-            c_pp = c_p;
-            c_p = NODES * c_cur;
-        }
-        let classifier_weight = vb.get_with_hints(
-            (config.num_classes, c_p),
-            "classifier.weight",
+        let plan = NetworkPlan::new(config.init_channels, config.layers, |_| NODES);
+        let stem_conv = vb.get_with_hints(
+            (plan.stem_channels, 3, 3, 3),
+            &format!("{STEM_CONV}.weight"),
+            Init::Const(0.0),
+        )?;
+        let stem_bn = BatchNorm2d::new(plan.stem_channels, Norm::Learned, vb.pp(STEM_BN))?;
+        let cells = plan
+            .cells
+            .iter()
+            .map(|cell| SearchCell::new(config, cell, vb.pp(cell.scope())))
+            .collect::<Result<Vec<_>>>()?;
+        let classifier = vb.pp(CLASSIFIER);
+        let classifier_weight = classifier.get_with_hints(
+            (config.num_classes, plan.classifier_channels),
+            "weight",
             Init::Const(0.0),
         )?;
         let classifier_bias =
-            vb.get_with_hints(config.num_classes, "classifier.bias", Init::Const(0.0))?;
+            classifier.get_with_hints(config.num_classes, "bias", Init::Const(0.0))?;
         hands_models::nn::init::init_seeded(&weights, seed)?;
 
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed ^ 0xa1fa);
@@ -439,7 +432,7 @@ impl Supernet {
         let data = self.weights.data().lock().expect("varmap lock");
         let mut vars: Vec<(String, Var)> = data
             .iter()
-            .filter(|(name, _)| !name.ends_with("running_mean") && !name.ends_with("running_var"))
+            .filter(|(name, _)| !is_running_statistic(name))
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
@@ -495,7 +488,11 @@ impl Supernet {
             .forward_t(&images.conv2d(&self.stem_conv, 1, 1, 1, 1)?, true)?;
         let (mut s0, mut s1) = (stem.clone(), stem);
         for cell in &self.cells {
-            let (ops, betas) = if cell.reduction { &reduce } else { &normal };
+            let (ops, betas) = if cell.plan.reduction {
+                &reduce
+            } else {
+                &normal
+            };
             let s2 = cell.forward(&s0, &s1, ops, betas.as_deref(), &mut drop_skip)?;
             s0 = s1;
             s1 = s2;

@@ -37,6 +37,11 @@ pub const BN_EPS: f64 = 1e-5;
 /// PyTorch's BatchNorm momentum for the running statistics.
 pub const BN_MOMENTUM: f64 = 0.1;
 
+/// Whether a parameter is a BatchNorm running statistic (state, not learned).
+pub fn is_running_statistic(name: &str) -> bool {
+    name.ends_with(".running_mean") || name.ends_with(".running_var")
+}
+
 impl BatchNorm2d {
     /// A BatchNorm over `channels`; parameters `weight`, `bias`, `running_mean`, `running_var`
     /// under `vb` when `norm` is [`Norm::Learned`].

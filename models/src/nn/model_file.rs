@@ -12,13 +12,10 @@ use candle_nn::{VarBuilder, VarMap};
 
 use super::network::{Network, NetworkConfig};
 use crate::card::{ModelCard, CARD_METADATA_KEY};
+use crate::plan::{is_under, NETWORK_SCOPES};
 use crate::Error;
 
 type Result<T> = std::result::Result<T, Error>;
-
-/// Name prefixes of the inference network's parameters. A tensor under one of them that the
-/// card's network does not have means the file holds another architecture.
-const NETWORK_PREFIXES: [&str; 3] = ["stem.", "cells.", "classifier."];
 
 /// Largest model file read, in bytes: a network of the largest size a card allows
 /// (C = 128, 32 cells) takes about 300 MB in f32.
@@ -90,7 +87,9 @@ impl ModelFile {
             .collect();
         extra.sort();
         for name in extra {
-            if NETWORK_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            // A tensor under the network's scopes that the card's network does not have
+            // means the file holds another architecture.
+            if NETWORK_SCOPES.iter().any(|scope| is_under(name, scope)) {
                 return Err(model_err(format!(
                     "tensor `{name}` is not a parameter of the network the card describes \
                      (genotype, {} cells, C = {}): the weights come from a different genotype \

@@ -1,7 +1,8 @@
 //! The discrete network built from a genotype (DARTS' `NetworkCIFAR`): stem, stacked normal
 //! and reduction cells, optional auxiliary head at 2/3 depth, global pooling, classifier.
 //!
-//! Parameter names read like the module tree: `stem.0.weight`, `cells.3.preprocess1.op.1.weight`,
+//! Its shape (channels, reductions, strides, scopes) is [`crate::plan`]'s. Parameter names
+//! read like the module tree: `stem.0.weight`, `cells.3.preprocess1.op.1.weight`,
 //! `cells.3.ops.2.op.5.weight`, `auxiliary.conv.weight`, `classifier.weight`.
 
 use candle_core::{DType, Device, Result, Tensor};
@@ -9,9 +10,15 @@ use candle_nn::{Init, VarBuilder, VarMap};
 use rand::Rng;
 
 use super::functional::{global_avg_pool, relu};
-use super::layers::{BatchNorm2d, FactorizedReduce, Norm, Operation, ReluConvBn};
+use super::layers::{
+    is_running_statistic, BatchNorm2d, FactorizedReduce, Norm, Operation, ReluConvBn,
+};
 use super::node_sum::node_sum;
-use crate::genotype::{edge_stride, Genotype, EDGES_PER_NODE, NODES};
+use crate::genotype::{Genotype, EDGES_PER_NODE, NODES};
+use crate::plan::{
+    edge_scope, is_under, CellPlan, NetworkPlan, AUXILIARY, CLASSIFIER, PREPROCESS0, PREPROCESS1,
+    STEM_BN, STEM_CONV,
+};
 
 /// Shape of a discrete network.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,11 +31,6 @@ pub struct NetworkConfig {
     pub num_classes: usize,
     /// Whether to build the auxiliary head (training only).
     pub auxiliary: bool,
-}
-
-/// Cell indices that are reduction cells for `layers` cells: `layers/3` and `2*layers/3`.
-pub fn reduction_layers(layers: usize) -> [usize; 2] {
-    [layers / 3, 2 * layers / 3]
 }
 
 /// The first input of a cell: FactorizedReduce after a reduction cell, else ReLU-conv-BN.
@@ -83,30 +85,29 @@ pub struct Cell {
 }
 
 impl Cell {
-    /// Builds a cell of `genotype` (its reduce or normal half).
-    pub fn new(
-        genotype: &Genotype,
-        (c_pp, c_p, c): (usize, usize, usize),
-        reduction: bool,
-        reduction_prev: bool,
-        vb: VarBuilder,
-    ) -> Result<Self> {
+    /// Builds the cell `plan` places, from `genotype` (its reduce or normal half).
+    pub fn new(genotype: &Genotype, plan: &CellPlan, vb: VarBuilder) -> Result<Self> {
         let norm = Norm::Learned;
-        let (edges, concat) = genotype.cell(reduction);
+        let c = plan.channels;
+        let (edges, concat) = genotype.cell(plan.reduction);
         let ops = edges
             .iter()
             .enumerate()
             .map(|(k, &(op, from))| {
-                let stride = edge_stride(reduction, from);
-                Ok((
-                    Operation::new(op, c, stride, norm, vb.pp(format!("ops.{k}")))?,
-                    from,
-                ))
+                let operation =
+                    Operation::new(op, c, plan.stride(from), norm, vb.pp(edge_scope(k)))?;
+                Ok((operation, from))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Cell {
-            preprocess0: Preprocess::new(c_pp, c, reduction_prev, norm, vb.pp("preprocess0"))?,
-            preprocess1: ReluConvBn::new(c_p, c, norm, vb.pp("preprocess1"))?,
+            preprocess0: Preprocess::new(
+                plan.input0_channels,
+                c,
+                plan.reduction_prev,
+                norm,
+                vb.pp(PREPROCESS0),
+            )?,
+            preprocess1: ReluConvBn::new(plan.input1_channels, c, norm, vb.pp(PREPROCESS1))?,
             ops,
             concat: concat.to_vec(),
         })
@@ -213,56 +214,40 @@ impl Network {
         genotype
             .validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let c = config.init_channels;
-        let stem_c = 3 * c;
-        let stem_conv = vb.get_with_hints((stem_c, 3, 3, 3), "stem.0.weight", Init::Const(0.0))?;
-        let stem_bn = BatchNorm2d::new(stem_c, Norm::Learned, vb.pp("stem.1"))?;
-        let (mut c_pp, mut c_p, mut c_cur) = (stem_c, stem_c, c);
-        let reductions = reduction_layers(config.layers);
-        let mut reduction_prev = false;
-        let mut cells = Vec::with_capacity(config.layers);
-        let mut aux_channels = None;
-        for i in 0..config.layers {
-            let reduction = reductions.contains(&i);
-            if reduction {
-                c_cur *= 2;
-            }
-            let cell = Cell::new(
-                genotype,
-                (c_pp, c_p, c_cur),
-                reduction,
-                reduction_prev,
-                vb.pp(format!("cells.{i}")),
-            )?;
-            reduction_prev = reduction;
-            c_pp = c_p;
-            c_p = cell.concat.len() * c_cur;
-            cells.push(cell);
-            if i == reductions[1] {
-                aux_channels = Some(c_p);
-            }
-        }
-        let auxiliary = match (config.auxiliary, aux_channels) {
+        let plan = NetworkPlan::of_genotype(genotype, config.init_channels, config.layers);
+        let stem_conv = vb.get_with_hints(
+            (plan.stem_channels, 3, 3, 3),
+            &format!("{STEM_CONV}.weight"),
+            Init::Const(0.0),
+        )?;
+        let stem_bn = BatchNorm2d::new(plan.stem_channels, Norm::Learned, vb.pp(STEM_BN))?;
+        let cells = plan
+            .cells
+            .iter()
+            .map(|cell| Cell::new(genotype, cell, vb.pp(cell.scope())))
+            .collect::<Result<Vec<_>>>()?;
+        let auxiliary = match (config.auxiliary, plan.auxiliary_channels()) {
             (true, Some(aux_c)) => Some((
-                reductions[1],
-                AuxiliaryHead::new(aux_c, config.num_classes, vb.pp("auxiliary"))?,
+                plan.auxiliary_after,
+                AuxiliaryHead::new(aux_c, config.num_classes, vb.pp(AUXILIARY))?,
             )),
             _ => None,
         };
+        let classifier = vb.pp(CLASSIFIER);
         Ok(Network {
             config: config.clone(),
             stem_conv,
             stem_bn,
             cells,
             auxiliary,
-            classifier_weight: vb.get_with_hints(
-                (config.num_classes, c_p),
-                "classifier.weight",
+            classifier_weight: classifier.get_with_hints(
+                (config.num_classes, plan.classifier_channels),
+                "weight",
                 Init::Const(0.0),
             )?,
-            classifier_bias: vb.get_with_hints(
+            classifier_bias: classifier.get_with_hints(
                 config.num_classes,
-                "classifier.bias",
+                "bias",
                 Init::Const(0.0),
             )?,
         })
@@ -330,8 +315,8 @@ impl Network {
 pub fn parameter_count(varmap: &VarMap, with_auxiliary: bool) -> usize {
     let vars = varmap.data().lock().expect("varmap lock");
     vars.iter()
-        .filter(|(name, _)| !name.ends_with("running_mean") && !name.ends_with("running_var"))
-        .filter(|(name, _)| with_auxiliary || !name.starts_with("auxiliary."))
+        .filter(|(name, _)| !is_running_statistic(name))
+        .filter(|(name, _)| with_auxiliary || !is_under(name, AUXILIARY))
         .map(|(_, var)| var.elem_count())
         .sum()
 }
