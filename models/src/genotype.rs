@@ -25,6 +25,10 @@ pub fn edge_stride(reduction: bool, from: usize) -> usize {
     }
 }
 
+/// The file a genotype is kept in inside a folder (a search's run folder): a folder given
+/// where a genotype is taken means this file in it.
+pub const GENOTYPE_FILE: &str = "genotype.json";
+
 /// Largest genotype file read, in bytes (a genotype takes about 500).
 pub const MAX_GENOTYPE_BYTES: u64 = 64 * 1024;
 
@@ -207,7 +211,7 @@ impl Genotype {
         }
         let path = Path::new(spec);
         if path.is_dir() {
-            return Genotype::read(&path.join("genotype.json"));
+            return Genotype::read(&path.join(GENOTYPE_FILE));
         }
         Genotype::read(path)
     }

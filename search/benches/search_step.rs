@@ -17,7 +17,7 @@ use candle_core::{DType, Device, Tensor};
 use clap::Parser;
 use hands_models::Op;
 use hands_search::architect::LabelledBatch;
-use hands_search::device::parse_device;
+use hands_search::device::DeviceChoice;
 use hands_search::search::{Algo, SearchArgs, StageRun};
 use hands_search::supernet::{Supernet, SupernetConfig};
 use rand::{Rng, SeedableRng};
@@ -44,7 +44,7 @@ struct BenchArgs {
     threads: usize,
     /// cpu, cuda[:N] or auto (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
-    device: String,
+    device: DeviceChoice,
     /// Measured steps (after two warm-up steps).
     #[arg(long, default_value_t = 10)]
     steps: usize,
@@ -88,7 +88,7 @@ fn main() -> Result<()> {
         normal_candidates: vec![Op::ALL.to_vec(); 14],
         reduce_candidates: vec![Op::ALL.to_vec(); 14],
     };
-    let device = parse_device(&bench.device)?;
+    let device = bench.device.open()?;
     let net = Supernet::new(&config, 0, DType::F32, &device)?;
     let args = SearchArgs::new("", bench.algo);
     let mut run = StageRun::new(&net, &args)?;

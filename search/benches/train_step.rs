@@ -21,7 +21,7 @@ use candle_core::{DType, Tensor};
 use clap::Parser;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::Genotype;
-use hands_search::device::parse_device;
+use hands_search::device::DeviceChoice;
 use hands_search::optim::{Sgd, SgdConfig};
 use hands_search::step::{train_step, StepConfig};
 use hands_search::train::trainable_vars;
@@ -51,7 +51,7 @@ struct BenchArgs {
     threads: usize,
     /// cpu, cuda[:N] or auto (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
-    device: String,
+    device: DeviceChoice,
     /// Measured steps.
     #[arg(long, default_value_t = 10)]
     steps: usize,
@@ -75,7 +75,7 @@ fn main() -> Result<()> {
     // As `hands-search` does at start-up.
     hands_search::memory::keep_freed_tensor_memory();
     hands_search::device::set_cpu_threads(bench.threads)?;
-    let device = parse_device(&bench.device)?;
+    let device = bench.device.open()?;
     let config = NetworkConfig {
         init_channels: bench.init_channels,
         layers: bench.layers,

@@ -22,11 +22,13 @@ use hands_models::Genotype;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{ChannelStats, Dataset, Folds, ImageCache, Loader, Split};
-use crate::device::parse_device;
 use crate::eval::{load_model, predict_probabilities, write_predictions, Evaluation};
 use crate::flags;
 use crate::outputs::{in_folder, Inputs};
 use crate::resume::{self, changed_settings};
+use crate::run_dir::{
+    RunDir, CONFIG, CV_FILES, CV_REPORT, CV_TABLE, FOLDS, FOLD_RESULT, SPLITS, TEST_PREDICTIONS,
+};
 use crate::train::{train, TrainArgs};
 
 /// Arguments of `hands-search cv`.
@@ -327,9 +329,6 @@ pub struct CvOutcome {
     pub report: Option<CvReport>,
 }
 
-/// The files a cross-validation run writes in its folder (besides the fold runs).
-const RUN_FILES: [&str; 5] = ["config.json", "folds.json", "splits", "cv.json", "cv.md"];
-
 /// `hands-search cv`.
 pub fn run_cv(args: &CvArgs) -> Result<()> {
     let outcome = cross_validate(args)?;
@@ -338,8 +337,8 @@ pub fn run_cv(args: &CvArgs) -> Result<()> {
             print!("{}", report.table());
             eprintln!(
                 "written: {}, {}",
-                outcome.out.join("cv.json").display(),
-                outcome.out.join("cv.md").display()
+                outcome.out.join(CV_REPORT).display(),
+                outcome.out.join(CV_TABLE).display()
             );
         }
         None => eprintln!(
@@ -353,7 +352,8 @@ pub fn run_cv(args: &CvArgs) -> Result<()> {
 /// Cross-validates as `hands-search cv` does and returns what it produced.
 pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     let out = cli.out_dir();
-    let config_path = out.join("config.json");
+    let run = RunDir::new(&out);
+    let config_path = run.config();
     let args = if cli.train.resume {
         let text = std::fs::read_to_string(&config_path)
             .with_context(|| format!("cannot resume: cannot read {}", config_path.display()))?;
@@ -374,7 +374,7 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
         }
         let mut args = stored;
         args.train.resume = true;
-        args.train.device = cli.train.device.clone();
+        args.train.device = cli.train.device;
         args.stop_after_runs = cli.stop_after_runs;
         eprintln!("resuming cross-validation {}", out.display());
         args
@@ -416,11 +416,11 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     for genotype in &genotypes {
         inputs.add(Path::new(genotype));
     }
-    inputs.check(in_folder(&out, &RUN_FILES))?;
+    inputs.check(in_folder(&out, &CV_FILES))?;
     inputs.check(slugs.keys().map(|s| out.join(s)))?;
-    std::fs::create_dir_all(out.join("splits"))
+    std::fs::create_dir_all(run.file(SPLITS))
         .with_context(|| format!("cannot create {}", out.display()))?;
-    let folds_path = out.join("folds.json");
+    let folds_path = run.file(FOLDS);
     let folds = if args.train.resume {
         Folds::load(&folds_path, &dataset)?
     } else {
@@ -434,7 +434,7 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     };
     let mut splits = Vec::with_capacity(folds.len());
     for fold in 0..folds.len() {
-        let path = out.join("splits").join(format!("fold-{fold}.json"));
+        let path = run.file(SPLITS).join(format!("fold-{fold}.json"));
         let split = if path.exists() {
             let split = Split::load(&path)?;
             split.check(&dataset, &path)?;
@@ -461,7 +461,7 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
         genotypes.len()
     );
 
-    let device = parse_device(&args.train.device)?;
+    let device = args.train.device.open()?;
     let mut cache: Option<ImageCache> = None;
     let mut trained = 0usize;
     let mut rows = vec![majority_row(&dataset, &splits)];
@@ -469,7 +469,8 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
         let mut results = Vec::with_capacity(folds.len());
         for (fold, (split, split_path)) in splits.iter().enumerate() {
             let dir = out.join(slug(genotype)).join(format!("fold-{fold}"));
-            let result_path = dir.join("fold.json");
+            let fold_run = RunDir::new(&dir);
+            let result_path = fold_run.file(FOLD_RESULT);
             if result_path.is_file() {
                 let text = std::fs::read_to_string(&result_path)
                     .with_context(|| format!("cannot read {}", result_path.display()))?;
@@ -487,7 +488,7 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
             fold_args.genotype = genotype.clone();
             fold_args.split_file = Some(split_path.clone());
             fold_args.out = Some(dir.clone());
-            fold_args.resume = dir.join("checkpoint.safetensors").is_file();
+            fold_args.resume = fold_run.checkpoint().is_file();
             fold_args.extend_epochs = false;
             fold_args.explicit = None;
             let outcome = train(&fold_args)?;
@@ -541,10 +542,10 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
         rows,
     };
     hands_models::output::write_atomic(
-        &out.join("cv.json"),
+        &run.file(CV_REPORT),
         (serde_json::to_string_pretty(&report)? + "\n").as_bytes(),
     )?;
-    hands_models::output::write_atomic(&out.join("cv.md"), report.table().as_bytes())?;
+    hands_models::output::write_atomic(&run.file(CV_TABLE), report.table().as_bytes())?;
     Ok(CvOutcome {
         out,
         report: Some(report),
@@ -570,9 +571,9 @@ pub fn recipe_figures(
             )
         })
     };
-    let config: CvArgs = serde_json::from_str(&read("config.json")?)
+    let config: CvArgs = serde_json::from_str(&read(CONFIG)?)
         .with_context(|| format!("{}: not a cross-validation config", dir.display()))?;
-    let report: CvReport = serde_json::from_str(&read("cv.json")?)
+    let report: CvReport = serde_json::from_str(&read(CV_REPORT)?)
         .with_context(|| format!("{}: not a cross-validation report", dir.display()))?;
     let ignore: Vec<&str> = resume::PER_INVOCATION
         .into_iter()
@@ -657,7 +658,8 @@ fn measure_fold(
     batch: usize,
     device: &candle_core::Device,
 ) -> Result<FoldResult> {
-    let model = load_model(&dir.join("model.safetensors"), device)?;
+    let fold_run = RunDir::new(dir);
+    let model = load_model(&fold_run.model(), device)?;
     let stats = ChannelStats {
         mean: model.card.input.mean,
         std: model.card.input.std,
@@ -665,7 +667,7 @@ fn measure_fold(
     let loader = Loader::new(cache, stats, batch, device);
     let test = split.test.indices(dataset);
     let probabilities = predict_probabilities(&model.network, &loader, &test, "test", true)?;
-    write_predictions(&dir.join("test_predictions.csv"), dataset, &probabilities)?;
+    write_predictions(&fold_run.file(TEST_PREDICTIONS), dataset, &probabilities)?;
     let indices: Vec<usize> = probabilities.iter().map(|p| p.index).collect();
     let plain: Vec<&[f32]> = probabilities.iter().map(|p| p.plain.as_slice()).collect();
     let flip: Vec<&[f32]> = probabilities

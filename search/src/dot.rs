@@ -10,9 +10,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use hands_models::genotype::{Edge, EDGES_PER_NODE};
+use hands_models::output::write_atomic;
 use hands_models::Genotype;
 
-use hands_models::output::write_atomic;
+use crate::run_dir::CELL_PICTURES;
 
 /// Name of the cell's older input, `c_{k-2}`.
 pub const INPUT_PREV_PREV: &str = "c_{k-2}";
@@ -96,18 +97,18 @@ pub fn cell_svg(genotype: &Genotype, reduction: bool) -> String {
     draw_svg(&layout_cell(edges, concat), title)
 }
 
-/// Writes `normal.dot`, `normal.svg`, `reduce.dot` and `reduce.svg` for `genotype` into
+/// Writes the [`CELL_PICTURES`] (`normal.dot`, `normal.svg`, `reduce.dot`, `reduce.svg`) of `genotype` into
 /// `dir` (which must exist), after checking that the genotype is valid. Each file is written
 /// atomically, so a reader never sees a half-written picture.
 pub fn write_cell_pictures(genotype: &Genotype, dir: &Path) -> Result<()> {
     genotype
         .validate()
         .context("cannot draw the cells of an invalid genotype")?;
-    for (reduction, stem) in [(false, "normal"), (true, "reduce")] {
+    for (reduction, dot_file, svg_file) in CELL_PICTURES {
         let dot = cell_dot(genotype, reduction);
         let svg = cell_svg(genotype, reduction);
-        write_atomic(&dir.join(format!("{stem}.dot")), dot.as_bytes())?;
-        write_atomic(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
+        write_atomic(&dir.join(dot_file), dot.as_bytes())?;
+        write_atomic(&dir.join(svg_file), svg.as_bytes())?;
     }
     Ok(())
 }

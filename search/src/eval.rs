@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::load_varmap;
 use crate::data::{AspectFilter, ChannelStats, Dataset, ImageCache, Loader, PartName, Split};
-use crate::device::parse_device;
+use crate::device::DeviceChoice;
 use crate::outputs::Inputs;
+use crate::run_dir::RunDir;
 use crate::runlog::progress_bar;
 
 /// Accuracy of the images of one label or one hand aspect.
@@ -518,7 +519,7 @@ pub struct EvalArgs {
     pub batch: usize,
     /// Compute device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceChoice,
 }
 
 /// `hands-search eval`: measures a model file and prints the result.
@@ -546,7 +547,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
 /// trained (or selected) on.
 pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
     crate::flags::check_range("batch", args.batch, crate::flags::BATCH)?;
-    let device = parse_device(&args.device)?;
+    let device = args.device.open()?;
     let model = load_model(&args.model, &device)?;
     let card = &model.card;
     let filter = match args.aspect {
@@ -582,11 +583,7 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
         part => {
             let path = match &args.split_file {
                 Some(path) => path.clone(),
-                None => args
-                    .model
-                    .parent()
-                    .unwrap_or(Path::new("."))
-                    .join("split.json"),
+                None => RunDir::new(args.model.parent().unwrap_or(Path::new("."))).split(),
             };
             let split = Split::load(&path).with_context(|| {
                 format!(

@@ -16,6 +16,7 @@ pub mod outputs;
 pub mod pdarts;
 pub mod plot;
 pub mod resume;
+pub mod run_dir;
 pub mod runlog;
 pub mod schedule;
 pub mod search;

@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::outputs::Inputs;
+use crate::run_dir::{RunDir, SEARCH_LOG, TRAIN_LOG};
 
 /// Arguments of `hands-search plot`.
 #[derive(Debug, Clone, clap::Args)]
@@ -44,11 +45,11 @@ pub fn run_plot(args: &PlotArgs) -> Result<()> {
 /// Plots the logs found in `run` into `out` (created if missing) and returns the files
 /// written. Fails when `run` holds neither `search.jsonl` nor `train.jsonl`.
 pub fn plot_run(run: &Path, out: &Path) -> Result<Vec<PathBuf>> {
-    let search_log = run.join("search.jsonl");
-    let train_log = run.join("train.jsonl");
+    let search_log = RunDir::new(run).search_log();
+    let train_log = RunDir::new(run).train_log();
     if !search_log.is_file() && !train_log.is_file() {
         bail!(
-            "{} holds neither search.jsonl nor train.jsonl: nothing to plot",
+            "{} holds neither {SEARCH_LOG} nor {TRAIN_LOG}: nothing to plot",
             run.display()
         );
     }

@@ -17,12 +17,13 @@ use crate::architect::{self, LabelledBatch, Unrolling};
 use crate::checkpoint;
 use crate::data::{AspectFilter, Augment, Dataset, Fractions, ImageCache, Loader, Part, Split};
 use crate::derive::derive_genotype;
-use crate::device::parse_device;
+use crate::device::DeviceChoice;
 use crate::flags;
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Sgd, SgdConfig};
 use crate::outputs::{in_folder, Inputs};
 use crate::pdarts::{limit_skips, prune_candidates, skip_dropout_rate, StagePlan};
 use crate::resume::{self, changed_settings, Epochs};
+use crate::run_dir::{RunDir, SEARCH_FILES};
 use crate::runlog::{progress_bar, RunLog};
 use crate::schedule::{beta_decay_weight, cosine_lr};
 use crate::supernet::{SkipDropout, Supernet, SupernetConfig, EDGES};
@@ -152,7 +153,7 @@ pub struct SearchArgs {
     pub beta_decay: f64,
     /// Compute device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceChoice,
     /// End this invocation once this many epochs (over all stages) are complete; continue
     /// with --resume.
     #[arg(long)]
@@ -451,24 +452,6 @@ struct EpochRecord<'a> {
     parameter_free_normal: usize,
 }
 
-/// The file a search writes when its last epoch is done: `{"epochs": N, "genotype": ...}`.
-/// Training from a run folder without it trains an unfinished search's genotype.
-pub const FINISHED_FILE: &str = "finished.json";
-
-/// The files a search writes in its run folder.
-const RUN_FILES: [&str; 10] = [
-    "config.json",
-    "split.json",
-    "checkpoint.safetensors",
-    "search.jsonl",
-    "genotype.json",
-    FINISHED_FILE,
-    "normal.dot",
-    "normal.svg",
-    "reduce.dot",
-    "reduce.svg",
-];
-
 /// What `finished.json` records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finished {
@@ -480,12 +463,14 @@ pub struct Finished {
 
 /// Runs `hands-search search`.
 pub fn run_search(args: &SearchArgs) -> Result<()> {
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/search-{}", args.algo.as_arg())));
-    let checkpoint_path = out.join("checkpoint.safetensors");
-    let device = parse_device(&args.device)?;
+    let run = RunDir::new(
+        args.out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("runs/search-{}", args.algo.as_arg()))),
+    );
+    let out = run.path();
+    let checkpoint_path = run.checkpoint();
+    let device = args.device.open()?;
 
     let (args, mut state, tensors) = if args.resume {
         let (tensors, state) = checkpoint::load(&checkpoint_path, &device)
@@ -495,7 +480,7 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         state
             .check()
             .with_context(|| format!("{}: bad search state", checkpoint_path.display()))?;
-        resume_settings(&mut state, args, &out)?;
+        resume_settings(&mut state, args, out)?;
         eprintln!(
             "resuming {} at stage {} epoch {} (settings from the checkpoint)",
             out.display(),
@@ -527,19 +512,19 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
     let plan = args.plan()?;
 
     let dataset = Dataset::load(&args.data, &args.aspect)?;
-    Inputs::of_data(&args.data, &dataset).check(in_folder(&out, &RUN_FILES))?;
+    Inputs::of_data(&args.data, &dataset).check(in_folder(out, &SEARCH_FILES))?;
     let split = Split::new(&dataset, Fractions::default(), args.seed)?;
     let (w_half, alpha_half) = split.train.halves(&dataset, args.seed)?;
     check_searchable(&args.data, &dataset, &split, &w_half, &alpha_half)?;
     let (w_idx, a_idx) = (w_half.indices(&dataset), alpha_half.indices(&dataset));
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let finished_path = out.join(FINISHED_FILE);
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let finished_path = run.finished();
     if finished_path.exists() {
         // The run goes on (more epochs): it is not finished until it ends again.
         std::fs::remove_file(&finished_path)
             .with_context(|| format!("cannot remove {}", finished_path.display()))?;
     }
-    split.save(&out.join("split.json"))?;
+    split.save(&run.split())?;
     eprintln!(
         "{}: {} images of {} subjects; searching on {} training subjects ({} / {} images for \
          weights / architecture)",
@@ -557,14 +542,11 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         .shuffle(true)
         .drop_last(w_idx.len().min(a_idx.len()) >= args.batch);
     hands_models::output::write_atomic(
-        &out.join("config.json"),
+        &run.config(),
         (serde_json::to_string_pretty(&args)? + "\n").as_bytes(),
     )?;
 
-    let mut log = RunLog::open(
-        &out.join("search.jsonl"),
-        args.resume.then_some(state.global_epoch),
-    )?;
+    let mut log = RunLog::open(&run.search_log(), args.resume.then_some(state.global_epoch))?;
     let mut tensors = tensors;
     while state.stage < plan.len() {
         let stage = &plan[state.stage];
@@ -595,10 +577,10 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
             let stats = stage_run.epoch(&loader, &w_idx, &a_idx, stage, &mut state)?;
             let genotype = stage_run.genotype(&args, state.stage + 1 == plan.len())?;
             hands_models::output::write_atomic(
-                &out.join("genotype.json"),
+                &run.genotype(),
                 (genotype.to_json() + "\n").as_bytes(),
             )?;
-            crate::dot::write_cell_pictures(&genotype, &out)?;
+            crate::dot::write_cell_pictures(&genotype, out)?;
             let ArchValues {
                 alphas_normal,
                 alphas_reduce,
@@ -652,7 +634,7 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         (serde_json::to_string_pretty(&finished)? + "\n").as_bytes(),
     )?;
     eprintln!("genotype: {genotype}");
-    eprintln!("written: {}", out.join("genotype.json").display());
+    eprintln!("written: {}", run.genotype().display());
     Ok(())
 }
 
@@ -676,7 +658,7 @@ fn resume_settings(state: &mut SearchState, given: &SearchArgs, out: &Path) -> R
     )?;
     state.args.resume = true;
     state.args.out = Some(out.to_path_buf());
-    state.args.device = given.device.clone();
+    state.args.device = given.device;
     state.args.stop_after = given.stop_after;
     state.args.check()
 }
@@ -1054,11 +1036,6 @@ impl<'a> StageRun<'a> {
         genotype.validate()?;
         Ok(genotype)
     }
-}
-
-/// The run folder's genotype file.
-pub fn genotype_path(run: &Path) -> PathBuf {
-    run.join("genotype.json")
 }
 
 #[cfg(test)]

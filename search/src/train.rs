@@ -18,8 +18,11 @@ use clap::Args;
 use hands_models::card::{
     CrossValidation, InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_SCHEMA_VERSION,
 };
+use hands_models::genotype::GENOTYPE_FILE;
+use hands_models::nn::layers::is_running_statistic;
 use hands_models::nn::model_file;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
+use hands_models::plan::{is_under, AUXILIARY};
 use hands_models::{Genotype, ModelCard};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -30,15 +33,16 @@ use crate::data::{
     AspectFilter, Augment, AugmentRecipe, ChannelStats, Dataset, Fractions, ImageCache, Loader,
     Split,
 };
-use crate::device::parse_device;
+use crate::device::DeviceChoice;
 use crate::eval::{evaluate, Evaluation};
 use crate::flags;
 use crate::optim::{Sgd, SgdConfig};
 use crate::outputs::{in_folder, Inputs};
 use crate::resume::{self, changed_settings, Epochs};
+use crate::run_dir::{self, RunDir, FINISHED, TRAIN_FILES};
 use crate::runlog::{progress_bar, RunLog};
 use crate::schedule::{cosine_lr, linear_ramp};
-use crate::search::{Finished, FINISHED_FILE};
+use crate::search::Finished;
 use crate::step::{train_step, StepConfig};
 
 /// The ChaCha stream of the training RNG (batch order, augmentation, drop path); the split
@@ -154,7 +158,7 @@ pub struct TrainArgs {
     pub cross_validation: Option<PathBuf>,
     /// Compute device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceChoice,
     /// End this invocation once this many epochs are complete; continue with --resume.
     #[arg(long)]
     #[serde(skip)]
@@ -229,25 +233,23 @@ impl TrainArgs {
             None
         };
         folder
-            .map(|f| f.join("split.json"))
+            .map(|f| RunDir::new(f).split())
             .filter(|path| path.is_file())
     }
 
     /// The search run folder the genotype comes from: `--genotype` naming a folder with a
     /// `search.jsonl`, or that folder's `genotype.json`.
-    fn search_run(&self) -> Option<PathBuf> {
+    fn search_run(&self) -> Option<RunDir> {
         let genotype = Path::new(&self.genotype);
         let folder = if genotype.is_dir() {
             genotype
-        } else if genotype.file_name().is_some_and(|n| n == "genotype.json") {
+        } else if genotype.file_name().is_some_and(|n| n == GENOTYPE_FILE) {
             genotype.parent().filter(|p| !p.as_os_str().is_empty())?
         } else {
             return None;
         };
-        folder
-            .join("search.jsonl")
-            .is_file()
-            .then(|| folder.to_path_buf())
+        let run = RunDir::new(folder);
+        run.search_log().is_file().then_some(run)
     }
 
     /// Checks every setting against its flag's range, for settings that did not come
@@ -373,8 +375,8 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
                 "selected epoch {} of {}; written: {}, {}",
                 metrics.selected_epoch,
                 metrics.epochs,
-                outcome.out.join("model.safetensors").display(),
-                outcome.out.join("metrics.json").display()
+                outcome.out.join(run_dir::MODEL).display(),
+                outcome.out.join(run_dir::METRICS).display()
             );
         }
         None => eprintln!(
@@ -389,8 +391,9 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
 /// Trains as `hands-search train` does and returns what it produced.
 pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
     let out = cli.out_dir();
-    let checkpoint_path = out.join("checkpoint.safetensors");
-    let device = parse_device(&cli.device)?;
+    let run = RunDir::new(&out);
+    let checkpoint_path = run.checkpoint();
+    let device = cli.device.open()?;
 
     let (args, mut state, tensors) = if cli.resume {
         let (tensors, state) = checkpoint::load(&checkpoint_path, &device)
@@ -443,7 +446,7 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
     let mut inputs = Inputs::of_data(&args.data, &dataset);
     inputs.add(Path::new(&args.genotype));
     if let Some(run) = args.search_run() {
-        inputs.add(&run);
+        inputs.add(run.path());
     }
     if let (Some(split), false) = (args.split_source(), args.resume) {
         inputs.add(&split);
@@ -451,9 +454,9 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
     if let Some(cv) = &args.cross_validation {
         inputs.add(cv);
     }
-    inputs.check(in_folder(&out, &RUN_FILES))?;
+    inputs.check(in_folder(&out, &TRAIN_FILES))?;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let split_path = out.join("split.json");
+    let split_path = run.split();
     let split = if args.resume {
         let split = Split::load(&split_path)?;
         split.check(&dataset, &split_path)?;
@@ -487,7 +490,7 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
         split.save(&split_path)?;
         state.split_source = source;
         hands_models::output::write_atomic(
-            &out.join("config.json"),
+            &run.config(),
             (serde_json::to_string_pretty(&args)? + "\n").as_bytes(),
         )?;
         split
@@ -556,7 +559,7 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
         parameter_count(&varmap, true) - parameters
     );
 
-    let mut log = RunLog::open(&out.join("train.jsonl"), args.resume.then_some(state.epoch))?;
+    let mut log = RunLog::open(&run.train_log(), args.resume.then_some(state.epoch))?;
     while state.epoch < args.epochs {
         if args.stop_after.is_some_and(|n| state.epoch >= n) {
             return Ok(TrainOutcome {
@@ -651,7 +654,7 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
         stats,
         &split,
         best_weights.context("no epoch was trained")?,
-        &out,
+        &run,
         &device,
     )
     .map(|metrics| TrainOutcome {
@@ -660,16 +663,6 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
         metrics: Some(metrics),
     })
 }
-
-/// The files a training run writes in its run folder.
-const RUN_FILES: [&str; 6] = [
-    "config.json",
-    "split.json",
-    "checkpoint.safetensors",
-    "train.jsonl",
-    "model.safetensors",
-    "metrics.json",
-];
 
 /// Takes the per-invocation settings of `given` into a resumed run's stored settings and
 /// refuses any other setting given differently, except `--epochs` with `--extend-epochs`.
@@ -689,7 +682,7 @@ fn resume_settings(state: &mut TrainState, given: &TrainArgs, out: &Path) -> Res
         resume::resumed_epochs(out, changes, given.extend_epochs, epochs, ("", "epochs"))?;
     state.args.resume = true;
     state.args.out = Some(out.to_path_buf());
-    state.args.device = given.device.clone();
+    state.args.device = given.device;
     state.args.stop_after = given.stop_after;
     state.args.check()
 }
@@ -700,7 +693,7 @@ fn check_search_finished(args: &TrainArgs, genotype: &Genotype) -> Result<()> {
     let Some(run) = args.search_run() else {
         return Ok(());
     };
-    let finished_path = run.join(FINISHED_FILE);
+    let finished_path = run.finished();
     if finished_path.is_file() {
         let text = std::fs::read_to_string(&finished_path)
             .with_context(|| format!("cannot read {}", finished_path.display()))?;
@@ -717,25 +710,25 @@ fn check_search_finished(args: &TrainArgs, genotype: &Genotype) -> Result<()> {
         }
         eprintln!(
             "genotype: the final one of search {} ({} epochs)",
-            run.display(),
+            run.path().display(),
             finished.epochs
         );
         return Ok(());
     }
-    let last = last_logged_epoch(&run.join("search.jsonl"));
+    let last = last_logged_epoch(&run.search_log());
     let at = last.map_or("no epoch logged".to_string(), |e| format!("epoch {e}"));
     if !args.allow_unfinished {
         bail!(
-            "{} is a search that has not finished (no {FINISHED_FILE}; last logged: {at}): \
+            "{} is a search that has not finished (no {FINISHED}; last logged: {at}): \
              finish it with `hands-search search --resume --out {}`, or pass \
              --allow-unfinished to train its current genotype",
-            run.display(),
-            run.display()
+            run.path().display(),
+            run.path().display()
         );
     }
     eprintln!(
         "warning: {} has not finished; training its genotype of {at} (--allow-unfinished)",
-        run.display()
+        run.path().display()
     );
     Ok(())
 }
@@ -931,21 +924,17 @@ pub fn trainable_vars(varmap: &VarMap) -> Vec<Var> {
     let vars = varmap.data().lock().expect("varmap lock");
     let mut named: Vec<(&String, &Var)> = vars
         .iter()
-        .filter(|(name, _)| !is_running_stat(name))
+        .filter(|(name, _)| !is_running_statistic(name))
         .collect();
     named.sort_by(|a, b| a.0.cmp(b.0));
     named.into_iter().map(|(_, v)| v.clone()).collect()
-}
-
-fn is_running_stat(name: &str) -> bool {
-    name.ends_with(".running_mean") || name.ends_with(".running_var")
 }
 
 /// The tensors of the inference network (auxiliary head left out), named like its module
 /// tree, with `prefix`.
 pub fn inference_tensors(varmap: &VarMap, prefix: &str) -> Result<Vec<(String, Tensor)>> {
     Ok(varmap_tensors(varmap, prefix, |name| {
-        !name.starts_with("auxiliary.")
+        !is_under(name, AUXILIARY)
     })?)
 }
 
@@ -996,7 +985,7 @@ fn finish(
     stats: ChannelStats,
     split: &Split,
     best_weights: Vec<(String, Tensor)>,
-    out: &Path,
+    run: &RunDir,
     device: &Device,
 ) -> Result<TrainMetrics> {
     let best = state.best.context("no epoch was selected")?;
@@ -1012,7 +1001,7 @@ fn finish(
         &config,
         VarBuilder::from_varmap(&varmap, DType::F32, device),
     )?;
-    let model_path = out.join("model.safetensors");
+    let model_path = run.model();
     let best_map: HashMap<String, Tensor> = best_weights.iter().cloned().collect();
     load_varmap(&varmap, &best_map, "", &model_path)?;
     let parameters = parameter_count(&varmap, false);
@@ -1079,7 +1068,7 @@ fn finish(
         val,
         test,
     };
-    let metrics_path = out.join("metrics.json");
+    let metrics_path = run.metrics();
     hands_models::output::write_atomic(
         &metrics_path,
         (serde_json::to_string_pretty(&metrics)? + "\n").as_bytes(),

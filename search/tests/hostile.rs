@@ -9,9 +9,11 @@ use std::process::Command;
 use candle_core::{Device, Tensor};
 use hands_search::checkpoint;
 use hands_search::data::{AspectFilter, Dataset, Fractions, Split};
+use hands_search::device::DeviceChoice;
 use hands_search::eval::{eval_model, run_eval, EvalArgs, EvalSplit};
 use hands_search::plot::plot_run;
-use hands_search::search::{run_search, Algo, SearchArgs, FINISHED_FILE};
+use hands_search::run_dir::FINISHED;
+use hands_search::search::{run_search, Algo, SearchArgs};
 use hands_search::train::{train, TrainArgs};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -89,7 +91,7 @@ fn eval_args(model: &Path, data: &Path) -> EvalArgs {
         json: None,
         predictions: None,
         batch: 8,
-        device: "cpu".into(),
+        device: DeviceChoice::Cpu,
     }
 }
 
@@ -267,7 +269,7 @@ fn an_unfinished_search_is_trained_only_when_asked() {
     args.stop_after = Some(1);
     run_search(&args).unwrap();
     assert!(search.join("genotype.json").is_file());
-    assert!(!search.join(FINISHED_FILE).exists());
+    assert!(!search.join(FINISHED).exists());
 
     let out = dir.path().join("train");
     for genotype in [search.clone(), search.join("genotype.json")] {
@@ -290,7 +292,7 @@ fn an_unfinished_search_is_trained_only_when_asked() {
     args.stop_after = None;
     args.resume = true;
     run_search(&args).unwrap();
-    assert!(search.join(FINISHED_FILE).is_file());
+    assert!(search.join(FINISHED).is_file());
     let mut train_args = tiny_train(&data, search.to_str().unwrap(), &out);
     train_args.stop_after = Some(0);
     train(&train_args).unwrap();

@@ -15,6 +15,7 @@ use hands_models::nn::network::{parameter_count, DropPath, Network, NetworkConfi
 use hands_models::{Genotype, ModelCard};
 use hands_search::checkpoint;
 use hands_search::data::{AspectFilter, Dataset, PartName, Split};
+use hands_search::device::DeviceChoice;
 use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
 use hands_search::train::{inference_tensors, train, write_model, TrainArgs};
 use rand::SeedableRng;
@@ -326,7 +327,7 @@ fn tiny_training_completes_and_resumes_to_identical_weights() {
         json: None,
         predictions: None,
         batch: 3,
-        device: "cpu".into(),
+        device: DeviceChoice::Cpu,
     })
     .unwrap();
     assert_eq!(eval.confusion, test.confusion);
