@@ -353,113 +353,10 @@ pub fn run_cv(args: &CvArgs) -> Result<()> {
 pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     let out = cli.out_dir();
     let run = RunDir::new(&out);
-    let config_path = run.config();
-    let args = if cli.train.resume {
-        let text = std::fs::read_to_string(&config_path)
-            .with_context(|| format!("cannot resume: cannot read {}", config_path.display()))?;
-        let stored: CvArgs = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a cross-validation config", config_path.display()))?;
-        let changes = changed_settings(
-            &stored,
-            cli,
-            cli.train.explicit.as_deref(),
-            &resume::PER_INVOCATION,
-        )?;
-        if !changes.is_empty() {
-            return Err(resume::refusal(
-                &out,
-                &changes,
-                "resume with the run's settings, or start a new cross-validation in another --out",
-            ));
-        }
-        let mut args = stored;
-        args.train.resume = true;
-        args.train.device = cli.train.device;
-        args.stop_after_runs = cli.stop_after_runs;
-        eprintln!("resuming cross-validation {}", out.display());
-        args
-    } else {
-        if config_path.exists() {
-            bail!(
-                "{} already holds a cross-validation: pass --resume to continue it, or choose \
-                 another --out",
-                out.display()
-            );
-        }
-        cli.clone()
-    };
-    args.train.check()?;
-    if args.train.split_file.is_some() {
-        bail!("cv draws its own folds: --split-file cannot be given");
-    }
-    if args.train.stop_after.is_some() {
-        bail!("cv runs whole trainings: use --stop-after-runs instead of --stop-after");
-    }
-    if args.train.cross_validation.is_some() {
-        bail!("--cross-validation names the figures of a final training, not of cv");
-    }
-    let genotypes = args.genotypes();
-    let mut slugs = BTreeMap::new();
-    for genotype in &genotypes {
-        Genotype::resolve(genotype)
-            .with_context(|| format!("--genotype / --baseline {genotype}"))?;
-        if let Some(other) = slugs.insert(slug(genotype), genotype) {
-            bail!(
-                "{other} and {genotype} would share the folder {}",
-                slug(genotype)
-            );
-        }
-    }
-
+    let args = open_config(cli, &run)?;
+    let genotypes = checked_genotypes(&args)?;
     let dataset = Dataset::load(&args.train.data, &args.train.aspect)?;
-    let mut inputs = Inputs::of_data(&args.train.data, &dataset);
-    for genotype in &genotypes {
-        inputs.add(Path::new(genotype));
-    }
-    inputs.check(in_folder(&out, &CV_FILES))?;
-    inputs.check(slugs.keys().map(|s| out.join(s)))?;
-    std::fs::create_dir_all(run.file(SPLITS))
-        .with_context(|| format!("cannot create {}", out.display()))?;
-    let folds_path = run.file(FOLDS);
-    let folds = if args.train.resume {
-        Folds::load(&folds_path, &dataset)?
-    } else {
-        let folds = Folds::new(&dataset, args.folds, args.train.seed)?;
-        folds.save(&folds_path)?;
-        hands_models::output::write_atomic(
-            &config_path,
-            (serde_json::to_string_pretty(&args)? + "\n").as_bytes(),
-        )?;
-        folds
-    };
-    let mut splits = Vec::with_capacity(folds.len());
-    for fold in 0..folds.len() {
-        let path = run.file(SPLITS).join(format!("fold-{fold}.json"));
-        let split = if path.exists() {
-            let split = Split::load(&path)?;
-            split.check(&dataset, &path)?;
-            split
-        } else {
-            let split = folds.split(&dataset, fold, args.val_share, args.train.seed)?;
-            split.save(&path)?;
-            split
-        };
-        splits.push((split, path));
-    }
-    eprintln!(
-        "{}: {} images of {} subjects in {} folds of {} subjects; {} genotype(s)",
-        args.train.data.display(),
-        dataset.len(),
-        dataset.subjects().len(),
-        folds.len(),
-        folds
-            .folds
-            .iter()
-            .map(|f| f.len().to_string())
-            .collect::<Vec<_>>()
-            .join("/"),
-        genotypes.len()
-    );
+    let (folds, splits) = prepare_folds(&args, &genotypes, &dataset, &run)?;
 
     let device = args.train.device.open()?;
     let mut cache: Option<ImageCache> = None;
@@ -467,57 +364,22 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     let mut rows = vec![majority_row(&dataset, &splits)];
     for genotype in &genotypes {
         let mut results = Vec::with_capacity(folds.len());
-        for (fold, (split, split_path)) in splits.iter().enumerate() {
-            let dir = out.join(slug(genotype)).join(format!("fold-{fold}"));
-            let fold_run = RunDir::new(&dir);
-            let result_path = fold_run.file(FOLD_RESULT);
-            if result_path.is_file() {
-                let text = std::fs::read_to_string(&result_path)
-                    .with_context(|| format!("cannot read {}", result_path.display()))?;
-                results
-                    .push(serde_json::from_str(&text).with_context(|| {
-                        format!("{}: not a fold result", result_path.display())
-                    })?);
+        for (fold, split) in splits.iter().enumerate() {
+            let fold_run = RunDir::new(out.join(slug(genotype)).join(format!("fold-{fold}")));
+            if let Some(result) = FoldResult::read(&fold_run)? {
+                results.push(result);
                 continue;
             }
             if args.stop_after_runs.is_some_and(|n| trained >= n) {
                 return Ok(CvOutcome { out, report: None });
             }
             eprintln!("== {genotype}, fold {fold} of {}", folds.len());
-            let mut fold_args = args.train.clone();
-            fold_args.genotype = genotype.clone();
-            fold_args.split_file = Some(split_path.clone());
-            fold_args.out = Some(dir.clone());
-            fold_args.resume = fold_run.checkpoint().is_file();
-            fold_args.extend_epochs = false;
-            fold_args.explicit = None;
-            let outcome = train(&fold_args)?;
-            let metrics = outcome
-                .metrics
-                .with_context(|| format!("{}: the training did not finish", dir.display()))?;
-            let cache = match &mut cache {
-                Some(cache) => &*cache,
-                None => cache.insert(ImageCache::build(&dataset, args.train.size)?),
-            };
-            let result = measure_fold(
-                &dataset,
-                cache,
+            let fold_data = FoldData {
+                dataset: &dataset,
                 split,
                 fold,
-                &dir,
-                metrics.selected_epoch,
-                metrics.train_seconds,
-                args.train.batch,
-                &device,
-            )?;
-            hands_models::output::write_atomic(
-                &result_path,
-                (serde_json::to_string_pretty(&result)? + "\n").as_bytes(),
-            )?;
-            eprintln!(
-                "fold {fold}: mean per-class accuracy {:.4} (flip TTA {:.4})",
-                result.plain.mean_class_accuracy, result.flip.mean_class_accuracy
-            );
+            };
+            let result = train_fold(&args, genotype, &fold_data, &fold_run, &mut cache, &device)?;
             results.push(result);
             trained += 1;
         }
@@ -550,6 +412,210 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
         out,
         report: Some(report),
     })
+}
+
+/// The cross-validation's settings: those stored in the run folder under `--resume` (any
+/// other setting given differently is refused), else `cli`'s; checked.
+fn open_config(cli: &CvArgs, run: &RunDir) -> Result<CvArgs> {
+    let out = run.path();
+    let config_path = run.config();
+    let args = if cli.train.resume {
+        let text = std::fs::read_to_string(&config_path)
+            .with_context(|| format!("cannot resume: cannot read {}", config_path.display()))?;
+        let stored: CvArgs = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a cross-validation config", config_path.display()))?;
+        let changes = changed_settings(
+            &stored,
+            cli,
+            cli.train.explicit.as_deref(),
+            &resume::PER_INVOCATION,
+        )?;
+        if !changes.is_empty() {
+            return Err(resume::refusal(
+                out,
+                &changes,
+                "resume with the run's settings, or start a new cross-validation in another --out",
+            ));
+        }
+        let mut args = stored;
+        args.train.resume = true;
+        args.train.device = cli.train.device;
+        args.stop_after_runs = cli.stop_after_runs;
+        eprintln!("resuming cross-validation {}", out.display());
+        args
+    } else {
+        if config_path.exists() {
+            bail!(
+                "{} already holds a cross-validation: pass --resume to continue it, or choose \
+                 another --out",
+                out.display()
+            );
+        }
+        cli.clone()
+    };
+    args.train.check()?;
+    if args.train.split_file.is_some() {
+        bail!("cv draws its own folds: --split-file cannot be given");
+    }
+    if args.train.stop_after.is_some() {
+        bail!("cv runs whole trainings: use --stop-after-runs instead of --stop-after");
+    }
+    if args.train.cross_validation.is_some() {
+        bail!("--cross-validation names the figures of a final training, not of cv");
+    }
+    Ok(args)
+}
+
+/// The genotypes to cross-validate (the trained one, then the baselines), each resolvable
+/// and with a fold folder of its own.
+fn checked_genotypes(args: &CvArgs) -> Result<Vec<String>> {
+    let genotypes = args.genotypes();
+    let mut slugs = BTreeMap::new();
+    for genotype in &genotypes {
+        Genotype::resolve(genotype)
+            .with_context(|| format!("--genotype / --baseline {genotype}"))?;
+        if let Some(other) = slugs.insert(slug(genotype), genotype) {
+            bail!(
+                "{other} and {genotype} would share the folder {}",
+                slug(genotype)
+            );
+        }
+    }
+
+    Ok(genotypes)
+}
+
+/// The folds (drawn once and saved with the settings, read back when resuming) and each
+/// fold's split with the file it is saved in.
+fn prepare_folds(
+    args: &CvArgs,
+    genotypes: &[String],
+    dataset: &Dataset,
+    run: &RunDir,
+) -> Result<(Folds, Vec<(Split, PathBuf)>)> {
+    let out = run.path();
+    let config_path = run.config();
+    let mut inputs = Inputs::of_data(&args.train.data, dataset);
+    for genotype in genotypes {
+        inputs.add(Path::new(genotype));
+    }
+    inputs.check(in_folder(out, &CV_FILES))?;
+    inputs.check(genotypes.iter().map(|genotype| out.join(slug(genotype))))?;
+    std::fs::create_dir_all(run.file(SPLITS))
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    let folds_path = run.file(FOLDS);
+    let folds = if args.train.resume {
+        Folds::load(&folds_path, dataset)?
+    } else {
+        let folds = Folds::new(dataset, args.folds, args.train.seed)?;
+        folds.save(&folds_path)?;
+        hands_models::output::write_atomic(
+            &config_path,
+            (serde_json::to_string_pretty(&args)? + "\n").as_bytes(),
+        )?;
+        folds
+    };
+    let mut splits = Vec::with_capacity(folds.len());
+    for fold in 0..folds.len() {
+        let path = run.file(SPLITS).join(format!("fold-{fold}.json"));
+        let split = if path.exists() {
+            let split = Split::load(&path)?;
+            split.check(dataset, &path)?;
+            split
+        } else {
+            let split = folds.split(dataset, fold, args.val_share, args.train.seed)?;
+            split.save(&path)?;
+            split
+        };
+        splits.push((split, path));
+    }
+    eprintln!(
+        "{}: {} images of {} subjects in {} folds of {} subjects; {} genotype(s)",
+        args.train.data.display(),
+        dataset.len(),
+        dataset.subjects().len(),
+        folds.len(),
+        folds
+            .folds
+            .iter()
+            .map(|f| f.len().to_string())
+            .collect::<Vec<_>>()
+            .join("/"),
+        genotypes.len()
+    );
+
+    Ok((folds, splits))
+}
+
+/// One fold of the data: the images, its split and its index.
+struct FoldData<'a> {
+    dataset: &'a Dataset,
+    split: &'a (Split, PathBuf),
+    fold: usize,
+}
+
+/// Trains `genotype` on a fold (resuming its checkpoint if a run was cut), measures it on
+/// the fold's test subjects and saves the result in the fold's run folder.
+fn train_fold(
+    args: &CvArgs,
+    genotype: &str,
+    data: &FoldData<'_>,
+    fold_run: &RunDir,
+    cache: &mut Option<ImageCache>,
+    device: &candle_core::Device,
+) -> Result<FoldResult> {
+    let dir = fold_run.path();
+    let (split, split_path) = data.split;
+    let mut fold_args = args.train.clone();
+    fold_args.genotype = genotype.to_string();
+    fold_args.split_file = Some(split_path.clone());
+    fold_args.out = Some(dir.to_path_buf());
+    fold_args.resume = fold_run.checkpoint().is_file();
+    fold_args.extend_epochs = false;
+    fold_args.explicit = None;
+    let outcome = train(&fold_args)?;
+    let metrics = outcome
+        .metrics
+        .with_context(|| format!("{}: the training did not finish", dir.display()))?;
+    let cache = match cache {
+        Some(cache) => &*cache,
+        None => cache.insert(ImageCache::build(data.dataset, args.train.size)?),
+    };
+    let result = measure_fold(
+        data.dataset,
+        cache,
+        split,
+        data.fold,
+        dir,
+        metrics.selected_epoch,
+        metrics.train_seconds,
+        args.train.batch,
+        device,
+    )?;
+    hands_models::output::write_atomic(
+        &fold_run.file(FOLD_RESULT),
+        (serde_json::to_string_pretty(&result)? + "\n").as_bytes(),
+    )?;
+    eprintln!(
+        "fold {}: mean per-class accuracy {:.4} (flip TTA {:.4})",
+        data.fold, result.plain.mean_class_accuracy, result.flip.mean_class_accuracy
+    );
+    Ok(result)
+}
+
+impl FoldResult {
+    /// The result saved in a fold's run folder, if the fold is done.
+    fn read(fold_run: &RunDir) -> Result<Option<FoldResult>> {
+        let path = fold_run.file(FOLD_RESULT);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let result = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a fold result", path.display()))?;
+        Ok(Some(result))
+    }
 }
 
 /// The cross-validated figures of a training's recipe: the row of `genotype` in the

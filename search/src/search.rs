@@ -2,11 +2,12 @@
 //! PC-DARTS, P-DARTS) on a hand dataset, with per-epoch genotypes, JSON-lines metrics and
 //! atomic, resumable checkpoints.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use clap::{Args, ValueEnum};
 use hands_models::{Genotype, Op};
 use rand::SeedableRng;
@@ -468,55 +469,121 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("runs/search-{}", args.algo.as_arg()))),
     );
-    let out = run.path();
-    let checkpoint_path = run.checkpoint();
     let device = args.device.open()?;
+    let (mut state, mut tensors) = open_state(args, &run, &device)?;
+    let args = state.args.clone();
+    let plan = args.plan()?;
 
-    let (args, mut state, tensors) = if args.resume {
-        let (tensors, state) = checkpoint::load(&checkpoint_path, &device)
+    let dataset = Dataset::load(&args.data, &args.aspect)?;
+    let (split, w_idx, a_idx) = prepare_halves(&args, &dataset, &run)?;
+    let cache = ImageCache::build(&dataset, args.size)?;
+    let stats = cache.stats(&split.train.indices(&dataset))?;
+    let loader = Loader::new(&cache, stats, args.batch, &device)
+        .augment(Augment::standard(args.size))
+        .shuffle(true)
+        .drop_last(w_idx.len().min(a_idx.len()) >= args.batch);
+    hands_models::output::write_atomic(
+        &run.config(),
+        (serde_json::to_string_pretty(&args)? + "\n").as_bytes(),
+    )?;
+    let search = Search {
+        args: &args,
+        plan: &plan,
+        run: &run,
+        loader,
+        w_idx,
+        a_idx,
+        num_classes: dataset.labels().len(),
+        device: &device,
+    };
+
+    let mut log = RunLog::open(&run.search_log(), args.resume.then_some(state.global_epoch))?;
+    while state.stage < plan.len() {
+        if !search.stage(&mut state, tensors.take(), &mut log)? {
+            eprintln!(
+                "stopped after {} epochs; continue with --resume",
+                state.global_epoch
+            );
+            return Ok(());
+        }
+        if state.stage + 1 >= plan.len() && state.epoch >= plan[state.stage].epochs {
+            break;
+        }
+    }
+    let genotype = state.genotype.context("the search ran no epoch")?;
+    let finished = Finished {
+        epochs: state.global_epoch,
+        genotype: genotype.clone(),
+    };
+    hands_models::output::write_atomic(
+        &run.finished(),
+        (serde_json::to_string_pretty(&finished)? + "\n").as_bytes(),
+    )?;
+    eprintln!("genotype: {genotype}");
+    eprintln!("written: {}", run.genotype().display());
+    Ok(())
+}
+
+/// The state of the search, its settings included: the one stored in its checkpoint (with
+/// the tensors to restore) under `--resume`, else a fresh state for `args`.
+fn open_state(
+    args: &SearchArgs,
+    run: &RunDir,
+    device: &Device,
+) -> Result<(SearchState, Option<HashMap<String, Tensor>>)> {
+    let checkpoint_path = run.checkpoint();
+    if args.resume {
+        let (tensors, state) = checkpoint::load(&checkpoint_path, device)
             .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
         let mut state: SearchState = serde_json::from_value(state)
             .with_context(|| format!("{}: bad search state", checkpoint_path.display()))?;
         state
             .check()
             .with_context(|| format!("{}: bad search state", checkpoint_path.display()))?;
-        resume_settings(&mut state, args, out)?;
+        resume_settings(&mut state, args, run.path())?;
         eprintln!(
             "resuming {} at stage {} epoch {} (settings from the checkpoint)",
-            out.display(),
+            run.path().display(),
             state.stage,
             state.epoch
         );
-        (state.args.clone(), state, Some(tensors))
-    } else {
-        args.check()?;
-        if checkpoint_path.exists() {
-            bail!(
-                "{} already holds a search checkpoint: pass --resume to continue it, or choose \
-                 another --out",
-                out.display()
-            );
-        }
-        let state = SearchState {
-            args: args.clone(),
-            stage: 0,
-            epoch: 0,
-            global_epoch: 0,
-            normal_candidates: SupernetConfig::full_candidates(),
-            reduce_candidates: SupernetConfig::full_candidates(),
-            rng: ChaCha8Rng::seed_from_u64(args.seed),
-            genotype: None,
-        };
-        (args.clone(), state, None)
+        return Ok((state, Some(tensors)));
+    }
+    args.check()?;
+    if checkpoint_path.exists() {
+        bail!(
+            "{} already holds a search checkpoint: pass --resume to continue it, or choose \
+             another --out",
+            run.path().display()
+        );
+    }
+    let state = SearchState {
+        args: args.clone(),
+        stage: 0,
+        epoch: 0,
+        global_epoch: 0,
+        normal_candidates: SupernetConfig::full_candidates(),
+        reduce_candidates: SupernetConfig::full_candidates(),
+        rng: ChaCha8Rng::seed_from_u64(args.seed),
+        genotype: None,
     };
-    let plan = args.plan()?;
+    Ok((state, None))
+}
 
-    let dataset = Dataset::load(&args.data, &args.aspect)?;
-    Inputs::of_data(&args.data, &dataset).check(in_folder(out, &SEARCH_FILES))?;
-    let split = Split::new(&dataset, Fractions::default(), args.seed)?;
-    let (w_half, alpha_half) = split.train.halves(&dataset, args.seed)?;
-    check_searchable(&args.data, &dataset, &split, &w_half, &alpha_half)?;
-    let (w_idx, a_idx) = (w_half.indices(&dataset), alpha_half.indices(&dataset));
+/// The subject split and the images of its training subjects' two halves (weights,
+/// architecture), checked to be searchable; the split is saved in the run folder (created),
+/// which must hold none of the inputs. A finished search that goes on is unfinished again.
+fn prepare_halves(
+    args: &SearchArgs,
+    dataset: &Dataset,
+    run: &RunDir,
+) -> Result<(Split, Vec<usize>, Vec<usize>)> {
+    let out = run.path();
+    Inputs::of_data(&args.data, dataset).check(in_folder(out, &SEARCH_FILES))?;
+    let split = Split::new(dataset, Fractions::default(), args.seed)?;
+    let (w_half, alpha_half) = split.train.halves(dataset, args.seed)?;
+    check_searchable(&args.data, dataset, &split, &w_half, &alpha_half)?;
+    let (w_idx, a_idx) = (w_half.indices(dataset), alpha_half.indices(dataset));
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let finished_path = run.finished();
     if finished_path.exists() {
@@ -535,79 +602,64 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         w_idx.len(),
         a_idx.len()
     );
-    let cache = ImageCache::build(&dataset, args.size)?;
-    let stats = cache.stats(&split.train.indices(&dataset))?;
-    let loader = Loader::new(&cache, stats, args.batch, &device)
-        .augment(Augment::standard(args.size))
-        .shuffle(true)
-        .drop_last(w_idx.len().min(a_idx.len()) >= args.batch);
-    hands_models::output::write_atomic(
-        &run.config(),
-        (serde_json::to_string_pretty(&args)? + "\n").as_bytes(),
-    )?;
+    Ok((split, w_idx, a_idx))
+}
 
-    let mut log = RunLog::open(&run.search_log(), args.resume.then_some(state.global_epoch))?;
-    let mut tensors = tensors;
-    while state.stage < plan.len() {
-        let stage = &plan[state.stage];
+/// What every stage of a search reads: its settings and stage plan, the run folder, the
+/// batches and the images of the two halves.
+struct Search<'a> {
+    args: &'a SearchArgs,
+    plan: &'a [StagePlan],
+    run: &'a RunDir,
+    loader: Loader<'a>,
+    w_idx: Vec<usize>,
+    a_idx: Vec<usize>,
+    num_classes: usize,
+    device: &'a Device,
+}
+
+impl Search<'_> {
+    /// Runs the epochs left in stage `state.stage` (restoring the stage's weights from
+    /// `tensors` when it is part-way), logging and checkpointing each; at the stage's end,
+    /// prunes the candidates for the next one. `false` when `--stop-after` stopped it.
+    fn stage(
+        &self,
+        state: &mut SearchState,
+        tensors: Option<HashMap<String, Tensor>>,
+        log: &mut RunLog,
+    ) -> Result<bool> {
+        let args = self.args;
+        let stage = &self.plan[state.stage];
         let config = SupernetConfig {
             init_channels: args.init_channels,
             layers: stage.layers,
-            num_classes: dataset.labels().len(),
+            num_classes: self.num_classes,
             partial_k: args.partial_k(),
             edge_norm: args.algo == Algo::Pcdarts,
             normal_candidates: state.normal_candidates.clone(),
             reduce_candidates: state.reduce_candidates.clone(),
         };
-        let net = Supernet::new(&config, args.seed + state.stage as u64, DType::F32, &device)?;
-        let mut stage_run = StageRun::new(&net, &args)?;
-        if let Some(t) = tensors.take().filter(|_| state.epoch > 0) {
+        let seed = args.seed + state.stage as u64;
+        let net = Supernet::new(&config, seed, DType::F32, self.device)?;
+        let mut stage_run = StageRun::new(&net, args)?;
+        let checkpoint_path = self.run.checkpoint();
+        if let Some(t) = tensors.filter(|_| state.epoch > 0) {
             stage_run.restore(&t).with_context(|| {
                 format!("{}: does not fit this search", checkpoint_path.display())
             })?;
         }
         while state.epoch < stage.epochs {
             if args.stop_after.is_some_and(|n| state.global_epoch >= n) {
-                eprintln!(
-                    "stopped after {} epochs; continue with --resume",
-                    state.global_epoch
-                );
-                return Ok(());
+                return Ok(false);
             }
-            let stats = stage_run.epoch(&loader, &w_idx, &a_idx, stage, &mut state)?;
-            let genotype = stage_run.genotype(&args, state.stage + 1 == plan.len())?;
-            hands_models::output::write_atomic(
-                &run.genotype(),
-                (genotype.to_json() + "\n").as_bytes(),
-            )?;
-            crate::dot::write_cell_pictures(&genotype, out)?;
-            let ArchValues {
-                alphas_normal,
-                alphas_reduce,
-                betas_normal,
-                betas_reduce,
-            } = stage_run.arch_values()?;
-            log.write(&EpochRecord {
-                epoch: state.global_epoch,
-                stage: state.stage,
-                stage_epoch: state.epoch,
-                layers: stage.layers,
-                genotype: &genotype,
-                alphas_normal,
-                alphas_reduce,
-                betas_normal,
-                betas_reduce,
-                candidates_normal: &state.normal_candidates,
-                candidates_reduce: &state.reduce_candidates,
-                parameter_free_normal: genotype.parameter_free_normal_ops(),
-                stats,
-            })?;
+            let stats = stage_run.epoch(&self.loader, &self.w_idx, &self.a_idx, stage, state)?;
+            let genotype = self.record_epoch(&stage_run, stage, state, stats, log)?;
             state.epoch += 1;
             state.global_epoch += 1;
             state.genotype = Some(genotype);
-            if state.epoch == stage.epochs && state.stage + 1 < plan.len() {
+            if state.epoch == stage.epochs && state.stage + 1 < self.plan.len() {
                 // Prune for the next stage, which starts from fresh weights.
-                let next_ops = plan[state.stage + 1].ops;
+                let next_ops = self.plan[state.stage + 1].ops;
                 let (normal, reduce) = stage_run.op_weights()?;
                 state.normal_candidates =
                     prune_candidates(&normal, &state.normal_candidates, next_ops);
@@ -615,27 +667,53 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
                     prune_candidates(&reduce, &state.reduce_candidates, next_ops);
                 state.stage += 1;
                 state.epoch = 0;
-                checkpoint::save(&checkpoint_path, &[], &state)?;
+                checkpoint::save(&checkpoint_path, &[], state)?;
                 break;
             }
-            checkpoint::save(&checkpoint_path, &stage_run.tensors()?, &state)?;
+            checkpoint::save(&checkpoint_path, &stage_run.tensors()?, state)?;
         }
-        if state.stage + 1 >= plan.len() && state.epoch >= stage.epochs {
-            break;
-        }
+        Ok(true)
     }
-    let genotype = state.genotype.context("the search ran no epoch")?;
-    let finished = Finished {
-        epochs: state.global_epoch,
-        genotype: genotype.clone(),
-    };
-    hands_models::output::write_atomic(
-        &finished_path,
-        (serde_json::to_string_pretty(&finished)? + "\n").as_bytes(),
-    )?;
-    eprintln!("genotype: {genotype}");
-    eprintln!("written: {}", run.genotype().display());
-    Ok(())
+
+    /// Writes the epoch's genotype and its cell pictures and logs the epoch; returns the
+    /// genotype.
+    fn record_epoch(
+        &self,
+        stage_run: &StageRun<'_>,
+        stage: &StagePlan,
+        state: &SearchState,
+        stats: EpochStats,
+        log: &mut RunLog,
+    ) -> Result<Genotype> {
+        let genotype = stage_run.genotype(self.args, state.stage + 1 == self.plan.len())?;
+        hands_models::output::write_atomic(
+            &self.run.genotype(),
+            (genotype.to_json() + "\n").as_bytes(),
+        )?;
+        crate::dot::write_cell_pictures(&genotype, self.run.path())?;
+        let ArchValues {
+            alphas_normal,
+            alphas_reduce,
+            betas_normal,
+            betas_reduce,
+        } = stage_run.arch_values()?;
+        log.write(&EpochRecord {
+            epoch: state.global_epoch,
+            stage: state.stage,
+            stage_epoch: state.epoch,
+            layers: stage.layers,
+            genotype: &genotype,
+            alphas_normal,
+            alphas_reduce,
+            betas_normal,
+            betas_reduce,
+            candidates_normal: &state.normal_candidates,
+            candidates_reduce: &state.reduce_candidates,
+            parameter_free_normal: genotype.parameter_free_normal_ops(),
+            stats,
+        })?;
+        Ok(genotype)
+    }
 }
 
 /// Takes the per-invocation settings of `given` into a resumed run's stored settings and
@@ -815,7 +893,7 @@ impl<'a> StageRun<'a> {
         Ok(tensors)
     }
 
-    fn restore(&mut self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+    fn restore(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         for (name, var) in self
             .net
             .all_weight_vars()

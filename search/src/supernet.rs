@@ -4,16 +4,14 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::ops::softmax;
-use candle_nn::{Init, VarBuilder, VarMap};
-use hands_models::nn::functional::{global_avg_pool, max_pool2x2};
+use candle_nn::{VarBuilder, VarMap};
+use hands_models::nn::functional::max_pool2x2;
 use hands_models::nn::layers::{
     is_running_statistic, Activated, BatchNorm2d, Norm, Operation, ReluConvBn,
 };
 use hands_models::nn::mixture::accumulate_scaled;
-use hands_models::nn::network::Preprocess;
-use hands_models::plan::{
-    CellPlan, NetworkPlan, CLASSIFIER, PREPROCESS0, PREPROCESS1, STEM_BN, STEM_CONV,
-};
+use hands_models::nn::network::{Classifier, Preprocess, Stem};
+use hands_models::plan::{CellPlan, NetworkPlan, PREPROCESS0, PREPROCESS1};
 use hands_models::Op;
 use rand::Rng;
 
@@ -343,11 +341,9 @@ type CellMix = (Vec<Vec<Tensor>>, Option<Vec<Tensor>>);
 #[derive(Clone)]
 pub struct Supernet {
     config: SupernetConfig,
-    stem_conv: Tensor,
-    stem_bn: BatchNorm2d,
+    stem: Stem,
     cells: Vec<SearchCell>,
-    classifier_weight: Tensor,
-    classifier_bias: Tensor,
+    classifier: Classifier,
     /// Normal cell architecture.
     pub normal: CellArch,
     /// Reduction cell architecture.
@@ -371,25 +367,13 @@ impl Supernet {
         let weights = VarMap::new();
         let vb = VarBuilder::from_varmap(&weights, dtype, device);
         let plan = NetworkPlan::new(config.init_channels, config.layers, |_| NODES);
-        let stem_conv = vb.get_with_hints(
-            (plan.stem_channels, 3, 3, 3),
-            &format!("{STEM_CONV}.weight"),
-            Init::Const(0.0),
-        )?;
-        let stem_bn = BatchNorm2d::new(plan.stem_channels, Norm::Learned, vb.pp(STEM_BN))?;
+        let stem = Stem::new(&plan, &vb)?;
         let cells = plan
             .cells
             .iter()
             .map(|cell| SearchCell::new(config, cell, vb.pp(cell.scope())))
             .collect::<Result<Vec<_>>>()?;
-        let classifier = vb.pp(CLASSIFIER);
-        let classifier_weight = classifier.get_with_hints(
-            (config.num_classes, plan.classifier_channels),
-            "weight",
-            Init::Const(0.0),
-        )?;
-        let classifier_bias =
-            classifier.get_with_hints(config.num_classes, "bias", Init::Const(0.0))?;
+        let classifier = Classifier::new(&plan, config.num_classes, &vb)?;
         hands_models::nn::init::init_seeded(&weights, seed)?;
 
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed ^ 0xa1fa);
@@ -406,11 +390,9 @@ impl Supernet {
         let reduce = arch(true)?;
         Ok(Supernet {
             config: config.clone(),
-            stem_conv,
-            stem_bn,
+            stem,
             cells,
-            classifier_weight,
-            classifier_bias,
+            classifier,
             normal,
             reduce,
             weights,
@@ -483,9 +465,7 @@ impl Supernet {
         };
         let normal = split(&self.normal)?;
         let reduce = split(&self.reduce)?;
-        let stem = self
-            .stem_bn
-            .forward_t(&images.conv2d(&self.stem_conv, 1, 1, 1, 1)?, true)?;
+        let stem = self.stem.forward_t(images, true)?;
         let (mut s0, mut s1) = (stem.clone(), stem);
         for cell in &self.cells {
             let (ops, betas) = if cell.plan.reduction {
@@ -497,9 +477,7 @@ impl Supernet {
             s0 = s1;
             s1 = s2;
         }
-        global_avg_pool(&s1)?
-            .matmul(&self.classifier_weight.t()?)?
-            .broadcast_add(&self.classifier_bias)
+        self.classifier.forward(&s1)
     }
 }
 

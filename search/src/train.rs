@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{self, load_varmap, varmap_tensors};
 use crate::data::{
     AspectFilter, Augment, AugmentRecipe, ChannelStats, Dataset, Fractions, ImageCache, Loader,
-    Split,
+    Part, Split,
 };
 use crate::device::DeviceChoice;
 use crate::eval::{evaluate, Evaluation};
@@ -390,47 +390,10 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
 
 /// Trains as `hands-search train` does and returns what it produced.
 pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
-    let out = cli.out_dir();
-    let run = RunDir::new(&out);
-    let checkpoint_path = run.checkpoint();
+    let run = RunDir::new(cli.out_dir());
     let device = cli.device.open()?;
-
-    let (args, mut state, tensors) = if cli.resume {
-        let (tensors, state) = checkpoint::load(&checkpoint_path, &device)
-            .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
-        let mut state: TrainState = serde_json::from_value(state)
-            .with_context(|| format!("{}: not a training checkpoint", checkpoint_path.display()))?;
-        resume_settings(&mut state, cli, &out)?;
-        eprintln!(
-            "resuming {} after epoch {} of {} (settings from the checkpoint)",
-            out.display(),
-            state.epoch,
-            state.args.epochs
-        );
-        (state.args.clone(), state, Some(tensors))
-    } else {
-        cli.check()?;
-        if checkpoint_path.exists() {
-            bail!(
-                "{} already holds a checkpoint: pass --resume to continue it, or choose another \
-                 --out",
-                out.display()
-            );
-        }
-        let state = TrainState {
-            args: cli.clone(),
-            epoch: 0,
-            rng: {
-                let mut rng = ChaCha8Rng::seed_from_u64(cli.seed);
-                rng.set_stream(TRAIN_STREAM);
-                rng
-            },
-            best: None,
-            seconds: 0.0,
-            split_source: String::new(),
-        };
-        (cli.clone(), state, None)
-    };
+    let (mut state, tensors) = open_state(cli, &run, &device)?;
+    let args = state.args.clone();
     let genotype = Genotype::resolve(&args.genotype)?;
     if !args.resume {
         check_search_finished(&args, &genotype)?;
@@ -443,10 +406,106 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
 
     // Data: the split is drawn (or copied) once and read back from the run folder after.
     let dataset = Dataset::load(&args.data, &args.aspect)?;
-    let mut inputs = Inputs::of_data(&args.data, &dataset);
+    let split = prepare_split(&args, &mut state, &dataset, &run)?;
+    let cache = ImageCache::build(&dataset, args.size)?;
+    let data = EpochData::new(
+        &args,
+        &dataset,
+        (&split, &state.split_source),
+        &cache,
+        &device,
+    )?;
+
+    let mut learner = Learner::new(&args, &genotype, dataset.labels().len(), &device)?;
+    if let Some(tensors) = &tensors {
+        learner.restore(tensors, state.best.is_some(), &run.checkpoint())?;
+    }
+    let mut log = RunLog::open(&run.train_log(), args.resume.then_some(state.epoch))?;
+    while state.epoch < args.epochs {
+        if args.stop_after.is_some_and(|n| state.epoch >= n) {
+            return Ok(TrainOutcome {
+                out: run.path().to_path_buf(),
+                epochs_done: state.epoch,
+                metrics: None,
+            });
+        }
+        let record = learner.epoch(&args, &data, &dataset, &mut state)?;
+        // Checkpoint first, then log: a kill between the two loses a log line that the
+        // resumed run writes again, never a checkpoint.
+        learner.save_checkpoint(&run.checkpoint(), &state)?;
+        log.write(&record)?;
+    }
+
+    let trained = Trained {
+        state: &state,
+        genotype: &genotype,
+        cross_validation,
+        best_weights: learner.best_weights.context("no epoch was trained")?,
+    };
+    let metrics = finish(&args, trained, &dataset, &split, &data, &run, &device)?;
+    Ok(TrainOutcome {
+        out: run.path().to_path_buf(),
+        epochs_done: state.epoch,
+        metrics: Some(metrics),
+    })
+}
+
+/// The state of the run, its settings included: the one stored in its checkpoint (with the
+/// tensors to restore) under `--resume`, else a fresh state for `cli`'s settings.
+fn open_state(
+    cli: &TrainArgs,
+    run: &RunDir,
+    device: &Device,
+) -> Result<(TrainState, Option<HashMap<String, Tensor>>)> {
+    let checkpoint_path = run.checkpoint();
+    if cli.resume {
+        let (tensors, state) = checkpoint::load(&checkpoint_path, device)
+            .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
+        let mut state: TrainState = serde_json::from_value(state)
+            .with_context(|| format!("{}: not a training checkpoint", checkpoint_path.display()))?;
+        resume_settings(&mut state, cli, run.path())?;
+        eprintln!(
+            "resuming {} after epoch {} of {} (settings from the checkpoint)",
+            run.path().display(),
+            state.epoch,
+            state.args.epochs
+        );
+        return Ok((state, Some(tensors)));
+    }
+    cli.check()?;
+    if checkpoint_path.exists() {
+        bail!(
+            "{} already holds a checkpoint: pass --resume to continue it, or choose another \
+             --out",
+            run.path().display()
+        );
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(cli.seed);
+    rng.set_stream(TRAIN_STREAM);
+    let state = TrainState {
+        args: cli.clone(),
+        epoch: 0,
+        rng,
+        best: None,
+        seconds: 0.0,
+        split_source: String::new(),
+    };
+    Ok((state, None))
+}
+
+/// The run's subject split: read back from the run folder when resuming; else taken from
+/// `--split-file` (or the search run's split) or drawn, checked, and saved with the run's
+/// settings. Refuses a run folder that holds one of the inputs.
+fn prepare_split(
+    args: &TrainArgs,
+    state: &mut TrainState,
+    dataset: &Dataset,
+    run: &RunDir,
+) -> Result<Split> {
+    let mut inputs = Inputs::of_data(&args.data, dataset);
     inputs.add(Path::new(&args.genotype));
-    if let Some(run) = args.search_run() {
-        inputs.add(run.path());
+    if let Some(search) = args.search_run() {
+        inputs.add(search.path());
     }
     if let (Some(split), false) = (args.split_source(), args.resume) {
         inputs.add(&split);
@@ -454,146 +513,207 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
     if let Some(cv) = &args.cross_validation {
         inputs.add(cv);
     }
-    inputs.check(in_folder(&out, &TRAIN_FILES))?;
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let out = run.path();
+    inputs.check(in_folder(out, &TRAIN_FILES))?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let split_path = run.split();
-    let split = if args.resume {
+    if args.resume {
         let split = Split::load(&split_path)?;
-        split.check(&dataset, &split_path)?;
-        split
-    } else {
-        let (split, source) = match args.split_source() {
-            Some(path) => {
-                let split = Split::load(&path)?;
-                split.check(&dataset, &path).with_context(|| {
-                    format!(
-                        "the split {} does not fit --data {} (pass another --split-file)",
-                        path.display(),
-                        args.data.display()
-                    )
-                })?;
-                (split, path.display().to_string())
-            }
-            None => {
-                let fractions = Fractions {
-                    train: 1.0 - Fractions::default().val - args.test_share,
-                    val: Fractions::default().val,
-                    test: args.test_share,
-                };
-                (
-                    Split::new(&dataset, fractions, args.seed)?,
-                    format!("drawn with seed {}", args.seed),
+        split.check(dataset, &split_path)?;
+        return Ok(split);
+    }
+    let (split, source) = match args.split_source() {
+        Some(path) => {
+            let split = Split::load(&path)?;
+            split.check(dataset, &path).with_context(|| {
+                format!(
+                    "the split {} does not fit --data {} (pass another --split-file)",
+                    path.display(),
+                    args.data.display()
                 )
-            }
-        };
-        check_trainable(&args.data, &dataset, &split, &source)?;
-        split.save(&split_path)?;
-        state.split_source = source;
-        hands_models::output::write_atomic(
-            &run.config(),
-            (serde_json::to_string_pretty(&args)? + "\n").as_bytes(),
-        )?;
-        split
+            })?;
+            (split, path.display().to_string())
+        }
+        None => {
+            let fractions = Fractions {
+                train: 1.0 - Fractions::default().val - args.test_share,
+                val: Fractions::default().val,
+                test: args.test_share,
+            };
+            (
+                Split::new(dataset, fractions, args.seed)?,
+                format!("drawn with seed {}", args.seed),
+            )
+        }
     };
-    let train_idx = split.train.indices(&dataset);
-    let val_idx = split.val.indices(&dataset);
-    let test_idx = split.test.indices(&dataset);
-    eprintln!(
-        "{}: {} images of {} subjects; train {} / val {} / test {} subjects ({} / {} / {} \
-         images; split {})",
-        args.data.display(),
-        dataset.len(),
-        dataset.subjects().len(),
-        split.train.subjects.len(),
-        split.val.subjects.len(),
-        split.test.subjects.len(),
-        train_idx.len(),
-        val_idx.len(),
-        test_idx.len(),
-        state.split_source
-    );
-    let cache = ImageCache::build(&dataset, args.size)?;
-    let stats = cache.stats(&train_idx)?;
-    let train_loader = Loader::new(&cache, stats, args.batch, &device)
-        .augment(Augment::recipe(args.augment, args.size).with_cutout(args.cutout))
-        .shuffle(true)
-        .drop_last(train_idx.len() >= args.batch);
-    let eval_loader = Loader::new(&cache, stats, args.batch, &device);
-    let class_weights = args
-        .class_weight
-        .weights(&split.train.label_images)
-        .map(|w| Tensor::new(w.as_slice(), &device))
-        .transpose()?;
+    check_trainable(&args.data, dataset, &split, &source)?;
+    split.save(&split_path)?;
+    state.split_source = source;
+    hands_models::output::write_atomic(
+        &run.config(),
+        (serde_json::to_string_pretty(args)? + "\n").as_bytes(),
+    )?;
+    Ok(split)
+}
 
-    // The network, its optimizer, and the state of an interrupted run.
-    let config = NetworkConfig {
-        init_channels: args.init_channels,
-        layers: args.layers,
-        num_classes: dataset.labels().len(),
-        auxiliary: args.auxiliary_weight > 0.0,
-    };
-    let (network, varmap) = Network::seeded(&genotype, &config, args.seed, DType::F32, &device)?;
-    let mut sgd = Sgd::new(
-        trainable_vars(&varmap),
-        SgdConfig {
+/// What every epoch reads: the images of each part, their loaders, the class weights.
+struct EpochData<'a> {
+    train: Vec<usize>,
+    val: Vec<usize>,
+    /// Normalisation statistics of the training images.
+    stats: ChannelStats,
+    /// Augmented, shuffled training batches.
+    train_loader: Loader<'a>,
+    /// Plain batches for evaluation.
+    eval_loader: Loader<'a>,
+    class_weights: Option<Tensor>,
+}
+
+impl<'a> EpochData<'a> {
+    fn new(
+        args: &TrainArgs,
+        dataset: &Dataset,
+        (split, split_source): (&Split, &str),
+        cache: &'a ImageCache,
+        device: &Device,
+    ) -> Result<Self> {
+        let train = split.train.indices(dataset);
+        let val = split.val.indices(dataset);
+        eprintln!(
+            "{}: {} images of {} subjects; train {} / val {} / test {} subjects ({} / {} / {} \
+             images; split {split_source})",
+            args.data.display(),
+            dataset.len(),
+            dataset.subjects().len(),
+            split.train.subjects.len(),
+            split.val.subjects.len(),
+            split.test.subjects.len(),
+            train.len(),
+            val.len(),
+            split.test.indices(dataset).len(),
+        );
+        let stats = cache.stats(&train)?;
+        let train_loader = Loader::new(cache, stats, args.batch, device)
+            .augment(Augment::recipe(args.augment, args.size).with_cutout(args.cutout))
+            .shuffle(true)
+            .drop_last(train.len() >= args.batch);
+        let eval_loader = Loader::new(cache, stats, args.batch, device);
+        let class_weights = args
+            .class_weight
+            .weights(&split.train.label_images)
+            .map(|w| Tensor::new(w.as_slice(), device))
+            .transpose()?;
+        Ok(EpochData {
+            train,
+            val,
+            stats,
+            train_loader,
+            eval_loader,
+            class_weights,
+        })
+    }
+}
+
+/// The network being trained, its optimizer, and the weights of the best epoch so far.
+struct Learner {
+    network: Network,
+    varmap: VarMap,
+    sgd: Sgd,
+    best_weights: Option<Vec<(String, Tensor)>>,
+}
+
+impl Learner {
+    /// A seeded network (for `classes` classes) and its optimizer.
+    fn new(args: &TrainArgs, genotype: &Genotype, classes: usize, device: &Device) -> Result<Self> {
+        let config = NetworkConfig {
+            init_channels: args.init_channels,
+            layers: args.layers,
+            num_classes: classes,
+            auxiliary: args.auxiliary_weight > 0.0,
+        };
+        let (network, varmap) = Network::seeded(genotype, &config, args.seed, DType::F32, device)?;
+        let sgd_config = SgdConfig {
             lr: args.lr,
             momentum: args.momentum,
             weight_decay: args.weight_decay,
-        },
-    )?;
-    let mut best_weights: Option<Vec<(String, Tensor)>> = None;
-    if let Some(tensors) = &tensors {
-        load_varmap(&varmap, tensors, MODEL_PREFIX, &checkpoint_path)?;
-        sgd.load_state(tensors)
-            .with_context(|| format!("{}: optimizer state", checkpoint_path.display()))?;
-        if state.best.is_some() {
-            best_weights = Some(unprefixed(tensors, BEST_PREFIX));
-        }
+        };
+        let sgd = Sgd::new(trainable_vars(&varmap), sgd_config)?;
+        let parameters = parameter_count(&varmap, false);
+        eprintln!(
+            "network: {} cells, C = {}, {} parameters (+{} in the auxiliary head)",
+            args.layers,
+            args.init_channels,
+            parameters,
+            parameter_count(&varmap, true) - parameters
+        );
+        Ok(Learner {
+            network,
+            varmap,
+            sgd,
+            best_weights: None,
+        })
     }
-    let parameters = parameter_count(&varmap, false);
-    eprintln!(
-        "network: {} cells, C = {}, {} parameters (+{} in the auxiliary head)",
-        args.layers,
-        args.init_channels,
-        parameters,
-        parameter_count(&varmap, true) - parameters
-    );
 
-    let mut log = RunLog::open(&run.train_log(), args.resume.then_some(state.epoch))?;
-    while state.epoch < args.epochs {
-        if args.stop_after.is_some_and(|n| state.epoch >= n) {
-            return Ok(TrainOutcome {
-                out,
-                epochs_done: state.epoch,
-                metrics: None,
-            });
+    /// Restores the weights, the optimizer state and (when the run has a best epoch) the best
+    /// weights from the checkpoint `path`'s `tensors`.
+    fn restore(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        has_best: bool,
+        path: &Path,
+    ) -> Result<()> {
+        load_varmap(&self.varmap, tensors, MODEL_PREFIX, path)?;
+        self.sgd
+            .load_state(tensors)
+            .with_context(|| format!("{}: optimizer state", path.display()))?;
+        if has_best {
+            self.best_weights = Some(unprefixed(tensors, BEST_PREFIX));
         }
+        Ok(())
+    }
+
+    /// Trains epoch `state.epoch`, validates, keeps the weights when they are the best so
+    /// far, and advances `state`; returns the epoch's log record.
+    fn epoch(
+        &mut self,
+        args: &TrainArgs,
+        data: &EpochData<'_>,
+        dataset: &Dataset,
+        state: &mut TrainState,
+    ) -> Result<EpochRecord> {
         let epoch = state.epoch;
         let started = Instant::now();
         let lr = cosine_lr(epoch, args.epochs, args.lr, args.lr_min);
         let drop_prob = linear_ramp(epoch, args.epochs, args.drop_path);
-        sgd.set_lr(lr);
+        self.sgd.set_lr(lr);
         let config = StepConfig {
-            class_weights: class_weights.clone(),
+            class_weights: data.class_weights.clone(),
             auxiliary_weight: args.auxiliary_weight,
             label_smoothing: args.label_smoothing,
             grad_clip: args.grad_clip,
             drop_prob,
         };
+        let (network, loader) = (&self.network, &data.train_loader);
         let trained = train_epoch(
-            &network,
-            &mut sgd,
-            &train_loader,
-            &train_idx,
+            network,
+            &mut self.sgd,
+            loader,
+            &data.train,
             &config,
             epoch,
             &mut state.rng,
         )?;
-        check_finite(sgd.vars(), epoch)?;
-        let val = if val_idx.is_empty() {
+        check_finite(self.sgd.vars(), epoch)?;
+        let val = if data.val.is_empty() {
             None
         } else {
-            Some(evaluate(&network, &eval_loader, &dataset, &val_idx, "val")?)
+            Some(evaluate(
+                network,
+                &data.eval_loader,
+                dataset,
+                &data.val,
+                "val",
+            )?)
         };
         let improved = match (&val, &state.best) {
             (None, _) | (Some(_), None) => true,
@@ -605,63 +725,56 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
                 val_mean_class_accuracy: val.as_ref().map_or(0.0, |v| v.mean_class_accuracy),
                 val_loss: val.as_ref().map_or(0.0, |v| v.loss),
             });
-            best_weights = Some(inference_tensors(&varmap, "")?);
+            self.best_weights = Some(inference_tensors(&self.varmap, "")?);
         }
         let seconds = started.elapsed().as_secs_f64();
         state.seconds += seconds;
         state.epoch += 1;
-        let (train_loss, train_acc) = (trained.loss, trained.accuracy);
-        let images_per_s = trained.images as f64 / seconds;
         let record = EpochRecord {
             epoch,
             lr,
             drop_path: drop_prob,
-            train_loss,
-            train_acc,
+            train_loss: trained.loss,
+            train_acc: trained.accuracy,
             val_loss: val.as_ref().map(|v| v.loss),
             val_acc: val.as_ref().map(|v| v.accuracy),
             seconds,
-            images_per_s,
+            images_per_s: trained.images as f64 / seconds,
         };
-        eprintln!(
-            "epoch {epoch}: lr {lr:.5} train loss {train_loss:.4} acc {train_acc:.4}{} ({seconds:.1} s, {images_per_s:.1} training images/s)",
-            val.as_ref().map_or(String::new(), |v| format!(
-                " | val loss {:.4} acc {:.4}",
-                v.loss, v.accuracy
-            ))
-        );
-        // Checkpoint first, then log: a kill between the two loses a log line that the
-        // resumed run writes again, never a checkpoint.
-        let mut tensors = varmap_tensors(&varmap, MODEL_PREFIX, |_| true)?;
-        tensors.extend(sgd.state());
-        if let Some(best) = &best_weights {
+        eprintln!("{record}");
+        Ok(record)
+    }
+
+    /// Saves the weights, the optimizer state, the best weights and `state` atomically.
+    fn save_checkpoint(&self, path: &Path, state: &TrainState) -> Result<()> {
+        let mut tensors = varmap_tensors(&self.varmap, MODEL_PREFIX, |_| true)?;
+        tensors.extend(self.sgd.state());
+        if let Some(best) = &self.best_weights {
             tensors.extend(
                 best.iter()
                     .map(|(name, t)| (format!("{BEST_PREFIX}{name}"), t.clone())),
             );
         }
-        checkpoint::save(&checkpoint_path, &tensors, &state)?;
-        log.write(&record)?;
+        Ok(checkpoint::save(path, &tensors, state)?)
     }
+}
 
-    finish(
-        &args,
-        &state,
-        &genotype,
-        cross_validation,
-        &dataset,
-        &cache,
-        stats,
-        &split,
-        best_weights.context("no epoch was trained")?,
-        &run,
-        &device,
-    )
-    .map(|metrics| TrainOutcome {
-        out,
-        epochs_done: state.epoch,
-        metrics: Some(metrics),
-    })
+impl std::fmt::Display for EpochRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "epoch {}: lr {:.5} train loss {:.4} acc {:.4}",
+            self.epoch, self.lr, self.train_loss, self.train_acc
+        )?;
+        if let (Some(loss), Some(acc)) = (self.val_loss, self.val_acc) {
+            write!(f, " | val loss {loss:.4} acc {acc:.4}")?;
+        }
+        write!(
+            f,
+            " ({:.1} s, {:.1} training images/s)",
+            self.seconds, self.images_per_s
+        )
+    }
 }
 
 /// Takes the per-invocation settings of `given` into a resumed run's stored settings and
@@ -972,23 +1085,27 @@ fn unprefixed(tensors: &HashMap<String, Tensor>, prefix: &str) -> Vec<(String, T
     out
 }
 
+/// What the epochs leave for the model file: the run's state, its genotype, the recipe's
+/// cross-validated figures and the selected epoch's weights.
+struct Trained<'a> {
+    state: &'a TrainState,
+    genotype: &'a Genotype,
+    cross_validation: Option<CrossValidation>,
+    best_weights: Vec<(String, Tensor)>,
+}
+
 /// Loads the selected weights into an inference network, measures it on the validation
 /// and test subjects, and writes `model.safetensors` and `metrics.json`.
-#[allow(clippy::too_many_arguments)]
 fn finish(
     args: &TrainArgs,
-    state: &TrainState,
-    genotype: &Genotype,
-    cross_validation: Option<CrossValidation>,
+    trained: Trained<'_>,
     dataset: &Dataset,
-    cache: &ImageCache,
-    stats: ChannelStats,
     split: &Split,
-    best_weights: Vec<(String, Tensor)>,
+    data: &EpochData<'_>,
     run: &RunDir,
     device: &Device,
 ) -> Result<TrainMetrics> {
-    let best = state.best.context("no epoch was selected")?;
+    let best = trained.state.best.context("no epoch was selected")?;
     let config = NetworkConfig {
         init_channels: args.init_channels,
         layers: args.layers,
@@ -997,40 +1114,73 @@ fn finish(
     };
     let varmap = VarMap::new();
     let network = Network::new(
-        genotype,
+        trained.genotype,
         &config,
         VarBuilder::from_varmap(&varmap, DType::F32, device),
     )?;
     let model_path = run.model();
-    let best_map: HashMap<String, Tensor> = best_weights.iter().cloned().collect();
+    let best_map: HashMap<String, Tensor> = trained.best_weights.iter().cloned().collect();
     load_varmap(&varmap, &best_map, "", &model_path)?;
     let parameters = parameter_count(&varmap, false);
 
-    let loader = Loader::new(cache, stats, args.batch, device);
-    let val_idx = split.val.indices(dataset);
-    let val = if val_idx.is_empty() {
-        None
-    } else {
-        Some(evaluate(&network, &loader, dataset, &val_idx, "val")?)
+    let evaluate_part = |part: &Part, name: &str| -> Result<Option<Evaluation>> {
+        let indices = part.indices(dataset);
+        if indices.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(evaluate(
+            &network,
+            &data.eval_loader,
+            dataset,
+            &indices,
+            name,
+        )?))
     };
-    let test_idx = split.test.indices(dataset);
-    let test = if test_idx.is_empty() {
-        None
-    } else {
-        Some(evaluate(&network, &loader, dataset, &test_idx, "test")?)
-    };
+    let val = evaluate_part(&split.val, "val")?;
+    let test = evaluate_part(&split.test, "test")?;
+    let card = model_card(
+        args, &trained, dataset, split, data.stats, parameters, &test,
+    )?;
+    write_model(&model_path, &trained.best_weights, &card)?;
 
+    let metrics = TrainMetrics {
+        selected_epoch: best.epoch,
+        epochs: args.epochs,
+        train_seconds: trained.state.seconds,
+        parameters,
+        val,
+        test,
+    };
+    hands_models::output::write_atomic(
+        &run.metrics(),
+        (serde_json::to_string_pretty(&metrics)? + "\n").as_bytes(),
+    )?;
+    Ok(metrics)
+}
+
+/// The model card of the trained network: its input, genotype, size, test figures,
+/// cross-validated figures and provenance (the settings, split and subjects it has seen).
+fn model_card(
+    args: &TrainArgs,
+    trained: &Trained<'_>,
+    dataset: &Dataset,
+    split: &Split,
+    stats: ChannelStats,
+    parameters: usize,
+    test: &Option<Evaluation>,
+) -> Result<ModelCard> {
+    let best = trained.state.best.context("no epoch was selected")?;
     let mut settings = serde_json::to_value(args)?;
     if let serde_json::Value::Object(map) = &mut settings {
         map.remove("resume");
         map.remove("out");
         map.insert("selected_epoch".into(), best.epoch.into());
-        map.insert("split".into(), state.split_source.clone().into());
+        map.insert("split".into(), trained.state.split_source.clone().into());
         // Who the model has seen, so that `eval` can tell a split that tests on them.
         map.insert("train_subjects".into(), split.train.subjects.clone().into());
         map.insert("val_subjects".into(), split.val.subjects.clone().into());
     }
-    let card = ModelCard {
+    Ok(ModelCard {
         schema_version: CARD_SCHEMA_VERSION,
         labels: dataset.labels().to_vec(),
         input: InputSpec {
@@ -1041,7 +1191,7 @@ fn finish(
             mean: stats.mean,
             std: stats.std,
         },
-        genotype: genotype.clone(),
+        genotype: trained.genotype.clone(),
         network: NetworkSpec {
             init_channels: args.init_channels,
             layers: args.layers,
@@ -1049,7 +1199,7 @@ fn finish(
             parameters,
         },
         metrics: test.as_ref().map(Evaluation::card_metrics).transpose()?,
-        cross_validation,
+        cross_validation: trained.cross_validation.clone(),
         provenance: Provenance {
             data: args.data.display().to_string(),
             genotype_source: args.genotype.clone(),
@@ -1057,21 +1207,5 @@ fn finish(
             seed: args.seed,
             tool_version: concat!("hands-search ", env!("CARGO_PKG_VERSION")).to_string(),
         },
-    };
-    write_model(&model_path, &best_weights, &card)?;
-
-    let metrics = TrainMetrics {
-        selected_epoch: best.epoch,
-        epochs: args.epochs,
-        train_seconds: state.seconds,
-        parameters,
-        val,
-        test,
-    };
-    let metrics_path = run.metrics();
-    hands_models::output::write_atomic(
-        &metrics_path,
-        (serde_json::to_string_pretty(&metrics)? + "\n").as_bytes(),
-    )?;
-    Ok(metrics)
+    })
 }

@@ -67,6 +67,63 @@ impl Preprocess {
     }
 }
 
+/// The stem: a 3x3 convolution from the image to the plan's `3C` channels, then BatchNorm
+/// (`stem.0.weight`, `stem.1.*`).
+#[derive(Debug, Clone)]
+pub struct Stem {
+    conv: Tensor,
+    bn: BatchNorm2d,
+}
+
+impl Stem {
+    /// The stem of the network `plan` describes.
+    pub fn new(plan: &NetworkPlan, vb: &VarBuilder) -> Result<Self> {
+        let c = plan.stem_channels;
+        let conv = vb.get_with_hints(
+            (c, 3, 3, 3),
+            &format!("{STEM_CONV}.weight"),
+            Init::Const(0.0),
+        )?;
+        let bn = BatchNorm2d::new(c, Norm::Learned, vb.pp(STEM_BN))?;
+        Ok(Stem { conv, bn })
+    }
+
+    /// Applies it to `[B, 3, S, S]` images.
+    pub fn forward_t(&self, images: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn
+            .forward_t(&images.conv2d(&self.conv, 1, 1, 1, 1)?, train)
+    }
+}
+
+/// The head: global average pooling, then a linear layer to the class logits
+/// (`classifier.weight`, `classifier.bias`).
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Classifier {
+    /// The classifier of the network `plan` describes, for `classes` classes.
+    pub fn new(plan: &NetworkPlan, classes: usize, vb: &VarBuilder) -> Result<Self> {
+        let vb = vb.pp(CLASSIFIER);
+        let weight = vb.get_with_hints(
+            (classes, plan.classifier_channels),
+            "weight",
+            Init::Const(0.0),
+        )?;
+        let bias = vb.get_with_hints(classes, "bias", Init::Const(0.0))?;
+        Ok(Classifier { weight, bias })
+    }
+
+    /// Logits `[B, classes]` of the last cell's output.
+    pub fn forward(&self, features: &Tensor) -> Result<Tensor> {
+        global_avg_pool(features)?
+            .matmul(&self.weight.t()?)?
+            .broadcast_add(&self.bias)
+    }
+}
+
 /// Drop path settings for one training forward pass.
 pub struct DropPath<'a, R: Rng> {
     /// Probability of dropping a non-identity edge for a sample.
@@ -190,12 +247,10 @@ impl AuxiliaryHead {
 #[derive(Debug, Clone)]
 pub struct Network {
     config: NetworkConfig,
-    stem_conv: Tensor,
-    stem_bn: BatchNorm2d,
+    stem: Stem,
     cells: Vec<Cell>,
     auxiliary: Option<(usize, AuxiliaryHead)>,
-    classifier_weight: Tensor,
-    classifier_bias: Tensor,
+    classifier: Classifier,
 }
 
 /// What a forward pass returns.
@@ -215,12 +270,7 @@ impl Network {
             .validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let plan = NetworkPlan::of_genotype(genotype, config.init_channels, config.layers);
-        let stem_conv = vb.get_with_hints(
-            (plan.stem_channels, 3, 3, 3),
-            &format!("{STEM_CONV}.weight"),
-            Init::Const(0.0),
-        )?;
-        let stem_bn = BatchNorm2d::new(plan.stem_channels, Norm::Learned, vb.pp(STEM_BN))?;
+        let stem = Stem::new(&plan, &vb)?;
         let cells = plan
             .cells
             .iter()
@@ -233,23 +283,12 @@ impl Network {
             )),
             _ => None,
         };
-        let classifier = vb.pp(CLASSIFIER);
         Ok(Network {
             config: config.clone(),
-            stem_conv,
-            stem_bn,
+            stem,
             cells,
             auxiliary,
-            classifier_weight: classifier.get_with_hints(
-                (config.num_classes, plan.classifier_channels),
-                "weight",
-                Init::Const(0.0),
-            )?,
-            classifier_bias: classifier.get_with_hints(
-                config.num_classes,
-                "bias",
-                Init::Const(0.0),
-            )?,
+            classifier: Classifier::new(&plan, config.num_classes, &vb)?,
         })
     }
 
@@ -281,9 +320,7 @@ impl Network {
         train: bool,
         mut drop: Option<DropPath<'_, R>>,
     ) -> Result<Output> {
-        let stem = self
-            .stem_bn
-            .forward_t(&images.conv2d(&self.stem_conv, 1, 1, 1, 1)?, train)?;
+        let stem = self.stem.forward_t(images, train)?;
         let (mut s0, mut s1) = (stem.clone(), stem);
         let mut aux_logits = None;
         for (i, cell) in self.cells.iter().enumerate() {
@@ -296,9 +333,7 @@ impl Network {
                 }
             }
         }
-        let logits = global_avg_pool(&s1)?
-            .matmul(&self.classifier_weight.t()?)?
-            .broadcast_add(&self.classifier_bias)?;
+        let logits = self.classifier.forward(&s1)?;
         Ok(Output { logits, aux_logits })
     }
 
