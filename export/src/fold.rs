@@ -157,19 +157,7 @@ mod tests {
     use candle_nn::{BatchNorm, Conv2d, Conv2dConfig};
 
     use super::*;
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        a.sub(b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use hands_tests::max_abs_diff;
 
     fn bn(c: usize, affine: bool, dev: &Device) -> BatchNorm {
         let mean = Tensor::randn(0f32, 1.0, c, dev).unwrap();

@@ -498,20 +498,10 @@ fn small_normal(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hands_tests::max_abs_diff;
 
     fn random(shape: (usize, usize, usize, usize)) -> Tensor {
         Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     fn mixed_op(channels: usize, stride: usize, partial_k: usize) -> (MixedOp, VarMap) {

@@ -18,6 +18,7 @@ use hands_search::data::{AspectFilter, Dataset, PartName, Split};
 use hands_search::device::DeviceChoice;
 use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
 use hands_search::train::{inference_tensors, train, write_model, TrainArgs};
+use hands_tests::max_abs_diff;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -36,19 +37,6 @@ fn images(n: usize, size: usize, seed: u64) -> Tensor {
         .map(|_| rand::Rng::random_range(&mut rng, -1.0..1.0))
         .collect();
     Tensor::from_vec(values, (n, 3, size, size), &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 #[test]

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::{DType, Tensor};
+
 /// Whether this is CI's run (`CI=true`), where missing shared data fails a test instead of
 /// skipping it.
 pub fn in_ci() -> bool {
@@ -31,4 +33,13 @@ pub fn shared_data(env: &str, folder: &str, what: &str) -> Option<PathBuf> {
 /// [`shared_data`] finds it.
 pub fn sample_dir() -> Option<PathBuf> {
     shared_data("HANDS_SAMPLE", "hands-11k-sample", "11K Hands sample")
+}
+
+/// The largest absolute difference between two tensors of one shape (either float type),
+/// taken in f64.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    let f64_of = |t: &Tensor| t.to_dtype(DType::F64).expect("a float tensor");
+    (f64_of(a) - f64_of(b))
+        .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>())
+        .expect("two tensors of one shape")
 }
