@@ -22,9 +22,9 @@ use clap::Parser;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::Genotype;
 use hands_search::device::DeviceChoice;
+use hands_search::learner::trainable_vars;
 use hands_search::optim::{Sgd, SgdConfig};
 use hands_search::step::{train_step, StepConfig};
-use hands_search::train::trainable_vars;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -117,6 +117,9 @@ struct SearchRecord {
     /// Absent from logs written before it was recorded.
     #[serde(default)]
     parameter_free_normal: Option<usize>,
+    /// Present with `--hessian-iterations`.
+    #[serde(default)]
+    hessian_eigenvalue: Option<f64>,
 }
 
 impl SearchRecord {
@@ -151,6 +154,9 @@ struct Curves {
     val_acc: Option<f64>,
     /// Searches only: pools and skips in the derived normal cell.
     parameter_free_normal: Option<f64>,
+    /// Searches with `--hessian-iterations` only: the architecture Hessian's dominant
+    /// eigenvalue.
+    hessian_eigenvalue: Option<f64>,
 }
 
 impl From<&SearchRecord> for Curves {
@@ -163,6 +169,7 @@ impl From<&SearchRecord> for Curves {
             val_loss: r.val_loss,
             val_acc: r.val_acc,
             parameter_free_normal: r.parameter_free_normal.map(|n| n as f64),
+            hessian_eigenvalue: r.hessian_eigenvalue,
         }
     }
 }
@@ -177,6 +184,7 @@ impl From<&TrainRecord> for Curves {
             val_loss: r.val_loss,
             val_acc: r.val_acc,
             parameter_free_normal: None,
+            hessian_eigenvalue: None,
         }
     }
 }
@@ -578,7 +586,8 @@ fn curves_svg(what: &str, curves: &[Curves], stages: &[(f64, usize)]) -> Result<
     type Pick = fn(&Curves) -> Option<f64>;
     type Line = (&'static str, RGBColor, Pick);
     let collapse_panel = curves.iter().any(|c| c.parameter_free_normal.is_some());
-    let panel_count = 3 + usize::from(collapse_panel);
+    let hessian_panel = curves.iter().any(|c| c.hessian_eigenvalue.is_some());
+    let panel_count = 3 + usize::from(collapse_panel) + usize::from(hessian_panel);
     render_svg((500 * panel_count as u32, 480), |root| {
         let root = root.titled(&format!("{what} curves"), ("sans-serif", 24))?;
         let panels = root.split_evenly((1, panel_count));
@@ -611,6 +620,13 @@ fn curves_svg(what: &str, curves: &[Curves], stages: &[(f64, usize)]) -> Result<
                 "parameter-free ops, normal cell",
                 SeriesLabelPosition::UpperLeft,
                 vec![("pools + skips of 8", train, |c| c.parameter_free_normal)],
+            ));
+        }
+        if hessian_panel {
+            plots.push((
+                "Hessian eigenvalue (alpha)",
+                SeriesLabelPosition::UpperLeft,
+                vec![("dominant, validation", val, |c| c.hessian_eigenvalue)],
             ));
         }
         for (area, (title, legend, lines)) in panels.iter().zip(plots) {

@@ -1,13 +1,46 @@
-//! Resuming a run: the settings stored in its checkpoint against those of the invocation.
-//! A resumed run continues with the stored settings; a setting given differently is
-//! refused (listing each one) unless the subcommand applies it explicitly.
+//! Resuming a run: its checkpoint read back, and the settings stored in it against those of
+//! the invocation. A resumed run continues with the stored settings; a setting given
+//! differently is refused (listing each one) unless the subcommand applies it explicitly.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::checkpoint;
+use crate::run_dir::RunDir;
+
+/// The tensors and the state (as `S`) of `run`'s checkpoint, to resume from; `kind` names
+/// the run in errors (`training`, `search`).
+pub fn stored_state<S: DeserializeOwned>(
+    run: &RunDir,
+    device: &Device,
+    kind: &str,
+) -> Result<(HashMap<String, Tensor>, S)> {
+    let path = run.checkpoint();
+    let (tensors, state) = checkpoint::load(&path, device)
+        .with_context(|| format!("cannot resume from {}", path.display()))?;
+    let state = serde_json::from_value(state)
+        .with_context(|| format!("{}: not a {kind} checkpoint", path.display()))?;
+    Ok((tensors, state))
+}
+
+/// Refuses to start a new run in a folder that holds a checkpoint (of a `kind` run).
+pub fn refuse_existing_checkpoint(run: &RunDir, kind: &str) -> Result<()> {
+    if run.checkpoint().exists() {
+        bail!(
+            "{} already holds a {kind} checkpoint: pass --resume to continue it, or choose \
+             another --out",
+            run.path().display()
+        );
+    }
+    Ok(())
+}
 
 /// A setting whose invocation value differs from the stored one.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -14,20 +13,20 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::architect::{self, LabelledBatch, Unrolling};
 use crate::checkpoint;
-use crate::data::{AspectFilter, Augment, Dataset, Fractions, ImageCache, Loader, Part, Split};
-use crate::derive::derive_genotype;
+use crate::data::{
+    AspectFilter, Augment, Batch, ChannelStats, Dataset, Fractions, ImageCache, Loader, Part, Split,
+};
 use crate::device::DeviceChoice;
 use crate::flags;
-use crate::optim::{clip_grad_norm, Adam, AdamConfig, Sgd, SgdConfig};
+use crate::hessian;
 use crate::outputs::{in_folder, Inputs};
-use crate::pdarts::{limit_skips, prune_candidates, skip_dropout_rate, StagePlan};
+use crate::pdarts::{prune_candidates, StagePlan};
 use crate::resume::{self, changed_settings, Epochs};
 use crate::run_dir::{RunDir, SEARCH_FILES};
-use crate::runlog::{progress_bar, RunLog};
-use crate::schedule::{beta_decay_weight, cosine_lr};
-use crate::supernet::{SkipDropout, Supernet, SupernetConfig, EDGES};
+use crate::runlog::RunLog;
+use crate::stage_run::{ArchValues, StageRun};
+use crate::supernet::{Supernet, SupernetConfig, EDGES};
 
 /// The search algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -152,6 +151,24 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 0.0, value_parser = flags::non_negative)]
     #[serde(default)]
     pub beta_decay: f64,
+    /// R-DARTS' sharpness diagnostic: power iterations for the dominant eigenvalue of the
+    /// Hessian of the validation loss w.r.t. the architecture parameters, taken after every
+    /// epoch on one fixed batch of the architecture half and logged as `hessian_eigenvalue`
+    /// (0 = off, at most 100; each iteration costs two forward-backward passes).
+    #[arg(long, default_value_t = 0, value_parser = flags::usize_in(0..=100))]
+    #[serde(default)]
+    pub hessian_iterations: usize,
+    /// R-DARTS' early stop (DARTS-ES): end the search once the eigenvalue averaged over the
+    /// last --early-stop-window epochs exceeds this factor times its average over the window
+    /// before, keeping the genotype of the last epoch before the rise (R-DARTS: 1.33, i.e.
+    /// 1 / 0.75). Needs --hessian-iterations; not with pdarts.
+    #[arg(long, value_parser = flags::positive)]
+    #[serde(default)]
+    pub early_stop_factor: Option<f64>,
+    /// The early stop's window, in epochs (1 to 100; R-DARTS: 5).
+    #[arg(long, default_value_t = 5, value_parser = flags::usize_in(1..=100))]
+    #[serde(default = "default_early_stop_window")]
+    pub early_stop_window: usize,
     /// Compute device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceChoice,
@@ -248,11 +265,11 @@ impl SearchArgs {
         }
     }
 
-    fn arch_lr(&self) -> f64 {
+    pub(crate) fn arch_lr(&self) -> f64 {
         self.arch_lr.unwrap_or(self.algo.paper_defaults().arch_lr)
     }
 
-    fn arch_grad_clip(&self) -> Option<f64> {
+    pub(crate) fn arch_grad_clip(&self) -> Option<f64> {
         self.arch_grad_clip
             .or(self.algo.paper_defaults().arch_grad_clip)
     }
@@ -350,6 +367,17 @@ impl SearchArgs {
                 self.partial_k()
             );
         }
+        flags::check_range("hessian-iterations", self.hessian_iterations, 0..=100)?;
+        flags::check_range("early-stop-window", self.early_stop_window, 1..=100)?;
+        if let Some(factor) = self.early_stop_factor {
+            flags::check_value("early-stop-factor", factor, flags::positive)?;
+            if self.hessian_iterations == 0 {
+                bail!("--early-stop-factor watches the Hessian eigenvalue: give --hessian-iterations too");
+            }
+            if self.algo == Algo::Pdarts {
+                bail!("--early-stop-factor stops a single-stage search: not with --algo pdarts");
+            }
+        }
         if self.arch_warmup() >= self.epochs {
             bail!(
                 "the architecture warm-up ({} epochs; --arch-warmup-epochs, --stage-warmup for \
@@ -362,7 +390,7 @@ impl SearchArgs {
         self.plan().map(|_| ())
     }
 
-    fn second_order(&self) -> bool {
+    pub(crate) fn second_order(&self) -> bool {
         self.algo == Algo::Darts2
     }
 
@@ -403,34 +431,62 @@ impl SearchArgs {
 
 /// What a checkpoint records besides tensors.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct SearchState {
-    args: SearchArgs,
+pub(crate) struct SearchState {
+    pub(crate) args: SearchArgs,
     /// Stage being run.
-    stage: usize,
+    pub(crate) stage: usize,
     /// Next epoch of that stage to run.
-    epoch: usize,
+    pub(crate) epoch: usize,
     /// Epochs finished over all stages (the `epoch` field of the log).
-    global_epoch: usize,
+    pub(crate) global_epoch: usize,
     /// Candidate operations of each edge in the current stage.
-    normal_candidates: Vec<Vec<Op>>,
-    reduce_candidates: Vec<Vec<Op>>,
-    rng: ChaCha8Rng,
-    genotype: Option<Genotype>,
+    pub(crate) normal_candidates: Vec<Vec<Op>>,
+    pub(crate) reduce_candidates: Vec<Vec<Op>>,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) genotype: Option<Genotype>,
+    /// The Hessian eigenvalue after each epoch of the current stage (--hessian-iterations).
+    #[serde(default)]
+    pub(crate) eigenvalues: Vec<f64>,
+    /// The genotype after each epoch of the current stage (--early-stop-factor), for the
+    /// early stop to go back to.
+    #[serde(default)]
+    pub(crate) genotypes: Vec<Genotype>,
+    /// Where the early stop ended the search, if it did.
+    #[serde(default)]
+    pub(crate) early_stop: Option<EarlyStop>,
+}
+
+/// Where R-DARTS' early stop ended a search.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStop {
+    /// The epoch after which the rise was seen (0-based, over all stages).
+    pub stopped_after: usize,
+    /// The epoch whose genotype the search kept.
+    pub kept_epoch: usize,
+}
+
+/// The early-stop window of runs written before it existed.
+fn default_early_stop_window() -> usize {
+    5
 }
 
 /// Metrics of one search epoch.
 #[derive(Debug, Serialize)]
-struct EpochStats {
-    lr: f64,
-    arch_active: bool,
-    skip_dropout: f64,
+pub(crate) struct EpochStats {
+    pub(crate) lr: f64,
+    pub(crate) arch_active: bool,
+    pub(crate) skip_dropout: f64,
     /// The Beta-Decay weight of the epoch's architecture steps.
-    beta_decay: f64,
-    train_loss: f64,
-    train_acc: f64,
-    val_loss: Option<f64>,
-    val_acc: Option<f64>,
-    seconds: f64,
+    pub(crate) beta_decay: f64,
+    /// The dominant eigenvalue of the architecture Hessian after the epoch
+    /// (--hessian-iterations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) hessian_eigenvalue: Option<f64>,
+    pub(crate) train_loss: f64,
+    pub(crate) train_acc: f64,
+    pub(crate) val_loss: Option<f64>,
+    pub(crate) val_acc: Option<f64>,
+    pub(crate) seconds: f64,
 }
 
 /// One line of `search.jsonl`.
@@ -460,6 +516,9 @@ pub struct Finished {
     pub epochs: usize,
     /// The final genotype (the one in `genotype.json`).
     pub genotype: Genotype,
+    /// Where R-DARTS' early stop ended the search, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<EarlyStop>,
 }
 
 /// Runs `hands-search search`.
@@ -486,6 +545,9 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         &run.config(),
         (serde_json::to_string_pretty(&args)? + "\n").as_bytes(),
     )?;
+    let hessian_batch = (args.hessian_iterations > 0)
+        .then(|| hessian_batch(&cache, stats, &a_idx, args.batch, &device))
+        .transpose()?;
     let search = Search {
         args: &args,
         plan: &plan,
@@ -493,6 +555,7 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         loader,
         w_idx,
         a_idx,
+        hessian_batch,
         num_classes: dataset.labels().len(),
         device: &device,
     };
@@ -514,6 +577,7 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
     let finished = Finished {
         epochs: state.global_epoch,
         genotype: genotype.clone(),
+        early_stop: state.early_stop,
     };
     hands_models::output::write_atomic(
         &run.finished(),
@@ -531,12 +595,9 @@ fn open_state(
     run: &RunDir,
     device: &Device,
 ) -> Result<(SearchState, Option<HashMap<String, Tensor>>)> {
-    let checkpoint_path = run.checkpoint();
     if args.resume {
-        let (tensors, state) = checkpoint::load(&checkpoint_path, device)
-            .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
-        let mut state: SearchState = serde_json::from_value(state)
-            .with_context(|| format!("{}: bad search state", checkpoint_path.display()))?;
+        let (tensors, mut state): (_, SearchState) = resume::stored_state(run, device, "search")?;
+        let checkpoint_path = run.checkpoint();
         state
             .check()
             .with_context(|| format!("{}: bad search state", checkpoint_path.display()))?;
@@ -550,13 +611,7 @@ fn open_state(
         return Ok((state, Some(tensors)));
     }
     args.check()?;
-    if checkpoint_path.exists() {
-        bail!(
-            "{} already holds a search checkpoint: pass --resume to continue it, or choose \
-             another --out",
-            run.path().display()
-        );
-    }
+    resume::refuse_existing_checkpoint(run, "search")?;
     let state = SearchState {
         args: args.clone(),
         stage: 0,
@@ -566,6 +621,9 @@ fn open_state(
         reduce_candidates: SupernetConfig::full_candidates(),
         rng: ChaCha8Rng::seed_from_u64(args.seed),
         genotype: None,
+        eigenvalues: Vec::new(),
+        genotypes: Vec::new(),
+        early_stop: None,
     };
     Ok((state, None))
 }
@@ -605,6 +663,21 @@ fn prepare_halves(
     Ok((split, w_idx, a_idx))
 }
 
+/// The first `batch` images of the architecture half, plain (no augmentation): the fixed
+/// batch the Hessian eigenvalue is taken on, so that its values compare across epochs.
+fn hessian_batch(
+    cache: &ImageCache,
+    stats: ChannelStats,
+    a_idx: &[usize],
+    batch: usize,
+    device: &Device,
+) -> Result<Batch> {
+    let first = &a_idx[..batch.min(a_idx.len())];
+    let loader = Loader::new(cache, stats, first.len(), device);
+    let mut unused = ChaCha8Rng::seed_from_u64(0);
+    Ok(loader.epoch(first, &mut unused).batch(0)?)
+}
+
 /// What every stage of a search reads: its settings and stage plan, the run folder, the
 /// batches and the images of the two halves.
 struct Search<'a> {
@@ -614,6 +687,8 @@ struct Search<'a> {
     loader: Loader<'a>,
     w_idx: Vec<usize>,
     a_idx: Vec<usize>,
+    /// The batch the Hessian eigenvalue is taken on (--hessian-iterations).
+    hessian_batch: Option<Batch>,
     num_classes: usize,
     device: &'a Device,
 }
@@ -652,11 +727,29 @@ impl Search<'_> {
             if args.stop_after.is_some_and(|n| state.global_epoch >= n) {
                 return Ok(false);
             }
-            let stats = stage_run.epoch(&self.loader, &self.w_idx, &self.a_idx, stage, state)?;
+            let mut stats =
+                stage_run.epoch(&self.loader, &self.w_idx, &self.a_idx, stage, state)?;
+            if let Some(batch) = &self.hessian_batch {
+                let eigenvalue = stage_run.hessian_eigenvalue(
+                    batch,
+                    args.hessian_iterations,
+                    args.seed ^ state.global_epoch as u64,
+                )?;
+                stats.hessian_eigenvalue = Some(eigenvalue);
+                state.eigenvalues.push(eigenvalue);
+            }
             let genotype = self.record_epoch(&stage_run, stage, state, stats, log)?;
+            if args.early_stop_factor.is_some() {
+                state.genotypes.push(genotype.clone());
+            }
             state.epoch += 1;
             state.global_epoch += 1;
             state.genotype = Some(genotype);
+            if self.early_stop(state)? {
+                state.epoch = stage.epochs;
+                checkpoint::save(&checkpoint_path, &stage_run.tensors()?, state)?;
+                break;
+            }
             if state.epoch == stage.epochs && state.stage + 1 < self.plan.len() {
                 // Prune for the next stage, which starts from fresh weights.
                 let next_ops = self.plan[state.stage + 1].ops;
@@ -667,12 +760,51 @@ impl Search<'_> {
                     prune_candidates(&reduce, &state.reduce_candidates, next_ops);
                 state.stage += 1;
                 state.epoch = 0;
+                state.eigenvalues.clear();
+                state.genotypes.clear();
                 checkpoint::save(&checkpoint_path, &[], state)?;
                 break;
             }
             checkpoint::save(&checkpoint_path, &stage_run.tensors()?, state)?;
         }
         Ok(true)
+    }
+
+    /// R-DARTS' early stop after the epoch just done: when the eigenvalue has risen by
+    /// --early-stop-factor, the genotype of the last epoch before the rise becomes the
+    /// search's (written with its pictures) and `true` ends the search.
+    fn early_stop(&self, state: &mut SearchState) -> Result<bool> {
+        let Some(factor) = self.args.early_stop_factor else {
+            return Ok(false);
+        };
+        let window = self.args.early_stop_window;
+        let Some(kept) = hessian::early_stop_epoch(&state.eigenvalues, window, factor) else {
+            return Ok(false);
+        };
+        let genotype = state.genotypes[kept].clone();
+        self.write_genotype(&genotype)?;
+        let stage_start = state.global_epoch - state.epoch;
+        let stop = EarlyStop {
+            stopped_after: state.global_epoch - 1,
+            kept_epoch: stage_start + kept,
+        };
+        eprintln!(
+            "early stop (DARTS-ES): the Hessian eigenvalue rose more than {factor} times over \
+             {window} epochs by epoch {}; keeping the genotype of epoch {}",
+            stop.stopped_after, stop.kept_epoch
+        );
+        state.early_stop = Some(stop);
+        state.genotype = Some(genotype);
+        Ok(true)
+    }
+
+    /// Writes `genotype.json` and the cell pictures.
+    fn write_genotype(&self, genotype: &Genotype) -> Result<()> {
+        hands_models::output::write_atomic(
+            &self.run.genotype(),
+            (genotype.to_json() + "\n").as_bytes(),
+        )?;
+        crate::dot::write_cell_pictures(genotype, self.run.path())
     }
 
     /// Writes the epoch's genotype and its cell pictures and logs the epoch; returns the
@@ -686,11 +818,7 @@ impl Search<'_> {
         log: &mut RunLog,
     ) -> Result<Genotype> {
         let genotype = stage_run.genotype(self.args, state.stage + 1 == self.plan.len())?;
-        hands_models::output::write_atomic(
-            &self.run.genotype(),
-            (genotype.to_json() + "\n").as_bytes(),
-        )?;
-        crate::dot::write_cell_pictures(&genotype, self.run.path())?;
+        self.write_genotype(&genotype)?;
         let ArchValues {
             alphas_normal,
             alphas_reduce,
@@ -809,310 +937,6 @@ impl SearchState {
             }
         }
         Ok(())
-    }
-}
-
-/// Per edge (rows), per candidate op (columns) of one cell type: a weight.
-type PerEdge = Vec<Vec<f64>>;
-
-/// Softmaxed architecture parameters of both cell types, for the log.
-struct ArchValues {
-    alphas_normal: PerEdge,
-    alphas_reduce: PerEdge,
-    betas_normal: Option<Vec<f64>>,
-    betas_reduce: Option<Vec<f64>>,
-}
-
-/// What one search step measured: the architecture step's validation loss and correct
-/// count (when it ran), and the weight step's training loss and correct count.
-#[derive(Debug, Clone, Copy)]
-pub struct StepOutcome {
-    /// `(val_loss, val_correct)` of the architecture step.
-    pub arch: Option<(f64, usize)>,
-    /// `(train_loss, train_correct)` of the weight step.
-    pub weights: (f64, usize),
-}
-
-/// The supernet of one stage with its optimisers: runs search steps.
-pub struct StageRun<'a> {
-    net: &'a Supernet,
-    weight_vars: Vec<candle_core::Var>,
-    arch_vars: Vec<candle_core::Var>,
-    sgd: Sgd,
-    adam: Adam,
-    second_order: bool,
-    grad_clip: f64,
-    arch_grad_clip: Option<f64>,
-}
-
-impl<'a> StageRun<'a> {
-    /// Optimisers for `net` with the settings of `args`.
-    pub fn new(net: &'a Supernet, args: &SearchArgs) -> Result<Self> {
-        let weight_vars: Vec<_> = net.weight_vars().into_iter().map(|(_, v)| v).collect();
-        let arch_vars: Vec<_> = net.arch_vars().into_iter().map(|(_, v)| v).collect();
-        let sgd = Sgd::new(
-            weight_vars.clone(),
-            SgdConfig {
-                lr: args.lr,
-                momentum: args.momentum,
-                weight_decay: args.weight_decay,
-            },
-        )?;
-        let adam = Adam::new(
-            arch_vars.clone(),
-            AdamConfig {
-                lr: args.arch_lr(),
-                betas: (0.5, 0.999),
-                eps: 1e-8,
-                weight_decay: args.arch_weight_decay,
-            },
-        )?;
-        Ok(StageRun {
-            net,
-            weight_vars,
-            arch_vars,
-            sgd,
-            adam,
-            second_order: args.second_order(),
-            grad_clip: args.grad_clip,
-            arch_grad_clip: args.arch_grad_clip(),
-        })
-    }
-
-    /// Everything a checkpoint must hold to continue this stage exactly.
-    fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut tensors: Vec<(String, Tensor)> = self
-            .net
-            .all_weight_vars()
-            .into_iter()
-            .chain(self.net.arch_vars())
-            .map(|(n, v)| (n, v.as_tensor().clone()))
-            .collect();
-        tensors.extend(self.sgd.state());
-        tensors.extend(self.adam.state()?);
-        Ok(tensors)
-    }
-
-    fn restore(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        for (name, var) in self
-            .net
-            .all_weight_vars()
-            .into_iter()
-            .chain(self.net.arch_vars())
-        {
-            let t = tensors
-                .get(&name)
-                .with_context(|| format!("missing tensor `{name}`"))?;
-            if t.dims() != var.dims() {
-                bail!(
-                    "tensor `{name}` has shape {:?}, expected {:?}",
-                    t.dims(),
-                    var.dims()
-                );
-            }
-            var.set(t)?;
-        }
-        self.sgd.load_state(tensors)?;
-        self.adam.load_state(tensors)?;
-        Ok(())
-    }
-
-    fn epoch(
-        &mut self,
-        loader: &Loader<'_>,
-        w_idx: &[usize],
-        a_idx: &[usize],
-        stage: &StagePlan,
-        state: &mut SearchState,
-    ) -> Result<EpochStats> {
-        let start = Instant::now();
-        let lr = cosine_lr(state.epoch, stage.epochs, state.args.lr, state.args.lr_min);
-        let arch_active = state.epoch >= stage.warmup;
-        let drop_rate = skip_dropout_rate(stage, state.epoch);
-        let beta_decay = beta_decay_weight(
-            state.args.beta_decay,
-            state.epoch,
-            stage.epochs,
-            stage.warmup,
-        );
-        let w_epoch = loader.epoch(w_idx, &mut state.rng);
-        let a_epoch = loader.epoch(a_idx, &mut state.rng);
-        let steps = w_epoch.num_batches().min(a_epoch.num_batches());
-        let bar = progress_bar(
-            steps as u64,
-            &format!("stage {} epoch {}", state.stage, state.epoch),
-        );
-        let (mut train_loss, mut train_correct, mut train_seen) = (0.0, 0usize, 0usize);
-        let (mut val_loss, mut val_correct, mut val_seen) = (0.0, 0usize, 0usize);
-        for step in 0..steps {
-            let w_batch = w_epoch.batch(step)?;
-            let train = LabelledBatch {
-                images: &w_batch.images,
-                labels: &w_batch.labels,
-            };
-            let a_batch = if arch_active {
-                Some(a_epoch.batch(step)?)
-            } else {
-                None
-            };
-            let val = a_batch.as_ref().map(|b| LabelledBatch {
-                images: &b.images,
-                labels: &b.labels,
-            });
-            let outcome = self
-                .step(train, val, lr, drop_rate, beta_decay, &mut state.rng)
-                .with_context(|| {
-                    format!("step {step} of stage {} epoch {}", state.stage, state.epoch)
-                })?;
-            if let (Some(arch), Some(b)) = (&outcome.arch, &a_batch) {
-                val_loss += arch.0 * b.indices.len() as f64;
-                val_correct += arch.1;
-                val_seen += b.indices.len();
-            }
-            let (loss, correct) = outcome.weights;
-            let n = w_batch.indices.len();
-            train_loss += loss * n as f64;
-            train_correct += correct;
-            train_seen += n;
-            bar.inc(1);
-            bar.set_message(format!("loss {:.3}", train_loss / train_seen as f64));
-        }
-        bar.finish_and_clear();
-        let ratio = |a: f64, n: usize| (n > 0).then(|| a / n as f64);
-        Ok(EpochStats {
-            lr,
-            arch_active,
-            skip_dropout: drop_rate,
-            beta_decay,
-            train_loss: ratio(train_loss, train_seen).unwrap_or(f64::NAN),
-            train_acc: ratio(train_correct as f64, train_seen).unwrap_or(f64::NAN),
-            val_loss: ratio(val_loss, val_seen),
-            val_acc: ratio(val_correct as f64, val_seen),
-            seconds: start.elapsed().as_secs_f64(),
-        })
-    }
-
-    /// One search step: an architecture step on `val` (when given), then a weight step on
-    /// `train` at learning rate `lr`, both with skip-connect dropout at rate `skip_dropout`
-    /// (P-DARTS; 0 for the other algorithms, and the unrolled second-order step, which
-    /// P-DARTS does not use, takes none). The architecture gradient gets β-DARTS'
-    /// Beta-Decay term of weight `beta_decay` when it is positive.
-    pub fn step(
-        &mut self,
-        train: LabelledBatch<'_>,
-        val: Option<LabelledBatch<'_>>,
-        lr: f64,
-        skip_dropout: f64,
-        beta_decay: f64,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<StepOutcome> {
-        self.sgd.set_lr(lr);
-        let arch = match val {
-            Some(val) => {
-                let mut arch = if self.second_order {
-                    let buffers: Vec<Option<Tensor>> = (0..self.weight_vars.len())
-                        .map(|i| self.sgd.momentum_buffer(i).cloned())
-                        .collect();
-                    let config = self.sgd.config();
-                    let unrolling = Unrolling {
-                        xi: lr,
-                        momentum: config.momentum,
-                        weight_decay: config.weight_decay,
-                        r_scale: 0.01,
-                    };
-                    architect::second_order(
-                        self.net,
-                        &self.weight_vars,
-                        &buffers,
-                        train,
-                        val,
-                        unrolling,
-                    )?
-                } else {
-                    let dropout = SkipDropout {
-                        prob: skip_dropout,
-                        rng: &mut *rng,
-                    };
-                    architect::first_order(self.net, val, Some(dropout))?
-                };
-                if beta_decay > 0.0 {
-                    architect::add_beta_decay(self.net, beta_decay, &mut arch.grads)?;
-                }
-                if let Some(clip) = self.arch_grad_clip {
-                    clip_grad_norm(&self.arch_vars, &mut arch.grads, clip)?;
-                }
-                self.adam.step(&arch.grads)?;
-                Some((arch.val_loss, arch.val_correct))
-            }
-            None => None,
-        };
-        let dropout = SkipDropout {
-            prob: skip_dropout,
-            rng,
-        };
-        let eval = architect::evaluate(self.net, train, Some(dropout))?;
-        let loss = architect::finite_loss(&eval.loss, "weight step")?;
-        let mut grads = eval.loss.backward()?;
-        clip_grad_norm(&self.weight_vars, &mut grads, self.grad_clip)?;
-        self.sgd.step(&grads)?;
-        Ok(StepOutcome {
-            arch,
-            weights: (loss, eval.correct),
-        })
-    }
-
-    /// Per-edge candidate weights used for deriving and pruning: softmax(alpha), times the
-    /// edge's softmaxed beta with edge normalisation.
-    fn op_weights(&self) -> Result<(PerEdge, PerEdge)> {
-        let cell = |arch: &crate::supernet::CellArch| -> Result<PerEdge> {
-            let mut w = arch.op_weights()?;
-            if let Some(b) = arch.edge_weights()? {
-                w = w.broadcast_mul(&b.reshape((EDGES, 1))?)?;
-            }
-            Ok(w.to_dtype(DType::F64)?.to_vec2::<f64>()?)
-        };
-        Ok((cell(&self.net.normal)?, cell(&self.net.reduce)?))
-    }
-
-    fn arch_values(&self) -> Result<ArchValues> {
-        let soft = |arch: &crate::supernet::CellArch| -> Result<PerEdge> {
-            Ok(arch.op_weights()?.to_dtype(DType::F64)?.to_vec2()?)
-        };
-        let betas = |arch: &crate::supernet::CellArch| -> Result<Option<Vec<f64>>> {
-            Ok(match arch.edge_weights()? {
-                Some(b) => Some(b.to_dtype(DType::F64)?.to_vec1()?),
-                None => None,
-            })
-        };
-        Ok(ArchValues {
-            alphas_normal: soft(&self.net.normal)?,
-            alphas_reduce: soft(&self.net.reduce)?,
-            betas_normal: betas(&self.net.normal)?,
-            betas_reduce: betas(&self.net.reduce)?,
-        })
-    }
-
-    fn genotype(&self, args: &SearchArgs, final_stage: bool) -> Result<Genotype> {
-        let (normal, reduce) = self.op_weights()?;
-        let config = self.net.config();
-        let genotype = if args.algo == Algo::Pdarts && final_stage {
-            limit_skips(
-                &normal,
-                &config.normal_candidates,
-                &reduce,
-                &config.reduce_candidates,
-                args.max_skip,
-            )
-        } else {
-            derive_genotype(
-                &normal,
-                &config.normal_candidates,
-                &reduce,
-                &config.reduce_candidates,
-            )
-        };
-        genotype.validate()?;
-        Ok(genotype)
     }
 }
 

@@ -5,12 +5,11 @@
 //! the same mathematics.
 
 use anyhow::{bail, Result};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Tensor, D};
 use hands_models::nn::network::{DropPath, Network};
 use rand::Rng;
 
 use crate::optim::{clip_grad_norm, Sgd};
-use crate::train::cross_entropy;
 
 /// Loss settings of a training step.
 #[derive(Debug, Clone)]
@@ -86,4 +85,40 @@ pub fn train_step<R: Rng>(
 
 fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// Cross-entropy of `logits` `[B, K]` against `labels` `[B]` with label smoothing `eps` and
+/// optional per-class `weights` `[K]`, as `torch.nn.CrossEntropyLoss(weight, label_smoothing=eps)`:
+/// per image `(1 - eps) * w_y * nll + eps * mean_k(w_k * -log p_k)`, summed and divided by the
+/// sum of `w_y` over the batch (the plain batch mean without weights).
+pub fn cross_entropy(
+    logits: &Tensor,
+    labels: &Tensor,
+    eps: f64,
+    weights: Option<&Tensor>,
+) -> Result<Tensor> {
+    let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let labels = labels.to_dtype(DType::U32)?;
+    let nll = log_p.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+    let Some(weights) = weights else {
+        let nll = nll.mean_all()?;
+        if eps == 0.0 {
+            return Ok(nll);
+        }
+        let uniform = log_p.mean(D::Minus1)?.neg()?.mean_all()?;
+        return Ok(((nll * (1.0 - eps))? + (uniform * eps)?)?);
+    };
+    let weights = weights.to_dtype(log_p.dtype())?;
+    let image_weights = weights.index_select(&labels, 0)?;
+    let mut per_image = (nll * &image_weights)?;
+    if eps != 0.0 {
+        let smooth = log_p
+            .broadcast_mul(&weights.unsqueeze(0)?)?
+            .mean(D::Minus1)?
+            .neg()?;
+        per_image = ((per_image * (1.0 - eps))? + (smooth * eps)?)?;
+    }
+    Ok(per_image
+        .sum_all()?
+        .broadcast_div(&image_weights.sum_all()?)?)
 }

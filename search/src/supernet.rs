@@ -6,12 +6,10 @@ use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::ops::softmax;
 use candle_nn::{VarBuilder, VarMap};
 use hands_models::nn::functional::max_pool2x2;
-use hands_models::nn::layers::{
-    is_running_statistic, Activated, BatchNorm2d, Norm, Operation, ReluConvBn,
-};
+use hands_models::nn::layers::{is_running_statistic, Activated, BatchNorm2d, Norm, Operation};
 use hands_models::nn::mixture::accumulate_scaled;
-use hands_models::nn::network::{Classifier, Preprocess, Stem};
-use hands_models::plan::{CellPlan, NetworkPlan, PREPROCESS0, PREPROCESS1};
+use hands_models::nn::network::{CellInputs, Classifier, Stem};
+use hands_models::plan::{CellPlan, NetworkPlan};
 use hands_models::Op;
 use rand::Rng;
 
@@ -211,8 +209,7 @@ impl SkipDropout<'_> {
 #[derive(Debug, Clone)]
 struct SearchCell {
     plan: CellPlan,
-    preprocess0: Preprocess,
-    preprocess1: ReluConvBn,
+    inputs: CellInputs,
     edges: Vec<MixedOp>,
 }
 
@@ -235,14 +232,7 @@ impl SearchCell {
         }
         Ok(SearchCell {
             plan: *plan,
-            preprocess0: Preprocess::new(
-                plan.input0_channels,
-                c,
-                plan.reduction_prev,
-                norm,
-                vb.pp(PREPROCESS0),
-            )?,
-            preprocess1: ReluConvBn::new(plan.input1_channels, c, norm, vb.pp(PREPROCESS1))?,
+            inputs: CellInputs::new(plan, norm, &vb)?,
             edges,
         })
     }
@@ -258,10 +248,12 @@ impl SearchCell {
         drop_skip: &mut Option<SkipDropout<'_>>,
     ) -> Result<Tensor> {
         // Each state's ReLU is computed once for all the edges that read it.
-        let mut states = vec![
-            Activated::new(self.preprocess0.forward_t(s0, true)?),
-            Activated::new(self.preprocess1.forward_t(s1, true)?),
-        ];
+        let mut states: Vec<Activated> = self
+            .inputs
+            .forward_t(s0, s1, true)?
+            .into_iter()
+            .map(Activated::new)
+            .collect();
         for node in 0..NODES {
             let mut sum: Option<Tensor> = None;
             for (from, edge) in node_edges(node).enumerate() {

@@ -9,17 +9,15 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use clap::Args;
 use hands_models::card::{
     CrossValidation, InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_SCHEMA_VERSION,
 };
 use hands_models::genotype::GENOTYPE_FILE;
-use hands_models::nn::layers::is_running_statistic;
 use hands_models::nn::model_file;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::plan::{is_under, AUXILIARY};
@@ -28,30 +26,23 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, load_varmap, varmap_tensors};
+use crate::checkpoint::{load_varmap, varmap_tensors};
 use crate::data::{
-    AspectFilter, Augment, AugmentRecipe, ChannelStats, Dataset, Fractions, ImageCache, Loader,
-    Part, Split,
+    AspectFilter, AugmentRecipe, ChannelStats, Dataset, Fractions, ImageCache, Part, Split,
 };
 use crate::device::DeviceChoice;
 use crate::eval::{evaluate, Evaluation};
 use crate::flags;
-use crate::optim::{Sgd, SgdConfig};
+use crate::learner::{EpochData, Learner};
 use crate::outputs::{in_folder, Inputs};
 use crate::resume::{self, changed_settings, Epochs};
 use crate::run_dir::{self, RunDir, FINISHED, TRAIN_FILES};
-use crate::runlog::{progress_bar, RunLog};
-use crate::schedule::{cosine_lr, linear_ramp};
+use crate::runlog::RunLog;
 use crate::search::Finished;
-use crate::step::{train_step, StepConfig};
 
 /// The ChaCha stream of the training RNG (batch order, augmentation, drop path); the split
 /// uses streams 0 and 1 of the same seed.
 const TRAIN_STREAM: u64 = 2;
-/// Checkpoint tensor prefix of the current weights.
-const MODEL_PREFIX: &str = "model.";
-/// Checkpoint tensor prefix of the best weights so far.
-const BEST_PREFIX: &str = "best.";
 
 /// Arguments of `hands-search train`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
@@ -290,7 +281,7 @@ pub struct Best {
 }
 
 impl Best {
-    fn improved_by(&self, mean_class_accuracy: f64, loss: f64) -> bool {
+    pub(crate) fn improved_by(&self, mean_class_accuracy: f64, loss: f64) -> bool {
         mean_class_accuracy > self.val_mean_class_accuracy
             || (mean_class_accuracy == self.val_mean_class_accuracy && loss < self.val_loss)
     }
@@ -298,16 +289,19 @@ impl Best {
 
 /// The run state stored in the checkpoint's metadata.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct TrainState {
-    args: TrainArgs,
+pub(crate) struct TrainState {
+    /// The run's settings.
+    pub(crate) args: TrainArgs,
     /// Epochs completed.
-    epoch: usize,
-    rng: ChaCha8Rng,
-    best: Option<Best>,
+    pub(crate) epoch: usize,
+    /// The training RNG where the next epoch starts.
+    pub(crate) rng: ChaCha8Rng,
+    /// The best epoch so far.
+    pub(crate) best: Option<Best>,
     /// Training seconds spent so far (all invocations).
-    seconds: f64,
+    pub(crate) seconds: f64,
     /// Where the split came from.
-    split_source: String,
+    pub(crate) split_source: String,
 }
 
 /// One line of `train.jsonl`.
@@ -457,12 +451,8 @@ fn open_state(
     run: &RunDir,
     device: &Device,
 ) -> Result<(TrainState, Option<HashMap<String, Tensor>>)> {
-    let checkpoint_path = run.checkpoint();
     if cli.resume {
-        let (tensors, state) = checkpoint::load(&checkpoint_path, device)
-            .with_context(|| format!("cannot resume from {}", checkpoint_path.display()))?;
-        let mut state: TrainState = serde_json::from_value(state)
-            .with_context(|| format!("{}: not a training checkpoint", checkpoint_path.display()))?;
+        let (tensors, mut state): (_, TrainState) = resume::stored_state(run, device, "training")?;
         resume_settings(&mut state, cli, run.path())?;
         eprintln!(
             "resuming {} after epoch {} of {} (settings from the checkpoint)",
@@ -473,13 +463,7 @@ fn open_state(
         return Ok((state, Some(tensors)));
     }
     cli.check()?;
-    if checkpoint_path.exists() {
-        bail!(
-            "{} already holds a checkpoint: pass --resume to continue it, or choose another \
-             --out",
-            run.path().display()
-        );
-    }
+    resume::refuse_existing_checkpoint(run, "training")?;
     let mut rng = ChaCha8Rng::seed_from_u64(cli.seed);
     rng.set_stream(TRAIN_STREAM);
     let state = TrainState {
@@ -554,209 +538,6 @@ fn prepare_split(
         (serde_json::to_string_pretty(args)? + "\n").as_bytes(),
     )?;
     Ok(split)
-}
-
-/// What every epoch reads: the images of each part, their loaders, the class weights.
-struct EpochData<'a> {
-    train: Vec<usize>,
-    val: Vec<usize>,
-    /// Normalisation statistics of the training images.
-    stats: ChannelStats,
-    /// Augmented, shuffled training batches.
-    train_loader: Loader<'a>,
-    /// Plain batches for evaluation.
-    eval_loader: Loader<'a>,
-    class_weights: Option<Tensor>,
-}
-
-impl<'a> EpochData<'a> {
-    fn new(
-        args: &TrainArgs,
-        dataset: &Dataset,
-        (split, split_source): (&Split, &str),
-        cache: &'a ImageCache,
-        device: &Device,
-    ) -> Result<Self> {
-        let train = split.train.indices(dataset);
-        let val = split.val.indices(dataset);
-        eprintln!(
-            "{}: {} images of {} subjects; train {} / val {} / test {} subjects ({} / {} / {} \
-             images; split {split_source})",
-            args.data.display(),
-            dataset.len(),
-            dataset.subjects().len(),
-            split.train.subjects.len(),
-            split.val.subjects.len(),
-            split.test.subjects.len(),
-            train.len(),
-            val.len(),
-            split.test.indices(dataset).len(),
-        );
-        let stats = cache.stats(&train)?;
-        let train_loader = Loader::new(cache, stats, args.batch, device)
-            .augment(Augment::recipe(args.augment, args.size).with_cutout(args.cutout))
-            .shuffle(true)
-            .drop_last(train.len() >= args.batch);
-        let eval_loader = Loader::new(cache, stats, args.batch, device);
-        let class_weights = args
-            .class_weight
-            .weights(&split.train.label_images)
-            .map(|w| Tensor::new(w.as_slice(), device))
-            .transpose()?;
-        Ok(EpochData {
-            train,
-            val,
-            stats,
-            train_loader,
-            eval_loader,
-            class_weights,
-        })
-    }
-}
-
-/// The network being trained, its optimizer, and the weights of the best epoch so far.
-struct Learner {
-    network: Network,
-    varmap: VarMap,
-    sgd: Sgd,
-    best_weights: Option<Vec<(String, Tensor)>>,
-}
-
-impl Learner {
-    /// A seeded network (for `classes` classes) and its optimizer.
-    fn new(args: &TrainArgs, genotype: &Genotype, classes: usize, device: &Device) -> Result<Self> {
-        let config = NetworkConfig {
-            init_channels: args.init_channels,
-            layers: args.layers,
-            num_classes: classes,
-            auxiliary: args.auxiliary_weight > 0.0,
-        };
-        let (network, varmap) = Network::seeded(genotype, &config, args.seed, DType::F32, device)?;
-        let sgd_config = SgdConfig {
-            lr: args.lr,
-            momentum: args.momentum,
-            weight_decay: args.weight_decay,
-        };
-        let sgd = Sgd::new(trainable_vars(&varmap), sgd_config)?;
-        let parameters = parameter_count(&varmap, false);
-        eprintln!(
-            "network: {} cells, C = {}, {} parameters (+{} in the auxiliary head)",
-            args.layers,
-            args.init_channels,
-            parameters,
-            parameter_count(&varmap, true) - parameters
-        );
-        Ok(Learner {
-            network,
-            varmap,
-            sgd,
-            best_weights: None,
-        })
-    }
-
-    /// Restores the weights, the optimizer state and (when the run has a best epoch) the best
-    /// weights from the checkpoint `path`'s `tensors`.
-    fn restore(
-        &mut self,
-        tensors: &HashMap<String, Tensor>,
-        has_best: bool,
-        path: &Path,
-    ) -> Result<()> {
-        load_varmap(&self.varmap, tensors, MODEL_PREFIX, path)?;
-        self.sgd
-            .load_state(tensors)
-            .with_context(|| format!("{}: optimizer state", path.display()))?;
-        if has_best {
-            self.best_weights = Some(unprefixed(tensors, BEST_PREFIX));
-        }
-        Ok(())
-    }
-
-    /// Trains epoch `state.epoch`, validates, keeps the weights when they are the best so
-    /// far, and advances `state`; returns the epoch's log record.
-    fn epoch(
-        &mut self,
-        args: &TrainArgs,
-        data: &EpochData<'_>,
-        dataset: &Dataset,
-        state: &mut TrainState,
-    ) -> Result<EpochRecord> {
-        let epoch = state.epoch;
-        let started = Instant::now();
-        let lr = cosine_lr(epoch, args.epochs, args.lr, args.lr_min);
-        let drop_prob = linear_ramp(epoch, args.epochs, args.drop_path);
-        self.sgd.set_lr(lr);
-        let config = StepConfig {
-            class_weights: data.class_weights.clone(),
-            auxiliary_weight: args.auxiliary_weight,
-            label_smoothing: args.label_smoothing,
-            grad_clip: args.grad_clip,
-            drop_prob,
-        };
-        let (network, loader) = (&self.network, &data.train_loader);
-        let trained = train_epoch(
-            network,
-            &mut self.sgd,
-            loader,
-            &data.train,
-            &config,
-            epoch,
-            &mut state.rng,
-        )?;
-        check_finite(self.sgd.vars(), epoch)?;
-        let val = if data.val.is_empty() {
-            None
-        } else {
-            Some(evaluate(
-                network,
-                &data.eval_loader,
-                dataset,
-                &data.val,
-                "val",
-            )?)
-        };
-        let improved = match (&val, &state.best) {
-            (None, _) | (Some(_), None) => true,
-            (Some(v), Some(best)) => best.improved_by(v.mean_class_accuracy, v.loss),
-        };
-        if improved {
-            state.best = Some(Best {
-                epoch,
-                val_mean_class_accuracy: val.as_ref().map_or(0.0, |v| v.mean_class_accuracy),
-                val_loss: val.as_ref().map_or(0.0, |v| v.loss),
-            });
-            self.best_weights = Some(inference_tensors(&self.varmap, "")?);
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        state.seconds += seconds;
-        state.epoch += 1;
-        let record = EpochRecord {
-            epoch,
-            lr,
-            drop_path: drop_prob,
-            train_loss: trained.loss,
-            train_acc: trained.accuracy,
-            val_loss: val.as_ref().map(|v| v.loss),
-            val_acc: val.as_ref().map(|v| v.accuracy),
-            seconds,
-            images_per_s: trained.images as f64 / seconds,
-        };
-        eprintln!("{record}");
-        Ok(record)
-    }
-
-    /// Saves the weights, the optimizer state, the best weights and `state` atomically.
-    fn save_checkpoint(&self, path: &Path, state: &TrainState) -> Result<()> {
-        let mut tensors = varmap_tensors(&self.varmap, MODEL_PREFIX, |_| true)?;
-        tensors.extend(self.sgd.state());
-        if let Some(best) = &self.best_weights {
-            tensors.extend(
-                best.iter()
-                    .map(|(name, t)| (format!("{BEST_PREFIX}{name}"), t.clone())),
-            );
-        }
-        Ok(checkpoint::save(path, &tensors, state)?)
-    }
 }
 
 impl std::fmt::Display for EpochRecord {
@@ -903,97 +684,6 @@ fn check_trainable(data: &Path, dataset: &Dataset, split: &Split, source: &str) 
     Ok(())
 }
 
-/// What one training epoch measured.
-struct EpochTraining {
-    /// Mean main-head loss.
-    loss: f64,
-    /// Accuracy on the (augmented) training batches.
-    accuracy: f64,
-    /// Training images seen.
-    images: usize,
-}
-
-/// One training epoch of [`train_step`]s.
-fn train_epoch(
-    network: &Network,
-    sgd: &mut Sgd,
-    loader: &Loader<'_>,
-    indices: &[usize],
-    config: &StepConfig,
-    epoch: usize,
-    rng: &mut ChaCha8Rng,
-) -> Result<EpochTraining> {
-    let batches = loader.epoch(indices, rng);
-    let bar = progress_bar(batches.num_batches() as u64, &format!("epoch {epoch}"));
-    let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
-    for (step, batch) in batches.enumerate() {
-        let batch = batch?;
-        let outcome = train_step(network, sgd, &batch.images, &batch.labels, config, rng)
-            .with_context(|| {
-                format!(
-                    "epoch {epoch} step {step}: training stopped; the last checkpoint is intact"
-                )
-            })?;
-        let n = batch.indices.len();
-        loss_sum += outcome.main_loss * n as f64;
-        correct += outcome
-            .logits
-            .argmax(D::Minus1)?
-            .eq(&batch.labels)?
-            .to_dtype(DType::U32)?
-            .sum_all()?
-            .to_scalar::<u32>()? as usize;
-        seen += n;
-        bar.inc(1);
-        bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
-    }
-    bar.finish_and_clear();
-    if seen == 0 {
-        bail!("epoch {epoch} has no training batch (fewer images than --batch?)");
-    }
-    Ok(EpochTraining {
-        loss: loss_sum / seen as f64,
-        accuracy: correct as f64 / seen as f64,
-        images: seen,
-    })
-}
-
-/// Cross-entropy of `logits` `[B, K]` against `labels` `[B]` with label smoothing `eps` and
-/// optional per-class `weights` `[K]`, as `torch.nn.CrossEntropyLoss(weight, label_smoothing=eps)`:
-/// per image `(1 - eps) * w_y * nll + eps * mean_k(w_k * -log p_k)`, summed and divided by the
-/// sum of `w_y` over the batch (the plain batch mean without weights).
-pub fn cross_entropy(
-    logits: &Tensor,
-    labels: &Tensor,
-    eps: f64,
-    weights: Option<&Tensor>,
-) -> Result<Tensor> {
-    let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    let labels = labels.to_dtype(DType::U32)?;
-    let nll = log_p.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
-    let Some(weights) = weights else {
-        let nll = nll.mean_all()?;
-        if eps == 0.0 {
-            return Ok(nll);
-        }
-        let uniform = log_p.mean(D::Minus1)?.neg()?.mean_all()?;
-        return Ok(((nll * (1.0 - eps))? + (uniform * eps)?)?);
-    };
-    let weights = weights.to_dtype(log_p.dtype())?;
-    let image_weights = weights.index_select(&labels, 0)?;
-    let mut per_image = (nll * &image_weights)?;
-    if eps != 0.0 {
-        let smooth = log_p
-            .broadcast_mul(&weights.unsqueeze(0)?)?
-            .mean(D::Minus1)?
-            .neg()?;
-        per_image = ((per_image * (1.0 - eps))? + (smooth * eps)?)?;
-    }
-    Ok(per_image
-        .sum_all()?
-        .broadcast_div(&image_weights.sum_all()?)?)
-}
-
 /// How the training loss weighs the classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -1031,18 +721,6 @@ impl ClassWeight {
     }
 }
 
-/// The learnable variables of `varmap` (BatchNorm running statistics excluded), sorted by
-/// name: the fixed order of the optimizer state.
-pub fn trainable_vars(varmap: &VarMap) -> Vec<Var> {
-    let vars = varmap.data().lock().expect("varmap lock");
-    let mut named: Vec<(&String, &Var)> = vars
-        .iter()
-        .filter(|(name, _)| !is_running_statistic(name))
-        .collect();
-    named.sort_by(|a, b| a.0.cmp(b.0));
-    named.into_iter().map(|(_, v)| v.clone()).collect()
-}
-
 /// The tensors of the inference network (auxiliary head left out), named like its module
 /// tree, with `prefix`.
 pub fn inference_tensors(varmap: &VarMap, prefix: &str) -> Result<Vec<(String, Tensor)>> {
@@ -1058,31 +736,6 @@ pub fn write_model(path: &Path, tensors: &[(String, Tensor)], card: &ModelCard) 
         .with_context(|| format!("{}: cannot write the model file", path.display()))?;
     hands_models::output::write_atomic(path, &bytes)?;
     Ok(())
-}
-
-/// Fails when a learnable variable holds NaN or infinity (a diverged update).
-fn check_finite(vars: &[Var], epoch: usize) -> Result<()> {
-    let mut sums = Vec::with_capacity(vars.len());
-    for var in vars {
-        sums.push(var.as_tensor().to_dtype(DType::F64)?.abs()?.sum_all()?);
-    }
-    let total = Tensor::stack(&sums, 0)?.sum_all()?.to_scalar::<f64>()?;
-    if !total.is_finite() {
-        bail!(
-            "the weights became non-finite during epoch {epoch}: training stopped; the last \
-             checkpoint is intact (try a lower --lr)"
-        );
-    }
-    Ok(())
-}
-
-fn unprefixed(tensors: &HashMap<String, Tensor>, prefix: &str) -> Vec<(String, Tensor)> {
-    let mut out: Vec<(String, Tensor)> = tensors
-        .iter()
-        .filter_map(|(k, t)| k.strip_prefix(prefix).map(|n| (n.to_string(), t.clone())))
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
 }
 
 /// What the epochs leave for the model file: the run's state, its genotype, the recipe's

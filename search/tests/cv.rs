@@ -15,7 +15,8 @@ use hands_search::data::{
 };
 use hands_search::eval::load_model;
 use hands_search::eval::mirror;
-use hands_search::train::{cross_entropy, train, ClassWeight, TrainArgs};
+use hands_search::step::cross_entropy;
+use hands_search::train::{train, ClassWeight, TrainArgs};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 

@@ -148,6 +148,7 @@ fn search_log(epochs: usize) -> String {
             "candidates_normal": candidates,
             "candidates_reduce": candidates,
             "parameter_free_normal": epoch % 5,
+            "hessian_eigenvalue": 0.1 * (1.0 + epoch as f64),
             "genotype": genotype,
         });
         text.push_str(&record.to_string());
@@ -205,6 +206,7 @@ fn plots_of_a_search_log() {
         "train",
         "validation",
         "parameter-free ops",
+        "Hessian eigenvalue",
     ] {
         assert!(curves.contains(word), "search_curves.svg lacks {word}");
     }
@@ -225,6 +227,7 @@ fn plot_subcommand_writes_into_the_run_folder_by_default() {
         !svg_text(&svg).contains("parameter-free"),
         "a training has no cell to count"
     );
+    assert!(!svg_text(&svg).contains("Hessian"));
     assert!(!run.path().join("alphas.svg").exists());
 }
 

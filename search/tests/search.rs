@@ -7,7 +7,9 @@ use common::synthetic_dataset;
 use std::path::{Path, PathBuf};
 
 use hands_models::Genotype;
-use hands_search::search::{run_search, Algo, SearchArgs};
+use hands_search::hessian::early_stop_epoch;
+use hands_search::run_dir::FINISHED;
+use hands_search::search::{run_search, Algo, Finished, SearchArgs};
 
 fn tiny(data: &Path, out: PathBuf, algo: Algo) -> SearchArgs {
     let mut args = SearchArgs::new(data, algo);
@@ -221,4 +223,69 @@ fn beta_decay_changes_the_architecture_and_is_logged() {
 fn clipping_the_architecture_gradient_changes_the_architecture() {
     let (plain, clipped) = plain_and_varied(|args| args.arch_grad_clip = Some(1e-12));
     assert_ne!(plain[1]["alphas_normal"], clipped[1]["alphas_normal"]);
+}
+
+#[test]
+fn the_hessian_eigenvalue_is_logged_every_epoch_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_dataset(&data, 12);
+    let mut args = tiny(&data, PathBuf::new(), Algo::Darts);
+    args.hessian_iterations = 3;
+    let run = straight_and_resumed(dir.path(), args, 1);
+    for record in log_without_seconds(&run) {
+        let eigenvalue = record["hessian_eigenvalue"].as_f64().expect("logged");
+        assert!(eigenvalue.is_finite() && eigenvalue != 0.0, "{eigenvalue}");
+    }
+    // Off by default: no field.
+    let plain = dir.path().join("plain");
+    run_search(&tiny(&data, plain.clone(), Algo::Darts)).unwrap();
+    assert!(log_without_seconds(&plain)[0]
+        .get("hessian_eigenvalue")
+        .is_none());
+}
+
+/// The early stop follows DARTS-ES on the eigenvalues the search logged: it ends the search
+/// at the first epoch where the rule fires, with the genotype of the epoch it names.
+#[test]
+fn the_early_stop_ends_the_search_where_the_eigenvalue_rule_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synthetic_dataset(&data, 12);
+    let run = dir.path().join("run");
+    let mut args = tiny(&data, run.clone(), Algo::Darts);
+    args.epochs = 5;
+    args.hessian_iterations = 3;
+    args.early_stop_window = 1;
+    args.early_stop_factor = Some(1e-6);
+    run_search(&args).unwrap();
+    let log = log_without_seconds(&run);
+    let eigenvalues: Vec<f64> = log
+        .iter()
+        .map(|r| r["hessian_eigenvalue"].as_f64().unwrap())
+        .collect();
+    let fired = (1..=eigenvalues.len())
+        .find_map(|n| early_stop_epoch(&eigenvalues[..n], 1, 1e-6).map(|kept| (n - 1, kept)));
+    let finished: Finished =
+        serde_json::from_str(&std::fs::read_to_string(run.join(FINISHED)).unwrap()).unwrap();
+    let (stopped_after, kept) = fired.expect("the rule fires on these eigenvalues (all positive)");
+    assert_eq!(log.len(), stopped_after + 1, "no epoch after the stop");
+    let stop = finished.early_stop.expect("recorded");
+    assert_eq!((stop.stopped_after, stop.kept_epoch), (stopped_after, kept));
+    let kept_genotype: Genotype = serde_json::from_value(log[kept]["genotype"].clone()).unwrap();
+    assert_eq!(finished.genotype, kept_genotype);
+    assert_eq!(genotype(&run), kept_genotype);
+}
+
+#[test]
+fn the_early_stop_needs_the_eigenvalue_and_a_single_stage() {
+    let mut args = SearchArgs::new("data", Algo::Darts);
+    args.early_stop_factor = Some(1.33);
+    let err = run_search(&args).unwrap_err().to_string();
+    assert!(err.contains("--hessian-iterations"), "{err}");
+    let mut args = SearchArgs::new("data", Algo::Pdarts);
+    args.early_stop_factor = Some(1.33);
+    args.hessian_iterations = 2;
+    let err = run_search(&args).unwrap_err().to_string();
+    assert!(err.contains("pdarts"), "{err}");
 }

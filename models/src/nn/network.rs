@@ -33,37 +33,54 @@ pub struct NetworkConfig {
     pub auxiliary: bool,
 }
 
-/// The first input of a cell: FactorizedReduce after a reduction cell, else ReLU-conv-BN.
+/// The preprocessing of a cell's first input: FactorizedReduce after a reduction cell (the
+/// input has twice the resolution), else a 1x1 ReLU-conv-BN.
 #[derive(Debug, Clone)]
-pub enum Preprocess {
-    /// The previous-previous state has twice the resolution.
+enum Preprocess {
     Reduce(FactorizedReduce),
-    /// A 1x1 ReLU-conv-BN.
     Conv(ReluConvBn),
 }
 
 impl Preprocess {
-    /// Builds the first-input preprocessing of a cell.
-    pub fn new(
-        c_in: usize,
-        c_out: usize,
-        reduction_prev: bool,
-        norm: Norm,
-        vb: VarBuilder,
-    ) -> Result<Self> {
-        Ok(if reduction_prev {
-            Preprocess::Reduce(FactorizedReduce::new(c_in, c_out, norm, vb)?)
-        } else {
-            Preprocess::Conv(ReluConvBn::new(c_in, c_out, norm, vb)?)
-        })
-    }
-
-    /// Applies it.
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match self {
             Preprocess::Reduce(fr) => fr.forward_t(x, train),
             Preprocess::Conv(rcb) => rcb.forward_t(x, train),
         }
+    }
+}
+
+/// A cell's two inputs brought to its `C` channels and resolution (`preprocess0`: the cell
+/// before the previous one, see [`Preprocess`]; `preprocess1`: the previous cell, a 1x1
+/// ReLU-conv-BN). The discrete cells and the search cells both start with it.
+#[derive(Debug, Clone)]
+pub struct CellInputs {
+    preprocess0: Preprocess,
+    preprocess1: ReluConvBn,
+}
+
+impl CellInputs {
+    /// The preprocessing of the cell `plan` places, BatchNorms as `norm`.
+    pub fn new(plan: &CellPlan, norm: Norm, vb: &VarBuilder) -> Result<Self> {
+        let (c, vb0) = (plan.channels, vb.pp(PREPROCESS0));
+        let preprocess0 = if plan.reduction_prev {
+            Preprocess::Reduce(FactorizedReduce::new(plan.input0_channels, c, norm, vb0)?)
+        } else {
+            Preprocess::Conv(ReluConvBn::new(plan.input0_channels, c, norm, vb0)?)
+        };
+        let preprocess1 = ReluConvBn::new(plan.input1_channels, c, norm, vb.pp(PREPROCESS1))?;
+        Ok(CellInputs {
+            preprocess0,
+            preprocess1,
+        })
+    }
+
+    /// The two preprocessed inputs, states 0 and 1 of the cell.
+    pub fn forward_t(&self, s0: &Tensor, s1: &Tensor, train: bool) -> Result<[Tensor; 2]> {
+        Ok([
+            self.preprocess0.forward_t(s0, train)?,
+            self.preprocess1.forward_t(s1, train)?,
+        ])
     }
 }
 
@@ -135,8 +152,7 @@ pub struct DropPath<'a, R: Rng> {
 /// One cell of the discrete network.
 #[derive(Debug, Clone)]
 pub struct Cell {
-    preprocess0: Preprocess,
-    preprocess1: ReluConvBn,
+    inputs: CellInputs,
     ops: Vec<(Operation, usize)>,
     concat: Vec<usize>,
 }
@@ -157,14 +173,7 @@ impl Cell {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Cell {
-            preprocess0: Preprocess::new(
-                plan.input0_channels,
-                c,
-                plan.reduction_prev,
-                norm,
-                vb.pp(PREPROCESS0),
-            )?,
-            preprocess1: ReluConvBn::new(plan.input1_channels, c, norm, vb.pp(PREPROCESS1))?,
+            inputs: CellInputs::new(plan, norm, &vb)?,
             ops,
             concat: concat.to_vec(),
         })
@@ -178,10 +187,7 @@ impl Cell {
         train: bool,
         drop: &mut Option<DropPath<'_, R>>,
     ) -> Result<Tensor> {
-        let mut states = vec![
-            self.preprocess0.forward_t(s0, train)?,
-            self.preprocess1.forward_t(s1, train)?,
-        ];
+        let mut states = Vec::from(self.inputs.forward_t(s0, s1, train)?);
         for node in 0..NODES {
             let mut edges = Vec::with_capacity(EDGES_PER_NODE);
             for (op, from) in &self.ops[node * EDGES_PER_NODE..(node + 1) * EDGES_PER_NODE] {

@@ -1,0 +1,197 @@
+//! The dominant eigenvalue of the Hessian of the validation loss with respect to the
+//! architecture parameters, and the early stop it drives (Zela et al., "Understanding and
+//! Robustifying Differentiable Architecture Search", ICLR 2020: R-DARTS' DARTS-ES).
+//!
+//! A DARTS search that collapses into parameter-free operations does so while the validation
+//! loss grows sharp in alpha: the dominant eigenvalue rises. It is found by power iteration on
+//! finite-difference Hessian-vector products, `H v ~ (g(a + eps v) - g(a - eps v)) / 2 eps`
+//! with `g` the architecture gradient (the product the second-order step takes with respect
+//! to the weights), on one validation batch at the end of each epoch. DARTS-ES stops the
+//! search when the eigenvalue, averaged over a window of epochs, has grown by a factor since
+//! the window before, and keeps the genotype of the epoch before that growth.
+
+use candle_core::{DType, Result, Tensor, Var};
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::architect::{evaluate, LabelledBatch};
+use crate::supernet::Supernet;
+
+/// Finite-difference radius of the Hessian-vector products, along a unit vector.
+pub const EPSILON: f64 = 1e-3;
+
+/// The eigenvalue of largest magnitude of the Hessian of `gradient` (the gradient of a loss
+/// at the current values of `vars`, one tensor per variable) after `iterations` power
+/// iterations from a random unit vector drawn from `rng`. The variables are restored before
+/// returning.
+pub fn dominant_eigenvalue(
+    vars: &[Var],
+    mut gradient: impl FnMut() -> Result<Vec<Tensor>>,
+    iterations: usize,
+    rng: &mut impl Rng,
+) -> Result<f64> {
+    let start: Vec<Tensor> = vars
+        .iter()
+        .map(|v| v.as_tensor().copy())
+        .collect::<Result<_>>()?;
+    let random = |t: &Tensor, rng: &mut dyn rand::RngCore| -> Result<Tensor> {
+        let values: Vec<f32> = (0..t.elem_count())
+            .map(|_| <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng) as f32)
+            .collect();
+        Tensor::from_vec(values, t.shape(), t.device())?.to_dtype(t.dtype())
+    };
+    let mut v = unit(
+        start
+            .iter()
+            .map(|t| random(t, rng))
+            .collect::<Result<_>>()?,
+    )?;
+    let mut eigenvalue = 0.0;
+    for _ in 0..iterations {
+        let mut at = |sign: f64| -> Result<Vec<Tensor>> {
+            for ((var, a), d) in vars.iter().zip(&start).zip(&v) {
+                var.set(&(a + (d * (sign * EPSILON))?)?)?;
+            }
+            gradient()
+        };
+        let (plus, minus) = (at(1.0)?, at(-1.0)?);
+        let hv: Vec<Tensor> = plus
+            .iter()
+            .zip(&minus)
+            .map(|(p, m)| (p - m)? / (2.0 * EPSILON))
+            .collect::<Result<_>>()?;
+        eigenvalue = dot(&v, &hv)?;
+        if norm(&hv)? == 0.0 {
+            break;
+        }
+        v = unit(hv)?;
+    }
+    for (var, a) in vars.iter().zip(&start) {
+        var.set(a)?;
+    }
+    Ok(eigenvalue)
+}
+
+/// The dominant eigenvalue of the Hessian of `net`'s validation loss on `batch` with respect
+/// to its architecture parameters (no skip dropout: the loss must be the same function at
+/// every point it is taken).
+pub fn architecture_eigenvalue(
+    net: &Supernet,
+    batch: LabelledBatch<'_>,
+    iterations: usize,
+    rng: &mut impl Rng,
+) -> Result<f64> {
+    let vars: Vec<Var> = net.arch_vars().into_iter().map(|(_, v)| v).collect();
+    let gradient = || -> Result<Vec<Tensor>> {
+        let grads = evaluate(net, batch, None)?.loss.backward()?;
+        vars.iter()
+            .map(|v| match grads.get(v.as_tensor()) {
+                Some(g) => Ok(g.clone()),
+                None => v.as_tensor().zeros_like(),
+            })
+            .collect()
+    };
+    dominant_eigenvalue(&vars, gradient, iterations, rng)
+}
+
+/// DARTS-ES: with `eigenvalues[e]` the eigenvalue after epoch `e`, the epoch to go back to
+/// when the mean over the last `window` epochs exceeds `factor` times the mean over the
+/// `window` epochs before them (R-DARTS: window 5, factor 1 / 0.75); `None` while it does
+/// not (or fewer than `2 window` epochs are known). The epoch returned is the last one of the
+/// earlier window, whose genotype the search keeps.
+pub fn early_stop_epoch(eigenvalues: &[f64], window: usize, factor: f64) -> Option<usize> {
+    let n = eigenvalues.len();
+    if window == 0 || n < 2 * window {
+        return None;
+    }
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    let now = mean(&eigenvalues[n - window..]);
+    let before = mean(&eigenvalues[n - 2 * window..n - window]);
+    (before > 0.0 && now > factor * before).then_some(n - window - 1)
+}
+
+fn dot(a: &[Tensor], b: &[Tensor]) -> Result<f64> {
+    let mut sum = 0.0;
+    for (x, y) in a.iter().zip(b) {
+        sum += (x * y)?
+            .to_dtype(DType::F64)?
+            .sum_all()?
+            .to_scalar::<f64>()?;
+    }
+    Ok(sum)
+}
+
+fn norm(a: &[Tensor]) -> Result<f64> {
+    Ok(dot(a, a)?.sqrt())
+}
+
+/// `a` scaled to unit length (over all its tensors together).
+fn unit(a: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    let n = norm(&a)?;
+    a.iter().map(|t| t / n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use rand::SeedableRng;
+
+    /// A quadratic loss `0.5 a^T A a` over two variables (3 + 2 values) with the symmetric
+    /// `A` of eigenvalues 6, 3, 2, -1, 0.5: its Hessian is `A` everywhere.
+    #[test]
+    fn power_iteration_finds_the_largest_eigenvalue_of_a_quadratic() {
+        let a = [
+            [6.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 2.5, 0.5, 0.0, 0.0],
+            [0.0, 0.5, 2.5, 0.0, 0.0],
+            [0.0, 0.0, 0.0, -1.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 0.5],
+        ];
+        let matrix = Tensor::new(&a, &Device::Cpu).unwrap();
+        let x = Var::new(&[0.3f64, -0.2, 0.1], &Device::Cpu).unwrap();
+        let y = Var::new(&[0.7f64, 0.4], &Device::Cpu).unwrap();
+        let gradient = || -> Result<Vec<Tensor>> {
+            let all = Tensor::cat(&[x.as_tensor(), y.as_tensor()], 0)?;
+            let g = matrix.matmul(&all.unsqueeze(1)?)?.squeeze(1)?;
+            Ok(vec![g.narrow(0, 0, 3)?, g.narrow(0, 3, 2)?])
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let before = (
+            x.as_tensor().to_vec1::<f64>().unwrap(),
+            y.as_tensor().to_vec1::<f64>().unwrap(),
+        );
+        let eigenvalue =
+            dominant_eigenvalue(&[x.clone(), y.clone()], gradient, 60, &mut rng).unwrap();
+        assert!((eigenvalue - 6.0).abs() < 1e-6, "{eigenvalue}");
+        let after = (
+            x.as_tensor().to_vec1::<f64>().unwrap(),
+            y.as_tensor().to_vec1::<f64>().unwrap(),
+        );
+        assert_eq!(before, after, "the variables are restored");
+    }
+
+    #[test]
+    fn a_flat_loss_has_eigenvalue_zero() {
+        let x = Var::new(&[1.0f64, 2.0], &Device::Cpu).unwrap();
+        let gradient = || -> Result<Vec<Tensor>> { Ok(vec![x.as_tensor().zeros_like()?]) };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        assert_eq!(
+            dominant_eigenvalue(std::slice::from_ref(&x), gradient, 5, &mut rng).unwrap(),
+            0.0
+        );
+    }
+
+    #[test]
+    fn darts_es_stops_when_the_windowed_eigenvalue_grows_by_the_factor() {
+        let flat = [1.0, 1.1, 0.9, 1.0];
+        assert_eq!(early_stop_epoch(&flat, 2, 1.3), None);
+        // Windows [1.0, 1.1] -> [1.5, 1.6]: mean 1.05 -> 1.55, more than 1.3 times.
+        let rising = [0.8, 1.0, 1.1, 1.5, 1.6];
+        assert_eq!(early_stop_epoch(&rising, 2, 1.3), Some(2));
+        assert_eq!(early_stop_epoch(&rising, 2, 1.5), None);
+        // Too few epochs for two windows.
+        assert_eq!(early_stop_epoch(&rising[..3], 2, 1.3), None);
+        assert_eq!(early_stop_epoch(&rising, 0, 1.3), None);
+    }
+}

@@ -1,0 +1,333 @@
+//! The network being trained from scratch: its optimizer, the data every epoch reads, one
+//! epoch of training steps with validation and best-epoch selection, and its checkpoint
+//! (weights, optimizer state, best weights) to resume from.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::VarMap;
+use hands_models::nn::layers::is_running_statistic;
+use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
+use hands_models::Genotype;
+use rand_chacha::ChaCha8Rng;
+
+use crate::checkpoint::{self, load_varmap, varmap_tensors};
+use crate::data::{Augment, ChannelStats, Dataset, ImageCache, Loader, Split};
+use crate::eval::evaluate;
+use crate::optim::{Sgd, SgdConfig};
+use crate::runlog::progress_bar;
+use crate::schedule::{cosine_lr, linear_ramp};
+use crate::step::{train_step, StepConfig};
+use crate::train::{inference_tensors, Best, EpochRecord, TrainArgs, TrainState};
+
+/// Checkpoint tensor prefix of the current weights.
+const MODEL_PREFIX: &str = "model.";
+/// Checkpoint tensor prefix of the best weights so far.
+const BEST_PREFIX: &str = "best.";
+
+/// What every epoch reads: the images of each part, their loaders, the class weights.
+pub(crate) struct EpochData<'a> {
+    /// The training images (dataset indices).
+    pub(crate) train: Vec<usize>,
+    /// The validation images.
+    pub(crate) val: Vec<usize>,
+    /// Normalisation statistics of the training images.
+    pub(crate) stats: ChannelStats,
+    /// Augmented, shuffled training batches.
+    pub(crate) train_loader: Loader<'a>,
+    /// Plain batches for evaluation.
+    pub(crate) eval_loader: Loader<'a>,
+    /// Per-class loss weights (`--class-weight`).
+    pub(crate) class_weights: Option<Tensor>,
+}
+
+impl<'a> EpochData<'a> {
+    pub(crate) fn new(
+        args: &TrainArgs,
+        dataset: &Dataset,
+        (split, split_source): (&Split, &str),
+        cache: &'a ImageCache,
+        device: &Device,
+    ) -> Result<Self> {
+        let train = split.train.indices(dataset);
+        let val = split.val.indices(dataset);
+        eprintln!(
+            "{}: {} images of {} subjects; train {} / val {} / test {} subjects ({} / {} / {} \
+             images; split {split_source})",
+            args.data.display(),
+            dataset.len(),
+            dataset.subjects().len(),
+            split.train.subjects.len(),
+            split.val.subjects.len(),
+            split.test.subjects.len(),
+            train.len(),
+            val.len(),
+            split.test.indices(dataset).len(),
+        );
+        let stats = cache.stats(&train)?;
+        let train_loader = Loader::new(cache, stats, args.batch, device)
+            .augment(Augment::recipe(args.augment, args.size).with_cutout(args.cutout))
+            .shuffle(true)
+            .drop_last(train.len() >= args.batch);
+        let eval_loader = Loader::new(cache, stats, args.batch, device);
+        let class_weights = args
+            .class_weight
+            .weights(&split.train.label_images)
+            .map(|w| Tensor::new(w.as_slice(), device))
+            .transpose()?;
+        Ok(EpochData {
+            train,
+            val,
+            stats,
+            train_loader,
+            eval_loader,
+            class_weights,
+        })
+    }
+}
+
+/// The network being trained, its optimizer, and the weights of the best epoch so far.
+pub(crate) struct Learner {
+    network: Network,
+    varmap: VarMap,
+    sgd: Sgd,
+    /// The inference tensors of the best epoch so far.
+    pub(crate) best_weights: Option<Vec<(String, Tensor)>>,
+}
+
+impl Learner {
+    /// A seeded network (for `classes` classes) and its optimizer.
+    pub(crate) fn new(
+        args: &TrainArgs,
+        genotype: &Genotype,
+        classes: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let config = NetworkConfig {
+            init_channels: args.init_channels,
+            layers: args.layers,
+            num_classes: classes,
+            auxiliary: args.auxiliary_weight > 0.0,
+        };
+        let (network, varmap) = Network::seeded(genotype, &config, args.seed, DType::F32, device)?;
+        let sgd_config = SgdConfig {
+            lr: args.lr,
+            momentum: args.momentum,
+            weight_decay: args.weight_decay,
+        };
+        let sgd = Sgd::new(trainable_vars(&varmap), sgd_config)?;
+        let parameters = parameter_count(&varmap, false);
+        eprintln!(
+            "network: {} cells, C = {}, {} parameters (+{} in the auxiliary head)",
+            args.layers,
+            args.init_channels,
+            parameters,
+            parameter_count(&varmap, true) - parameters
+        );
+        Ok(Learner {
+            network,
+            varmap,
+            sgd,
+            best_weights: None,
+        })
+    }
+
+    /// Restores the weights, the optimizer state and (when the run has a best epoch) the best
+    /// weights from the checkpoint `path`'s `tensors`.
+    pub(crate) fn restore(
+        &mut self,
+        tensors: &HashMap<String, Tensor>,
+        has_best: bool,
+        path: &Path,
+    ) -> Result<()> {
+        load_varmap(&self.varmap, tensors, MODEL_PREFIX, path)?;
+        self.sgd
+            .load_state(tensors)
+            .with_context(|| format!("{}: optimizer state", path.display()))?;
+        if has_best {
+            self.best_weights = Some(unprefixed(tensors, BEST_PREFIX));
+        }
+        Ok(())
+    }
+
+    /// Trains epoch `state.epoch`, validates, keeps the weights when they are the best so
+    /// far, and advances `state`; returns the epoch's log record.
+    pub(crate) fn epoch(
+        &mut self,
+        args: &TrainArgs,
+        data: &EpochData<'_>,
+        dataset: &Dataset,
+        state: &mut TrainState,
+    ) -> Result<EpochRecord> {
+        let epoch = state.epoch;
+        let started = Instant::now();
+        let lr = cosine_lr(epoch, args.epochs, args.lr, args.lr_min);
+        let drop_prob = linear_ramp(epoch, args.epochs, args.drop_path);
+        self.sgd.set_lr(lr);
+        let config = StepConfig {
+            class_weights: data.class_weights.clone(),
+            auxiliary_weight: args.auxiliary_weight,
+            label_smoothing: args.label_smoothing,
+            grad_clip: args.grad_clip,
+            drop_prob,
+        };
+        let (network, loader) = (&self.network, &data.train_loader);
+        let trained = train_epoch(
+            network,
+            &mut self.sgd,
+            loader,
+            &data.train,
+            &config,
+            epoch,
+            &mut state.rng,
+        )?;
+        check_finite(self.sgd.vars(), epoch)?;
+        let val = if data.val.is_empty() {
+            None
+        } else {
+            Some(evaluate(
+                network,
+                &data.eval_loader,
+                dataset,
+                &data.val,
+                "val",
+            )?)
+        };
+        let improved = match (&val, &state.best) {
+            (None, _) | (Some(_), None) => true,
+            (Some(v), Some(best)) => best.improved_by(v.mean_class_accuracy, v.loss),
+        };
+        if improved {
+            state.best = Some(Best {
+                epoch,
+                val_mean_class_accuracy: val.as_ref().map_or(0.0, |v| v.mean_class_accuracy),
+                val_loss: val.as_ref().map_or(0.0, |v| v.loss),
+            });
+            self.best_weights = Some(inference_tensors(&self.varmap, "")?);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        state.seconds += seconds;
+        state.epoch += 1;
+        let record = EpochRecord {
+            epoch,
+            lr,
+            drop_path: drop_prob,
+            train_loss: trained.loss,
+            train_acc: trained.accuracy,
+            val_loss: val.as_ref().map(|v| v.loss),
+            val_acc: val.as_ref().map(|v| v.accuracy),
+            seconds,
+            images_per_s: trained.images as f64 / seconds,
+        };
+        eprintln!("{record}");
+        Ok(record)
+    }
+
+    /// Saves the weights, the optimizer state, the best weights and `state` atomically.
+    pub(crate) fn save_checkpoint(&self, path: &Path, state: &TrainState) -> Result<()> {
+        let mut tensors = varmap_tensors(&self.varmap, MODEL_PREFIX, |_| true)?;
+        tensors.extend(self.sgd.state());
+        if let Some(best) = &self.best_weights {
+            tensors.extend(
+                best.iter()
+                    .map(|(name, t)| (format!("{BEST_PREFIX}{name}"), t.clone())),
+            );
+        }
+        Ok(checkpoint::save(path, &tensors, state)?)
+    }
+}
+
+/// What one training epoch measured.
+struct EpochTraining {
+    /// Mean main-head loss.
+    loss: f64,
+    /// Accuracy on the (augmented) training batches.
+    accuracy: f64,
+    /// Training images seen.
+    images: usize,
+}
+
+/// One training epoch of [`train_step`]s.
+fn train_epoch(
+    network: &Network,
+    sgd: &mut Sgd,
+    loader: &Loader<'_>,
+    indices: &[usize],
+    config: &StepConfig,
+    epoch: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<EpochTraining> {
+    let batches = loader.epoch(indices, rng);
+    let bar = progress_bar(batches.num_batches() as u64, &format!("epoch {epoch}"));
+    let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+    for (step, batch) in batches.enumerate() {
+        let batch = batch?;
+        let outcome = train_step(network, sgd, &batch.images, &batch.labels, config, rng)
+            .with_context(|| {
+                format!(
+                    "epoch {epoch} step {step}: training stopped; the last checkpoint is intact"
+                )
+            })?;
+        let n = batch.indices.len();
+        loss_sum += outcome.main_loss * n as f64;
+        correct += outcome
+            .logits
+            .argmax(D::Minus1)?
+            .eq(&batch.labels)?
+            .to_dtype(DType::U32)?
+            .sum_all()?
+            .to_scalar::<u32>()? as usize;
+        seen += n;
+        bar.inc(1);
+        bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
+    }
+    bar.finish_and_clear();
+    if seen == 0 {
+        bail!("epoch {epoch} has no training batch (fewer images than --batch?)");
+    }
+    Ok(EpochTraining {
+        loss: loss_sum / seen as f64,
+        accuracy: correct as f64 / seen as f64,
+        images: seen,
+    })
+}
+
+/// The learnable variables of `varmap` (BatchNorm running statistics excluded), sorted by
+/// name: the fixed order of the optimizer state.
+pub fn trainable_vars(varmap: &VarMap) -> Vec<Var> {
+    let vars = varmap.data().lock().expect("varmap lock");
+    let mut named: Vec<(&String, &Var)> = vars
+        .iter()
+        .filter(|(name, _)| !is_running_statistic(name))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    named.into_iter().map(|(_, v)| v.clone()).collect()
+}
+
+/// Fails when a learnable variable holds NaN or infinity (a diverged update).
+fn check_finite(vars: &[Var], epoch: usize) -> Result<()> {
+    let mut sums = Vec::with_capacity(vars.len());
+    for var in vars {
+        sums.push(var.as_tensor().to_dtype(DType::F64)?.abs()?.sum_all()?);
+    }
+    let total = Tensor::stack(&sums, 0)?.sum_all()?.to_scalar::<f64>()?;
+    if !total.is_finite() {
+        bail!(
+            "the weights became non-finite during epoch {epoch}: training stopped; the last \
+             checkpoint is intact (try a lower --lr)"
+        );
+    }
+    Ok(())
+}
+
+fn unprefixed(tensors: &HashMap<String, Tensor>, prefix: &str) -> Vec<(String, Tensor)> {
+    let mut out: Vec<(String, Tensor)> = tensors
+        .iter()
+        .filter_map(|(k, t)| k.strip_prefix(prefix).map(|n| (n.to_string(), t.clone())))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}

@@ -1,0 +1,352 @@
+//! One stage of a differentiable architecture search: the supernet with its weight and
+//! architecture optimisers, running the bilevel steps (first order or unrolled second
+//! order) of an epoch and reading back the architecture (softmaxed alphas and betas, the
+//! derived genotype, the operation weights P-DARTS prunes by).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Tensor};
+use hands_models::Genotype;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::architect::{self, LabelledBatch, Unrolling};
+use crate::data::{Batch, Loader};
+use crate::derive::derive_genotype;
+use crate::hessian;
+use crate::optim::{clip_grad_norm, Adam, AdamConfig, Sgd, SgdConfig};
+use crate::pdarts::{limit_skips, skip_dropout_rate, StagePlan};
+use crate::runlog::progress_bar;
+use crate::schedule::{beta_decay_weight, cosine_lr};
+use crate::search::{Algo, EpochStats, SearchArgs, SearchState};
+use crate::supernet::{SkipDropout, Supernet, EDGES};
+
+/// The ChaCha stream of the Hessian power iteration's start vectors.
+const HESSIAN_STREAM: u64 = 7;
+
+/// Per edge (rows), per candidate op (columns) of one cell type: a weight.
+pub(crate) type PerEdge = Vec<Vec<f64>>;
+
+/// Softmaxed architecture parameters of both cell types, for the log.
+pub(crate) struct ArchValues {
+    pub(crate) alphas_normal: PerEdge,
+    pub(crate) alphas_reduce: PerEdge,
+    pub(crate) betas_normal: Option<Vec<f64>>,
+    pub(crate) betas_reduce: Option<Vec<f64>>,
+}
+
+/// What one search step measured: the architecture step's validation loss and correct
+/// count (when it ran), and the weight step's training loss and correct count.
+#[derive(Debug, Clone, Copy)]
+pub struct StepOutcome {
+    /// `(val_loss, val_correct)` of the architecture step.
+    pub arch: Option<(f64, usize)>,
+    /// `(train_loss, train_correct)` of the weight step.
+    pub weights: (f64, usize),
+}
+
+/// The supernet of one stage with its optimisers: runs search steps.
+pub struct StageRun<'a> {
+    net: &'a Supernet,
+    weight_vars: Vec<candle_core::Var>,
+    arch_vars: Vec<candle_core::Var>,
+    sgd: Sgd,
+    adam: Adam,
+    second_order: bool,
+    grad_clip: f64,
+    arch_grad_clip: Option<f64>,
+}
+
+impl<'a> StageRun<'a> {
+    /// Optimisers for `net` with the settings of `args`.
+    pub fn new(net: &'a Supernet, args: &SearchArgs) -> Result<Self> {
+        let weight_vars: Vec<_> = net.weight_vars().into_iter().map(|(_, v)| v).collect();
+        let arch_vars: Vec<_> = net.arch_vars().into_iter().map(|(_, v)| v).collect();
+        let sgd = Sgd::new(
+            weight_vars.clone(),
+            SgdConfig {
+                lr: args.lr,
+                momentum: args.momentum,
+                weight_decay: args.weight_decay,
+            },
+        )?;
+        let adam = Adam::new(
+            arch_vars.clone(),
+            AdamConfig {
+                lr: args.arch_lr(),
+                betas: (0.5, 0.999),
+                eps: 1e-8,
+                weight_decay: args.arch_weight_decay,
+            },
+        )?;
+        Ok(StageRun {
+            net,
+            weight_vars,
+            arch_vars,
+            sgd,
+            adam,
+            second_order: args.second_order(),
+            grad_clip: args.grad_clip,
+            arch_grad_clip: args.arch_grad_clip(),
+        })
+    }
+
+    /// Everything a checkpoint must hold to continue this stage exactly.
+    pub(crate) fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut tensors: Vec<(String, Tensor)> = self
+            .net
+            .all_weight_vars()
+            .into_iter()
+            .chain(self.net.arch_vars())
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
+        tensors.extend(self.sgd.state());
+        tensors.extend(self.adam.state()?);
+        Ok(tensors)
+    }
+
+    pub(crate) fn restore(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        for (name, var) in self
+            .net
+            .all_weight_vars()
+            .into_iter()
+            .chain(self.net.arch_vars())
+        {
+            let t = tensors
+                .get(&name)
+                .with_context(|| format!("missing tensor `{name}`"))?;
+            if t.dims() != var.dims() {
+                bail!(
+                    "tensor `{name}` has shape {:?}, expected {:?}",
+                    t.dims(),
+                    var.dims()
+                );
+            }
+            var.set(t)?;
+        }
+        self.sgd.load_state(tensors)?;
+        self.adam.load_state(tensors)?;
+        Ok(())
+    }
+
+    pub(crate) fn epoch(
+        &mut self,
+        loader: &Loader<'_>,
+        w_idx: &[usize],
+        a_idx: &[usize],
+        stage: &StagePlan,
+        state: &mut SearchState,
+    ) -> Result<EpochStats> {
+        let start = Instant::now();
+        let lr = cosine_lr(state.epoch, stage.epochs, state.args.lr, state.args.lr_min);
+        let arch_active = state.epoch >= stage.warmup;
+        let drop_rate = skip_dropout_rate(stage, state.epoch);
+        let beta_decay = beta_decay_weight(
+            state.args.beta_decay,
+            state.epoch,
+            stage.epochs,
+            stage.warmup,
+        );
+        let w_epoch = loader.epoch(w_idx, &mut state.rng);
+        let a_epoch = loader.epoch(a_idx, &mut state.rng);
+        let steps = w_epoch.num_batches().min(a_epoch.num_batches());
+        let bar = progress_bar(
+            steps as u64,
+            &format!("stage {} epoch {}", state.stage, state.epoch),
+        );
+        let (mut train_loss, mut train_correct, mut train_seen) = (0.0, 0usize, 0usize);
+        let (mut val_loss, mut val_correct, mut val_seen) = (0.0, 0usize, 0usize);
+        for step in 0..steps {
+            let w_batch = w_epoch.batch(step)?;
+            let train = LabelledBatch {
+                images: &w_batch.images,
+                labels: &w_batch.labels,
+            };
+            let a_batch = if arch_active {
+                Some(a_epoch.batch(step)?)
+            } else {
+                None
+            };
+            let val = a_batch.as_ref().map(|b| LabelledBatch {
+                images: &b.images,
+                labels: &b.labels,
+            });
+            let outcome = self
+                .step(train, val, lr, drop_rate, beta_decay, &mut state.rng)
+                .with_context(|| {
+                    format!("step {step} of stage {} epoch {}", state.stage, state.epoch)
+                })?;
+            if let (Some(arch), Some(b)) = (&outcome.arch, &a_batch) {
+                val_loss += arch.0 * b.indices.len() as f64;
+                val_correct += arch.1;
+                val_seen += b.indices.len();
+            }
+            let (loss, correct) = outcome.weights;
+            let n = w_batch.indices.len();
+            train_loss += loss * n as f64;
+            train_correct += correct;
+            train_seen += n;
+            bar.inc(1);
+            bar.set_message(format!("loss {:.3}", train_loss / train_seen as f64));
+        }
+        bar.finish_and_clear();
+        let ratio = |a: f64, n: usize| (n > 0).then(|| a / n as f64);
+        Ok(EpochStats {
+            lr,
+            arch_active,
+            skip_dropout: drop_rate,
+            beta_decay,
+            hessian_eigenvalue: None,
+            train_loss: ratio(train_loss, train_seen).unwrap_or(f64::NAN),
+            train_acc: ratio(train_correct as f64, train_seen).unwrap_or(f64::NAN),
+            val_loss: ratio(val_loss, val_seen),
+            val_acc: ratio(val_correct as f64, val_seen),
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The dominant eigenvalue of the Hessian of the validation loss on `batch` with respect
+    /// to the architecture parameters ([`hessian::architecture_eigenvalue`]), from a start
+    /// vector drawn from `seed`.
+    pub(crate) fn hessian_eigenvalue(
+        &self,
+        batch: &Batch,
+        iterations: usize,
+        seed: u64,
+    ) -> Result<f64> {
+        let batch = LabelledBatch {
+            images: &batch.images,
+            labels: &batch.labels,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(HESSIAN_STREAM);
+        Ok(hessian::architecture_eigenvalue(
+            self.net, batch, iterations, &mut rng,
+        )?)
+    }
+
+    /// One search step: an architecture step on `val` (when given), then a weight step on
+    /// `train` at learning rate `lr`, both with skip-connect dropout at rate `skip_dropout`
+    /// (P-DARTS; 0 for the other algorithms, and the unrolled second-order step, which
+    /// P-DARTS does not use, takes none). The architecture gradient gets β-DARTS'
+    /// Beta-Decay term of weight `beta_decay` when it is positive.
+    pub fn step(
+        &mut self,
+        train: LabelledBatch<'_>,
+        val: Option<LabelledBatch<'_>>,
+        lr: f64,
+        skip_dropout: f64,
+        beta_decay: f64,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<StepOutcome> {
+        self.sgd.set_lr(lr);
+        let arch = match val {
+            Some(val) => {
+                let mut arch = if self.second_order {
+                    let buffers: Vec<Option<Tensor>> = (0..self.weight_vars.len())
+                        .map(|i| self.sgd.momentum_buffer(i).cloned())
+                        .collect();
+                    let config = self.sgd.config();
+                    let unrolling = Unrolling {
+                        xi: lr,
+                        momentum: config.momentum,
+                        weight_decay: config.weight_decay,
+                        r_scale: 0.01,
+                    };
+                    architect::second_order(
+                        self.net,
+                        &self.weight_vars,
+                        &buffers,
+                        train,
+                        val,
+                        unrolling,
+                    )?
+                } else {
+                    let dropout = SkipDropout {
+                        prob: skip_dropout,
+                        rng: &mut *rng,
+                    };
+                    architect::first_order(self.net, val, Some(dropout))?
+                };
+                if beta_decay > 0.0 {
+                    architect::add_beta_decay(self.net, beta_decay, &mut arch.grads)?;
+                }
+                if let Some(clip) = self.arch_grad_clip {
+                    clip_grad_norm(&self.arch_vars, &mut arch.grads, clip)?;
+                }
+                self.adam.step(&arch.grads)?;
+                Some((arch.val_loss, arch.val_correct))
+            }
+            None => None,
+        };
+        let dropout = SkipDropout {
+            prob: skip_dropout,
+            rng,
+        };
+        let eval = architect::evaluate(self.net, train, Some(dropout))?;
+        let loss = architect::finite_loss(&eval.loss, "weight step")?;
+        let mut grads = eval.loss.backward()?;
+        clip_grad_norm(&self.weight_vars, &mut grads, self.grad_clip)?;
+        self.sgd.step(&grads)?;
+        Ok(StepOutcome {
+            arch,
+            weights: (loss, eval.correct),
+        })
+    }
+
+    /// Per-edge candidate weights used for deriving and pruning: softmax(alpha), times the
+    /// edge's softmaxed beta with edge normalisation.
+    pub(crate) fn op_weights(&self) -> Result<(PerEdge, PerEdge)> {
+        let cell = |arch: &crate::supernet::CellArch| -> Result<PerEdge> {
+            let mut w = arch.op_weights()?;
+            if let Some(b) = arch.edge_weights()? {
+                w = w.broadcast_mul(&b.reshape((EDGES, 1))?)?;
+            }
+            Ok(w.to_dtype(DType::F64)?.to_vec2::<f64>()?)
+        };
+        Ok((cell(&self.net.normal)?, cell(&self.net.reduce)?))
+    }
+
+    pub(crate) fn arch_values(&self) -> Result<ArchValues> {
+        let soft = |arch: &crate::supernet::CellArch| -> Result<PerEdge> {
+            Ok(arch.op_weights()?.to_dtype(DType::F64)?.to_vec2()?)
+        };
+        let betas = |arch: &crate::supernet::CellArch| -> Result<Option<Vec<f64>>> {
+            Ok(match arch.edge_weights()? {
+                Some(b) => Some(b.to_dtype(DType::F64)?.to_vec1()?),
+                None => None,
+            })
+        };
+        Ok(ArchValues {
+            alphas_normal: soft(&self.net.normal)?,
+            alphas_reduce: soft(&self.net.reduce)?,
+            betas_normal: betas(&self.net.normal)?,
+            betas_reduce: betas(&self.net.reduce)?,
+        })
+    }
+
+    pub(crate) fn genotype(&self, args: &SearchArgs, final_stage: bool) -> Result<Genotype> {
+        let (normal, reduce) = self.op_weights()?;
+        let config = self.net.config();
+        let genotype = if args.algo == Algo::Pdarts && final_stage {
+            limit_skips(
+                &normal,
+                &config.normal_candidates,
+                &reduce,
+                &config.reduce_candidates,
+                args.max_skip,
+            )
+        } else {
+            derive_genotype(
+                &normal,
+                &config.normal_candidates,
+                &reduce,
+                &config.reduce_candidates,
+            )
+        };
+        genotype.validate()?;
+        Ok(genotype)
+    }
+}
