@@ -86,6 +86,40 @@ pub fn decode_files(predictor: &Predictor, paths: &[PathBuf], pool: &rayon::Thre
     })
 }
 
+/// What [`network_only`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkRun {
+    /// Images run through the network.
+    pub images: usize,
+    /// Files that did not decode (left out).
+    pub failures: usize,
+    /// Seconds the network took, decoding excluded.
+    pub seconds: f64,
+}
+
+/// Decodes every file first (on `pool`, not timed, all held in memory), then runs the network
+/// on the decoded images in batches of `batch`: the network's own rate, for the benchmark.
+pub fn network_only(
+    predictor: &Predictor,
+    paths: &[PathBuf],
+    pool: &rayon::ThreadPool,
+    batch: usize,
+) -> Result<NetworkRun, Error> {
+    let decoded = decode_all(predictor, paths, pool);
+    let failures = decoded.iter().filter(|d| d.is_err()).count();
+    let inputs: Vec<Input> = decoded.into_iter().filter_map(Result::ok).collect();
+    let start = std::time::Instant::now();
+    for chunk in inputs.chunks(batch.max(1)) {
+        let refs: Vec<&Input> = chunk.iter().collect();
+        predictor.predict_inputs(&refs)?;
+    }
+    Ok(NetworkRun {
+        images: inputs.len(),
+        failures,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
 fn decode_all(
     predictor: &Predictor,
     paths: &[PathBuf],

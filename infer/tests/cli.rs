@@ -173,26 +173,43 @@ fn cli_and_library_agree_on_the_sample() {
     }
 }
 
+/// The stderr of a measuring run (`--decode-only`, `--network-only`) over the zoo, which
+/// writes no rows.
+fn measuring_run(dir: &Path, mode: &[&str]) -> String {
+    let tiny = fixture("tiny.onnx");
+    let mut args = vec!["--model", tiny.to_str().unwrap()];
+    args.extend_from_slice(mode);
+    args.push(dir.to_str().unwrap());
+    let run = hands_infer(&args);
+    assert!(run.stdout.is_empty());
+    text(&run.stderr)
+}
+
 #[test]
-fn decode_only_reports_a_rate() {
-    if !have_ort("decode_only_reports_a_rate") {
+fn decode_only_and_network_only_report_their_rates() {
+    if !have_ort("decode_only_and_network_only_report_their_rates") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     write_zoo(dir.path());
-    let run = hands_infer(&[
-        "--model",
-        fixture("tiny.onnx").to_str().unwrap(),
+    let decode = measuring_run(dir.path(), &["--decode-only"]);
+    assert!(
+        decode.contains("decoded 13 images (5 failures)"),
+        "{decode}"
+    );
+    assert!(decode.contains("images/s (decode only"), "{decode}");
+    let network = measuring_run(dir.path(), &["--network-only", "--batch", "4"]);
+    assert!(
+        network.contains("ran the network on 8 images (5 failures)"),
+        "{network}"
+    );
+    assert!(network.contains("images/s (network only") && network.contains("batch 4"));
+    let both = hands_infer(&[
+        "--network-only",
         "--decode-only",
         dir.path().to_str().unwrap(),
     ]);
-    let stderr = text(&run.stderr);
-    assert!(
-        stderr.contains("decoded 13 images (5 failures)"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("images/s"));
-    assert!(run.stdout.is_empty());
+    assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
 }
 
 #[test]

@@ -83,6 +83,10 @@ struct Cli {
     /// Only decode and preprocess the images (no network, no rows), to measure the decode rate.
     #[arg(long)]
     decode_only: bool,
+    /// Only run the network, in batches of --batch, on the images decoded beforehand (not
+    /// timed; all held in memory), to measure the network rate (no rows).
+    #[arg(long, conflicts_with = "decode_only")]
+    network_only: bool,
     /// No progress bar and no informational messages; the summary and errors still go to stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -177,6 +181,19 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
             size = predictor.input_size()
         );
         return Ok(failures);
+    }
+
+    if cli.network_only {
+        let batch = cli.batch as usize;
+        let run = pipeline::network_only(&predictor, &collected.files, &pool, batch)?;
+        eprintln!(
+            "hands-infer: ran the network on {} images ({} failures) in {:.2} s: {:.1} images/s (network only, {threads} threads, batch {batch})",
+            run.images,
+            run.failures,
+            run.seconds,
+            run.images as f64 / run.seconds
+        );
+        return Ok(run.failures);
     }
 
     let explainer = match &cli.explain {
