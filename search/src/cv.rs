@@ -31,8 +31,15 @@ use crate::run_dir::{
 };
 use crate::train::{train, TrainArgs};
 
-/// Arguments of `hands-search cv`.
+/// Arguments of `hands-search cv`. The training options that cv refuses (it draws its own
+/// splits, runs whole trainings and is itself the source of cross-validated figures) are
+/// hidden from its help.
 #[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
+#[command(
+    mut_arg("split_file", |a| a.hide(true)),
+    mut_arg("stop_after", |a| a.hide(true)),
+    mut_arg("cross_validation", |a| a.hide(true))
+)]
 pub struct CvArgs {
     /// The training settings of every fold (`--genotype` is the genotype under test).
     #[command(flatten)]
@@ -757,6 +764,29 @@ fn measure_fold(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_leaves_out_the_training_options_cv_refuses() {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: CvArgs,
+        }
+        let help = <Wrapper as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for hidden in ["--split-file <", "--stop-after <", "--cross-validation <"] {
+            assert!(!help.contains(hidden), "{hidden} in\n{help}");
+        }
+        for shown in [
+            "--genotype <",
+            "--baseline <",
+            "--folds <",
+            "--stop-after-runs <",
+        ] {
+            assert!(help.contains(shown), "{shown} missing from\n{help}");
+        }
+    }
 
     #[test]
     fn slugs_name_genotypes() {
