@@ -107,6 +107,8 @@ impl<'a> StageRun<'a> {
         Ok(tensors)
     }
 
+    /// Restores the weights, architecture parameters and optimiser states from a
+    /// checkpoint's `tensors` ([`StageRun::tensors`]).
     pub(crate) fn restore(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         for (name, var) in self
             .net
@@ -131,6 +133,9 @@ impl<'a> StageRun<'a> {
         Ok(())
     }
 
+    /// One epoch of search steps over the two halves (`w_idx` for the weights, `a_idx` for
+    /// the architecture) at the stage's schedule, batches and augmentation drawn from
+    /// `state`'s RNG; returns the epoch's statistics.
     pub(crate) fn epoch(
         &mut self,
         loader: &Loader<'_>,
@@ -309,6 +314,7 @@ impl<'a> StageRun<'a> {
         Ok((cell(&self.net.normal)?, cell(&self.net.reduce)?))
     }
 
+    /// The softmaxed alphas (and betas) of both cell types, for the log.
     pub(crate) fn arch_values(&self) -> Result<ArchValues> {
         let soft = |arch: &crate::supernet::CellArch| -> Result<PerEdge> {
             Ok(arch.op_weights()?.to_dtype(DType::F64)?.to_vec2()?)
@@ -327,6 +333,8 @@ impl<'a> StageRun<'a> {
         })
     }
 
+    /// The genotype the architecture parameters derive now (with P-DARTS' skip limit at the
+    /// final stage).
     pub(crate) fn genotype(&self, args: &SearchArgs, final_stage: bool) -> Result<Genotype> {
         let (normal, reduce) = self.op_weights()?;
         let config = self.net.config();
