@@ -16,93 +16,20 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use hands_models::card::{CrossValidation, MeanStd};
 use hands_models::Genotype;
 use serde::{Deserialize, Serialize};
 
+use crate::args::cv::{slug, CvArgs};
+use crate::args::train::TrainArgs;
 use crate::data::{ChannelStats, Dataset, Folds, ImageCache, Loader, Split};
 use crate::eval::{load_model, predict_probabilities, write_predictions, Evaluation};
-use crate::flags;
 use crate::outputs::{in_folder, Inputs};
 use crate::resume::{self, changed_settings};
 use crate::run_dir::{
     RunDir, CONFIG, CV_FILES, CV_REPORT, CV_TABLE, FOLDS, FOLD_RESULT, SPLITS, TEST_PREDICTIONS,
 };
-use crate::train::{train, TrainArgs};
-
-/// Arguments of `hands-search cv`. The training options that cv refuses (it draws its own
-/// splits, runs whole trainings and is itself the source of cross-validated figures) are
-/// hidden from its help.
-#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
-#[command(
-    mut_arg("split_file", |a| a.hide(true)),
-    mut_arg("stop_after", |a| a.hide(true)),
-    mut_arg("cross_validation", |a| a.hide(true))
-)]
-pub struct CvArgs {
-    /// The training settings of every fold (`--genotype` is the genotype under test).
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub train: TrainArgs,
-    /// A genotype to measure on the same folds with the same settings (repeatable): a
-    /// published name such as DARTS_V2, `random:SEED`, a search run folder or a file.
-    #[arg(long = "baseline")]
-    pub baselines: Vec<String>,
-    /// Number of folds (2 to 20).
-    #[arg(long, default_value_t = 5, value_parser = flags::usize_in(2..=20))]
-    pub folds: usize,
-    /// Share of each fold's training subjects held out (per label) for model selection.
-    #[arg(long, default_value_t = 0.15, value_parser = flags::fraction)]
-    pub val_share: f64,
-    /// End this invocation after this many fold trainings have finished; continue with
-    /// --resume.
-    #[arg(long)]
-    #[serde(skip)]
-    pub stop_after_runs: Option<usize>,
-}
-
-impl CvArgs {
-    /// The run folder: --out, else `runs/cv-<genotype>`.
-    pub fn out_dir(&self) -> PathBuf {
-        self.train.out.clone().unwrap_or_else(|| {
-            PathBuf::from("runs").join(format!("cv-{}", slug(&self.train.genotype)))
-        })
-    }
-
-    /// The genotypes measured: the one under test, then the baselines.
-    pub fn genotypes(&self) -> Vec<String> {
-        std::iter::once(self.train.genotype.clone())
-            .chain(self.baselines.iter().cloned())
-            .collect()
-    }
-}
-
-/// A folder name for a genotype argument: a published name or `random-SEED` as it is, a
-/// path by its last component.
-fn slug(genotype: &str) -> String {
-    let name = Path::new(genotype).file_stem().map_or_else(
-        || genotype.to_string(),
-        |s| s.to_string_lossy().into_owned(),
-    );
-    let name = if name == "genotype" {
-        Path::new(genotype)
-            .parent()
-            .and_then(Path::file_name)
-            .map_or(name.clone(), |p| p.to_string_lossy().into_owned())
-    } else {
-        name
-    };
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
+use crate::train::train;
 
 /// The figures of one fold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -362,10 +289,10 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     let run = RunDir::new(&out);
     let args = open_config(cli, &run)?;
     let genotypes = checked_genotypes(&args)?;
-    let dataset = Dataset::load(&args.train.data, &args.train.aspect)?;
+    let dataset = Dataset::load(&args.train.data.path, &args.train.data.aspect)?;
     let (folds, splits) = prepare_folds(&args, &genotypes, &dataset, &run)?;
 
-    let device = args.train.device.open()?;
+    let device = args.train.run.device.open()?;
     let mut cache: Option<ImageCache> = None;
     let mut trained = 0usize;
     let mut rows = vec![majority_row(&dataset, &splits)];
@@ -400,12 +327,12 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
              validation share of {} of those subjects by mean per-class accuracy, measured on \
              the fold's subjects only",
             folds.len(),
-            args.train.seed,
+            args.train.run.seed,
             args.val_share
         ),
         folds: folds.len(),
-        seed: args.train.seed,
-        data: args.train.data.display().to_string(),
+        seed: args.train.run.seed,
+        data: args.train.data.path.display().to_string(),
         images: dataset.len(),
         subjects: dataset.subjects().len(),
         rows,
@@ -426,7 +353,7 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
 fn open_config(cli: &CvArgs, run: &RunDir) -> Result<CvArgs> {
     let out = run.path();
     let config_path = run.config();
-    let args = if cli.train.resume {
+    let args = if cli.train.run.resume {
         let text = std::fs::read_to_string(&config_path)
             .with_context(|| format!("cannot resume: cannot read {}", config_path.display()))?;
         let stored: CvArgs = serde_json::from_str(&text)
@@ -434,7 +361,7 @@ fn open_config(cli: &CvArgs, run: &RunDir) -> Result<CvArgs> {
         let changes = changed_settings(
             &stored,
             cli,
-            cli.train.explicit.as_deref(),
+            cli.train.run.explicit.as_deref(),
             &resume::PER_INVOCATION,
         )?;
         if !changes.is_empty() {
@@ -445,8 +372,8 @@ fn open_config(cli: &CvArgs, run: &RunDir) -> Result<CvArgs> {
             ));
         }
         let mut args = stored;
-        args.train.resume = true;
-        args.train.device = cli.train.device;
+        args.train.run.resume = true;
+        args.train.run.device = cli.train.run.device;
         args.stop_after_runs = cli.stop_after_runs;
         eprintln!("resuming cross-validation {}", out.display());
         args
@@ -464,7 +391,7 @@ fn open_config(cli: &CvArgs, run: &RunDir) -> Result<CvArgs> {
     if args.train.split_file.is_some() {
         bail!("cv draws its own folds: --split-file cannot be given");
     }
-    if args.train.stop_after.is_some() {
+    if args.train.run.stop_after.is_some() {
         bail!("cv runs whole trainings: use --stop-after-runs instead of --stop-after");
     }
     if args.train.cross_validation.is_some() {
@@ -502,7 +429,7 @@ fn prepare_folds(
 ) -> Result<(Folds, Vec<(Split, PathBuf)>)> {
     let out = run.path();
     let config_path = run.config();
-    let mut inputs = Inputs::of_data(&args.train.data, dataset);
+    let mut inputs = Inputs::of_data(&args.train.data.path, dataset);
     for genotype in genotypes {
         inputs.add(Path::new(genotype));
     }
@@ -511,10 +438,10 @@ fn prepare_folds(
     std::fs::create_dir_all(run.file(SPLITS))
         .with_context(|| format!("cannot create {}", out.display()))?;
     let folds_path = run.file(FOLDS);
-    let folds = if args.train.resume {
+    let folds = if args.train.run.resume {
         Folds::load(&folds_path, dataset)?
     } else {
-        let folds = Folds::new(dataset, args.folds, args.train.seed)?;
+        let folds = Folds::new(dataset, args.folds, args.train.run.seed)?;
         folds.save(&folds_path)?;
         hands_models::output::write_atomic(
             &config_path,
@@ -530,7 +457,7 @@ fn prepare_folds(
             split.check(dataset, &path)?;
             split
         } else {
-            let split = folds.split(dataset, fold, args.val_share, args.train.seed)?;
+            let split = folds.split(dataset, fold, args.val_share, args.train.run.seed)?;
             split.save(&path)?;
             split
         };
@@ -538,7 +465,7 @@ fn prepare_folds(
     }
     eprintln!(
         "{}: {} images of {} subjects in {} folds of {} subjects; {} genotype(s)",
-        args.train.data.display(),
+        args.train.data.path.display(),
         dataset.len(),
         dataset.subjects().len(),
         folds.len(),
@@ -576,17 +503,17 @@ fn train_fold(
     let mut fold_args = args.train.clone();
     fold_args.genotype = genotype.to_string();
     fold_args.split_file = Some(split_path.clone());
-    fold_args.out = Some(dir.to_path_buf());
-    fold_args.resume = fold_run.checkpoint().is_file();
-    fold_args.extend_epochs = false;
-    fold_args.explicit = None;
+    fold_args.run.out = Some(dir.to_path_buf());
+    fold_args.run.resume = fold_run.checkpoint().is_file();
+    fold_args.run.extend_epochs = false;
+    fold_args.run.explicit = None;
     let outcome = train(&fold_args)?;
     let metrics = outcome
         .metrics
         .with_context(|| format!("{}: the training did not finish", dir.display()))?;
     let cache = match cache {
         Some(cache) => &*cache,
-        None => cache.insert(ImageCache::build(data.dataset, args.train.size)?),
+        None => cache.insert(ImageCache::build(data.dataset, args.train.data.size)?),
     };
     let result = measure_fold(
         data.dataset,
@@ -596,7 +523,7 @@ fn train_fold(
         dir,
         metrics.selected_epoch,
         metrics.train_seconds,
-        args.train.batch,
+        args.train.optimiser.batch,
         device,
     )?;
     hands_models::output::write_atomic(

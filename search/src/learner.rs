@@ -14,6 +14,7 @@ use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::Genotype;
 use rand_chacha::ChaCha8Rng;
 
+use crate::args::train::TrainArgs;
 use crate::checkpoint::{self, load_varmap, varmap_tensors};
 use crate::data::{Augment, ChannelStats, Dataset, ImageCache, Loader, Split};
 use crate::eval::evaluate;
@@ -21,7 +22,7 @@ use crate::optim::{Sgd, SgdConfig};
 use crate::runlog::progress_bar;
 use crate::schedule::{cosine_lr, linear_ramp};
 use crate::step::{train_step, StepConfig};
-use crate::train::{inference_tensors, Best, EpochRecord, TrainArgs, TrainState};
+use crate::train::{inference_tensors, Best, EpochRecord, TrainState};
 
 /// Checkpoint tensor prefix of the current weights.
 const MODEL_PREFIX: &str = "model.";
@@ -57,7 +58,7 @@ impl<'a> EpochData<'a> {
         eprintln!(
             "{}: {} images of {} subjects; train {} / val {} / test {} subjects ({} / {} / {} \
              images; split {split_source})",
-            args.data.display(),
+            args.data.path.display(),
             dataset.len(),
             dataset.subjects().len(),
             split.train.subjects.len(),
@@ -68,12 +69,16 @@ impl<'a> EpochData<'a> {
             split.test.indices(dataset).len(),
         );
         let stats = cache.stats(&train)?;
-        let train_loader = Loader::new(cache, stats, args.batch, device)
-            .augment(Augment::recipe(args.augment, args.size).with_cutout(args.cutout))
+        let train_loader = Loader::new(cache, stats, args.optimiser.batch, device)
+            .augment(
+                Augment::recipe(args.regularisation.augment, args.data.size)
+                    .with_cutout(args.regularisation.cutout),
+            )
             .shuffle(true)
-            .drop_last(train.len() >= args.batch);
-        let eval_loader = Loader::new(cache, stats, args.batch, device);
+            .drop_last(train.len() >= args.optimiser.batch);
+        let eval_loader = Loader::new(cache, stats, args.optimiser.batch, device);
         let class_weights = args
+            .regularisation
             .class_weight
             .weights(&split.train.label_images)
             .map(|w| Tensor::new(w.as_slice(), device))
@@ -107,23 +112,24 @@ impl Learner {
         device: &Device,
     ) -> Result<Self> {
         let config = NetworkConfig {
-            init_channels: args.init_channels,
-            layers: args.layers,
+            init_channels: args.network.init_channels,
+            layers: args.network.layers,
             num_classes: classes,
-            auxiliary: args.auxiliary_weight > 0.0,
+            auxiliary: args.regularisation.auxiliary_weight > 0.0,
         };
-        let (network, varmap) = Network::seeded(genotype, &config, args.seed, DType::F32, device)?;
+        let (network, varmap) =
+            Network::seeded(genotype, &config, args.run.seed, DType::F32, device)?;
         let sgd_config = SgdConfig {
-            lr: args.lr,
-            momentum: args.momentum,
-            weight_decay: args.weight_decay,
+            lr: args.optimiser.lr,
+            momentum: args.optimiser.momentum,
+            weight_decay: args.optimiser.weight_decay,
         };
         let sgd = Sgd::new(trainable_vars(&varmap), sgd_config)?;
         let parameters = parameter_count(&varmap, false);
         eprintln!(
             "network: {} cells, C = {}, {} parameters (+{} in the auxiliary head)",
-            args.layers,
-            args.init_channels,
+            args.network.layers,
+            args.network.init_channels,
             parameters,
             parameter_count(&varmap, true) - parameters
         );
@@ -164,14 +170,19 @@ impl Learner {
     ) -> Result<EpochRecord> {
         let epoch = state.epoch;
         let started = Instant::now();
-        let lr = cosine_lr(epoch, args.epochs, args.lr, args.lr_min);
-        let drop_prob = linear_ramp(epoch, args.epochs, args.drop_path);
+        let lr = cosine_lr(
+            epoch,
+            args.optimiser.epochs,
+            args.optimiser.lr,
+            args.optimiser.lr_min,
+        );
+        let drop_prob = linear_ramp(epoch, args.optimiser.epochs, args.regularisation.drop_path);
         self.sgd.set_lr(lr);
         let config = StepConfig {
             class_weights: data.class_weights.clone(),
-            auxiliary_weight: args.auxiliary_weight,
-            label_smoothing: args.label_smoothing,
-            grad_clip: args.grad_clip,
+            auxiliary_weight: args.regularisation.auxiliary_weight,
+            label_smoothing: args.regularisation.label_smoothing,
+            grad_clip: args.optimiser.grad_clip,
             drop_prob,
         };
         let (network, loader) = (&self.network, &data.train_loader);

@@ -2,6 +2,7 @@
 //! hand-gender networks in candle, and training and evaluation of the networks it finds.
 
 pub mod architect;
+pub mod args;
 pub mod checkpoint;
 pub mod cv;
 pub mod data;

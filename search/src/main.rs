@@ -4,11 +4,14 @@ use anyhow::Result;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Subcommand};
 
-use hands_search::cv::{run_cv, CvArgs};
+use hands_search::args::cv::CvArgs;
+use hands_search::args::search::SearchArgs;
+use hands_search::args::train::TrainArgs;
+use hands_search::cv::run_cv;
 use hands_search::eval::{run_eval, EvalArgs};
 use hands_search::plot::{run_plot, PlotArgs};
-use hands_search::search::{run_search, SearchArgs};
-use hands_search::train::{run_train, TrainArgs};
+use hands_search::search::run_search;
+use hands_search::train::run_train;
 
 /// Differentiable architecture search for hand-gender networks.
 #[derive(Debug, clap::Parser)]
@@ -54,11 +57,11 @@ fn main() -> Result<()> {
     let explicit = explicit_settings(&matches);
     match &mut cli.command {
         Command::Search(args) => {
-            args.explicit = explicit;
+            args.run.explicit = explicit;
             args.apply_paper_defaults();
         }
-        Command::Train(args) => args.explicit = explicit,
-        Command::Cv(args) => args.train.explicit = explicit,
+        Command::Train(args) => args.run.explicit = explicit,
+        Command::Cv(args) => args.train.run.explicit = explicit,
         Command::Eval(_) | Command::Plot(_) => {}
     }
     hands_search::memory::keep_freed_tensor_memory();

@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::architect::{self, LabelledBatch, Unrolling};
+use crate::args::search::{Algo, SearchArgs};
 use crate::data::{Batch, Loader};
 use crate::derive::derive_genotype;
 use crate::hessian;
@@ -20,7 +21,7 @@ use crate::optim::{clip_grad_norm, Adam, AdamConfig, Sgd, SgdConfig};
 use crate::pdarts::{limit_skips, skip_dropout_rate, StagePlan};
 use crate::runlog::progress_bar;
 use crate::schedule::{beta_decay_weight, cosine_lr};
-use crate::search::{Algo, EpochStats, SearchArgs, SearchState};
+use crate::search::{EpochStats, SearchState};
 use crate::supernet::{SkipDropout, Supernet, EDGES};
 
 /// The ChaCha stream of the Hessian power iteration's start vectors.
@@ -67,9 +68,9 @@ impl<'a> StageRun<'a> {
         let sgd = Sgd::new(
             weight_vars.clone(),
             SgdConfig {
-                lr: args.lr,
-                momentum: args.momentum,
-                weight_decay: args.weight_decay,
+                lr: args.optimiser.lr,
+                momentum: args.optimiser.momentum,
+                weight_decay: args.optimiser.weight_decay,
             },
         )?;
         let adam = Adam::new(
@@ -78,7 +79,7 @@ impl<'a> StageRun<'a> {
                 lr: args.arch_lr(),
                 betas: (0.5, 0.999),
                 eps: 1e-8,
-                weight_decay: args.arch_weight_decay,
+                weight_decay: args.architecture.arch_weight_decay,
             },
         )?;
         Ok(StageRun {
@@ -88,7 +89,7 @@ impl<'a> StageRun<'a> {
             sgd,
             adam,
             second_order: args.second_order(),
-            grad_clip: args.grad_clip,
+            grad_clip: args.optimiser.grad_clip,
             arch_grad_clip: args.arch_grad_clip(),
         })
     }
@@ -145,11 +146,16 @@ impl<'a> StageRun<'a> {
         state: &mut SearchState,
     ) -> Result<EpochStats> {
         let start = Instant::now();
-        let lr = cosine_lr(state.epoch, stage.epochs, state.args.lr, state.args.lr_min);
+        let lr = cosine_lr(
+            state.epoch,
+            stage.epochs,
+            state.args.optimiser.lr,
+            state.args.optimiser.lr_min,
+        );
         let arch_active = state.epoch >= stage.warmup;
         let drop_rate = skip_dropout_rate(stage, state.epoch);
         let beta_decay = beta_decay_weight(
-            state.args.beta_decay,
+            state.args.architecture.beta_decay,
             state.epoch,
             stage.epochs,
             stage.warmup,
@@ -344,7 +350,7 @@ impl<'a> StageRun<'a> {
                 &config.normal_candidates,
                 &reduce,
                 &config.reduce_candidates,
-                args.max_skip,
+                args.pdarts.max_skip,
             )
         } else {
             derive_genotype(

@@ -13,11 +13,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use clap::Args;
 use hands_models::card::{
     CrossValidation, InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_SCHEMA_VERSION,
 };
-use hands_models::genotype::GENOTYPE_FILE;
 use hands_models::nn::model_file;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::plan::{is_under, AUXILIARY};
@@ -26,13 +24,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::args::train::TrainArgs;
 use crate::checkpoint::{load_varmap, varmap_tensors};
-use crate::data::{
-    AspectFilter, AugmentRecipe, ChannelStats, Dataset, Fractions, ImageCache, Part, Split,
-};
-use crate::device::DeviceChoice;
+use crate::data::{ChannelStats, Dataset, Fractions, ImageCache, Part, Split};
 use crate::eval::{evaluate, Evaluation};
-use crate::flags;
 use crate::learner::{EpochData, Learner};
 use crate::outputs::{in_folder, Inputs};
 use crate::resume::{self, changed_settings, Epochs};
@@ -43,230 +38,6 @@ use crate::search::Finished;
 /// The ChaCha stream of the training RNG (batch order, augmentation, drop path); the split
 /// uses streams 0 and 1 of the same seed.
 const TRAIN_STREAM: u64 = 2;
-
-/// Arguments of `hands-search train`.
-#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
-pub struct TrainArgs {
-    /// Dataset folder: 11K Hands (HandInfo.csv + images) or one sub-folder per class.
-    #[arg(long)]
-    pub data: PathBuf,
-    /// The genotype: a published name (DARTS_V1, DARTS_V2, PC_DARTS_cifar, PDARTS),
-    /// `random:SEED` (drawn uniformly from the search space, the random baseline), a search run
-    /// folder (its genotype.json, and its split.json unless --split-file), or a file in JSON or
-    /// DARTS' Python notation.
-    #[arg(long)]
-    pub genotype: String,
-    /// Channels of the first cell (C, 1 to 256).
-    #[arg(long, default_value_t = 16, value_parser = flags::usize_in(flags::INIT_CHANNELS))]
-    pub init_channels: usize,
-    /// Number of cells (3 to 64).
-    #[arg(long, default_value_t = 8, value_parser = flags::usize_in(flags::TRAIN_LAYERS))]
-    pub layers: usize,
-    /// Side of the square input images (8 to 512).
-    #[arg(long, default_value_t = 64, value_parser = flags::u32_in(flags::SIZE))]
-    pub size: u32,
-    /// Training epochs.
-    #[arg(long, default_value_t = 100, value_parser = flags::usize_in(flags::EPOCHS))]
-    pub epochs: usize,
-    /// Batch size (1 to 1024).
-    #[arg(long, default_value_t = 32, value_parser = flags::usize_in(flags::BATCH))]
-    pub batch: usize,
-    /// Initial learning rate (cosine annealed per epoch).
-    #[arg(long, default_value_t = 0.025, value_parser = flags::positive)]
-    pub lr: f64,
-    /// Final learning rate of the cosine schedule.
-    #[arg(long, default_value_t = 0.0, value_parser = flags::non_negative)]
-    pub lr_min: f64,
-    /// SGD momentum, in [0, 1).
-    #[arg(long, default_value_t = 0.9, value_parser = flags::fraction)]
-    pub momentum: f64,
-    /// Weight decay (L2, added to the gradient).
-    #[arg(long, default_value_t = 3e-4, value_parser = flags::non_negative)]
-    pub weight_decay: f64,
-    /// Global gradient-norm clip.
-    #[arg(long, default_value_t = 5.0, value_parser = flags::positive)]
-    pub grad_clip: f64,
-    /// Weight of the auxiliary head's loss (0 builds no auxiliary head).
-    #[arg(long, default_value_t = 0.4, value_parser = flags::non_negative)]
-    pub auxiliary_weight: f64,
-    /// Final drop-path probability, ramped linearly from 0 over the epochs; in [0, 1).
-    #[arg(long, default_value_t = 0.2, value_parser = flags::fraction)]
-    pub drop_path: f64,
-    /// Cutout square side in pixels (0 = off; at most 512).
-    #[arg(long, default_value_t = 16, value_parser = flags::u32_in(0..=512))]
-    pub cutout: u32,
-    /// Label smoothing of the cross-entropy loss, in [0, 1).
-    #[arg(long, default_value_t = 0.0, value_parser = flags::fraction)]
-    pub label_smoothing: f64,
-    /// How the loss weighs the classes: `balanced` (each class by N / (K n_c) over the
-    /// training images) or `none`.
-    #[arg(long, value_enum, default_value_t = ClassWeight::Balanced)]
-    #[serde(default = "unweighted")]
-    pub class_weight: ClassWeight,
-    /// Training augmentation: `photo` (random resized crop, rotation, flip, colour jitter) or
-    /// `darts` (DARTS' padded crop and flip); --cutout is added to either.
-    #[arg(long, value_enum, default_value_t = AugmentRecipe::Photo)]
-    #[serde(default = "darts_augment")]
-    pub augment: AugmentRecipe,
-    /// Random seed (split when drawn here, initialisation, batches, augmentation, drop path).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Run folder (default: `<search run>/train` for a run-folder genotype, else
-    /// `runs/train-<genotype>`).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue the run in --out from its checkpoint, with its settings (a setting given
-    /// differently is refused).
-    #[arg(long)]
-    pub resume: bool,
-    /// With --resume: train to this invocation's --epochs instead of the run's.
-    #[arg(long, requires = "resume")]
-    #[serde(default)]
-    pub extend_epochs: bool,
-    /// Train the genotype of a search run folder that has not finished (its genotype of the
-    /// last epoch run); without it such a folder is refused.
-    #[arg(long)]
-    #[serde(default)]
-    pub allow_unfinished: bool,
-    /// Which hand aspects to use.
-    #[arg(long, value_enum, default_value_t = AspectFilter::All)]
-    pub aspect: AspectFilter,
-    /// The subject split to use (default: the search run's split.json when --genotype is a
-    /// run folder or a file in one, else a new split drawn with --seed).
-    #[arg(long)]
-    pub split_file: Option<PathBuf>,
-    /// Share of the subjects (per label) held out as test subjects when the split is drawn
-    /// here; the validation share is 0.15. 0 trains on every subject but the validation ones
-    /// (a final model, measured by cross-validation instead).
-    #[arg(long, default_value_t = 0.15, value_parser = flags::test_share)]
-    #[serde(default = "default_test_share")]
-    pub test_share: f64,
-    /// A `hands-search cv` run folder that cross-validated this training's genotype with
-    /// this training's settings: its figures go into the model card as the headline metrics
-    /// (refused when the settings differ).
-    #[arg(long)]
-    #[serde(default)]
-    pub cross_validation: Option<PathBuf>,
-    /// Compute device: cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceChoice,
-    /// End this invocation once this many epochs are complete; continue with --resume.
-    #[arg(long)]
-    #[serde(skip)]
-    pub stop_after: Option<usize>,
-    /// The settings given on the command line (field names; set by the binary), which a
-    /// resumed run compares with the run's; `None` compares every setting.
-    #[arg(skip)]
-    #[serde(skip)]
-    pub explicit: Option<Vec<String>>,
-}
-
-/// The class weighting of runs written before `--class-weight` existed.
-fn unweighted() -> ClassWeight {
-    ClassWeight::None
-}
-
-/// The test share of runs written before `--test-share` existed.
-fn default_test_share() -> f64 {
-    0.15
-}
-
-/// The augmentation of runs written before `--augment` existed.
-fn darts_augment() -> AugmentRecipe {
-    AugmentRecipe::Darts
-}
-
-impl TrainArgs {
-    /// The settings with every default and the given data and genotype (for tests and
-    /// programs that embed the trainer).
-    pub fn new(data: impl Into<PathBuf>, genotype: &str) -> TrainArgs {
-        #[derive(clap::Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            args: TrainArgs,
-        }
-        let data = data.into();
-        let mut args =
-            <Wrapper as clap::Parser>::parse_from(["train", "--data", "_", "--genotype", genotype])
-                .args;
-        args.data = data;
-        args
-    }
-
-    /// The run folder.
-    pub fn out_dir(&self) -> PathBuf {
-        if let Some(out) = &self.out {
-            return out.clone();
-        }
-        let genotype = Path::new(&self.genotype);
-        if genotype.is_dir() {
-            return genotype.join("train");
-        }
-        let stem = genotype
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| self.genotype.clone());
-        PathBuf::from("runs").join(format!("train-{stem}"))
-    }
-
-    /// The split file to reuse, if any: --split-file, else `split.json` of the search run
-    /// folder the genotype comes from.
-    fn split_source(&self) -> Option<PathBuf> {
-        if let Some(path) = &self.split_file {
-            return Some(path.clone());
-        }
-        let genotype = Path::new(&self.genotype);
-        let folder = if genotype.is_dir() {
-            Some(genotype)
-        } else if genotype.is_file() {
-            genotype.parent()
-        } else {
-            None
-        };
-        folder
-            .map(|f| RunDir::new(f).split())
-            .filter(|path| path.is_file())
-    }
-
-    /// The search run folder the genotype comes from: `--genotype` naming a folder with a
-    /// `search.jsonl`, or that folder's `genotype.json`.
-    fn search_run(&self) -> Option<RunDir> {
-        let genotype = Path::new(&self.genotype);
-        let folder = if genotype.is_dir() {
-            genotype
-        } else if genotype.file_name().is_some_and(|n| n == GENOTYPE_FILE) {
-            genotype.parent().filter(|p| !p.as_os_str().is_empty())?
-        } else {
-            return None;
-        };
-        let run = RunDir::new(folder);
-        run.search_log().is_file().then_some(run)
-    }
-
-    /// Checks every setting against its flag's range, for settings that did not come
-    /// through the command-line parser (a library caller, a resumed run's stored settings).
-    pub fn check(&self) -> Result<()> {
-        flags::check_range("init-channels", self.init_channels, flags::INIT_CHANNELS)?;
-        flags::check_range("layers", self.layers, flags::TRAIN_LAYERS)?;
-        flags::check_range("size", self.size as usize, flags::SIZE)?;
-        flags::check_range("epochs", self.epochs, flags::EPOCHS)?;
-        flags::check_range("batch", self.batch, flags::BATCH)?;
-        flags::check_range("cutout", self.cutout as usize, 0..=512)?;
-        flags::check_value("lr", self.lr, flags::positive)?;
-        flags::check_value("lr-min", self.lr_min, flags::non_negative)?;
-        flags::check_value("momentum", self.momentum, flags::fraction)?;
-        flags::check_value("weight-decay", self.weight_decay, flags::non_negative)?;
-        flags::check_value("grad-clip", self.grad_clip, flags::positive)?;
-        flags::check_value(
-            "auxiliary-weight",
-            self.auxiliary_weight,
-            flags::non_negative,
-        )?;
-        flags::check_value("drop-path", self.drop_path, flags::fraction)?;
-        flags::check_value("test-share", self.test_share, flags::test_share)?;
-        flags::check_value("label-smoothing", self.label_smoothing, flags::fraction)
-    }
-}
 
 /// The best epoch so far, chosen on validation mean per-class accuracy (ties: lower
 /// validation loss), so that a model answering the majority class is never preferred.
@@ -385,11 +156,11 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
 /// Trains as `hands-search train` does and returns what it produced.
 pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
     let run = RunDir::new(cli.out_dir());
-    let device = cli.device.open()?;
+    let device = cli.run.device.open()?;
     let (mut state, tensors) = open_state(cli, &run, &device)?;
     let args = state.args.clone();
     let genotype = Genotype::resolve(&args.genotype)?;
-    if !args.resume {
+    if !args.run.resume {
         check_search_finished(&args, &genotype)?;
     }
     let cross_validation = args
@@ -399,9 +170,9 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
         .transpose()?;
 
     // Data: the split is drawn (or copied) once and read back from the run folder after.
-    let dataset = Dataset::load(&args.data, &args.aspect)?;
+    let dataset = Dataset::load(&args.data.path, &args.data.aspect)?;
     let split = prepare_split(&args, &mut state, &dataset, &run)?;
-    let cache = ImageCache::build(&dataset, args.size)?;
+    let cache = ImageCache::build(&dataset, args.data.size)?;
     let data = EpochData::new(
         &args,
         &dataset,
@@ -414,9 +185,9 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
     if let Some(tensors) = &tensors {
         learner.restore(tensors, state.best.is_some(), &run.checkpoint())?;
     }
-    let mut log = RunLog::open(&run.train_log(), args.resume.then_some(state.epoch))?;
-    while state.epoch < args.epochs {
-        if args.stop_after.is_some_and(|n| state.epoch >= n) {
+    let mut log = RunLog::open(&run.train_log(), args.run.resume.then_some(state.epoch))?;
+    while state.epoch < args.optimiser.epochs {
+        if args.run.stop_after.is_some_and(|n| state.epoch >= n) {
             return Ok(TrainOutcome {
                 out: run.path().to_path_buf(),
                 epochs_done: state.epoch,
@@ -451,20 +222,20 @@ fn open_state(
     run: &RunDir,
     device: &Device,
 ) -> Result<(TrainState, Option<HashMap<String, Tensor>>)> {
-    if cli.resume {
+    if cli.run.resume {
         let (tensors, mut state): (_, TrainState) = resume::stored_state(run, device, "training")?;
         resume_settings(&mut state, cli, run.path())?;
         eprintln!(
             "resuming {} after epoch {} of {} (settings from the checkpoint)",
             run.path().display(),
             state.epoch,
-            state.args.epochs
+            state.args.optimiser.epochs
         );
         return Ok((state, Some(tensors)));
     }
     cli.check()?;
     resume::refuse_existing_checkpoint(run, "training")?;
-    let mut rng = ChaCha8Rng::seed_from_u64(cli.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(cli.run.seed);
     rng.set_stream(TRAIN_STREAM);
     let state = TrainState {
         args: cli.clone(),
@@ -486,12 +257,12 @@ fn prepare_split(
     dataset: &Dataset,
     run: &RunDir,
 ) -> Result<Split> {
-    let mut inputs = Inputs::of_data(&args.data, dataset);
+    let mut inputs = Inputs::of_data(&args.data.path, dataset);
     inputs.add(Path::new(&args.genotype));
     if let Some(search) = args.search_run() {
         inputs.add(search.path());
     }
-    if let (Some(split), false) = (args.split_source(), args.resume) {
+    if let (Some(split), false) = (args.split_source(), args.run.resume) {
         inputs.add(&split);
     }
     if let Some(cv) = &args.cross_validation {
@@ -501,7 +272,7 @@ fn prepare_split(
     inputs.check(in_folder(out, &TRAIN_FILES))?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let split_path = run.split();
-    if args.resume {
+    if args.run.resume {
         let split = Split::load(&split_path)?;
         split.check(dataset, &split_path)?;
         return Ok(split);
@@ -513,7 +284,7 @@ fn prepare_split(
                 format!(
                     "the split {} does not fit --data {} (pass another --split-file)",
                     path.display(),
-                    args.data.display()
+                    args.data.path.display()
                 )
             })?;
             (split, path.display().to_string())
@@ -525,12 +296,12 @@ fn prepare_split(
                 test: args.test_share,
             };
             (
-                Split::new(dataset, fractions, args.seed)?,
-                format!("drawn with seed {}", args.seed),
+                Split::new(dataset, fractions, args.run.seed)?,
+                format!("drawn with seed {}", args.run.seed),
             )
         }
     };
-    check_trainable(&args.data, dataset, &split, &source)?;
+    check_trainable(&args.data.path, dataset, &split, &source)?;
     split.save(&split_path)?;
     state.split_source = source;
     hands_models::output::write_atomic(
@@ -564,20 +335,25 @@ fn resume_settings(state: &mut TrainState, given: &TrainArgs, out: &Path) -> Res
     let changes = changed_settings(
         &state.args,
         given,
-        given.explicit.as_deref(),
+        given.run.explicit.as_deref(),
         &resume::PER_INVOCATION,
     )?;
     let epochs = Epochs {
-        stored: state.args.epochs,
-        given: given.epochs,
+        stored: state.args.optimiser.epochs,
+        given: given.optimiser.epochs,
         done: state.epoch,
     };
-    state.args.epochs =
-        resume::resumed_epochs(out, changes, given.extend_epochs, epochs, ("", "epochs"))?;
-    state.args.resume = true;
-    state.args.out = Some(out.to_path_buf());
-    state.args.device = given.device;
-    state.args.stop_after = given.stop_after;
+    state.args.optimiser.epochs = resume::resumed_epochs(
+        out,
+        changes,
+        given.run.extend_epochs,
+        epochs,
+        ("", "epochs"),
+    )?;
+    state.args.run.resume = true;
+    state.args.run.out = Some(out.to_path_buf());
+    state.args.run.device = given.run.device;
+    state.args.run.stop_after = given.run.stop_after;
     state.args.check()
 }
 
@@ -760,8 +536,8 @@ fn finish(
 ) -> Result<TrainMetrics> {
     let best = trained.state.best.context("no epoch was selected")?;
     let config = NetworkConfig {
-        init_channels: args.init_channels,
-        layers: args.layers,
+        init_channels: args.network.init_channels,
+        layers: args.network.layers,
         num_classes: dataset.labels().len(),
         auxiliary: false,
     };
@@ -798,7 +574,7 @@ fn finish(
 
     let metrics = TrainMetrics {
         selected_epoch: best.epoch,
-        epochs: args.epochs,
+        epochs: args.optimiser.epochs,
         train_seconds: trained.state.seconds,
         parameters,
         val,
@@ -837,7 +613,7 @@ fn model_card(
         schema_version: CARD_SCHEMA_VERSION,
         labels: dataset.labels().to_vec(),
         input: InputSpec {
-            size: args.size,
+            size: args.data.size,
             layout: "NCHW".into(),
             colour: "RGB".into(),
             resize: ResizeRule::StretchBilinear,
@@ -846,18 +622,18 @@ fn model_card(
         },
         genotype: trained.genotype.clone(),
         network: NetworkSpec {
-            init_channels: args.init_channels,
-            layers: args.layers,
+            init_channels: args.network.init_channels,
+            layers: args.network.layers,
             auxiliary: false,
             parameters,
         },
         metrics: test.as_ref().map(Evaluation::card_metrics).transpose()?,
         cross_validation: trained.cross_validation.clone(),
         provenance: Provenance {
-            data: args.data.display().to_string(),
+            data: args.data.path.display().to_string(),
             genotype_source: args.genotype.clone(),
             train: settings,
-            seed: args.seed,
+            seed: args.run.seed,
             tool_version: concat!("hands-search ", env!("CARGO_PKG_VERSION")).to_string(),
         },
     })

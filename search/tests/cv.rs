@@ -9,14 +9,16 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use hands_models::graph::argmax;
-use hands_search::cv::{cross_validate, CvArgs, CvReport, FoldResult};
+use hands_search::args::cv::CvArgs;
+use hands_search::args::train::TrainArgs;
+use hands_search::cv::{cross_validate, CvReport, FoldResult};
 use hands_search::data::{
     Augment, ChannelStats, Dataset, Folds, ImageCache, Loader, PartName, Sample, Source, Split,
 };
 use hands_search::eval::load_model;
 use hands_search::eval::mirror;
 use hands_search::step::cross_entropy;
-use hands_search::train::{train, ClassWeight, TrainArgs};
+use hands_search::train::{train, ClassWeight};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -222,14 +224,14 @@ fn mirror_reverses_columns() {
 
 fn tiny_cv(data: &Path, out: &Path) -> CvArgs {
     let mut train = TrainArgs::new(data, "DARTS_V2");
-    train.out = Some(out.to_path_buf());
-    train.init_channels = 4;
-    train.layers = 3;
-    train.size = 16;
-    train.epochs = 2;
-    train.batch = 4;
-    train.cutout = 4;
-    train.seed = 7;
+    train.run.out = Some(out.to_path_buf());
+    train.network.init_channels = 4;
+    train.network.layers = 3;
+    train.data.size = 16;
+    train.optimiser.epochs = 2;
+    train.optimiser.batch = 4;
+    train.regularisation.cutout = 4;
+    train.run.seed = 7;
     CvArgs {
         train,
         baselines: vec!["random:1".into()],
@@ -260,7 +262,7 @@ fn tiny_cross_validation_stops_resumes_and_keeps_its_predictions() {
     let err = format!("{:#}", cross_validate(&tiny_cv(&data, &out)).unwrap_err());
     assert!(err.contains("--resume"), "{err}");
     let mut resume = tiny_cv(&data, &out);
-    resume.train.resume = true;
+    resume.train.run.resume = true;
     let report = cross_validate(&resume).unwrap().report.expect("finished");
     assert_eq!(report, read_json::<CvReport>(&out.join("cv.json")));
     assert!(std::fs::read_to_string(out.join("cv.md"))
@@ -326,12 +328,12 @@ fn tiny_cross_validation_stops_resumes_and_keeps_its_predictions() {
     // A final training on every subject with the same recipe carries the figures in its
     // card; one with other settings is refused.
     let mut last = tiny_cv(&data, &out).train;
-    last.out = Some(dir.path().join("final"));
+    last.run.out = Some(dir.path().join("final"));
     last.test_share = 0.0;
     last.cross_validation = Some(out.clone());
     let mut other = last.clone();
-    other.epochs = 3;
-    other.out = Some(dir.path().join("other"));
+    other.optimiser.epochs = 3;
+    other.run.out = Some(dir.path().join("other"));
     let err = format!("{:#}", train(&other).unwrap_err());
     assert!(err.contains("--epochs: stored 2, given 3"), "{err}");
     let metrics = train(&last).unwrap().metrics.expect("finished");

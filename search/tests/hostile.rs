@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{Device, Tensor};
+use hands_search::args::search::{Algo, SearchArgs};
+use hands_search::args::train::TrainArgs;
 use hands_search::checkpoint;
 use hands_search::data::{AspectFilter, Dataset, Fractions, Split};
 use hands_search::device::DeviceChoice;
 use hands_search::eval::{eval_model, run_eval, EvalArgs, EvalSplit};
 use hands_search::plot::plot_run;
 use hands_search::run_dir::FINISHED;
-use hands_search::search::{run_search, Algo, SearchArgs};
-use hands_search::train::{train, TrainArgs};
+use hands_search::search::run_search;
+use hands_search::train::train;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -49,25 +51,25 @@ fn hands_dataset(root: &Path, subjects: usize, female: bool) {
 
 fn tiny_search(data: &Path, out: &Path) -> SearchArgs {
     let mut args = SearchArgs::new(data, Algo::Darts);
-    args.out = Some(out.to_path_buf());
-    args.size = 16;
-    args.batch = 4;
-    args.epochs = 1;
-    args.init_channels = 4;
-    args.layers = 2;
-    args.seed = 3;
+    args.run.out = Some(out.to_path_buf());
+    args.data.size = 16;
+    args.optimiser.batch = 4;
+    args.optimiser.epochs = 1;
+    args.network.init_channels = 4;
+    args.network.layers = 2;
+    args.run.seed = 3;
     args
 }
 
 fn tiny_train(data: &Path, genotype: &str, out: &Path) -> TrainArgs {
     let mut args = TrainArgs::new(data, genotype);
-    args.out = Some(out.to_path_buf());
-    args.size = 16;
-    args.batch = 4;
-    args.epochs = 1;
-    args.init_channels = 4;
-    args.layers = 3;
-    args.cutout = 0;
+    args.run.out = Some(out.to_path_buf());
+    args.data.size = 16;
+    args.optimiser.batch = 4;
+    args.optimiser.epochs = 1;
+    args.network.init_channels = 4;
+    args.network.layers = 3;
+    args.regularisation.cutout = 0;
     args
 }
 
@@ -215,15 +217,15 @@ fn flag_values_out_of_range_and_untrainable_data_fail_before_any_epoch() {
 
     // Settings that parse but cannot search: refused before the run folder is written.
     let mut args = tiny_search(&data, &out);
-    args.partial_k = Some(3);
+    args.architecture.partial_k = Some(3);
     let err = run_search(&args).unwrap_err().to_string();
     assert!(err.contains("--partial-k"), "{err}");
     let mut args = tiny_search(&data, &out);
-    args.arch_warmup_epochs = Some(1);
+    args.architecture.arch_warmup_epochs = Some(1);
     let err = run_search(&args).unwrap_err().to_string();
     assert!(err.contains("warm-up"), "{err}");
     let mut args = tiny_search(&data, &out);
-    args.layers = 0;
+    args.network.layers = 0;
     assert!(run_search(&args).is_err());
 
     // Two subjects: the architecture half would be empty.
@@ -265,8 +267,8 @@ fn an_unfinished_search_is_trained_only_when_asked() {
     hands_dataset(&data, 4, true);
     let search = dir.path().join("search");
     let mut args = tiny_search(&data, &search);
-    args.epochs = 2;
-    args.stop_after = Some(1);
+    args.optimiser.epochs = 2;
+    args.run.stop_after = Some(1);
     run_search(&args).unwrap();
     assert!(search.join("genotype.json").is_file());
     assert!(!search.join(FINISHED).exists());
@@ -274,7 +276,7 @@ fn an_unfinished_search_is_trained_only_when_asked() {
     let out = dir.path().join("train");
     for genotype in [search.clone(), search.join("genotype.json")] {
         let mut train_args = tiny_train(&data, genotype.to_str().unwrap(), &out);
-        train_args.stop_after = Some(0);
+        train_args.run.stop_after = Some(0);
         let err = train(&train_args).unwrap_err().to_string();
         assert!(
             err.contains("not finished") && err.contains("--allow-unfinished"),
@@ -283,18 +285,18 @@ fn an_unfinished_search_is_trained_only_when_asked() {
         assert!(!out.exists());
     }
     let mut train_args = tiny_train(&data, search.to_str().unwrap(), &out);
-    train_args.stop_after = Some(0);
+    train_args.run.stop_after = Some(0);
     train_args.allow_unfinished = true;
     train(&train_args).unwrap();
     std::fs::remove_dir_all(&out).unwrap();
 
     // Finished: trained without the flag.
-    args.stop_after = None;
-    args.resume = true;
+    args.run.stop_after = None;
+    args.run.resume = true;
     run_search(&args).unwrap();
     assert!(search.join(FINISHED).is_file());
     let mut train_args = tiny_train(&data, search.to_str().unwrap(), &out);
-    train_args.stop_after = Some(0);
+    train_args.run.stop_after = Some(0);
     train(&train_args).unwrap();
 }
 
@@ -345,15 +347,15 @@ fn resumed_and_reused_state_is_checked() {
     // Resume with other settings: refused, each one listed; --extend-epochs applies one.
     let run = dir.path().join("resumed");
     let mut args = tiny_train(&data, "DARTS_V2", &run);
-    args.epochs = 2;
-    args.stop_after = Some(1);
+    args.optimiser.epochs = 2;
+    args.run.stop_after = Some(1);
     train(&args).unwrap();
-    args.stop_after = None;
-    args.resume = true;
+    args.run.stop_after = None;
+    args.run.resume = true;
     let mut changed = args.clone();
-    changed.epochs = 3;
-    changed.lr = 0.5;
-    changed.data = dir.path().join("elsewhere");
+    changed.optimiser.epochs = 3;
+    changed.optimiser.lr = 0.5;
+    changed.data.path = dir.path().join("elsewhere");
     let err = train(&changed).unwrap_err().to_string();
     for line in [
         "--epochs: stored 2, given 3",
@@ -362,17 +364,17 @@ fn resumed_and_reused_state_is_checked() {
     ] {
         assert!(err.contains(line), "{err}");
     }
-    changed.lr = args.lr;
+    changed.optimiser.lr = args.optimiser.lr;
     changed.data = args.data.clone();
-    changed.extend_epochs = true;
+    changed.run.extend_epochs = true;
     let outcome = train(&changed).unwrap();
     assert_eq!(outcome.epochs_done, 3);
     // Only the settings given on the command line count.
     let mut defaults = TrainArgs::new(&data, "DARTS_V2");
-    defaults.out = Some(run.clone());
-    defaults.resume = true;
-    defaults.explicit = Some(vec!["data".into(), "genotype".into(), "out".into()]);
-    defaults.data = dir.path().join("data/../data");
+    defaults.run.out = Some(run.clone());
+    defaults.run.resume = true;
+    defaults.run.explicit = Some(vec!["data".into(), "genotype".into(), "out".into()]);
+    defaults.data.path = dir.path().join("data/../data");
     assert_eq!(train(&defaults).unwrap().epochs_done, 3);
 
     // A split whose test subjects the model was trained on.

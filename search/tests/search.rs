@@ -7,20 +7,21 @@ use common::synthetic_dataset;
 use std::path::{Path, PathBuf};
 
 use hands_models::Genotype;
+use hands_search::args::search::{Algo, SearchArgs};
 use hands_search::hessian::early_stop_epoch;
 use hands_search::run_dir::FINISHED;
-use hands_search::search::{run_search, Algo, Finished, SearchArgs};
+use hands_search::search::{run_search, Finished};
 
 fn tiny(data: &Path, out: PathBuf, algo: Algo) -> SearchArgs {
     let mut args = SearchArgs::new(data, algo);
-    args.out = Some(out);
-    args.size = 16;
-    args.batch = 4;
-    args.epochs = 2;
-    args.init_channels = 4;
-    args.layers = 3;
-    args.seed = 3;
-    args.arch_warmup_epochs = Some(0);
+    args.run.out = Some(out);
+    args.data.size = 16;
+    args.optimiser.batch = 4;
+    args.optimiser.epochs = 2;
+    args.network.init_channels = 4;
+    args.network.layers = 3;
+    args.run.seed = 3;
+    args.architecture.arch_warmup_epochs = Some(0);
     args
 }
 
@@ -48,25 +49,21 @@ fn genotype(run: &Path) -> Genotype {
 /// must log the same epochs and end with the same genotype.
 fn straight_and_resumed(dir: &Path, args: SearchArgs, stop: usize) -> PathBuf {
     let straight = dir.join("straight");
-    run_search(&SearchArgs {
-        out: Some(straight.clone()),
-        ..args.clone()
-    })
-    .unwrap();
+    let mut straight_args = args.clone();
+    straight_args.run.out = Some(straight.clone());
+    run_search(&straight_args).unwrap();
 
     let resumed = dir.join("resumed");
-    let mut partial = SearchArgs {
-        out: Some(resumed.clone()),
-        stop_after: Some(stop),
-        ..args
-    };
+    let mut partial = args;
+    partial.run.out = Some(resumed.clone());
+    partial.run.stop_after = Some(stop);
     run_search(&partial).unwrap();
     assert_eq!(log_without_seconds(&resumed).len(), stop);
     // Starting afresh over a run is refused; --resume continues it.
-    partial.stop_after = None;
+    partial.run.stop_after = None;
     let err = run_search(&partial).unwrap_err().to_string();
     assert!(err.contains("--resume"), "{err}");
-    partial.resume = true;
+    partial.run.resume = true;
     run_search(&partial).unwrap();
 
     assert_eq!(
@@ -137,8 +134,8 @@ fn pcdarts_logs_betas_and_resumes_to_the_same_genotype() {
     let data = dir.path().join("data");
     synthetic_dataset(&data, 12);
     let mut args = tiny(&data, PathBuf::new(), Algo::Pcdarts);
-    args.partial_k = Some(2);
-    args.arch_warmup_epochs = Some(1);
+    args.architecture.partial_k = Some(2);
+    args.architecture.arch_warmup_epochs = Some(1);
     let run = straight_and_resumed(dir.path(), args, 1);
     let log = log_without_seconds(&run);
     // The architecture is frozen during the warm-up epoch.
@@ -153,11 +150,11 @@ fn pdarts_prunes_between_stages_and_resumes_mid_stage() {
     let data = dir.path().join("data");
     synthetic_dataset(&data, 12);
     let mut args = tiny(&data, PathBuf::new(), Algo::Pdarts);
-    args.stages = vec![3, 4];
-    args.stage_ops = vec![8, 4];
-    args.skip_dropout = vec![0.1, 0.3];
-    args.stage_warmup = 1;
-    args.max_skip = 1;
+    args.pdarts.stages = vec![3, 4];
+    args.pdarts.stage_ops = vec![8, 4];
+    args.pdarts.skip_dropout = vec![0.1, 0.3];
+    args.pdarts.stage_warmup = 1;
+    args.pdarts.max_skip = 1;
     // Stopped in the middle of the second stage.
     let run = straight_and_resumed(dir.path(), args, 3);
     let log = log_without_seconds(&run);
@@ -186,8 +183,8 @@ fn a_diverging_search_stops_naming_the_step() {
     let data = dir.path().join("data");
     synthetic_dataset(&data, 12);
     let mut args = tiny(&data, dir.path().join("run"), Algo::Darts);
-    args.lr = 1e30;
-    args.grad_clip = 1e30;
+    args.optimiser.lr = 1e30;
+    args.optimiser.grad_clip = 1e30;
     let err = format!("{:#}", run_search(&args).unwrap_err());
     assert!(err.contains("non-finite"), "{err}");
     assert!(err.contains("step"), "{err}");
@@ -211,7 +208,7 @@ fn plain_and_varied(
 
 #[test]
 fn beta_decay_changes_the_architecture_and_is_logged() {
-    let (plain, regularised) = plain_and_varied(|args| args.beta_decay = 50.0);
+    let (plain, regularised) = plain_and_varied(|args| args.architecture.beta_decay = 50.0);
     assert_eq!(plain[1]["beta_decay"].as_f64(), Some(0.0));
     assert_eq!(regularised[0]["beta_decay"].as_f64(), Some(25.0));
     assert_eq!(regularised[1]["beta_decay"].as_f64(), Some(50.0));
@@ -221,7 +218,7 @@ fn beta_decay_changes_the_architecture_and_is_logged() {
 
 #[test]
 fn clipping_the_architecture_gradient_changes_the_architecture() {
-    let (plain, clipped) = plain_and_varied(|args| args.arch_grad_clip = Some(1e-12));
+    let (plain, clipped) = plain_and_varied(|args| args.architecture.arch_grad_clip = Some(1e-12));
     assert_ne!(plain[1]["alphas_normal"], clipped[1]["alphas_normal"]);
 }
 
@@ -231,7 +228,7 @@ fn the_hessian_eigenvalue_is_logged_every_epoch_and_resumes() {
     let data = dir.path().join("data");
     synthetic_dataset(&data, 12);
     let mut args = tiny(&data, PathBuf::new(), Algo::Darts);
-    args.hessian_iterations = 3;
+    args.architecture.hessian_iterations = 3;
     let run = straight_and_resumed(dir.path(), args, 1);
     for record in log_without_seconds(&run) {
         let eigenvalue = record["hessian_eigenvalue"].as_f64().expect("logged");
@@ -254,10 +251,10 @@ fn the_early_stop_ends_the_search_where_the_eigenvalue_rule_fires() {
     synthetic_dataset(&data, 12);
     let run = dir.path().join("run");
     let mut args = tiny(&data, run.clone(), Algo::Darts);
-    args.epochs = 5;
-    args.hessian_iterations = 3;
-    args.early_stop_window = 1;
-    args.early_stop_factor = Some(1e-6);
+    args.optimiser.epochs = 5;
+    args.architecture.hessian_iterations = 3;
+    args.architecture.early_stop_window = 1;
+    args.architecture.early_stop_factor = Some(1e-6);
     run_search(&args).unwrap();
     let log = log_without_seconds(&run);
     let eigenvalues: Vec<f64> = log
@@ -280,12 +277,12 @@ fn the_early_stop_ends_the_search_where_the_eigenvalue_rule_fires() {
 #[test]
 fn the_early_stop_needs_the_eigenvalue_and_a_single_stage() {
     let mut args = SearchArgs::new("data", Algo::Darts);
-    args.early_stop_factor = Some(1.33);
+    args.architecture.early_stop_factor = Some(1.33);
     let err = run_search(&args).unwrap_err().to_string();
     assert!(err.contains("--hessian-iterations"), "{err}");
     let mut args = SearchArgs::new("data", Algo::Pdarts);
-    args.early_stop_factor = Some(1.33);
-    args.hessian_iterations = 2;
+    args.architecture.early_stop_factor = Some(1.33);
+    args.architecture.hessian_iterations = 2;
     let err = run_search(&args).unwrap_err().to_string();
     assert!(err.contains("pdarts"), "{err}");
 }

@@ -13,11 +13,12 @@ use hands_models::card::{InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_SC
 use hands_models::genotype::PUBLISHED;
 use hands_models::nn::network::{parameter_count, DropPath, Network, NetworkConfig};
 use hands_models::{Genotype, ModelCard};
+use hands_search::args::train::TrainArgs;
 use hands_search::checkpoint;
 use hands_search::data::{AspectFilter, Dataset, PartName, Split};
 use hands_search::device::DeviceChoice;
 use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
-use hands_search::train::{inference_tensors, train, write_model, TrainArgs};
+use hands_search::train::{inference_tensors, train, write_model};
 use hands_tests::max_abs_diff;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -198,14 +199,14 @@ fn save_then_load_gives_identical_logits() {
 
 fn tiny_args(data: &Path, out: &Path) -> TrainArgs {
     let mut args = TrainArgs::new(data, "DARTS_V2");
-    args.out = Some(out.to_path_buf());
-    args.init_channels = 4;
-    args.layers = 3;
-    args.size = 16;
-    args.epochs = 3;
-    args.batch = 4;
-    args.cutout = 4;
-    args.seed = 7;
+    args.run.out = Some(out.to_path_buf());
+    args.network.init_channels = 4;
+    args.network.layers = 3;
+    args.data.size = 16;
+    args.optimiser.epochs = 3;
+    args.optimiser.batch = 4;
+    args.regularisation.cutout = 4;
+    args.run.seed = 7;
     args
 }
 
@@ -260,15 +261,15 @@ fn tiny_training_completes_and_resumes_to_identical_weights() {
     // The same run, stopped after one epoch (as if killed) and resumed.
     let resumed = dir.path().join("resumed");
     let mut args = tiny_args(&data, &resumed);
-    args.stop_after = Some(1);
+    args.run.stop_after = Some(1);
     let stopped = train(&args).unwrap();
     assert_eq!((stopped.epochs_done, stopped.metrics.is_none()), (1, true));
     assert!(!resumed.join("model.safetensors").exists());
     // A fresh start over an existing run is refused.
-    args.stop_after = None;
+    args.run.stop_after = None;
     let err = train(&args).unwrap_err().to_string();
     assert!(err.contains("--resume"), "{err}");
-    args.resume = true;
+    args.run.resume = true;
     let outcome = train(&args).unwrap();
     assert_eq!(outcome.epochs_done, 3);
 
@@ -337,8 +338,8 @@ fn diverging_training_stops_naming_the_epoch() {
     synthetic_dataset(&data, 10);
     let out = dir.path().join("run");
     let mut args = tiny_args(&data, &out);
-    args.lr = 1e38;
-    args.epochs = 2;
+    args.optimiser.lr = 1e38;
+    args.optimiser.epochs = 2;
     let err = format!("{:#}", train(&args).unwrap_err());
     assert!(err.contains("non-finite") && err.contains("epoch"), "{err}");
     assert!(!out.join("model.safetensors").exists());
@@ -369,8 +370,8 @@ fn one_epoch_on_the_sample_keeps_test_subjects_unseen() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let mut args = tiny_args(&data, &out);
-    args.epochs = 1;
-    args.batch = 32;
+    args.optimiser.epochs = 1;
+    args.optimiser.batch = 32;
     let metrics = train(&args).unwrap().metrics.unwrap();
 
     let dataset = Dataset::load(&data, &AspectFilter::All).unwrap();

@@ -1,0 +1,83 @@
+//! The settings of `hands-search cv`: every fold's training settings, the baselines and
+//! the folds.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::args::train::TrainArgs;
+use crate::flags;
+
+/// Arguments of `hands-search cv`. The training options that cv refuses (it draws its own
+/// splits, runs whole trainings and is itself the source of cross-validated figures) are
+/// hidden from its help.
+#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
+#[command(
+    mut_arg("split_file", |a| a.hide(true)),
+    mut_arg("stop_after", |a| a.hide(true)),
+    mut_arg("cross_validation", |a| a.hide(true))
+)]
+pub struct CvArgs {
+    /// The training settings of every fold (`--genotype` is the genotype under test).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub train: TrainArgs,
+    /// A genotype to measure on the same folds with the same settings (repeatable): a
+    /// published name such as DARTS_V2, `random:SEED`, a search run folder or a file.
+    #[arg(long = "baseline")]
+    pub baselines: Vec<String>,
+    /// Number of folds (2 to 20).
+    #[arg(long, default_value_t = 5, value_parser = flags::usize_in(2..=20))]
+    pub folds: usize,
+    /// Share of each fold's training subjects held out (per label) for model selection.
+    #[arg(long, default_value_t = 0.15, value_parser = flags::fraction)]
+    pub val_share: f64,
+    /// End this invocation after this many fold trainings have finished; continue with
+    /// --resume.
+    #[arg(long)]
+    #[serde(skip)]
+    pub stop_after_runs: Option<usize>,
+}
+
+impl CvArgs {
+    /// The run folder: --out, else `runs/cv-<genotype>`.
+    pub fn out_dir(&self) -> PathBuf {
+        self.train.run.out.clone().unwrap_or_else(|| {
+            PathBuf::from("runs").join(format!("cv-{}", slug(&self.train.genotype)))
+        })
+    }
+
+    /// The genotypes measured: the one under test, then the baselines.
+    pub fn genotypes(&self) -> Vec<String> {
+        std::iter::once(self.train.genotype.clone())
+            .chain(self.baselines.iter().cloned())
+            .collect()
+    }
+}
+
+/// A folder name for a genotype argument: a published name or `random-SEED` as it is, a
+/// path by its last component.
+pub(crate) fn slug(genotype: &str) -> String {
+    let name = Path::new(genotype).file_stem().map_or_else(
+        || genotype.to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let name = if name == "genotype" {
+        Path::new(genotype)
+            .parent()
+            .and_then(Path::file_name)
+            .map_or(name.clone(), |p| p.to_string_lossy().into_owned())
+    } else {
+        name
+    };
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}

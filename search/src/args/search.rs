@@ -1,0 +1,569 @@
+//! The settings of `hands-search search`: the algorithm, the shared groups, the
+//! architecture step and P-DARTS' stages, with each algorithm's paper defaults.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use hands_models::Op;
+use serde::{Deserialize, Serialize};
+
+use crate::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
+use crate::flags;
+use crate::pdarts::StagePlan;
+
+/// The search algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algo {
+    /// DARTS, first order: one weight step per architecture step.
+    Darts,
+    /// DARTS, unrolled second order with a finite-difference Hessian-vector product.
+    Darts2,
+    /// PC-DARTS: partial channels, edge normalisation, architecture warm-up.
+    Pcdarts,
+    /// P-DARTS: stages of growing depth with candidate pruning and skip-connect control.
+    Pdarts,
+}
+
+/// Arguments of `hands-search search`. The defaults shown for --epochs, --batch, --lr-min
+/// and --seed are DARTS' (`--algo darts`); [`SearchArgs::apply_paper_defaults`] sets the
+/// chosen algorithm's.
+#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
+#[command(
+    mut_arg("epochs", |a| a.default_value("50")),
+    mut_arg("batch", |a| a.default_value("64")),
+    mut_arg("lr_min", |a| a.default_value("0.001")),
+    mut_arg("seed", |a| a.default_value("2"))
+)]
+pub struct SearchArgs {
+    /// Search algorithm. Each brings its paper's settings for --batch, --epochs, --lr,
+    /// --lr-min, --arch-lr, --arch-warmup-epochs, --partial-k and --arch-grad-clip, each
+    /// overridden by its flag: darts and darts2 batch 64, 50 epochs,
+    /// lr 0.025 to 0.001, arch lr 3e-4; pcdarts batch 256, 50 epochs, lr 0.1 to 0, arch lr
+    /// 6e-4, 15 warm-up epochs, K 4; pdarts batch 96, 25 epochs per stage, lr 0.025 to 0,
+    /// arch lr 6e-4, architecture gradients clipped at 5.
+    #[arg(long, value_enum, default_value_t = Algo::Darts)]
+    pub algo: Algo,
+    /// The images.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub data: DataArgs,
+    /// The supernet's width and depth.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub network: NetworkArgs,
+    /// The weight step.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub optimiser: OptimiserArgs,
+    /// The architecture step.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub architecture: ArchitectureArgs,
+    /// P-DARTS' stages.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub pdarts: PdartsArgs,
+    /// Seed, folder, device, resumption.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub run: RunArgs,
+}
+
+/// The seed of a search when none is given.
+pub const SEARCH_SEED: u64 = 2;
+
+/// The architecture step: Adam on the architecture logits, its warm-up, PC-DARTS' channel
+/// sampling and the counter-measures and diagnostics of collapse.
+#[derive(Debug, Clone, Copy, Args, Serialize, Deserialize, PartialEq)]
+#[command(next_help_heading = "Architecture")]
+pub struct ArchitectureArgs {
+    /// Architecture learning rate (default 3e-4, 6e-4 for pcdarts and pdarts).
+    #[arg(long, value_parser = flags::positive)]
+    pub arch_lr: Option<f64>,
+    /// Architecture weight decay.
+    #[arg(long, default_value_t = ArchitectureArgs::DEFAULT.arch_weight_decay,
+          value_parser = flags::non_negative)]
+    pub arch_weight_decay: f64,
+    /// Gradient-norm clip of the architecture parameters (default: none; 5 for pdarts, as
+    /// P-DARTS clips them with its weights' clip).
+    #[arg(long, value_parser = flags::positive)]
+    #[serde(default)]
+    pub arch_grad_clip: Option<f64>,
+    /// PC-DARTS channel sampling factor K, 1 to 64 (default 4 for pcdarts, 1 otherwise).
+    #[arg(long, value_parser = flags::usize_in(flags::PARTIAL_K))]
+    pub partial_k: Option<usize>,
+    /// Epochs with frozen architecture at the start, fewer than --epochs (default 15 for
+    /// pcdarts, else 0; P-DARTS uses --stage-warmup).
+    #[arg(long, value_parser = flags::usize_in(0..=*flags::EPOCHS.end()))]
+    pub arch_warmup_epochs: Option<usize>,
+    /// β-DARTS' Beta-Decay regularisation of the architecture logits against collapse
+    /// (`hands_search::architect::add_beta_decay`): its weight at the last epoch, reached
+    /// linearly from 0 at the first architecture epoch of each stage; 0 turns it off.
+    #[arg(long, default_value_t = ArchitectureArgs::DEFAULT.beta_decay,
+          value_parser = flags::non_negative)]
+    #[serde(default)]
+    pub beta_decay: f64,
+    /// R-DARTS' sharpness diagnostic: power iterations for the dominant eigenvalue of the
+    /// Hessian of the validation loss w.r.t. the architecture parameters, taken after every
+    /// epoch on one fixed batch of the architecture half and logged as `hessian_eigenvalue`
+    /// (0 = off, at most 100; each iteration costs two forward-backward passes).
+    #[arg(long, default_value_t = ArchitectureArgs::DEFAULT.hessian_iterations,
+          value_parser = flags::usize_in(0..=100))]
+    #[serde(default)]
+    pub hessian_iterations: usize,
+    /// R-DARTS' early stop (DARTS-ES): end the search once the eigenvalue averaged over the
+    /// last --early-stop-window epochs exceeds this factor times its average over the window
+    /// before, keeping the genotype of the last epoch before the rise (R-DARTS: 1.33, i.e.
+    /// 1 / 0.75). Needs --hessian-iterations; not with pdarts.
+    #[arg(long, value_parser = flags::positive)]
+    #[serde(default)]
+    pub early_stop_factor: Option<f64>,
+    /// The early stop's window, in epochs (1 to 100; R-DARTS: 5).
+    #[arg(long, default_value_t = ArchitectureArgs::DEFAULT.early_stop_window,
+          value_parser = flags::usize_in(1..=100))]
+    #[serde(default = "default_early_stop_window")]
+    pub early_stop_window: usize,
+}
+
+impl ArchitectureArgs {
+    /// The defaults: the algorithm's paper settings, weight decay 1e-3, no regulariser, no
+    /// diagnostic.
+    pub const DEFAULT: ArchitectureArgs = ArchitectureArgs {
+        arch_lr: None,
+        arch_weight_decay: 1e-3,
+        arch_grad_clip: None,
+        partial_k: None,
+        arch_warmup_epochs: None,
+        beta_decay: 0.0,
+        hessian_iterations: 0,
+        early_stop_factor: None,
+        early_stop_window: 5,
+    };
+}
+
+/// P-DARTS' stages: the depth, candidate operations and skip-connect dropout of each (the
+/// three lists run in parallel, one entry per stage), its warm-up and the final cell's skip
+/// limit. Read only with `--algo pdarts`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
+#[command(next_help_heading = "P-DARTS")]
+pub struct PdartsArgs {
+    /// Cells per stage.
+    #[arg(long, value_delimiter = ',', default_value = "5,11,17",
+          value_parser = flags::usize_in(flags::SEARCH_LAYERS))]
+    pub stages: Vec<usize>,
+    /// Candidate operations per edge in each stage (1 to 8).
+    #[arg(long, value_delimiter = ',', default_value = "8,5,3",
+          value_parser = flags::usize_in(1..=Op::ALL.len() as u64))]
+    pub stage_ops: Vec<usize>,
+    /// Skip-connect dropout rate per stage, in [0, 1).
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.4,0.7",
+          value_parser = flags::fraction)]
+    pub skip_dropout: Vec<f64>,
+    /// Weight-only warm-up epochs of each stage, fewer than --epochs.
+    #[arg(long, default_value_t = Algo::Pdarts.paper_defaults().arch_warmup,
+          value_parser = flags::usize_in(0..=*flags::EPOCHS.end()))]
+    pub stage_warmup: usize,
+    /// Most skip connections in the final normal cell (0 to 8).
+    #[arg(long, default_value_t = 2, value_parser = flags::usize_in(0..=8))]
+    pub max_skip: usize,
+}
+
+impl Default for PdartsArgs {
+    /// P-DARTS' published stages: 5, 11 and 17 cells with 8, 5 and 3 candidates and skip
+    /// dropout 0.1, 0.4 and 0.7; 10 warm-up epochs; at most 2 skips.
+    fn default() -> PdartsArgs {
+        PdartsArgs {
+            stages: vec![5, 11, 17],
+            stage_ops: vec![8, 5, 3],
+            skip_dropout: vec![0.1, 0.4, 0.7],
+            stage_warmup: Algo::Pdarts.paper_defaults().arch_warmup,
+            max_skip: 2,
+        }
+    }
+}
+
+impl PdartsArgs {
+    /// Checks each stage's entries against their flags' ranges, and that the three lists
+    /// have one entry per stage and the candidate sets never grow.
+    pub fn check(&self) -> Result<()> {
+        flags::check_range("max-skip", self.max_skip, 0..=8)?;
+        for stage in &self.stages {
+            flags::check_range("stages", *stage, flags::SEARCH_LAYERS)?;
+        }
+        for ops in &self.stage_ops {
+            flags::check_range("stage-ops", *ops, 1..=Op::ALL.len() as u64)?;
+        }
+        for rate in &self.skip_dropout {
+            flags::check_value("skip-dropout", *rate, flags::fraction)?;
+        }
+        let n = self.stages.len();
+        if n == 0 || self.stage_ops.len() != n || self.skip_dropout.len() != n {
+            bail!(
+                "--stages, --stage-ops and --skip-dropout need the same number of entries \
+                 (got {}, {}, {})",
+                n,
+                self.stage_ops.len(),
+                self.skip_dropout.len()
+            );
+        }
+        if self.stage_ops.windows(2).any(|w| w[1] > w[0]) {
+            bail!("--stage-ops must not grow from one stage to the next");
+        }
+        Ok(())
+    }
+}
+
+/// The settings an algorithm's paper and public code search with, which `--algo` brings
+/// (quark0/darts `train_search.py`, yuhuixu1993/PC-DARTS `train_search.py`,
+/// chenxin061/pdarts `train_search.py`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PaperDefaults {
+    /// Batch size.
+    pub batch: usize,
+    /// Epochs (per stage for P-DARTS).
+    pub epochs: usize,
+    /// Initial weight learning rate.
+    pub lr: f64,
+    /// Final weight learning rate of the cosine schedule.
+    pub lr_min: f64,
+    /// Architecture learning rate (Adam).
+    pub arch_lr: f64,
+    /// Weight-only epochs before the first architecture step (P-DARTS: per stage).
+    pub arch_warmup: usize,
+    /// Channel sampling factor K.
+    pub partial_k: usize,
+    /// Gradient-norm clip of the architecture parameters, if any.
+    pub arch_grad_clip: Option<f64>,
+}
+
+impl Algo {
+    /// This algorithm's published search settings.
+    pub fn paper_defaults(self) -> PaperDefaults {
+        let darts = PaperDefaults {
+            batch: 64,
+            epochs: 50,
+            lr: 0.025,
+            lr_min: 0.001,
+            arch_lr: 3e-4,
+            arch_warmup: 0,
+            partial_k: 1,
+            arch_grad_clip: None,
+        };
+        match self {
+            Algo::Darts | Algo::Darts2 => darts,
+            Algo::Pcdarts => PaperDefaults {
+                batch: 256,
+                lr: 0.1,
+                lr_min: 0.0,
+                arch_lr: 6e-4,
+                arch_warmup: 15,
+                partial_k: 4,
+                ..darts
+            },
+            Algo::Pdarts => PaperDefaults {
+                batch: 96,
+                epochs: 25,
+                lr_min: 0.0,
+                arch_lr: 6e-4,
+                arch_warmup: 10,
+                arch_grad_clip: Some(5.0),
+                ..darts
+            },
+        }
+    }
+}
+
+impl SearchArgs {
+    /// Sets the settings of [`PaperDefaults`] that were not given on the command line
+    /// (`explicit`; every one when it is `None`) to `algo`'s published values.
+    pub fn apply_paper_defaults(&mut self) {
+        let paper = self.algo.paper_defaults();
+        let explicit = self.run.explicit.clone().unwrap_or_default();
+        let given = |name: &str| explicit.iter().any(|n| n == name);
+        if !given("batch") {
+            self.optimiser.batch = paper.batch;
+        }
+        if !given("epochs") {
+            self.optimiser.epochs = paper.epochs;
+        }
+        if !given("lr") {
+            self.optimiser.lr = paper.lr;
+        }
+        if !given("lr_min") {
+            self.optimiser.lr_min = paper.lr_min;
+        }
+    }
+
+    pub(crate) fn arch_lr(&self) -> f64 {
+        self.architecture
+            .arch_lr
+            .unwrap_or(self.algo.paper_defaults().arch_lr)
+    }
+
+    pub(crate) fn arch_grad_clip(&self) -> Option<f64> {
+        self.architecture
+            .arch_grad_clip
+            .or(self.algo.paper_defaults().arch_grad_clip)
+    }
+
+    pub(crate) fn partial_k(&self) -> usize {
+        self.architecture
+            .partial_k
+            .unwrap_or(self.algo.paper_defaults().partial_k)
+    }
+
+    pub(crate) fn arch_warmup(&self) -> usize {
+        self.architecture
+            .arch_warmup_epochs
+            .unwrap_or(match self.algo {
+                Algo::Pcdarts => (self.algo.paper_defaults().arch_warmup)
+                    .min(self.optimiser.epochs.saturating_sub(1)),
+                Algo::Pdarts => self.pdarts.stage_warmup,
+                _ => self.algo.paper_defaults().arch_warmup,
+            })
+    }
+
+    /// The stages of the run: one for DARTS and PC-DARTS.
+    pub fn plan(&self) -> Result<Vec<StagePlan>> {
+        if self.algo != Algo::Pdarts {
+            return Ok(vec![StagePlan {
+                layers: self.network.layers,
+                ops: Op::ALL.len(),
+                skip_dropout: 0.0,
+                epochs: self.optimiser.epochs,
+                warmup: self.arch_warmup(),
+            }]);
+        }
+        self.pdarts.check()?;
+        let n = self.pdarts.stages.len();
+        Ok((0..n)
+            .map(|s| StagePlan {
+                layers: self.pdarts.stages[s],
+                ops: self.pdarts.stage_ops[s],
+                skip_dropout: self.pdarts.skip_dropout[s],
+                epochs: self.optimiser.epochs,
+                warmup: self.arch_warmup(),
+            })
+            .collect())
+    }
+
+    /// Checks every setting against its flag's range and the settings against each other,
+    /// for settings that did not come through the command-line parser (a library caller,
+    /// a resumed run's stored settings).
+    pub fn check(&self) -> Result<()> {
+        self.data.check()?;
+        self.network.check(flags::SEARCH_LAYERS)?;
+        self.optimiser.check()?;
+        flags::check_range("partial-k", self.partial_k(), flags::PARTIAL_K)?;
+        self.pdarts.check()?;
+        flags::check_value(
+            "beta-decay",
+            self.architecture.beta_decay,
+            flags::non_negative,
+        )?;
+        if let Some(clip) = self.architecture.arch_grad_clip {
+            flags::check_value("arch-grad-clip", clip, flags::positive)?;
+        }
+        flags::check_value("arch-lr", self.arch_lr(), flags::positive)?;
+        flags::check_value(
+            "arch-weight-decay",
+            self.architecture.arch_weight_decay,
+            flags::non_negative,
+        )?;
+        if !self.network.init_channels.is_multiple_of(self.partial_k()) {
+            bail!(
+                "--init-channels {} is not a multiple of --partial-k {}: the partial channels \
+                 would not cover the cells",
+                self.network.init_channels,
+                self.partial_k()
+            );
+        }
+        flags::check_range(
+            "hessian-iterations",
+            self.architecture.hessian_iterations,
+            0..=100,
+        )?;
+        flags::check_range(
+            "early-stop-window",
+            self.architecture.early_stop_window,
+            1..=100,
+        )?;
+        if let Some(factor) = self.architecture.early_stop_factor {
+            flags::check_value("early-stop-factor", factor, flags::positive)?;
+            if self.architecture.hessian_iterations == 0 {
+                bail!("--early-stop-factor watches the Hessian eigenvalue: give --hessian-iterations too");
+            }
+            if self.algo == Algo::Pdarts {
+                bail!("--early-stop-factor stops a single-stage search: not with --algo pdarts");
+            }
+        }
+        if self.arch_warmup() >= self.optimiser.epochs {
+            bail!(
+                "the architecture warm-up ({} epochs; --arch-warmup-epochs, --stage-warmup for \
+                 pdarts) leaves no architecture step in {} epochs: the genotype would come from \
+                 untrained architecture weights",
+                self.arch_warmup(),
+                self.optimiser.epochs
+            );
+        }
+        self.plan().map(|_| ())
+    }
+
+    pub(crate) fn second_order(&self) -> bool {
+        self.algo == Algo::Darts2
+    }
+
+    /// The settings with every default for `algo` and the given data (for tests, the step
+    /// benchmark and programs that embed the search).
+    pub fn new(data: impl Into<PathBuf>, algo: Algo) -> SearchArgs {
+        let mut args = SearchArgs {
+            algo,
+            data: DataArgs::new(data),
+            network: NetworkArgs::DEFAULT,
+            optimiser: OptimiserArgs::TRAINING,
+            architecture: ArchitectureArgs::DEFAULT,
+            pdarts: PdartsArgs::default(),
+            run: RunArgs {
+                seed: SEARCH_SEED,
+                ..RunArgs::default()
+            },
+        };
+        args.apply_paper_defaults();
+        args
+    }
+}
+
+impl Algo {
+    /// The command-line spelling.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            Algo::Darts => "darts",
+            Algo::Darts2 => "darts2",
+            Algo::Pcdarts => "pcdarts",
+            Algo::Pdarts => "pdarts",
+        }
+    }
+}
+
+/// The early-stop window of runs written before it existed.
+fn default_early_stop_window() -> usize {
+    ArchitectureArgs::DEFAULT.early_stop_window
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses [`SearchArgs`] alone, as the `search` subcommand would.
+    fn parse_from<const N: usize>(argv: [&str; N]) -> SearchArgs {
+        #[derive(clap::Parser)]
+        struct SearchOnly {
+            #[command(flatten)]
+            args: SearchArgs,
+        }
+        <SearchOnly as clap::Parser>::parse_from(argv).args
+    }
+
+    #[test]
+    fn a_run_written_before_the_groups_reads_back_flat() {
+        // A search run's config.json as it was written before the settings were grouped.
+        let stored = r#"{"data": "../shared/data/hands-11k", "algo": "pcdarts", "size": 32,
+            "batch": 32, "epochs": 15, "init_channels": 8, "layers": 5, "seed": 2,
+            "out": "runs/study-beta", "resume": false, "extend_epochs": false, "aspect": "all",
+            "lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 0.0003,
+            "grad_clip": 5.0, "arch_lr": null, "arch_weight_decay": 0.001,
+            "arch_grad_clip": null, "partial_k": null, "arch_warmup_epochs": 5,
+            "stages": [5, 11, 17], "stage_ops": [8, 5, 3], "skip_dropout": [0.1, 0.4, 0.7],
+            "stage_warmup": 10, "max_skip": 2, "beta_decay": 50.0, "hessian_iterations": 5,
+            "early_stop_factor": null, "early_stop_window": 5, "device": "cpu"}"#;
+        let args: SearchArgs = serde_json::from_str(stored).unwrap();
+        assert_eq!(args.algo, Algo::Pcdarts);
+        assert_eq!(args.data.path, PathBuf::from("../shared/data/hands-11k"));
+        assert_eq!((args.network.init_channels, args.network.layers), (8, 5));
+        assert_eq!((args.optimiser.batch, args.optimiser.epochs), (32, 15));
+        assert_eq!(args.architecture.beta_decay, 50.0);
+        assert_eq!(args.run.out, Some(PathBuf::from("runs/study-beta")));
+        let rewritten = serde_json::to_value(&args).unwrap();
+        let stored: serde_json::Value = serde_json::from_str(stored).unwrap();
+        assert_eq!(rewritten, stored);
+    }
+
+    #[test]
+    fn the_command_line_defaults_are_the_constructors() {
+        assert_eq!(
+            parse_from(["search", "--data", "data"]),
+            SearchArgs::new("data", Algo::Darts)
+        );
+    }
+
+    #[test]
+    fn each_algorithm_brings_its_papers_settings() {
+        let pcdarts = SearchArgs::new("data", Algo::Pcdarts);
+        assert_eq!(
+            (
+                pcdarts.optimiser.batch,
+                pcdarts.optimiser.epochs,
+                pcdarts.optimiser.lr,
+                pcdarts.optimiser.lr_min
+            ),
+            (256, 50, 0.1, 0.0)
+        );
+        assert_eq!(
+            (
+                pcdarts.arch_lr(),
+                pcdarts.arch_warmup(),
+                pcdarts.partial_k()
+            ),
+            (6e-4, 15, 4)
+        );
+        let pdarts = SearchArgs::new("data", Algo::Pdarts);
+        assert_eq!(
+            (
+                pdarts.optimiser.batch,
+                pdarts.optimiser.epochs,
+                pdarts.optimiser.lr,
+                pdarts.optimiser.lr_min
+            ),
+            (96, 25, 0.025, 0.0)
+        );
+        assert_eq!((pdarts.arch_lr(), pdarts.arch_warmup()), (6e-4, 10));
+        assert_eq!(pdarts.arch_grad_clip(), Some(5.0));
+        assert_eq!(pcdarts.arch_grad_clip(), None);
+        assert_eq!(SearchArgs::new("data", Algo::Darts).arch_grad_clip(), None);
+        for algo in [Algo::Darts, Algo::Darts2] {
+            let darts = SearchArgs::new("data", algo);
+            assert_eq!(
+                (
+                    darts.optimiser.batch,
+                    darts.optimiser.epochs,
+                    darts.optimiser.lr,
+                    darts.optimiser.lr_min
+                ),
+                (64, 50, 0.025, 0.001)
+            );
+            assert_eq!(
+                (darts.arch_lr(), darts.arch_warmup(), darts.partial_k()),
+                (3e-4, 0, 1)
+            );
+        }
+    }
+
+    #[test]
+    fn a_setting_given_on_the_command_line_beats_the_papers() {
+        let mut args = parse_from([
+            "search", "--data", ".", "--algo", "pcdarts", "--batch", "32", "--lr-min", "0.001",
+        ]);
+        args.run.explicit = Some(vec!["algo".into(), "batch".into(), "lr_min".into()]);
+        args.apply_paper_defaults();
+        assert_eq!(
+            (
+                args.optimiser.batch,
+                args.optimiser.lr,
+                args.optimiser.lr_min
+            ),
+            (32, 0.1, 0.001)
+        );
+    }
+}

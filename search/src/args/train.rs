@@ -1,0 +1,246 @@
+//! The settings of `hands-search train` (and of every fold of `cv`): the genotype and its
+//! split, the shared groups and the regularisation of the training.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Args;
+use hands_models::genotype::GENOTYPE_FILE;
+use serde::{Deserialize, Serialize};
+
+use crate::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
+use crate::data::AugmentRecipe;
+use crate::flags;
+use crate::run_dir::RunDir;
+use crate::train::ClassWeight;
+
+/// Arguments of `hands-search train`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
+#[command(mut_arg("layers", |a| a.value_parser(flags::usize_in(flags::TRAIN_LAYERS))))]
+pub struct TrainArgs {
+    /// The genotype: a published name (DARTS_V1, DARTS_V2, PC_DARTS_cifar, PDARTS),
+    /// `random:SEED` (drawn uniformly from the search space, the random baseline), a search run
+    /// folder (its genotype.json, and its split.json unless --split-file), or a file in JSON or
+    /// DARTS' Python notation.
+    #[arg(long)]
+    pub genotype: String,
+    /// Train the genotype of a search run folder that has not finished (its genotype of the
+    /// last epoch run); without it such a folder is refused.
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_unfinished: bool,
+    /// The subject split to use (default: the search run's split.json when --genotype is a
+    /// run folder or a file in one, else a new split drawn with --seed).
+    #[arg(long)]
+    pub split_file: Option<PathBuf>,
+    /// Share of the subjects (per label) held out as test subjects when the split is drawn
+    /// here; the validation share is 0.15. 0 trains on every subject but the validation ones
+    /// (a final model, measured by cross-validation instead).
+    #[arg(long, default_value_t = TrainArgs::TEST_SHARE, value_parser = flags::test_share)]
+    #[serde(default = "default_test_share")]
+    pub test_share: f64,
+    /// A `hands-search cv` run folder that cross-validated this training's genotype with
+    /// this training's settings: its figures go into the model card as the headline metrics
+    /// (refused when the settings differ).
+    #[arg(long)]
+    #[serde(default)]
+    pub cross_validation: Option<PathBuf>,
+    /// The images.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub data: DataArgs,
+    /// The network's width and depth.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub network: NetworkArgs,
+    /// The weights' optimiser.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub optimiser: OptimiserArgs,
+    /// Auxiliary head, drop path, augmentation, loss.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub regularisation: RegularisationArgs,
+    /// Seed, folder, device, resumption.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub run: RunArgs,
+}
+
+/// What keeps the trained network from fitting its few subjects by heart: the auxiliary
+/// head, drop path, augmentation, label smoothing and the class weighting of the loss.
+#[derive(Debug, Clone, Copy, Args, Serialize, Deserialize, PartialEq)]
+#[command(next_help_heading = "Regularisation")]
+pub struct RegularisationArgs {
+    /// Weight of the auxiliary head's loss (0 builds no auxiliary head).
+    #[arg(long, default_value_t = RegularisationArgs::DEFAULT.auxiliary_weight,
+          value_parser = flags::non_negative)]
+    pub auxiliary_weight: f64,
+    /// Final drop-path probability, ramped linearly from 0 over the epochs; in [0, 1).
+    #[arg(long, default_value_t = RegularisationArgs::DEFAULT.drop_path,
+          value_parser = flags::fraction)]
+    pub drop_path: f64,
+    /// Cutout square side in pixels (0 = off; at most 512).
+    #[arg(long, default_value_t = RegularisationArgs::DEFAULT.cutout,
+          value_parser = flags::u32_in(0..=512))]
+    pub cutout: u32,
+    /// Label smoothing of the cross-entropy loss, in [0, 1).
+    #[arg(long, default_value_t = RegularisationArgs::DEFAULT.label_smoothing,
+          value_parser = flags::fraction)]
+    pub label_smoothing: f64,
+    /// How the loss weighs the classes: `balanced` (each class by N / (K n_c) over the
+    /// training images) or `none`.
+    #[arg(long, value_enum, default_value_t = RegularisationArgs::DEFAULT.class_weight)]
+    #[serde(default = "unweighted")]
+    pub class_weight: ClassWeight,
+    /// Training augmentation: `photo` (random resized crop, rotation, flip, colour jitter) or
+    /// `darts` (DARTS' padded crop and flip); --cutout is added to either.
+    #[arg(long, value_enum, default_value_t = RegularisationArgs::DEFAULT.augment)]
+    #[serde(default = "darts_augment")]
+    pub augment: AugmentRecipe,
+}
+
+impl RegularisationArgs {
+    /// The defaults: DARTS' evaluation regularisation (auxiliary weight 0.4, drop path 0.2,
+    /// cutout 16) with the photo augmentation and the balanced loss.
+    pub const DEFAULT: RegularisationArgs = RegularisationArgs {
+        auxiliary_weight: 0.4,
+        drop_path: 0.2,
+        cutout: 16,
+        label_smoothing: 0.0,
+        class_weight: ClassWeight::Balanced,
+        augment: AugmentRecipe::Photo,
+    };
+
+    /// Checks the settings with the parsers their flags use.
+    pub fn check(&self) -> Result<()> {
+        flags::check_range("cutout", self.cutout as usize, 0..=512)?;
+        flags::check_value(
+            "auxiliary-weight",
+            self.auxiliary_weight,
+            flags::non_negative,
+        )?;
+        flags::check_value("drop-path", self.drop_path, flags::fraction)?;
+        flags::check_value("label-smoothing", self.label_smoothing, flags::fraction)
+    }
+}
+
+/// The class weighting of runs written before `--class-weight` existed.
+fn unweighted() -> ClassWeight {
+    ClassWeight::None
+}
+
+/// The augmentation of runs written before `--augment` existed.
+fn darts_augment() -> AugmentRecipe {
+    AugmentRecipe::Darts
+}
+
+/// The test share of runs written before `--test-share` existed.
+fn default_test_share() -> f64 {
+    TrainArgs::TEST_SHARE
+}
+
+impl TrainArgs {
+    /// The default share of test subjects.
+    pub const TEST_SHARE: f64 = 0.15;
+
+    /// The settings with every default and the given data and genotype (for tests and
+    /// programs that embed the trainer).
+    pub fn new(data: impl Into<PathBuf>, genotype: &str) -> TrainArgs {
+        TrainArgs {
+            genotype: genotype.to_string(),
+            allow_unfinished: false,
+            split_file: None,
+            test_share: TrainArgs::TEST_SHARE,
+            cross_validation: None,
+            data: DataArgs::new(data),
+            network: NetworkArgs::DEFAULT,
+            optimiser: OptimiserArgs::TRAINING,
+            regularisation: RegularisationArgs::DEFAULT,
+            run: RunArgs::default(),
+        }
+    }
+
+    /// The run folder.
+    pub fn out_dir(&self) -> PathBuf {
+        if let Some(out) = &self.run.out {
+            return out.clone();
+        }
+        let genotype = Path::new(&self.genotype);
+        if genotype.is_dir() {
+            return genotype.join("train");
+        }
+        let stem = genotype
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.genotype.clone());
+        PathBuf::from("runs").join(format!("train-{stem}"))
+    }
+
+    /// The split file to reuse, if any: --split-file, else `split.json` of the search run
+    /// folder the genotype comes from.
+    pub(crate) fn split_source(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.split_file {
+            return Some(path.clone());
+        }
+        let genotype = Path::new(&self.genotype);
+        let folder = if genotype.is_dir() {
+            Some(genotype)
+        } else if genotype.is_file() {
+            genotype.parent()
+        } else {
+            None
+        };
+        folder
+            .map(|f| RunDir::new(f).split())
+            .filter(|path| path.is_file())
+    }
+
+    /// The search run folder the genotype comes from: `--genotype` naming a folder with a
+    /// `search.jsonl`, or that folder's `genotype.json`.
+    pub(crate) fn search_run(&self) -> Option<RunDir> {
+        let genotype = Path::new(&self.genotype);
+        let folder = if genotype.is_dir() {
+            genotype
+        } else if genotype.file_name().is_some_and(|n| n == GENOTYPE_FILE) {
+            genotype.parent().filter(|p| !p.as_os_str().is_empty())?
+        } else {
+            return None;
+        };
+        let run = RunDir::new(folder);
+        run.search_log().is_file().then_some(run)
+    }
+
+    /// Checks every setting against its flag's range, for settings that did not come
+    /// through the command-line parser (a library caller, a resumed run's stored settings).
+    pub fn check(&self) -> Result<()> {
+        self.data.check()?;
+        self.network.check(flags::TRAIN_LAYERS)?;
+        self.optimiser.check()?;
+        self.regularisation.check()?;
+        flags::check_value("test-share", self.test_share, flags::test_share)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_defaults_are_the_constructors() {
+        #[derive(clap::Parser)]
+        struct TrainOnly {
+            #[command(flatten)]
+            args: TrainArgs,
+        }
+        let parsed = <TrainOnly as clap::Parser>::parse_from([
+            "train",
+            "--data",
+            "data",
+            "--genotype",
+            "DARTS_V2",
+        ])
+        .args;
+        assert_eq!(parsed, TrainArgs::new("data", "DARTS_V2"));
+    }
+}
