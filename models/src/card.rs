@@ -36,16 +36,33 @@ pub const LAYERS: std::ops::RangeInclusive<usize> = 1..=32;
 pub struct InputSpec {
     /// Square side length in pixels.
     pub size: u32,
-    /// Tensor layout, always `NCHW`.
-    pub layout: String,
-    /// Colour order of the channels, always `RGB`.
-    pub colour: String,
+    /// Tensor layout.
+    pub layout: TensorLayout,
+    /// Colour order of the channels.
+    pub colour: ColourOrder,
     /// How the photo is brought to `size` x `size`.
     pub resize: ResizeRule,
     /// Per-channel mean subtracted after scaling pixels to [0, 1].
     pub mean: [f32; 3],
     /// Per-channel standard deviation divided by after subtracting the mean.
     pub std: [f32; 3],
+}
+
+/// The layout of the input tensor of [`InputSpec`]; a card naming another is refused when
+/// it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TensorLayout {
+    /// Batch, channels, height, width.
+    #[serde(rename = "NCHW")]
+    Nchw,
+}
+
+/// The channel order of [`InputSpec`]; a card naming another is refused when it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ColourOrder {
+    /// Red, green, blue.
+    #[serde(rename = "RGB")]
+    Rgb,
 }
 
 /// The resize rule of [`InputSpec`].
@@ -271,7 +288,7 @@ impl ModelCard {
 
     /// Checks every field a consumer relies on, before anything is sized from it: the
     /// schema version; two to [`MAX_LABELS`] distinct, non-empty labels without control
-    /// characters; the input size within [`INPUT_SIZES`], layout `NCHW`, colour `RGB`,
+    /// characters; the input size within [`INPUT_SIZES`] (layout and colour are typed),
     /// means in [0, 1] and standard deviations in [[`MIN_STD`], 1]; C within
     /// [`INIT_CHANNELS`] and the cell count within [`LAYERS`]; accuracies in [0, 1]; and
     /// the genotype. The number of classes is the number of labels.
@@ -291,12 +308,6 @@ impl ModelCard {
                 input.size,
                 INPUT_SIZES.start(),
                 INPUT_SIZES.end()
-            ));
-        }
-        if input.layout != "NCHW" || input.colour != "RGB" {
-            return invalid(format!(
-                "unsupported input layout {} / colour {} (expected NCHW / RGB)",
-                input.layout, input.colour
             ));
         }
         if !input.mean.iter().all(|m| (0.0..=1.0).contains(m)) {
@@ -388,8 +399,8 @@ mod tests {
             labels: vec!["female".into(), "male".into()],
             input: InputSpec {
                 size: 32,
-                layout: "NCHW".into(),
-                colour: "RGB".into(),
+                layout: TensorLayout::Nchw,
+                colour: ColourOrder::Rgb,
                 resize: ResizeRule::StretchBilinear,
                 mean: [0.5, 0.45, 0.4],
                 std: [0.25, 0.2, 0.2],
@@ -457,7 +468,11 @@ mod tests {
         refused(|c| c.input.size = 0, "input size 0");
         refused(|c| c.input.size = 4, "input size 4");
         refused(|c| c.input.size = 100_000, "input size 100000");
-        refused(|c| c.input.layout = "NHWC".into(), "layout NHWC");
+        for (known, unknown) in [("\"NCHW\"", "\"NHWC\""), ("\"RGB\"", "\"BGR\"")] {
+            let json = card().to_json().replace(known, unknown);
+            let err = ModelCard::from_json(&json).unwrap_err().to_string();
+            assert!(err.contains(&unknown[1..4]), "{unknown} not in {err}");
+        }
         refused(|c| c.input.std[1] = 0.0, "input std");
         refused(|c| c.input.std[2] = -0.2, "input std");
         refused(|c| c.input.std[0] = 1e-30, "input std");
@@ -573,8 +588,8 @@ mod tests {
         )
             .prop_map(|(size, mean, std)| InputSpec {
                 size,
-                layout: "NCHW".into(),
-                colour: "RGB".into(),
+                layout: TensorLayout::Nchw,
+                colour: ColourOrder::Rgb,
                 resize: ResizeRule::StretchBilinear,
                 mean,
                 std,

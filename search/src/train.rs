@@ -14,7 +14,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use hands_models::card::{
-    CrossValidation, InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_SCHEMA_VERSION,
+    ColourOrder, CrossValidation, InputSpec, NetworkSpec, Provenance, ResizeRule, TensorLayout,
+    CARD_SCHEMA_VERSION,
 };
 use hands_models::nn::model_file;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
@@ -614,8 +615,8 @@ fn model_card(
         labels: dataset.labels().to_vec(),
         input: InputSpec {
             size: args.data.size,
-            layout: "NCHW".into(),
-            colour: "RGB".into(),
+            layout: TensorLayout::Nchw,
+            colour: ColourOrder::Rgb,
             resize: ResizeRule::StretchBilinear,
             mean: stats.mean,
             std: stats.std,

@@ -9,7 +9,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use hands_models::card::{InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_SCHEMA_VERSION};
+use hands_models::card::{
+    ColourOrder, InputSpec, NetworkSpec, Provenance, ResizeRule, TensorLayout, CARD_SCHEMA_VERSION,
+};
 use hands_models::genotype::PUBLISHED;
 use hands_models::nn::network::{parameter_count, DropPath, Network, NetworkConfig};
 use hands_models::{Genotype, ModelCard};
@@ -129,8 +131,8 @@ fn card(genotype: &Genotype, parameters: usize) -> ModelCard {
         labels: vec!["female".into(), "male".into()],
         input: InputSpec {
             size: 16,
-            layout: "NCHW".into(),
-            colour: "RGB".into(),
+            layout: TensorLayout::Nchw,
+            colour: ColourOrder::Rgb,
             resize: ResizeRule::StretchBilinear,
             mean: [0.5; 3],
             std: [0.25; 3],

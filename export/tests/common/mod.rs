@@ -9,7 +9,8 @@ use candle_nn::VarMap;
 use hands_export::onnx::proto::ModelProto;
 use hands_export::{BatchSize, ExportOptions, OnnxOptions, Parity};
 use hands_models::card::{
-    InputSpec, NetworkSpec, Provenance, ResizeRule, CARD_METADATA_KEY, CARD_SCHEMA_VERSION,
+    ColourOrder, InputSpec, NetworkSpec, Provenance, ResizeRule, TensorLayout, CARD_METADATA_KEY,
+    CARD_SCHEMA_VERSION,
 };
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::{Genotype, ModelCard};
@@ -25,8 +26,8 @@ pub fn card(genotype: &Genotype, auxiliary: bool, parameters: usize) -> ModelCar
         labels: vec!["female".into(), "male".into()],
         input: InputSpec {
             size: SIZE,
-            layout: "NCHW".into(),
-            colour: "RGB".into(),
+            layout: TensorLayout::Nchw,
+            colour: ColourOrder::Rgb,
             resize: ResizeRule::StretchBilinear,
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
