@@ -19,10 +19,11 @@ use crate::checkpoint::{self, load_varmap, varmap_tensors};
 use crate::data::{Augment, ChannelStats, Dataset, ImageCache, Loader, Split};
 use crate::eval::evaluate;
 use crate::optim::{Sgd, SgdConfig};
+use crate::records::TrainEpoch;
 use crate::runlog::progress_bar;
 use crate::schedule::{cosine_lr, linear_ramp};
 use crate::step::{train_step, StepConfig};
-use crate::train::{inference_tensors, Best, EpochRecord, TrainState};
+use crate::train::{inference_tensors, Best, TrainState};
 
 /// Checkpoint tensor prefix of the current weights.
 const MODEL_PREFIX: &str = "model.";
@@ -167,7 +168,7 @@ impl Learner {
         data: &EpochData<'_>,
         dataset: &Dataset,
         state: &mut TrainState,
-    ) -> Result<EpochRecord> {
+    ) -> Result<TrainEpoch> {
         let epoch = state.epoch;
         let started = Instant::now();
         let lr = cosine_lr(
@@ -222,7 +223,7 @@ impl Learner {
         let seconds = started.elapsed().as_secs_f64();
         state.seconds += seconds;
         state.epoch += 1;
-        let record = EpochRecord {
+        let record = TrainEpoch {
             epoch,
             lr,
             drop_path: drop_prob,

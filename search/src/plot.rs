@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::records::{SearchEpoch, TrainEpoch};
 use anyhow::{bail, Context, Result};
 use hands_models::output::write_atomic;
 use hands_models::Op;
@@ -17,7 +18,6 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 use crate::outputs::Inputs;
 use crate::run_dir::{RunDir, SEARCH_LOG, TRAIN_LOG};
@@ -75,7 +75,7 @@ pub fn plot_run(run: &Path, out: &Path) -> Result<Vec<PathBuf>> {
         Ok(())
     };
     if search_log.is_file() {
-        let records: Vec<SearchRecord> = read_jsonl(&search_log)?;
+        let records: Vec<SearchEpoch> = read_jsonl(&search_log)?;
         check_alphas(&search_log, &records)?;
         if records.is_empty() {
             bail!("{} has no records to plot", search_log.display());
@@ -89,7 +89,7 @@ pub fn plot_run(run: &Path, out: &Path) -> Result<Vec<PathBuf>> {
         )?;
     }
     if train_log.is_file() {
-        let records: Vec<TrainRecord> = read_jsonl(&train_log)?;
+        let records: Vec<TrainEpoch> = read_jsonl(&train_log)?;
         if records.is_empty() {
             bail!("{} has no records to plot", train_log.display());
         }
@@ -97,50 +97,6 @@ pub fn plot_run(run: &Path, out: &Path) -> Result<Vec<PathBuf>> {
         write("train_curves.svg", curves_svg("training", &curves, &[])?)?;
     }
     Ok(written)
-}
-
-/// The fields of a `search.jsonl` line that the plots use.
-#[derive(Debug, Deserialize)]
-struct SearchRecord {
-    epoch: usize,
-    #[serde(default)]
-    stage: usize,
-    lr: f64,
-    train_loss: f64,
-    train_acc: f64,
-    val_loss: Option<f64>,
-    val_acc: Option<f64>,
-    alphas_normal: Vec<Vec<f64>>,
-    alphas_reduce: Vec<Vec<f64>>,
-    candidates_normal: Vec<Vec<String>>,
-    candidates_reduce: Vec<Vec<String>>,
-    /// Absent from logs written before it was recorded.
-    #[serde(default)]
-    parameter_free_normal: Option<usize>,
-    /// Present with `--hessian-iterations`.
-    #[serde(default)]
-    hessian_eigenvalue: Option<f64>,
-}
-
-impl SearchRecord {
-    fn cell(&self, reduction: bool) -> (&[Vec<f64>], &[Vec<String>]) {
-        if reduction {
-            (&self.alphas_reduce, &self.candidates_reduce)
-        } else {
-            (&self.alphas_normal, &self.candidates_normal)
-        }
-    }
-}
-
-/// The fields of a `train.jsonl` line that the plots use.
-#[derive(Debug, Deserialize)]
-struct TrainRecord {
-    epoch: usize,
-    lr: f64,
-    train_loss: f64,
-    train_acc: f64,
-    val_loss: Option<f64>,
-    val_acc: Option<f64>,
 }
 
 /// The per-epoch figures drawn by [`curves_svg`].
@@ -159,23 +115,23 @@ struct Curves {
     hessian_eigenvalue: Option<f64>,
 }
 
-impl From<&SearchRecord> for Curves {
-    fn from(r: &SearchRecord) -> Curves {
+impl From<&SearchEpoch> for Curves {
+    fn from(r: &SearchEpoch) -> Curves {
         Curves {
             epoch: r.epoch as f64,
-            lr: r.lr,
-            train_loss: r.train_loss,
-            train_acc: r.train_acc,
-            val_loss: r.val_loss,
-            val_acc: r.val_acc,
+            lr: r.stats.lr,
+            train_loss: r.stats.train_loss,
+            train_acc: r.stats.train_acc,
+            val_loss: r.stats.val_loss,
+            val_acc: r.stats.val_acc,
             parameter_free_normal: r.parameter_free_normal.map(|n| n as f64),
-            hessian_eigenvalue: r.hessian_eigenvalue,
+            hessian_eigenvalue: r.stats.hessian_eigenvalue,
         }
     }
 }
 
-impl From<&TrainRecord> for Curves {
-    fn from(r: &TrainRecord) -> Curves {
+impl From<&TrainEpoch> for Curves {
+    fn from(r: &TrainEpoch) -> Curves {
         Curves {
             epoch: r.epoch as f64,
             lr: r.lr,
@@ -231,7 +187,7 @@ fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
 }
 
 /// Checks that every edge has one weight per candidate operation.
-fn check_alphas(path: &Path, records: &[SearchRecord]) -> Result<()> {
+fn check_alphas(path: &Path, records: &[SearchEpoch]) -> Result<()> {
     for (i, r) in records.iter().enumerate() {
         for (name, reduction) in [("normal", false), ("reduce", true)] {
             let (alphas, candidates) = r.cell(reduction);
@@ -254,20 +210,9 @@ fn check_alphas(path: &Path, records: &[SearchRecord]) -> Result<()> {
     Ok(())
 }
 
-/// Operation names in DARTS' order, then any unknown names alphabetically.
-fn op_order(records: &[SearchRecord]) -> Vec<String> {
-    let mut names: Vec<String> = Op::ALL.iter().map(|op| op.name().to_string()).collect();
-    let mut extra: Vec<String> = records
-        .iter()
-        .flat_map(|r| r.candidates_normal.iter().chain(&r.candidates_reduce))
-        .flatten()
-        .filter(|n| !names.contains(n))
-        .cloned()
-        .collect();
-    extra.sort();
-    extra.dedup();
-    names.extend(extra);
-    names
+/// Operation names in DARTS' order.
+fn op_order() -> Vec<String> {
+    Op::ALL.iter().map(|op| op.name().to_string()).collect()
 }
 
 /// A colour per operation name, fixed across plots (Tableau 10, then plotters' palette).
@@ -297,7 +242,7 @@ fn op_color(order: &[String], name: &str) -> RGBColor {
 /// Per operation name, the (epoch, weight) series of one edge, or of the mean over all edges
 /// (`edge = None`; an op that is not a candidate of an edge weighs 0 there).
 fn op_series(
-    records: &[SearchRecord],
+    records: &[SearchEpoch],
     reduction: bool,
     edge: Option<usize>,
 ) -> BTreeMap<String, Vec<(f64, f64)>> {
@@ -311,8 +256,8 @@ fn op_series(
         };
         let mut sums: BTreeMap<&str, f64> = BTreeMap::new();
         for e in edges.clone() {
-            for (w, name) in alphas[e].iter().zip(&candidates[e]) {
-                *sums.entry(name).or_default() += w;
+            for (w, op) in alphas[e].iter().zip(&candidates[e]) {
+                *sums.entry(op.name()).or_default() += w;
             }
         }
         for (name, sum) in sums {
@@ -389,7 +334,7 @@ fn render_svg(
 }
 
 /// The epoch where each P-DARTS stage after the first begins, with the stage (0-based).
-fn stage_starts(records: &[SearchRecord]) -> Vec<(f64, usize)> {
+fn stage_starts(records: &[SearchEpoch]) -> Vec<(f64, usize)> {
     records
         .windows(2)
         .filter(|w| w[1].stage != w[0].stage)
@@ -436,7 +381,7 @@ fn draw_stage_lines(
 /// Draws the per-op weight lines of one cell (`edge = None`: mean over edges) in `area`.
 fn draw_alpha_panel(
     area: &DrawingArea<SVGBackend, Shift>,
-    records: &[SearchRecord],
+    records: &[SearchEpoch],
     order: &[String],
     reduction: bool,
     edge: Option<usize>,
@@ -502,8 +447,8 @@ fn draw_alpha_panel(
 
 /// `alphas.svg`: the mean weight of each op over the epochs, normal and reduction cells side
 /// by side.
-fn alphas_svg(records: &[SearchRecord]) -> Result<String> {
-    let order = op_order(records);
+fn alphas_svg(records: &[SearchEpoch]) -> Result<String> {
+    let order = op_order();
     render_svg((1400, 560), |root| {
         let root = root.titled(
             "Architecture weights (softmax over each edge's candidates)",
@@ -524,8 +469,8 @@ fn alphas_svg(records: &[SearchRecord]) -> Result<String> {
 
 /// `alphas_edges.svg`: one small panel per edge, two rows per cell type, with a shared
 /// legend of colours at the top.
-fn alphas_edges_svg(records: &[SearchRecord]) -> Result<String> {
-    let order = op_order(records);
+fn alphas_edges_svg(records: &[SearchEpoch]) -> Result<String> {
+    let order = op_order();
     let edges = records
         .iter()
         .map(|r| r.alphas_normal.len().max(r.alphas_reduce.len()))
@@ -542,7 +487,7 @@ fn alphas_edges_svg(records: &[SearchRecord]) -> Result<String> {
                     r.candidates_normal
                         .iter()
                         .chain(&r.candidates_reduce)
-                        .any(|c| c.contains(name))
+                        .any(|c| c.iter().any(|op| op.name() == name.as_str()))
                 })
             })
             .collect();
@@ -706,7 +651,7 @@ mod tests {
 
     #[test]
     fn mean_weights_count_missing_candidates_as_zero() {
-        let record: SearchRecord = serde_json::from_value(serde_json::json!({
+        let record: SearchEpoch = serde_json::from_value(serde_json::json!({
             "epoch": 0, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5,
             "alphas_normal": [[0.25, 0.75], [1.0]],
             "alphas_reduce": [[1.0], [1.0]],

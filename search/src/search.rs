@@ -20,6 +20,7 @@ use crate::data::{
 use crate::hessian;
 use crate::outputs::{in_folder, Inputs};
 use crate::pdarts::{prune_candidates, StagePlan};
+use crate::records::{EpochStats, SearchEpoch};
 use crate::resume::{self, changed_settings, Epochs};
 use crate::run_dir::{RunDir, SEARCH_FILES};
 use crate::runlog::RunLog;
@@ -60,45 +61,6 @@ pub struct EarlyStop {
     pub stopped_after: usize,
     /// The epoch whose genotype the search kept.
     pub kept_epoch: usize,
-}
-
-/// Metrics of one search epoch.
-#[derive(Debug, Serialize)]
-pub(crate) struct EpochStats {
-    pub(crate) lr: f64,
-    pub(crate) arch_active: bool,
-    pub(crate) skip_dropout: f64,
-    /// The Beta-Decay weight of the epoch's architecture steps.
-    pub(crate) beta_decay: f64,
-    /// The dominant eigenvalue of the architecture Hessian after the epoch
-    /// (--hessian-iterations).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) hessian_eigenvalue: Option<f64>,
-    pub(crate) train_loss: f64,
-    pub(crate) train_acc: f64,
-    pub(crate) val_loss: Option<f64>,
-    pub(crate) val_acc: Option<f64>,
-    pub(crate) seconds: f64,
-}
-
-/// One line of `search.jsonl`.
-#[derive(Debug, Serialize)]
-struct EpochRecord<'a> {
-    epoch: usize,
-    stage: usize,
-    stage_epoch: usize,
-    layers: usize,
-    #[serde(flatten)]
-    stats: EpochStats,
-    alphas_normal: Vec<Vec<f64>>,
-    alphas_reduce: Vec<Vec<f64>>,
-    betas_normal: Option<Vec<f64>>,
-    betas_reduce: Option<Vec<f64>>,
-    candidates_normal: &'a [Vec<Op>],
-    candidates_reduce: &'a [Vec<Op>],
-    genotype: &'a Genotype,
-    /// Pools and skips in the derived normal cell ([`Genotype::parameter_free_normal_ops`]).
-    parameter_free_normal: usize,
 }
 
 /// What `finished.json` records.
@@ -421,19 +383,19 @@ impl Search<'_> {
             betas_normal,
             betas_reduce,
         } = stage_run.arch_values()?;
-        log.write(&EpochRecord {
+        log.write(&SearchEpoch {
             epoch: state.global_epoch,
             stage: state.stage,
             stage_epoch: state.epoch,
             layers: stage.layers,
-            genotype: &genotype,
+            genotype: Some(genotype.clone()),
             alphas_normal,
             alphas_reduce,
             betas_normal,
             betas_reduce,
-            candidates_normal: &state.normal_candidates,
-            candidates_reduce: &state.reduce_candidates,
-            parameter_free_normal: genotype.parameter_free_normal_ops(),
+            candidates_normal: state.normal_candidates.clone(),
+            candidates_reduce: state.reduce_candidates.clone(),
+            parameter_free_normal: Some(genotype.parameter_free_normal_ops()),
             stats,
         })?;
         Ok(genotype)

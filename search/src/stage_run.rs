@@ -19,9 +19,10 @@ use crate::derive::derive_genotype;
 use crate::hessian;
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Sgd, SgdConfig};
 use crate::pdarts::{limit_skips, skip_dropout_rate, StagePlan};
+use crate::records::EpochStats;
 use crate::runlog::progress_bar;
 use crate::schedule::{beta_decay_weight, cosine_lr};
-use crate::search::{EpochStats, SearchState};
+use crate::search::SearchState;
 use crate::supernet::{SkipDropout, Supernet, EDGES};
 
 /// The ChaCha stream of the Hessian power iteration's start vectors.

@@ -76,30 +76,6 @@ pub(crate) struct TrainState {
     pub(crate) split_source: String,
 }
 
-/// One line of `train.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// The epoch (0-based).
-    pub epoch: usize,
-    /// Its learning rate.
-    pub lr: f64,
-    /// Its drop-path probability.
-    pub drop_path: f64,
-    /// Mean training loss of the main head (augmented images, drop path on).
-    pub train_loss: f64,
-    /// Training accuracy under the same conditions.
-    pub train_acc: f64,
-    /// Validation loss (evaluation mode), when there are validation subjects.
-    pub val_loss: Option<f64>,
-    /// Validation accuracy.
-    pub val_acc: Option<f64>,
-    /// Wall-clock seconds of the epoch (training and validation).
-    pub seconds: f64,
-    /// Training images divided by the epoch's seconds (validation included).
-    #[serde(default)]
-    pub images_per_s: f64,
-}
-
 /// `metrics.json`: the figures of the selected epoch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainMetrics {
@@ -310,24 +286,6 @@ fn prepare_split(
         (serde_json::to_string_pretty(args)? + "\n").as_bytes(),
     )?;
     Ok(split)
-}
-
-impl std::fmt::Display for EpochRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "epoch {}: lr {:.5} train loss {:.4} acc {:.4}",
-            self.epoch, self.lr, self.train_loss, self.train_acc
-        )?;
-        if let (Some(loss), Some(acc)) = (self.val_loss, self.val_acc) {
-            write!(f, " | val loss {loss:.4} acc {acc:.4}")?;
-        }
-        write!(
-            f,
-            " ({:.1} s, {:.1} training images/s)",
-            self.seconds, self.images_per_s
-        )
-    }
 }
 
 /// Takes the per-invocation settings of `given` into a resumed run's stored settings and
