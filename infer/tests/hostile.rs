@@ -87,9 +87,8 @@ fn csv_rows(stdout: &[u8]) -> Vec<(String, String, String)> {
 
 fn photo_png(dir: &Path, name: impl AsRef<Path>) -> PathBuf {
     let path = dir.join(name);
-    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 5, y as u8 * 7, 90]))
-        .save_with_format(&path, image::ImageFormat::Png)
-        .unwrap();
+    let image = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 5, y as u8 * 7, 90]));
+    std::fs::write(&path, hands_tests::images::png(&image)).unwrap();
     path
 }
 

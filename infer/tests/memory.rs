@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{fixture, have_ort};
-use image::{ImageEncoder, Rgb, RgbImage};
+use hands_tests::images::png;
+use image::{Rgb, RgbImage};
 
 /// Runs hands-infer on `folder` (rows into a file) and returns its peak resident memory in
 /// KiB, as the kernel accounted it for that one process.
@@ -44,11 +45,7 @@ fn write_images(folder: &Path, n: usize) {
         let image = RgbImage::from_fn(8, 8, |x, y| {
             Rgb([(i % 251) as u8, x as u8 * 30, y as u8 * 30])
         });
-        let mut png = Vec::new();
-        image::codecs::png::PngEncoder::new(&mut png)
-            .write_image(image.as_raw(), 8, 8, image::ExtendedColorType::Rgb8)
-            .unwrap();
-        std::fs::write(folder.join(format!("{i:05}.png")), png).unwrap();
+        std::fs::write(folder.join(format!("{i:05}.png")), png(&image)).unwrap();
     }
 }
 

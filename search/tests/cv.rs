@@ -1,9 +1,6 @@
 //! Cross-validation by subject: the folds, the recipe's class weighting and augmentation,
 //! flip averaging, and a tiny `cv` run that is stopped and resumed.
 
-mod common;
-
-use common::synthetic_dataset;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -19,6 +16,7 @@ use hands_search::eval::load_model;
 use hands_search::eval::mirror;
 use hands_search::step::cross_entropy;
 use hands_search::train::{train, ClassWeight};
+use hands_tests::datasets::class_folders;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -249,7 +247,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {
 fn tiny_cross_validation_stops_resumes_and_keeps_its_predictions() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    synthetic_dataset(&data, 8);
+    class_folders(&data, 8);
     let out = dir.path().join("cv");
 
     let mut args = tiny_cv(&data, &out);

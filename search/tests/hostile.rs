@@ -17,37 +17,7 @@ use hands_search::plot::plot_run;
 use hands_search::run_dir::FINISHED;
 use hands_search::search::run_search;
 use hands_search::train::train;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
-/// An 11K Hands layout (`HandInfo.csv` + `images/`) of synthetic 24x24 PNGs: `subjects`
-/// female and `subjects` male subjects (female ones left out when `female` is false), two
-/// images each.
-fn hands_dataset(root: &Path, subjects: usize, female: bool) {
-    let images = root.join("images");
-    std::fs::create_dir_all(&images).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let mut csv = String::from("id,gender,aspectOfHand,imageName\n");
-    for (gender, base) in [("female", [180u8, 60, 60]), ("male", [60u8, 60, 180])] {
-        if gender == "female" && !female {
-            continue;
-        }
-        for s in 0..subjects {
-            let id = format!("{gender}{s}");
-            for i in 0..2 {
-                let name = format!("{id}_{i}.png");
-                let image = image::RgbImage::from_fn(24, 24, |_, _| {
-                    image::Rgb(
-                        base.map(|c| c.saturating_add(rand::Rng::random_range(&mut rng, 0..60))),
-                    )
-                });
-                image.save(images.join(&name)).unwrap();
-                csv.push_str(&format!("{id},{gender},dorsal right,{name}\n"));
-            }
-        }
-    }
-    std::fs::write(root.join("HandInfo.csv"), csv).unwrap();
-}
+use hands_tests::datasets::hands_info;
 
 fn tiny_search(data: &Path, out: &Path) -> SearchArgs {
     let mut args = SearchArgs::new(data, Algo::Darts);
@@ -77,7 +47,7 @@ fn tiny_train(data: &Path, genotype: &str, out: &Path) -> TrainArgs {
 /// returns the data folder and the model file.
 fn trained_model(dir: &Path) -> (PathBuf, PathBuf) {
     let data = dir.join("data");
-    hands_dataset(&data, 6, true);
+    hands_info(&data, 6, true);
     let run = dir.join("train");
     train(&tiny_train(&data, "DARTS_V2", &run)).unwrap();
     (data, run.join("model.safetensors"))
@@ -180,7 +150,7 @@ fn outputs_onto_inputs_are_refused_and_leave_them_intact() {
 fn flag_values_out_of_range_and_untrainable_data_fail_before_any_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    hands_dataset(&data, 1, true); // two subjects: one per class
+    hands_info(&data, 1, true); // two subjects: one per class
     let data_arg = data.to_str().unwrap();
     let out = dir.path().join("never");
     let out_arg = out.to_str().unwrap();
@@ -264,7 +234,7 @@ fn flag_values_out_of_range_and_untrainable_data_fail_before_any_epoch() {
 fn an_unfinished_search_is_trained_only_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    hands_dataset(&data, 4, true);
+    hands_info(&data, 4, true);
     let search = dir.path().join("search");
     let mut args = tiny_search(&data, &search);
     args.optimiser.epochs = 2;
@@ -306,7 +276,7 @@ fn an_unfinished_search_is_trained_only_when_asked() {
 fn one_class_data_is_refused_or_reported_as_such() {
     let dir = tempfile::tempdir().unwrap();
     let male_only = dir.path().join("male");
-    hands_dataset(&male_only, 6, false);
+    hands_info(&male_only, 6, false);
 
     let search = dir.path().join("search");
     let err = run_search(&tiny_search(&male_only, &search))

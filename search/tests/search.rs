@@ -1,9 +1,6 @@
 //! Whole searches on a tiny synthetic dataset: every algorithm writes its run folder, and a
 //! search stopped part-way and resumed ends exactly like one run straight through.
 
-mod common;
-
-use common::synthetic_dataset;
 use std::path::{Path, PathBuf};
 
 use hands_models::Genotype;
@@ -11,6 +8,7 @@ use hands_search::args::search::{Algo, SearchArgs};
 use hands_search::hessian::early_stop_epoch;
 use hands_search::run_dir::FINISHED;
 use hands_search::search::{run_search, Finished};
+use hands_tests::datasets::class_folders;
 
 fn tiny(data: &Path, out: PathBuf, algo: Algo) -> SearchArgs {
     let mut args = SearchArgs::new(data, algo);
@@ -78,7 +76,7 @@ fn straight_and_resumed(dir: &Path, args: SearchArgs, stop: usize) -> PathBuf {
 fn darts_writes_its_run_folder_and_resumes_to_the_same_genotype() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    synthetic_dataset(&data, 12);
+    class_folders(&data, 12);
     let args = tiny(&data, PathBuf::new(), Algo::Darts);
     let run = straight_and_resumed(dir.path(), args, 1);
     for file in [
@@ -124,7 +122,7 @@ fn darts_writes_its_run_folder_and_resumes_to_the_same_genotype() {
 fn second_order_darts_resumes_to_the_same_genotype() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    synthetic_dataset(&data, 12);
+    class_folders(&data, 12);
     straight_and_resumed(dir.path(), tiny(&data, PathBuf::new(), Algo::Darts2), 1);
 }
 
@@ -132,7 +130,7 @@ fn second_order_darts_resumes_to_the_same_genotype() {
 fn pcdarts_logs_betas_and_resumes_to_the_same_genotype() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    synthetic_dataset(&data, 12);
+    class_folders(&data, 12);
     let mut args = tiny(&data, PathBuf::new(), Algo::Pcdarts);
     args.architecture.partial_k = Some(2);
     args.architecture.arch_warmup_epochs = Some(1);
@@ -148,7 +146,7 @@ fn pcdarts_logs_betas_and_resumes_to_the_same_genotype() {
 fn pdarts_prunes_between_stages_and_resumes_mid_stage() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    synthetic_dataset(&data, 12);
+    class_folders(&data, 12);
     let mut args = tiny(&data, PathBuf::new(), Algo::Pdarts);
     args.pdarts.stages = vec![3, 4];
     args.pdarts.stage_ops = vec![8, 4];
@@ -181,7 +179,7 @@ fn pdarts_prunes_between_stages_and_resumes_mid_stage() {
 fn a_diverging_search_stops_naming_the_step() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    synthetic_dataset(&data, 12);
+    class_folders(&data, 12);
     let mut args = tiny(&data, dir.path().join("run"), Algo::Darts);
     args.optimiser.lr = 1e30;
     args.optimiser.grad_clip = 1e30;
@@ -196,7 +194,7 @@ fn plain_and_varied(
 ) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    synthetic_dataset(&data, 12);
+    class_folders(&data, 12);
     let plain = dir.path().join("plain");
     run_search(&tiny(&data, plain.clone(), Algo::Darts)).unwrap();
     let varied = dir.path().join("varied");
@@ -226,7 +224,7 @@ fn clipping_the_architecture_gradient_changes_the_architecture() {
 fn the_hessian_eigenvalue_is_logged_every_epoch_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    synthetic_dataset(&data, 12);
+    class_folders(&data, 12);
     let mut args = tiny(&data, PathBuf::new(), Algo::Darts);
     args.architecture.hessian_iterations = 3;
     let run = straight_and_resumed(dir.path(), args, 1);
@@ -248,7 +246,7 @@ fn the_hessian_eigenvalue_is_logged_every_epoch_and_resumes() {
 fn the_early_stop_ends_the_search_where_the_eigenvalue_rule_fires() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    synthetic_dataset(&data, 12);
+    class_folders(&data, 12);
     let run = dir.path().join("run");
     let mut args = tiny(&data, run.clone(), Algo::Darts);
     args.optimiser.epochs = 5;

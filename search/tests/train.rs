@@ -2,9 +2,6 @@
 //! genotypes, drop path, model files, subject-disjoint splits, and a tiny training run that
 //! is interrupted and resumed.
 
-mod common;
-
-use common::synthetic_dataset;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
@@ -21,6 +18,7 @@ use hands_search::data::{AspectFilter, Dataset, PartName, Split};
 use hands_search::device::DeviceChoice;
 use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
 use hands_search::train::{inference_tensors, train, write_model};
+use hands_tests::datasets::class_folders;
 use hands_tests::max_abs_diff;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -237,7 +235,7 @@ fn jsonl_without_seconds(path: &Path) -> Vec<serde_json::Value> {
 fn tiny_training_completes_and_resumes_to_identical_weights() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    synthetic_dataset(&data, 10);
+    class_folders(&data, 10);
 
     let straight = dir.path().join("straight");
     let outcome = train(&tiny_args(&data, &straight)).unwrap();
@@ -337,7 +335,7 @@ fn tiny_training_completes_and_resumes_to_identical_weights() {
 fn diverging_training_stops_naming_the_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    synthetic_dataset(&data, 10);
+    class_folders(&data, 10);
     let out = dir.path().join("run");
     let mut args = tiny_args(&data, &out);
     args.optimiser.lr = 1e38;

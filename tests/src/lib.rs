@@ -1,10 +1,15 @@
 //! Test support shared by every crate's tests: where the shared data is, and what a test does
-//! when it is absent (skip with a notice, or fail under `CI=true`). The end-to-end tests of
-//! the three programs live in `tests/`; they run the binaries that `cargo test --workspace`
-//! builds next to the test executables.
+//! when it is absent (skip with a notice, or fail under `CI=true`); synthetic datasets
+//! ([`datasets`]) and encoded test images ([`images`]); with the `tensors` feature, tensor
+//! comparison. The end-to-end tests of the three programs live in `tests/`; they run the
+//! binaries that `cargo test --workspace` builds next to the test executables.
+
+pub mod datasets;
+pub mod images;
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "tensors")]
 use candle_core::{DType, Tensor};
 
 /// Whether this is CI's run (`CI=true`), where missing shared data fails a test instead of
@@ -37,6 +42,7 @@ pub fn sample_dir() -> Option<PathBuf> {
 
 /// The largest absolute difference between two tensors of one shape (either float type),
 /// taken in f64.
+#[cfg(feature = "tensors")]
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     let f64_of = |t: &Tensor| t.to_dtype(DType::F64).expect("a float tensor");
     (f64_of(a) - f64_of(b))

@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use hands_tests::images::{jpeg, png};
 use hands_tests::in_ci;
 
-use image::{GrayImage, ImageBuffer, ImageEncoder, Luma, Rgb, RgbImage, Rgba, RgbaImage};
+use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 
 /// Runs the `hands-infer` binary with `args`, without `$HANDS_MODEL`.
 pub fn hands_infer<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
@@ -78,31 +79,6 @@ fn photo(width: u32, height: u32) -> RgbImage {
             ((x + y) % 256) as u8,
         ])
     })
-}
-
-fn jpeg(image: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-        .encode_image(image)
-        .unwrap();
-    out
-}
-
-fn png<P: image::PixelWithColorType>(image: &ImageBuffer<P, Vec<P::Subpixel>>) -> Vec<u8>
-where
-    [P::Subpixel]: image::EncodableLayout,
-{
-    use image::EncodableLayout;
-    let mut out = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(
-            image.as_raw().as_bytes(),
-            image.width(),
-            image.height(),
-            P::COLOR_TYPE,
-        )
-        .unwrap();
-    out
 }
 
 /// Inserts an EXIF APP1 segment with the given orientation after the SOI marker.
