@@ -46,7 +46,7 @@ pub struct Outputs {
 /// Runtime found as `hands-infer` finds it (`ort_lib` first, see [`hands_infer::runtime`]).
 pub fn open_predictor(bytes: &[u8], ort_lib: Option<&Path>) -> Result<Predictor> {
     let options = Options {
-        device: hands_infer::Device::Cpu,
+        device: hands_infer::DeviceChoice::Cpu,
         ort_library: ort_lib.map(Path::to_path_buf),
         ..Options::default()
     };

@@ -1,49 +1,12 @@
-//! Choosing where the network runs: ONNX Runtime's CPU or CUDA execution provider.
+//! Choosing where the network runs: the device a caller names ([`DeviceChoice`], shared with
+//! hands-search) mapped onto ONNX Runtime's CPU or CUDA execution provider.
 
 use std::fmt;
-use std::str::FromStr;
 
+use hands_models::device::DeviceChoice;
 use ort::session::builder::SessionBuilder;
 
 use crate::Error;
-
-/// The device a caller asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Device {
-    /// ONNX Runtime's CPU execution provider.
-    Cpu,
-    /// The CUDA execution provider; opening fails when it cannot be registered.
-    Cuda,
-    /// CUDA when this build has the `cuda` feature and the provider registers, otherwise the
-    /// CPU (with a warning when CUDA was possible but failed).
-    #[default]
-    Auto,
-}
-
-impl FromStr for Device {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Device, Error> {
-        match s.to_ascii_lowercase().as_str() {
-            "cpu" => Ok(Device::Cpu),
-            "cuda" | "gpu" => Ok(Device::Cuda),
-            "auto" => Ok(Device::Auto),
-            other => Err(Error::Usage(format!(
-                "unknown device `{other}` (expected cpu, cuda or auto)"
-            ))),
-        }
-    }
-}
-
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Device::Cpu => "cpu",
-            Device::Cuda => "cuda",
-            Device::Auto => "auto",
-        })
-    }
-}
 
 /// The execution provider a session actually runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,17 +28,19 @@ impl fmt::Display for ExecutionProvider {
 
 /// Registers the provider for `device` on `builder` and says which one the session will use.
 pub(crate) fn register(
-    device: Device,
+    device: DeviceChoice,
     builder: &mut SessionBuilder,
 ) -> Result<ExecutionProvider, Error> {
     match device {
-        Device::Cpu => Ok(ExecutionProvider::Cpu),
-        Device::Cuda => register_cuda(builder).map(|()| ExecutionProvider::Cuda),
-        Device::Auto => {
+        DeviceChoice::Cpu => Ok(ExecutionProvider::Cpu),
+        DeviceChoice::Cuda(ordinal) => {
+            register_cuda(builder, ordinal).map(|()| ExecutionProvider::Cuda)
+        }
+        DeviceChoice::Auto => {
             if !cfg!(feature = "cuda") {
                 return Ok(ExecutionProvider::Cpu);
             }
-            match register_cuda(builder) {
+            match register_cuda(builder, 0) {
                 Ok(()) => Ok(ExecutionProvider::Cuda),
                 Err(e) => {
                     tracing::warn!("{e}; running on the CPU");
@@ -87,9 +52,11 @@ pub(crate) fn register(
 }
 
 #[cfg(feature = "cuda")]
-fn register_cuda(builder: &mut SessionBuilder) -> Result<(), Error> {
+fn register_cuda(builder: &mut SessionBuilder, ordinal: usize) -> Result<(), Error> {
     use ort::ep::ExecutionProvider as _;
-    let cuda = ort::ep::CUDA::default();
+    let device_id = i32::try_from(ordinal)
+        .map_err(|_| Error::Device(format!("CUDA device {ordinal} is out of range")))?;
+    let cuda = ort::ep::CUDA::default().with_device_id(device_id);
     if !ort::ep::CUDA::is_available().unwrap_or(false) {
         return Err(Error::Device(
             "the loaded ONNX Runtime has no CUDA execution provider (install onnxruntime-gpu and point --ort-lib at its libonnxruntime.so)".into(),
@@ -97,31 +64,14 @@ fn register_cuda(builder: &mut SessionBuilder) -> Result<(), Error> {
     }
     cuda.register(builder).map_err(|e| {
         Error::Device(format!(
-            "cannot register the CUDA execution provider: {e} (CUDA 13 and cuDNN 9 libraries must be on the library path)"
+            "cannot register the CUDA execution provider on device {ordinal}: {e} (CUDA 13 and cuDNN 9 libraries must be on the library path)"
         ))
     })
 }
 
 #[cfg(not(feature = "cuda"))]
-fn register_cuda(_builder: &mut SessionBuilder) -> Result<(), Error> {
+fn register_cuda(_builder: &mut SessionBuilder, _ordinal: usize) -> Result<(), Error> {
     Err(Error::Device(
         "this build has no CUDA support: rebuild with `cargo build --release -p hands-infer --features cuda`".into(),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_device_names() {
-        assert_eq!("CPU".parse::<Device>().unwrap(), Device::Cpu);
-        assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda);
-        assert_eq!("auto".parse::<Device>().unwrap(), Device::Auto);
-        assert!("tpu"
-            .parse::<Device>()
-            .unwrap_err()
-            .to_string()
-            .contains("tpu"));
-    }
 }

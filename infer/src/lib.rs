@@ -16,10 +16,10 @@
 //! `scripts/setup-ort` installs a copy into the repository.
 //!
 //! ```no_run
-//! use hands_infer::{Device, Options, Predictor};
+//! use hands_infer::{DeviceChoice, Options, Predictor};
 //!
 //! # fn main() -> Result<(), hands_infer::Error> {
-//! let options = Options { device: Device::Auto, threads: Some(4), ..Options::default() };
+//! let options = Options { device: DeviceChoice::Auto, threads: Some(4), ..Options::default() };
 //! let predictor = Predictor::open_with("models/pretrained/hands.onnx", &options)?;
 //! println!("running on {}", predictor.execution_provider());
 //!
@@ -52,9 +52,10 @@ pub mod pipeline;
 pub mod predictor;
 pub mod runtime;
 
-pub use device::{Device, ExecutionProvider};
+pub use device::ExecutionProvider;
 pub use error::Error;
 pub use explain::{Explanation, Occlusion};
+pub use hands_models::device::DeviceChoice;
 pub use hands_models::ModelCard;
 pub use predictor::{
     Input, Options, Outputs, Prediction, Predictor, Timing, DEFAULT_MODEL_NAME, UNCERTAIN,

@@ -13,8 +13,9 @@ use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
 use rayon::prelude::*;
 
-use crate::device::{self, Device, ExecutionProvider};
+use crate::device::{self, ExecutionProvider};
 use crate::runtime;
+use crate::DeviceChoice;
 use crate::Error;
 
 /// The shipped default model (`models/pretrained/hands.onnx`), embedded in the library so
@@ -42,10 +43,10 @@ pub const BATCH_MEMORY_BUDGET: u64 = 2 << 30;
 const ACTIVATION_PLANES_PER_CHANNEL: u64 = 48;
 
 /// How [`Predictor::open_with`] sets up the session.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
-    /// Where to run the network.
-    pub device: Device,
+    /// Where to run the network (default: `auto`).
+    pub device: DeviceChoice,
     /// Threads ONNX Runtime uses inside an operator; `None` lets it choose (all cores).
     pub threads: Option<usize>,
     /// The ONNX Runtime library to load before searching, see [`crate::runtime`].
@@ -54,6 +55,19 @@ pub struct Options {
     /// likely is labelled [`UNCERTAIN`] (its probabilities are kept). `None`: always answer.
     /// Must lie in [0, 1].
     pub min_confidence: Option<f32>,
+}
+
+impl Default for Options {
+    /// CUDA when the build and the machine have it (else the CPU), ONNX Runtime's threads,
+    /// the library found on its own, no abstention.
+    fn default() -> Options {
+        Options {
+            device: DeviceChoice::Auto,
+            threads: None,
+            ort_library: None,
+            min_confidence: None,
+        }
+    }
 }
 
 /// Where the time for one prediction went.

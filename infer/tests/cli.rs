@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{fixture, hands_infer, have_ort, sample_images, text, write_zoo};
-use hands_infer::{Device, Options, Predictor};
+use hands_infer::{DeviceChoice, Options, Predictor};
 
 /// CSV rows keyed by file name: (label, probabilities, error).
 type Rows = BTreeMap<String, (String, Vec<f32>, String)>;
@@ -157,7 +157,7 @@ fn cli_and_library_agree_on_the_sample() {
     let predictor = Predictor::open_with(
         &model,
         &Options {
-            device: Device::Cpu,
+            device: DeviceChoice::Cpu,
             ..Options::default()
         },
     )

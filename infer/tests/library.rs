@@ -7,14 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{fixture, have_ort, sample_images, write_zoo};
-use hands_infer::{Device, Error, Options, Predictor};
+use hands_infer::{DeviceChoice, Error, Options, Predictor};
 use hands_models::preprocess;
 
 fn open() -> Predictor {
     Predictor::open_with(
         fixture("tiny.onnx"),
         &Options {
-            device: Device::Cpu,
+            device: DeviceChoice::Cpu,
             threads: Some(2),
             ..Options::default()
         },
@@ -187,7 +187,7 @@ fn cuda_is_refused_or_used_never_silently_replaced() {
         return;
     }
     let options = Options {
-        device: Device::Cuda,
+        device: DeviceChoice::Cuda(0),
         ..Options::default()
     };
     match Predictor::open_with(fixture("tiny.onnx"), &options) {
@@ -209,7 +209,7 @@ fn raw_outputs_hold_the_logits_whose_softmax_the_predictions_are() {
         return;
     }
     let predictor = Predictor::default_model(&Options {
-        device: Device::Cpu,
+        device: DeviceChoice::Cpu,
         threads: Some(2),
         ..Options::default()
     })

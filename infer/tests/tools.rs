@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{fixture, hands_infer, have_ort, text, write_zoo};
-use hands_infer::{Device, Occlusion, Options, Predictor, UNCERTAIN};
+use hands_infer::{DeviceChoice, Occlusion, Options, Predictor, UNCERTAIN};
 
 fn options(min_confidence: Option<f32>) -> Options {
     Options {
-        device: Device::Cpu,
+        device: DeviceChoice::Cpu,
         threads: Some(2),
         min_confidence,
         ..Options::default()

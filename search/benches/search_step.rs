@@ -15,10 +15,11 @@ use std::time::Instant;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use clap::Parser;
+use hands_models::device::DeviceChoice;
 use hands_models::Op;
 use hands_search::architect::LabelledBatch;
 use hands_search::args::search::{Algo, SearchArgs};
-use hands_search::device::DeviceChoice;
+use hands_search::device::open_device;
 use hands_search::stage_run::StageRun;
 use hands_search::supernet::{Supernet, SupernetConfig};
 use rand::{Rng, SeedableRng};
@@ -89,7 +90,7 @@ fn main() -> Result<()> {
         normal_candidates: vec![Op::ALL.to_vec(); 14],
         reduce_candidates: vec![Op::ALL.to_vec(); 14],
     };
-    let device = bench.device.open()?;
+    let device = open_device(bench.device)?;
     let net = Supernet::new(&config, 0, DType::F32, &device)?;
     let args = SearchArgs::new("", bench.algo);
     let mut run = StageRun::new(&net, &args)?;

@@ -19,9 +19,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::{DType, Tensor};
 use clap::Parser;
+use hands_models::device::DeviceChoice;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::Genotype;
-use hands_search::device::DeviceChoice;
+use hands_search::device::open_device;
 use hands_search::learner::trainable_vars;
 use hands_search::optim::{Sgd, SgdConfig};
 use hands_search::step::{train_step, StepConfig};
@@ -75,7 +76,7 @@ fn main() -> Result<()> {
     // As `hands-search` does at start-up.
     hands_search::memory::keep_freed_tensor_memory();
     hands_search::device::set_cpu_threads(bench.threads)?;
-    let device = bench.device.open()?;
+    let device = open_device(bench.device)?;
     let config = NetworkConfig {
         init_channels: bench.init_channels,
         layers: bench.layers,

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::args::cv::{slug, CvArgs};
 use crate::args::train::TrainArgs;
 use crate::data::{ChannelStats, Dataset, Folds, ImageCache, Loader, Split};
+use crate::device::open_device;
 use crate::eval::{load_model, predict_probabilities, write_predictions, Evaluation};
 use crate::outputs::{in_folder, Inputs};
 use crate::resume::{self, changed_settings};
@@ -292,7 +293,7 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     let dataset = Dataset::load(&args.train.data.path, &args.train.data.aspect)?;
     let (folds, splits) = prepare_folds(&args, &genotypes, &dataset, &run)?;
 
-    let device = args.train.run.device.open()?;
+    let device = open_device(args.train.run.device)?;
     let mut cache: Option<ImageCache> = None;
     let mut trained = 0usize;
     let mut rows = vec![majority_row(&dataset, &splits)];

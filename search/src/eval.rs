@@ -19,10 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::load_varmap;
 use crate::data::{AspectFilter, ChannelStats, Dataset, ImageCache, Loader, PartName, Split};
-use crate::device::DeviceChoice;
+use crate::device::open_device;
 use crate::outputs::Inputs;
 use crate::run_dir::RunDir;
 use crate::runlog::progress_bar;
+use hands_models::device::DeviceChoice;
 
 /// Accuracy of the images of one label or one hand aspect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -547,7 +548,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
 /// trained (or selected) on.
 pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
     crate::flags::check_range("batch", args.batch, crate::flags::BATCH)?;
-    let device = args.device.open()?;
+    let device = open_device(args.device)?;
     let model = load_model(&args.model, &device)?;
     let card = &model.card;
     let filter = match args.aspect {

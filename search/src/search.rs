@@ -17,6 +17,7 @@ use crate::checkpoint;
 use crate::data::{
     Augment, Batch, ChannelStats, Dataset, Fractions, ImageCache, Loader, Part, Split,
 };
+use crate::device::open_device;
 use crate::hessian;
 use crate::outputs::{in_folder, Inputs};
 use crate::pdarts::{prune_candidates, StagePlan};
@@ -83,7 +84,7 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("runs/search-{}", args.algo.as_arg()))),
     );
-    let device = args.run.device.open()?;
+    let device = open_device(args.run.device)?;
     let (mut state, mut tensors) = open_state(args, &run, &device)?;
     let args = state.args.clone();
     let plan = args.plan()?;

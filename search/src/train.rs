@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::args::train::TrainArgs;
 use crate::checkpoint::{load_varmap, varmap_tensors};
 use crate::data::{ChannelStats, Dataset, Fractions, ImageCache, Part, Split};
+use crate::device::open_device;
 use crate::eval::{evaluate, Evaluation};
 use crate::learner::{EpochData, Learner};
 use crate::outputs::{in_folder, Inputs};
@@ -133,7 +134,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
 /// Trains as `hands-search train` does and returns what it produced.
 pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
     let run = RunDir::new(cli.out_dir());
-    let device = cli.run.device.open()?;
+    let device = open_device(cli.run.device)?;
     let (mut state, tensors) = open_state(cli, &run, &device)?;
     let args = state.args.clone();
     let genotype = Genotype::resolve(&args.genotype)?;

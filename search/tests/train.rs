@@ -9,13 +9,13 @@ use candle_core::{DType, Device, Tensor};
 use hands_models::card::{
     ColourOrder, InputSpec, NetworkSpec, Provenance, ResizeRule, TensorLayout, CARD_SCHEMA_VERSION,
 };
+use hands_models::device::DeviceChoice;
 use hands_models::genotype::PUBLISHED;
 use hands_models::nn::network::{parameter_count, DropPath, Network, NetworkConfig};
 use hands_models::{Genotype, ModelCard};
 use hands_search::args::train::TrainArgs;
 use hands_search::checkpoint;
 use hands_search::data::{AspectFilter, Dataset, PartName, Split};
-use hands_search::device::DeviceChoice;
 use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
 use hands_search::train::{inference_tensors, train, write_model};
 use hands_tests::datasets::class_folders;

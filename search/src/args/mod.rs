@@ -21,8 +21,8 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::data::AspectFilter;
-use crate::device::DeviceChoice;
 use crate::flags;
+use hands_models::device::DeviceChoice;
 
 /// Where the images come from and how they are read.
 #[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]

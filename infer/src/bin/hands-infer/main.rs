@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Parser;
 use hands_infer::pipeline::Outcome;
-use hands_infer::{explain, files, pipeline, Device, Options, Prediction, Predictor};
+use hands_infer::{explain, files, pipeline, DeviceChoice, Options, Prediction, Predictor};
 use hands_models::output::{ensure_not_input, write_atomic, InputSet, OutputFile};
 use hands_models::preprocess;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -63,9 +63,10 @@ struct Cli {
     /// Threads for decoding and for ONNX Runtime [default: all cores].
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     threads: Option<u32>,
-    /// Where the network runs: cpu, cuda, or auto (CUDA when built with the `cuda` feature and usable).
-    #[arg(long, default_value = "auto", value_parser = parse_device)]
-    device: Device,
+    /// Where the network runs: cpu, cuda, cuda:N, or auto (CUDA device 0 when built with the
+    /// `cuda` feature and usable, else the CPU).
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Format::Csv)]
     format: Format,
@@ -97,10 +98,6 @@ fn parse_probability(s: &str) -> Result<f32, String> {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
         _ => Err(format!("`{s}` is not a probability in [0, 1]")),
     }
-}
-
-fn parse_device(s: &str) -> Result<Device, String> {
-    s.parse().map_err(|e: hands_infer::Error| e.to_string())
 }
 
 fn main() -> ExitCode {
