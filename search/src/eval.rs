@@ -21,6 +21,7 @@ use crate::checkpoint::load_varmap;
 use crate::data::{AspectFilter, ChannelStats, Dataset, ImageCache, Loader, PartName, Split};
 use crate::device::open_device;
 use crate::outputs::Inputs;
+use crate::provenance::{trained_aspects, Selection};
 use crate::run_dir::RunDir;
 use crate::runlog::progress_bar;
 use hands_models::device::DeviceChoice;
@@ -577,8 +578,9 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
     if let Some(predictions) = &args.predictions {
         inputs.check([predictions])?;
     }
-    let seen =
-        seen_subjects(card).with_context(|| format!("{}: bad card", args.model.display()))?;
+    let seen = Selection::of_card(card)
+        .with_context(|| format!("{}: bad card", args.model.display()))?
+        .map(|selection| (selection.train_subjects, selection.val_subjects));
     let indices = match args.split {
         EvalSplit::All => dataset.all_indices(),
         part => {
@@ -657,23 +659,6 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
     Ok(evaluation)
 }
 
-/// The training and validation subjects the card records (cards written before they were
-/// recorded have none).
-fn seen_subjects(card: &ModelCard) -> Result<Option<(BTreeSet<String>, BTreeSet<String>)>> {
-    let list = |key: &str| -> Result<Option<BTreeSet<String>>> {
-        card.provenance
-            .train
-            .get(key)
-            .map(|v| serde_json::from_value(v.clone()).with_context(|| format!("`{key}`")))
-            .transpose()
-    };
-    match (list("train_subjects")?, list("val_subjects")?) {
-        (Some(train), Some(val)) => Ok(Some((train, val))),
-        (None, None) => Ok(None),
-        _ => bail!("it records only one of `train_subjects` and `val_subjects`"),
-    }
-}
-
 /// Refuses a test split with subjects the model was trained or selected on (`seen`: its
 /// training and validation subjects), or a val split with training subjects.
 fn check_unseen(
@@ -707,14 +692,6 @@ fn check_unseen(
         );
     }
     Ok(())
-}
-
-/// The aspect filter recorded in the card's training settings (`all` when absent).
-fn trained_aspects(card: &ModelCard) -> Result<AspectFilter> {
-    match card.provenance.train.get("aspect") {
-        None => Ok(AspectFilter::All),
-        Some(value) => Ok(serde_json::from_value(value.clone())?),
-    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod optim;
 pub mod outputs;
 pub mod pdarts;
 pub mod plot;
+pub mod provenance;
 pub mod records;
 pub mod resume;
 pub mod run_dir;

@@ -32,6 +32,7 @@ use crate::device::open_device;
 use crate::eval::{evaluate, Evaluation};
 use crate::learner::{EpochData, Learner};
 use crate::outputs::{in_folder, Inputs};
+use crate::provenance::Selection;
 use crate::resume::{self, changed_settings, Epochs};
 use crate::run_dir::{self, RunDir, FINISHED, TRAIN_FILES};
 use crate::runlog::RunLog;
@@ -559,16 +560,14 @@ fn model_card(
     test: &Option<Evaluation>,
 ) -> Result<ModelCard> {
     let best = trained.state.best.context("no epoch was selected")?;
-    let mut settings = serde_json::to_value(args)?;
-    if let serde_json::Value::Object(map) = &mut settings {
-        map.remove("resume");
-        map.remove("out");
-        map.insert("selected_epoch".into(), best.epoch.into());
-        map.insert("split".into(), trained.state.split_source.clone().into());
-        // Who the model has seen, so that `eval` can tell a split that tests on them.
-        map.insert("train_subjects".into(), split.train.subjects.clone().into());
-        map.insert("val_subjects".into(), split.val.subjects.clone().into());
+    // Who the model has seen, so that `eval` can tell a split that tests on them.
+    let settings = Selection {
+        selected_epoch: best.epoch,
+        split: trained.state.split_source.clone(),
+        train_subjects: split.train.subjects.iter().cloned().collect(),
+        val_subjects: split.val.subjects.iter().cloned().collect(),
     }
+    .record(args)?;
     Ok(ModelCard {
         schema_version: CARD_SCHEMA_VERSION,
         labels: dataset.labels().to_vec(),
