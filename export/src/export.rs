@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use hands_models::nn::model_file::{self, build_network, ModelFile};
+use hands_models::nn::network::Network;
 use hands_models::output::{ensure_not_input, OutputFile};
 use hands_models::ModelCard;
 use prost::Message;
@@ -105,47 +106,15 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     card.network.auxiliary = false;
     let lowered = lower(&card, &file.tensors, &options.onnx).map_err(|e| name_file(e, model))?;
 
-    // Parity inputs.
-    let size = card.input.size as usize;
     let batches = match batch {
         BatchSize::Dynamic => vec![1, PARITY_BATCH],
         BatchSize::Fixed(n) => vec![n],
     };
-    let largest = *batches.iter().max().expect("at least one batch");
-    let needed = parity_memory(&card, largest);
-    if needed > PARITY_MEMORY_BUDGET {
-        return Err(Error::Model {
-            path: model.to_path_buf(),
-            reason: format!(
-                "checking a batch of {largest} at {size}x{size} with C = {} needs about {} MiB, \
-                 more than the {} MiB budget; export with a smaller fixed --batch",
-                card.network.init_channels,
-                needed >> 20,
-                PARITY_MEMORY_BUDGET >> 20
-            ),
-        });
-    }
-    let inputs = match &options.parity {
-        Parity::Check { images, .. } if !images.is_empty() => {
-            image_batch(images, largest, &card.input)?
-        }
-        _ => synthetic_batch(largest, size, PARITY_SEED)?,
-    };
+    let inputs = parity_inputs(model, &card, &batches, &options.parity)?;
 
-    // The folded weights must compute what the original ones do.
     let original = file.network(&Device::Cpu)?;
     let folded_list: Vec<(String, Tensor)> = lowered.folded.clone().into_iter().collect();
-    let folded_tensors: HashMap<String, Tensor> = folded_list.iter().cloned().collect();
-    let folded = build_network(&card, folded_tensors, &Device::Cpu)?;
-    let folded_logits_max_abs = max_abs_diff(
-        &candle_outputs(&folded, &inputs)?.logits,
-        &candle_outputs(&original, &inputs)?.logits,
-    );
-    if folded_logits_max_abs > PARITY_TOLERANCE {
-        return Err(Error::Parity(format!(
-            "BN folding changed the candle logits by {folded_logits_max_abs:e} (tolerance {PARITY_TOLERANCE:e})"
-        )));
-    }
+    let folded_logits_max_abs = check_folding(&card, &folded_list, &original, &inputs)?;
 
     // Serialise both files.
     let safetensors_bytes = model_file::serialize(&folded_list, &card)?;
@@ -159,32 +128,20 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
 
     let card_pretty = serde_json::to_string_pretty(&card).expect("card serialises") + "\n";
 
-    // ONNX Runtime against candle, on the bytes to be written.
-    let mut parity = Vec::new();
-    let mut ort_library = None;
-    if let Parity::Check { ort_lib, .. } = &options.parity {
-        let predictor = open_predictor(&onnx_bytes, ort_lib.as_deref())?;
-        ort_library = Some(predictor.ort_library().to_path_buf());
-        if predictor.card() != &card {
-            return Err(Error::Parity(
-                "ONNX Runtime does not read the model card back from the ONNX file".into(),
-            ));
+    let (parity, ort_library) = match &options.parity {
+        Parity::Check { ort_lib, .. } => {
+            let (parity, library) = check_runtime(
+                &onnx_bytes,
+                ort_lib.as_deref(),
+                &card,
+                &original,
+                &inputs,
+                &batches,
+            )?;
+            (parity, Some(library))
         }
-        for &n in &batches {
-            let images = inputs.narrow(0, 0, n)?;
-            let result = compare(&predictor, &original, &images)?;
-            let ok = result.within(PARITY_TOLERANCE);
-            parity.push(result);
-            if !ok {
-                let r = parity.last().expect("just pushed");
-                return Err(Error::Parity(format!(
-                    "batch {n}: ONNX Runtime differs from candle by {:e} on logits and {:e} on \
-                     probabilities (tolerance {PARITY_TOLERANCE:e}); no file written",
-                    r.logits_max_abs, r.probabilities_max_abs
-                )));
-            }
-        }
-    }
+        _ => (Vec::new(), None),
+    };
 
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     outputs.write(&[
@@ -211,6 +168,92 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
         parity,
         ort_library,
     })
+}
+
+/// The images of the parity checks, as many as the largest of `batches`: the given photos,
+/// or a seeded synthetic batch. Refused when checking them would not fit the memory budget.
+fn parity_inputs(
+    model: &Path,
+    card: &ModelCard,
+    batches: &[usize],
+    parity: &Parity,
+) -> Result<Tensor> {
+    let size = card.input.size as usize;
+    let largest = *batches.iter().max().expect("at least one batch");
+    let needed = parity_memory(card, largest);
+    if needed > PARITY_MEMORY_BUDGET {
+        return Err(Error::Model {
+            path: model.to_path_buf(),
+            reason: format!(
+                "checking a batch of {largest} at {size}x{size} with C = {} needs about {} MiB, \
+                 more than the {} MiB budget; export with a smaller fixed --batch",
+                card.network.init_channels,
+                needed >> 20,
+                PARITY_MEMORY_BUDGET >> 20
+            ),
+        });
+    }
+    match parity {
+        Parity::Check { images, .. } if !images.is_empty() => {
+            image_batch(images, largest, &card.input)
+        }
+        _ => synthetic_batch(largest, size, PARITY_SEED),
+    }
+}
+
+/// Checks that the BatchNorm-folded weights compute what the original ones do (in candle);
+/// returns the largest logit difference.
+fn check_folding(
+    card: &ModelCard,
+    folded: &[(String, Tensor)],
+    original: &Network,
+    inputs: &Tensor,
+) -> Result<f32> {
+    let folded_tensors: HashMap<String, Tensor> = folded.iter().cloned().collect();
+    let folded = build_network(card, folded_tensors, &Device::Cpu)?;
+    let difference = max_abs_diff(
+        &candle_outputs(&folded, inputs)?.logits,
+        &candle_outputs(original, inputs)?.logits,
+    );
+    if difference > PARITY_TOLERANCE {
+        return Err(Error::Parity(format!(
+            "BN folding changed the candle logits by {difference:e} (tolerance {PARITY_TOLERANCE:e})"
+        )));
+    }
+    Ok(difference)
+}
+
+/// Runs the ONNX bytes to be written through ONNX Runtime (the [`hands_infer::Predictor`]
+/// users run) against the original candle network, for each of `batches`; returns the
+/// comparisons and the library that ran them.
+fn check_runtime(
+    onnx_bytes: &[u8],
+    ort_lib: Option<&Path>,
+    card: &ModelCard,
+    original: &Network,
+    inputs: &Tensor,
+    batches: &[usize],
+) -> Result<(Vec<BatchParity>, PathBuf)> {
+    let predictor = open_predictor(onnx_bytes, ort_lib)?;
+    if predictor.card() != card {
+        return Err(Error::Parity(
+            "ONNX Runtime does not read the model card back from the ONNX file".into(),
+        ));
+    }
+    let mut parity = Vec::new();
+    for &n in batches {
+        let images = inputs.narrow(0, 0, n)?;
+        let result = compare(&predictor, original, &images)?;
+        if !result.within(PARITY_TOLERANCE) {
+            return Err(Error::Parity(format!(
+                "batch {n}: ONNX Runtime differs from candle by {:e} on logits and {:e} on \
+                 probabilities (tolerance {PARITY_TOLERANCE:e}); no file written",
+                result.logits_max_abs, result.probabilities_max_abs
+            )));
+        }
+        parity.push(result);
+    }
+    Ok((parity, predictor.ort_library().to_path_buf()))
 }
 
 /// Longest output base name, in bytes: `.NAME.card.json.XXXXXX.tmp` must fit the 255 bytes

@@ -581,38 +581,7 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
     let seen = Selection::of_card(card)
         .with_context(|| format!("{}: bad card", args.model.display()))?
         .map(|selection| (selection.train_subjects, selection.val_subjects));
-    let indices = match args.split {
-        EvalSplit::All => dataset.all_indices(),
-        part => {
-            let path = match &args.split_file {
-                Some(path) => path.clone(),
-                None => RunDir::new(args.model.parent().unwrap_or(Path::new("."))).split(),
-            };
-            let split = Split::load(&path).with_context(|| {
-                format!(
-                    "--split {} needs the run's split (pass --split-file, or use --split all)",
-                    part.to_possible_value().expect("named").get_name()
-                )
-            })?;
-            split.check(&dataset, &path)?;
-            let name = match part {
-                EvalSplit::Test => PartName::Test,
-                EvalSplit::Val => PartName::Val,
-                _ => PartName::Train,
-            };
-            match &seen {
-                Some(seen) => check_unseen(&split, name, seen, &path, &args.model)?,
-                None if args.split_file.is_some() => eprintln!(
-                    "warning: the card of {} does not record its training subjects: cannot \
-                     check that the subjects of {} are unseen",
-                    args.model.display(),
-                    path.display()
-                ),
-                None => {}
-            }
-            split.part(name).indices(&dataset)
-        }
-    };
+    let indices = evaluated_indices(args, &dataset, seen.as_ref())?;
     if indices.is_empty() {
         bail!("no images to evaluate in {}", args.data.display());
     }
@@ -657,6 +626,47 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
             .count()
     });
     Ok(evaluation)
+}
+
+/// The images `--split` names: every image, or a part of the run's split (checked against
+/// the dataset, and against the subjects the card says the model has seen).
+fn evaluated_indices(
+    args: &EvalArgs,
+    dataset: &Dataset,
+    seen: Option<&(BTreeSet<String>, BTreeSet<String>)>,
+) -> Result<Vec<usize>> {
+    Ok(match args.split {
+        EvalSplit::All => dataset.all_indices(),
+        part => {
+            let path = match &args.split_file {
+                Some(path) => path.clone(),
+                None => RunDir::new(args.model.parent().unwrap_or(Path::new("."))).split(),
+            };
+            let split = Split::load(&path).with_context(|| {
+                format!(
+                    "--split {} needs the run's split (pass --split-file, or use --split all)",
+                    part.to_possible_value().expect("named").get_name()
+                )
+            })?;
+            split.check(dataset, &path)?;
+            let name = match part {
+                EvalSplit::Test => PartName::Test,
+                EvalSplit::Val => PartName::Val,
+                _ => PartName::Train,
+            };
+            match seen {
+                Some(seen) => check_unseen(&split, name, seen, &path, &args.model)?,
+                None if args.split_file.is_some() => eprintln!(
+                    "warning: the card of {} does not record its training subjects: cannot \
+                     check that the subjects of {} are unseen",
+                    args.model.display(),
+                    path.display()
+                ),
+                None => {}
+            }
+            split.part(name).indices(dataset)
+        }
+    })
 }
 
 /// Refuses a test split with subjects the model was trained or selected on (`seen`: its
