@@ -63,10 +63,7 @@ pub(crate) fn load(csv_path: &Path, images: &Path, filter: AspectFilter) -> Resu
     }
 
     let mut samples = Vec::new();
-    // subject -> (label, line of its first record)
-    let mut subjects: HashMap<String, (usize, u64)> = HashMap::new();
-    // image name -> line of its record
-    let mut images_seen: HashMap<String, u64> = HashMap::new();
+    let mut listed = Listed::default();
     let mut record = csv::StringRecord::new();
     while reader.read_record(&mut record).map_err(csv_error)? {
         let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
@@ -80,60 +77,9 @@ pub(crate) fn load(csv_path: &Path, images: &Path, filter: AspectFilter) -> Resu
                     _ => e.to_string(),
                 },
             })?;
-        let bad = |column: &str, value: &str, expected: &str| Error::BadValue {
-            path: csv_path.to_path_buf(),
-            line,
-            column: column.to_string(),
-            value: value.to_string(),
-            expected: expected.to_string(),
-        };
-
-        if row.id.is_empty() {
-            return Err(bad("id", "", "a subject id"));
-        }
-        let gender = row.gender.to_ascii_lowercase();
-        let label = HANDS_LABELS
-            .iter()
-            .position(|g| *g == gender)
-            .ok_or_else(|| bad("gender", &row.gender, "male or female"))?;
-        let aspect = canonical_aspect(&row.aspect).ok_or_else(|| {
-            bad(
-                "aspectOfHand",
-                &row.aspect,
-                "dorsal left, dorsal right, palmar left or palmar right",
-            )
-        })?;
+        let (label, aspect) = validate_row(&row, csv_path, line)?;
         let name = Path::new(&row.image_name);
-        let plain_name = name.components().count() == 1
-            && matches!(
-                name.components().next(),
-                Some(std::path::Component::Normal(_))
-            );
-        if !plain_name {
-            return Err(bad("imageName", &row.image_name, "a plain file name"));
-        }
-
-        let (first_label, first_line) = *subjects.entry(row.id.clone()).or_insert((label, line));
-        if first_label != label {
-            return Err(Error::Inconsistent {
-                path: csv_path.to_path_buf(),
-                line,
-                reason: format!(
-                    "subject {} is {} here but {} on line {first_line}",
-                    row.id, HANDS_LABELS[label], HANDS_LABELS[first_label]
-                ),
-            });
-        }
-        if let Some(previous) = images_seen.insert(row.image_name.clone(), line) {
-            return Err(Error::Inconsistent {
-                path: csv_path.to_path_buf(),
-                line,
-                reason: format!(
-                    "image {} is already listed on line {previous}",
-                    row.image_name
-                ),
-            });
-        }
+        listed.add(&row, label, csv_path, line)?;
 
         if !filter.accepts(aspect) {
             continue;
@@ -163,6 +109,84 @@ pub(crate) fn load(csv_path: &Path, images: &Path, filter: AspectFilter) -> Resu
         HANDS_LABELS.iter().map(|l| l.to_string()).collect(),
         samples,
     )
+}
+
+/// The label and canonical aspect of a CSV row, after checking its id, gender, aspect and
+/// image name (a plain file name, so that no row reaches outside the image folder).
+fn validate_row(row: &Row, csv_path: &Path, line: u64) -> Result<(usize, &'static str), Error> {
+    let bad = |column: &str, value: &str, expected: &str| Error::BadValue {
+        path: csv_path.to_path_buf(),
+        line,
+        column: column.to_string(),
+        value: value.to_string(),
+        expected: expected.to_string(),
+    };
+
+    if row.id.is_empty() {
+        return Err(bad("id", "", "a subject id"));
+    }
+    let gender = row.gender.to_ascii_lowercase();
+    let label = HANDS_LABELS
+        .iter()
+        .position(|g| *g == gender)
+        .ok_or_else(|| bad("gender", &row.gender, "male or female"))?;
+    let aspect = canonical_aspect(&row.aspect).ok_or_else(|| {
+        bad(
+            "aspectOfHand",
+            &row.aspect,
+            "dorsal left, dorsal right, palmar left or palmar right",
+        )
+    })?;
+    let name = Path::new(&row.image_name);
+    let plain_name = name.components().count() == 1
+        && matches!(
+            name.components().next(),
+            Some(std::path::Component::Normal(_))
+        );
+    if !plain_name {
+        return Err(bad("imageName", &row.image_name, "a plain file name"));
+    }
+    Ok((label, aspect))
+}
+
+/// The subjects and images listed so far, to refuse a subject listed with two genders and
+/// an image listed twice.
+#[derive(Default)]
+struct Listed {
+    /// Subject -> its label and the line of its first record.
+    subjects: HashMap<String, (usize, u64)>,
+    /// Image name -> the line of its record.
+    images: HashMap<String, u64>,
+}
+
+impl Listed {
+    /// Records `row` (of label `label`, on `line`), refusing it when it contradicts an
+    /// earlier row.
+    fn add(&mut self, row: &Row, label: usize, csv_path: &Path, line: u64) -> Result<(), Error> {
+        let (first_label, first_line) =
+            *self.subjects.entry(row.id.clone()).or_insert((label, line));
+        if first_label != label {
+            return Err(Error::Inconsistent {
+                path: csv_path.to_path_buf(),
+                line,
+                reason: format!(
+                    "subject {} is {} here but {} on line {first_line}",
+                    row.id, HANDS_LABELS[label], HANDS_LABELS[first_label]
+                ),
+            });
+        }
+        if let Some(previous) = self.images.insert(row.image_name.clone(), line) {
+            return Err(Error::Inconsistent {
+                path: csv_path.to_path_buf(),
+                line,
+                reason: format!(
+                    "image {} is already listed on line {previous}",
+                    row.image_name
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The bytes of `path`, a regular file of at most [`MAX_CSV_BYTES`]: a FIFO or a device is

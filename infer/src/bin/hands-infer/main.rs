@@ -134,22 +134,7 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
             .unwrap_or(1)
     });
     let model = resolve_model(cli.model.as_deref());
-    let mut collected = files::collect(&cli.paths, cli.recursive);
-    if collected.files.is_empty() && collected.unreadable.is_empty() {
-        bail!(
-            "no images found in {} (JPEG, PNG, BMP or WebP{})",
-            cli.paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            if cli.recursive {
-                ""
-            } else {
-                "; --recursive descends into sub-folders"
-            }
-        );
-    }
+    let mut collected = collect_images(cli)?;
     let options = Options {
         device: cli.device,
         threads: Some(threads),
@@ -197,27 +182,66 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         Some(dir) => Some(Explainer::new(dir, &cli.paths, &collected.files)?),
         None => None,
     };
+    let (counts, resumed) = predict_to_output(cli, &predictor, &mut collected, &pool, &explainer)?;
+    eprintln!(
+        "{}",
+        summary(cli, &predictor, &collected, counts, resumed, start, threads)
+    );
+    Ok(counts.failures)
+}
+
+/// The image files the arguments name; refused when there is none (and no folder failed).
+fn collect_images(cli: &Cli) -> anyhow::Result<files::Collected> {
+    let collected = files::collect(&cli.paths, cli.recursive);
+    if collected.files.is_empty() && collected.unreadable.is_empty() {
+        bail!(
+            "no images found in {} (JPEG, PNG, BMP or WebP{})",
+            cli.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if cli.recursive {
+                ""
+            } else {
+                "; --recursive descends into sub-folders"
+            }
+        );
+    }
+    Ok(collected)
+}
+
+/// Predicts every collected image into the output --output, --resume or stdout names (with
+/// --resume, the images already in the output are dropped from `collected` first); returns
+/// what the rows said and how many images the resumed output already held.
+fn predict_to_output(
+    cli: &Cli,
+    predictor: &Predictor,
+    collected: &mut files::Collected,
+    pool: &rayon::ThreadPool,
+    explainer: &Option<Explainer>,
+) -> anyhow::Result<(Counts, usize)> {
     let mut resumed = 0;
     let counts = match (&cli.output, &cli.resume) {
         (Some(path), _) => {
-            refuse_inputs(path, &cli.paths, &collected.files, &predictor)?;
+            refuse_inputs(path, &cli.paths, &collected.files, predictor)?;
             let file = OutputFile::create(path)?;
             let rows = RowWriter::new(cli.format, file, predictor.labels(), false)?;
-            let (counts, file) = write_rows(cli, &predictor, &collected, &pool, rows, &explainer)?;
+            let (counts, file) = write_rows(cli, predictor, collected, pool, rows, explainer)?;
             if let Some(file) = file {
                 file.commit()?;
             }
             counts
         }
         (None, Some(path)) => {
-            refuse_inputs(path, &cli.paths, &collected.files, &predictor)?;
+            refuse_inputs(path, &cli.paths, &collected.files, predictor)?;
             let earlier = resume::open(path, cli.format, predictor.labels())?;
             let before = collected.files.len();
             collected.files.retain(|f| !earlier.done.contains(f));
             resumed = before - collected.files.len();
             let out = BufWriter::new(earlier.file);
             let rows = RowWriter::new(earlier.format, out, predictor.labels(), earlier.continued)?;
-            let (counts, out) = write_rows(cli, &predictor, &collected, &pool, rows, &explainer)?;
+            let (counts, out) = write_rows(cli, predictor, collected, pool, rows, explainer)?;
             if let Some(out) = out {
                 out.into_inner()
                     .map_err(|e| e.into_error())
@@ -229,9 +253,22 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         (None, None) => {
             let stdout = BufWriter::new(std::io::stdout().lock());
             let rows = RowWriter::new(cli.format, stdout, predictor.labels(), false)?;
-            write_rows(cli, &predictor, &collected, &pool, rows, &explainer)?.0
+            write_rows(cli, predictor, collected, pool, rows, explainer)?.0
         }
     };
+    Ok((counts, resumed))
+}
+
+/// The closing line: images, failures, abstentions, rate, provider and what was skipped.
+fn summary(
+    cli: &Cli,
+    predictor: &Predictor,
+    collected: &files::Collected,
+    counts: Counts,
+    resumed: usize,
+    start: Instant,
+    threads: usize,
+) -> String {
     let images = collected.files.len();
     let seconds = start.elapsed().as_secs_f64();
     let mut skipped = String::new();
@@ -251,14 +288,13 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         Some(p) => format!(", {} uncertain (below {p})", counts.uncertain),
         None => String::new(),
     };
-    eprintln!(
+    format!(
         "hands-infer: {images} images, {} failures{uncertain} in {seconds:.2} s: {:.1} images/s ({}, batch {}, {threads} threads{skipped})",
         counts.failures,
         images as f64 / seconds,
         predictor.execution_provider(),
         cli.batch,
-    );
-    Ok(counts.failures)
+    )
 }
 
 /// What the rows said.
