@@ -2,6 +2,7 @@
 //! the exported graph's interface, image preprocessing and, behind the `candle` feature, the network building blocks.
 
 pub mod card;
+pub mod cost;
 pub mod device;
 mod error;
 pub mod genotype;

@@ -4,6 +4,7 @@
 pub mod architect;
 pub mod args;
 pub mod checkpoint;
+pub mod cost;
 pub mod cv;
 pub mod data;
 pub mod derive;

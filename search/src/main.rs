@@ -7,6 +7,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Subcommand};
 use hands_search::args::cv::CvArgs;
 use hands_search::args::search::SearchArgs;
 use hands_search::args::train::TrainArgs;
+use hands_search::cost::{run_cost, CostArgs};
 use hands_search::cv::run_cv;
 use hands_search::eval::{run_eval, EvalArgs};
 use hands_search::plot::{run_plot, PlotArgs};
@@ -36,6 +37,9 @@ enum Command {
     /// Cross-validate by subject: train each genotype from scratch on K folds, measure it on
     /// the subjects it never saw, beside the majority class; writes cv.json and cv.md.
     Cv(CvArgs),
+    /// What the network of a genotype costs for one image: parameters, multiply-adds, peak
+    /// activation memory, and its ONNX Runtime CPU latency measured here.
+    Cost(CostArgs),
     /// Plot a run's logs: alphas.svg, alphas_edges.svg, search_curves.svg, train_curves.svg.
     Plot(PlotArgs),
 }
@@ -62,7 +66,7 @@ fn main() -> Result<()> {
         }
         Command::Train(args) => args.run.explicit = explicit,
         Command::Cv(args) => args.train.run.explicit = explicit,
-        Command::Eval(_) | Command::Plot(_) => {}
+        Command::Eval(_) | Command::Plot(_) | Command::Cost(_) => {}
     }
     hands_search::memory::keep_freed_tensor_memory();
     let threads = cli.threads.unwrap_or_else(|| {
@@ -75,5 +79,6 @@ fn main() -> Result<()> {
         Command::Eval(args) => run_eval(args),
         Command::Cv(args) => run_cv(args),
         Command::Plot(args) => run_plot(args),
+        Command::Cost(args) => run_cost(args),
     }
 }

@@ -34,6 +34,20 @@ pub fn shared_data(env: &str, folder: &str, what: &str) -> Option<PathBuf> {
     None
 }
 
+/// Whether what `probe` tried is there (ONNX Runtime, say, named by `what`): when it is not,
+/// prints a notice naming `test` and returns false (the caller skips), except under
+/// `CI=true`, where the test fails.
+pub fn available<T, E: std::fmt::Display>(test: &str, what: &str, probe: Result<T, E>) -> bool {
+    match probe {
+        Ok(_) => true,
+        Err(e) if in_ci() => panic!("{test}: {what} is required under CI=true: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED {test}: {e}");
+            false
+        }
+    }
+}
+
 /// The shared 11K Hands sample (`$HANDS_SAMPLE` or `../shared/data/hands-11k-sample`), as
 /// [`shared_data`] finds it.
 pub fn sample_dir() -> Option<PathBuf> {

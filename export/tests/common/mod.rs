@@ -115,16 +115,7 @@ pub fn model_file(dir: &Path, genotype: &Genotype, seed: u64) -> (PathBuf, Model
 
 /// Whether ONNX Runtime is here; without it, a notice (or a failure under CI=true).
 pub fn ort_available(test: &str) -> bool {
-    match hands_infer::runtime::runtime(None) {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{test}: ONNX Runtime is required under CI=true: {e}");
-            }
-            eprintln!("{test}: SKIPPED the ONNX Runtime check: {e}");
-            false
-        }
-    }
+    hands_tests::available(test, "ONNX Runtime", hands_infer::runtime::runtime(None))
 }
 
 pub fn options(batch: BatchSize, with_ort: bool) -> ExportOptions {

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use hands_tests::images::{jpeg, png};
-use hands_tests::in_ci;
 
 use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 
@@ -33,14 +32,7 @@ pub fn fixture(name: &str) -> PathBuf {
 /// Whether ONNX Runtime can be loaded. When it cannot, prints a notice and returns false
 /// (the caller skips), except under `CI=true`, where it fails the test.
 pub fn have_ort(test: &str) -> bool {
-    match hands_infer::runtime::runtime(None) {
-        Ok(_) => true,
-        Err(e) if in_ci() => panic!("{test}: ONNX Runtime is required under CI=true: {e}"),
-        Err(e) => {
-            eprintln!("SKIPPED {test}: {e}");
-            false
-        }
-    }
+    hands_tests::available(test, "ONNX Runtime", hands_infer::runtime::runtime(None))
 }
 
 /// The shared 11K Hands sample's image folder ([`hands_tests::sample_dir`]: a notice naming

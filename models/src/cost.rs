@@ -1,0 +1,243 @@
+//! The cost of a discrete network, counted as NAS papers count it: its parameters (the
+//! inference network's: the auxiliary head, which only trains, is left out), its
+//! multiply-adds (convolutions and the classifier; BatchNorm, ReLU, pooling and additions are
+//! not counted) and the peak activation memory of one image. [`op_cost`] is the cost of one
+//! candidate operation at one cell position: the table that a resource-constrained search
+//! weighs with its architecture weights.
+
+use std::iter::Sum;
+use std::ops::{Add, AddAssign, Mul};
+
+use serde::{Deserialize, Serialize};
+
+use crate::genotype::Genotype;
+use crate::ops::Op;
+use crate::plan::NetworkPlan;
+
+/// Bytes of one activation element (f32).
+const ELEMENT_BYTES: u64 = 4;
+
+/// Parameters and multiply-adds of a part of a network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cost {
+    /// Trainable parameters (BatchNorm's scale and shift included, its running statistics
+    /// not).
+    pub parameters: u64,
+    /// Multiply-adds of one image's forward pass.
+    pub multiply_adds: u64,
+}
+
+impl Add for Cost {
+    type Output = Cost;
+
+    fn add(self, other: Cost) -> Cost {
+        Cost {
+            parameters: self.parameters + other.parameters,
+            multiply_adds: self.multiply_adds + other.multiply_adds,
+        }
+    }
+}
+
+impl AddAssign for Cost {
+    fn add_assign(&mut self, other: Cost) {
+        *self = *self + other;
+    }
+}
+
+impl Mul<u64> for Cost {
+    type Output = Cost;
+
+    fn mul(self, times: u64) -> Cost {
+        Cost {
+            parameters: self.parameters * times,
+            multiply_adds: self.multiply_adds * times,
+        }
+    }
+}
+
+impl Sum for Cost {
+    fn sum<I: Iterator<Item = Cost>>(costs: I) -> Cost {
+        costs.fold(Cost::default(), Add::add)
+    }
+}
+
+/// The side of a square input after a stride-`stride` op (padding keeps the side at stride
+/// 1; stride 2 rounds up, as DARTS' 3x3 pools and padded convolutions do).
+pub fn output_side(side: usize, stride: usize) -> usize {
+    (side - 1) / stride + 1
+}
+
+/// A BatchNorm's scale and shift over `channels`.
+fn batch_norm(channels: usize) -> Cost {
+    Cost {
+        parameters: 2 * channels as u64,
+        multiply_adds: 0,
+    }
+}
+
+/// A bias-free convolution of `groups` groups from `c_in` to `c_out` channels with a square
+/// `kernel`, producing `side` x `side` outputs.
+fn convolution(c_in: usize, c_out: usize, kernel: usize, groups: usize, side: usize) -> Cost {
+    let weights = (c_in / groups * c_out * kernel * kernel) as u64;
+    Cost {
+        parameters: weights,
+        multiply_adds: weights * (side * side) as u64,
+    }
+}
+
+/// DARTS' `ReLUConvBN` 1x1 from `c_in` to `c_out` channels at `side` x `side` (a cell's
+/// preprocessing).
+pub fn pointwise_cost(c_in: usize, c_out: usize, side: usize) -> Cost {
+    convolution(c_in, c_out, 1, 1, side) + batch_norm(c_out)
+}
+
+/// DARTS' `FactorizedReduce` from `c_in` to `c_out` channels, producing `side` x `side`
+/// (two 1x1 stride-2 convolutions of `c_out / 2` channels each, then a BatchNorm).
+pub fn factorized_reduce_cost(c_in: usize, c_out: usize, side: usize) -> Cost {
+    convolution(c_in, c_out / 2, 1, 1, side) * 2 + batch_norm(c_out)
+}
+
+/// The cost of `op` on an edge of a cell with `channels` channels per node, reading an
+/// input of `side` x `side` at `stride`: a convolution op is its ReLU-depthwise-pointwise-BN
+/// blocks ([`Op::convolution`]; the first takes the stride), `skip_connect` at stride 2 a
+/// factorized reduction, the pools, the identity and `none` nothing.
+pub fn op_cost(op: Op, channels: usize, side: usize, stride: usize) -> Cost {
+    let out = output_side(side, stride);
+    match op.convolution() {
+        Some(geometry) => {
+            let block = convolution(channels, channels, geometry.kernel, channels, out)
+                + convolution(channels, channels, 1, 1, out)
+                + batch_norm(channels);
+            block * geometry.blocks as u64
+        }
+        None if op == Op::SkipConnect && stride == 2 => {
+            factorized_reduce_cost(channels, channels, out)
+        }
+        None => Cost::default(),
+    }
+}
+
+/// The cost of the discrete network of a genotype, for one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkCost {
+    /// Parameters and multiply-adds of the whole network (auxiliary head left out).
+    #[serde(flatten)]
+    pub total: Cost,
+    /// The largest working set of the forward pass of one image, in bytes (f32): the stem's
+    /// input and output, or a cell's two inputs, two preprocessed inputs, node states and
+    /// concatenated output, plus the output of its largest op twice (an op's intermediate
+    /// and its output in flight).
+    pub peak_activation_bytes: u64,
+}
+
+/// The cost of the discrete network of `genotype` with `init_channels` and `layers` cells
+/// on `size` x `size` images, classifying into `classes`.
+pub fn network_cost(
+    genotype: &Genotype,
+    init_channels: usize,
+    layers: usize,
+    size: usize,
+    classes: usize,
+) -> NetworkCost {
+    let plan = NetworkPlan::of_genotype(genotype, init_channels, layers);
+    let elements = |channels: usize, side: usize| (channels * side * side) as u64;
+    let mut total = convolution(3, plan.stem_channels, 3, 1, size) + batch_norm(plan.stem_channels);
+    let mut peak = elements(3, size) + elements(plan.stem_channels, size);
+    // Sides of the two inputs of the next cell.
+    let (mut side0, mut side1) = (size, size);
+    for cell in &plan.cells {
+        let (edges, concat) = genotype.cell(cell.reduction);
+        let c = cell.channels;
+        total += if cell.reduction_prev {
+            factorized_reduce_cost(cell.input0_channels, c, side1)
+        } else {
+            pointwise_cost(cell.input0_channels, c, side1)
+        };
+        total += pointwise_cost(cell.input1_channels, c, side1);
+        let out = output_side(side1, if cell.reduction { 2 } else { 1 });
+        let mut largest_op = 0;
+        for &(op, from) in edges {
+            let (side, stride) = if from < 2 {
+                (side1, cell.stride(from))
+            } else {
+                (out, 1)
+            };
+            total += op_cost(op, c, side, stride);
+            largest_op = largest_op.max(elements(c, output_side(side, stride)));
+        }
+        let nodes = edges.len() as u64 / 2;
+        let working = elements(cell.input0_channels, side0)
+            + elements(cell.input1_channels, side1)
+            + 2 * elements(c, side1)
+            + nodes * elements(c, out)
+            + elements(concat.len() * c, out)
+            + 2 * largest_op;
+        peak = peak.max(working);
+        (side0, side1) = (side1, out);
+    }
+    total += Cost {
+        parameters: (plan.classifier_channels * classes + classes) as u64,
+        multiply_adds: (plan.classifier_channels * classes) as u64,
+    };
+    NetworkCost {
+        total,
+        peak_activation_bytes: peak * ELEMENT_BYTES,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_op_costs_what_its_layers_do() {
+        // C 16 at 32x32, stride 1: a depthwise k x k (16 k^2 weights) and a pointwise
+        // (256 weights) per block, BatchNorm 32 parameters per block.
+        let at = |op| op_cost(op, 16, 32, 1);
+        let block = |k: u64| (16 * k * k + 256, (16 * k * k + 256) * 1024);
+        for (op, k, blocks) in [
+            (Op::SepConv3x3, 3, 2),
+            (Op::SepConv5x5, 5, 2),
+            (Op::DilConv3x3, 3, 1),
+            (Op::DilConv5x5, 5, 1),
+        ] {
+            let (weights, macs) = block(k);
+            assert_eq!(
+                at(op),
+                Cost {
+                    parameters: blocks * (weights + 32),
+                    multiply_adds: blocks * macs
+                },
+                "{op}"
+            );
+        }
+        for op in [Op::None, Op::MaxPool3x3, Op::AvgPool3x3, Op::SkipConnect] {
+            assert_eq!(at(op), Cost::default(), "{op}");
+        }
+        // At stride 2 the outputs are 16x16; skip_connect becomes two 16 -> 8 pointwise
+        // convolutions and a BatchNorm.
+        assert_eq!(
+            op_cost(Op::SkipConnect, 16, 32, 2),
+            Cost {
+                parameters: 2 * 128 + 32,
+                multiply_adds: 2 * 128 * 256
+            }
+        );
+        assert_eq!(
+            op_cost(Op::DilConv3x3, 16, 32, 2).multiply_adds,
+            (16 * 9 + 256) * 256
+        );
+        assert_eq!(output_side(33, 2), 17);
+    }
+
+    #[test]
+    fn darts_v2_on_cifar_costs_what_was_published() {
+        // DARTS (Liu et al. 2019) and the papers after it: 3.3 M parameters, 528 M
+        // multiply-adds for C 36, 20 cells, 32x32, 10 classes.
+        let genotype = Genotype::published("DARTS_V2").unwrap();
+        let cost = network_cost(&genotype, 36, 20, 32, 10);
+        assert_eq!(cost.total.parameters, 3_349_342);
+        assert_eq!(cost.total.multiply_adds / 1_000_000, 528);
+        assert!(cost.peak_activation_bytes > 0);
+    }
+}

@@ -1,0 +1,87 @@
+//! `hands-search cost`: the analytic parameters match the network candle builds, the
+//! published DARTS_V2 figures come out, and the latency is measured with ONNX Runtime.
+
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use hands_models::cost::network_cost;
+use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
+use hands_models::Genotype;
+use hands_search::args::NetworkArgs;
+use hands_search::cost::{measure_cost, CostArgs, LATENCY_BATCHES};
+
+fn args(genotype: &str, init_channels: usize, layers: usize, size: u32, runs: usize) -> CostArgs {
+    CostArgs {
+        genotype: genotype.to_string(),
+        network: NetworkArgs {
+            init_channels,
+            layers,
+        },
+        size,
+        classes: 2,
+        runs,
+        ort_lib: None,
+        json: None,
+    }
+}
+
+#[test]
+fn analytic_parameters_are_those_of_the_built_network() {
+    for spec in [
+        "DARTS_V2",
+        "PC_DARTS_cifar",
+        "PDARTS",
+        "random:1",
+        "random:2",
+        "random:3",
+    ] {
+        let genotype = Genotype::resolve(spec).unwrap();
+        for (c, layers) in [(8, 5), (12, 6)] {
+            let varmap = VarMap::new();
+            let config = NetworkConfig {
+                init_channels: c,
+                layers,
+                num_classes: 2,
+                auxiliary: false,
+            };
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            Network::new(&genotype, &config, vb).unwrap();
+            let cost = network_cost(&genotype, c, layers, 32, 2);
+            assert_eq!(
+                cost.total.parameters as usize,
+                parameter_count(&varmap, false),
+                "{spec} at C {c}, {layers} cells"
+            );
+        }
+    }
+}
+
+#[test]
+fn darts_v2_at_the_paper_setting_without_latency() {
+    let mut paper = args("DARTS_V2", 36, 20, 32, 0);
+    paper.classes = 10;
+    let report = measure_cost(&paper).unwrap();
+    assert_eq!(report.cost.total.parameters, 3_349_342);
+    assert_eq!(report.cost.total.multiply_adds / 1_000_000, 528);
+    assert!(report.latency.is_empty());
+    let err = measure_cost(&args("NOT_A_GENOTYPE", 8, 5, 32, 0)).unwrap_err();
+    assert!(format!("{err:#}").contains("NOT_A_GENOTYPE"), "{err:#}");
+}
+
+#[test]
+fn latency_is_measured_at_batch_1_and_64() {
+    let probe = hands_infer::runtime::runtime(None);
+    if !hands_tests::available(
+        "latency_is_measured_at_batch_1_and_64",
+        "ONNX Runtime",
+        probe,
+    ) {
+        return;
+    }
+    let report = measure_cost(&args("random:4", 4, 3, 16, 2)).unwrap();
+    let batches: Vec<usize> = report.latency.iter().map(|l| l.batch).collect();
+    assert_eq!(batches, LATENCY_BATCHES);
+    assert!(report
+        .latency
+        .iter()
+        .all(|l| l.median_ms.is_finite() && l.median_ms > 0.0 && l.runs == 2));
+}
