@@ -3,6 +3,7 @@
 
 pub mod architect;
 pub mod args;
+pub mod budget;
 pub mod checkpoint;
 pub mod cost;
 pub mod cv;

@@ -113,6 +113,10 @@ struct Curves {
     /// Searches with `--hessian-iterations` only: the architecture Hessian's dominant
     /// eigenvalue.
     hessian_eigenvalue: Option<f64>,
+    /// Budgeted searches only: the final network's expected cost under the architecture
+    /// weights, and the derived genotype's cost.
+    expected_cost: Option<f64>,
+    genotype_cost: Option<f64>,
 }
 
 impl From<&SearchEpoch> for Curves {
@@ -126,6 +130,8 @@ impl From<&SearchEpoch> for Curves {
             val_acc: r.stats.val_acc,
             parameter_free_normal: r.parameter_free_normal.map(|n| n as f64),
             hessian_eigenvalue: r.stats.hessian_eigenvalue,
+            expected_cost: r.stats.expected_cost,
+            genotype_cost: r.genotype_cost,
         }
     }
 }
@@ -141,6 +147,8 @@ impl From<&TrainEpoch> for Curves {
             val_acc: r.val_acc,
             parameter_free_normal: None,
             hessian_eigenvalue: None,
+            expected_cost: None,
+            genotype_cost: None,
         }
     }
 }
@@ -532,7 +540,11 @@ fn curves_svg(what: &str, curves: &[Curves], stages: &[(f64, usize)]) -> Result<
     type Line = (&'static str, RGBColor, Pick);
     let collapse_panel = curves.iter().any(|c| c.parameter_free_normal.is_some());
     let hessian_panel = curves.iter().any(|c| c.hessian_eigenvalue.is_some());
-    let panel_count = 3 + usize::from(collapse_panel) + usize::from(hessian_panel);
+    let cost_panel = curves.iter().any(|c| c.expected_cost.is_some());
+    let panel_count = 3 + [collapse_panel, hessian_panel, cost_panel]
+        .iter()
+        .filter(|&&p| p)
+        .count();
     render_svg((500 * panel_count as u32, 480), |root| {
         let root = root.titled(&format!("{what} curves"), ("sans-serif", 24))?;
         let panels = root.split_evenly((1, panel_count));
@@ -572,6 +584,16 @@ fn curves_svg(what: &str, curves: &[Curves], stages: &[(f64, usize)]) -> Result<
                 "Hessian eigenvalue (alpha)",
                 SeriesLabelPosition::UpperLeft,
                 vec![("dominant, validation", val, |c| c.hessian_eigenvalue)],
+            ));
+        }
+        if cost_panel {
+            plots.push((
+                "cost of the final network",
+                SeriesLabelPosition::UpperRight,
+                vec![
+                    ("expected", val, |c| c.expected_cost),
+                    ("derived genotype", train, |c| c.genotype_cost),
+                ],
             ));
         }
         for (area, (title, legend, lines)) in panels.iter().zip(plots) {

@@ -42,6 +42,9 @@ pub struct SearchEpoch {
     /// The genotype derived after the epoch.
     #[serde(default)]
     pub genotype: Option<Genotype>,
+    /// The cost of the derived genotype's final network, in the budget's unit (--cost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genotype_cost: Option<f64>,
     /// Pools and skips in the derived normal cell ([`Genotype::parameter_free_normal_ops`]);
     /// absent from logs written before it was recorded.
     #[serde(default)]
@@ -77,6 +80,10 @@ pub struct EpochStats {
     /// (--hessian-iterations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hessian_eigenvalue: Option<f64>,
+    /// The expected cost of the final network under the architecture weights after the
+    /// epoch, in the budget's unit (--cost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_cost: Option<f64>,
     /// Mean training loss of the weight steps.
     pub train_loss: f64,
     /// Training accuracy of the weight steps.

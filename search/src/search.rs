@@ -74,6 +74,18 @@ pub struct Finished {
     /// Where R-DARTS' early stop ended the search, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stop: Option<EarlyStop>,
+    /// With a budget: the final genotype's cost against the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetOutcome>,
+}
+
+/// The final genotype's cost against the budget's target, in the budget's unit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BudgetOutcome {
+    /// The cost of the final genotype's final network.
+    pub cost: f64,
+    /// The target.
+    pub target: f64,
 }
 
 /// Runs `hands-search search`.
@@ -133,16 +145,26 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         }
     }
     let genotype = state.genotype.context("the search ran no epoch")?;
+    let budget = search.budget_outcome(&genotype);
     let finished = Finished {
         epochs: state.global_epoch,
         genotype: genotype.clone(),
         early_stop: state.early_stop,
+        budget,
     };
     hands_models::output::write_atomic(
         &run.finished(),
         (serde_json::to_string_pretty(&finished)? + "\n").as_bytes(),
     )?;
     eprintln!("genotype: {genotype}");
+    if let Some(BudgetOutcome { cost, target }) = budget {
+        let over = 100.0 * (cost / target - 1.0);
+        if over > 0.0 {
+            eprintln!("warning: the genotype costs {cost:.3}, {over:.1}% over the target {target}");
+        } else {
+            eprintln!("the genotype costs {cost:.3}, within the target {target}");
+        }
+    }
     eprintln!("written: {}", run.genotype().display());
     Ok(())
 }
@@ -253,6 +275,21 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
+    /// `genotype`'s cost against the target, with a budget.
+    fn budget_outcome(&self, genotype: &Genotype) -> Option<BudgetOutcome> {
+        Some(BudgetOutcome {
+            cost: self.genotype_cost(genotype)?,
+            target: self.args.budget.cost_target?,
+        })
+    }
+
+    /// The cost of `genotype`'s final network in the budget's unit, with a budget.
+    fn genotype_cost(&self, genotype: &Genotype) -> Option<f64> {
+        let measure = self.args.budget.cost?;
+        let cost = self.args.final_network(self.num_classes).cost_of(genotype);
+        Some(measure.of(cost))
+    }
+
     /// Runs the epochs left in stage `state.stage` (restoring the stage's weights from
     /// `tensors` when it is part-way), logging and checkpointing each; at the stage's end,
     /// prunes the candidates for the next one. `false` when `--stop-after` stopped it.
@@ -397,6 +434,7 @@ impl Search<'_> {
             candidates_normal: state.normal_candidates.clone(),
             candidates_reduce: state.reduce_candidates.clone(),
             parameter_free_normal: Some(genotype.parameter_free_normal_ops()),
+            genotype_cost: self.genotype_cost(&genotype),
             stats,
         })?;
         Ok(genotype)

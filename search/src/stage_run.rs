@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::architect::{self, LabelledBatch, Unrolling};
 use crate::args::search::{Algo, SearchArgs};
+use crate::budget::Budget;
 use crate::data::{Batch, Loader};
 use crate::derive::derive_genotype;
 use crate::hessian;
@@ -59,6 +60,8 @@ pub struct StageRun<'a> {
     second_order: bool,
     grad_clip: f64,
     arch_grad_clip: Option<f64>,
+    /// The resource budget, whose penalty joins the architecture gradient.
+    budget: Option<Budget>,
 }
 
 impl<'a> StageRun<'a> {
@@ -92,6 +95,9 @@ impl<'a> StageRun<'a> {
             second_order: args.second_order(),
             grad_clip: args.optimiser.grad_clip,
             arch_grad_clip: args.arch_grad_clip(),
+            budget: args.budget(net.config().num_classes, |reduction| {
+                net.config().candidates(reduction)
+            }),
         })
     }
 
@@ -211,6 +217,7 @@ impl<'a> StageRun<'a> {
             skip_dropout: drop_rate,
             beta_decay,
             hessian_eigenvalue: None,
+            expected_cost: self.expected_cost()?,
             train_loss: ratio(train_loss, train_seen).unwrap_or(f64::NAN),
             train_acc: ratio(train_correct as f64, train_seen).unwrap_or(f64::NAN),
             val_loss: ratio(val_loss, val_seen),
@@ -285,6 +292,9 @@ impl<'a> StageRun<'a> {
                 if beta_decay > 0.0 {
                     architect::add_beta_decay(self.net, beta_decay, &mut arch.grads)?;
                 }
+                if let Some(budget) = &self.budget {
+                    budget.add_gradient(self.net, &mut arch.grads)?;
+                }
                 if let Some(clip) = self.arch_grad_clip {
                     clip_grad_norm(&self.arch_vars, &mut arch.grads, clip)?;
                 }
@@ -306,6 +316,15 @@ impl<'a> StageRun<'a> {
             arch,
             weights: (loss, eval.correct),
         })
+    }
+
+    /// The expected cost of the final network under the current architecture weights, with
+    /// a budget.
+    fn expected_cost(&self) -> Result<Option<f64>> {
+        self.budget
+            .as_ref()
+            .map(|budget| Ok(budget.table.expected(self.net)?.to_scalar::<f64>()?))
+            .transpose()
     }
 
     /// Per-edge candidate weights used for deriving and pruning: softmax(alpha), times the

@@ -149,6 +149,8 @@ fn search_log(epochs: usize) -> String {
             "candidates_reduce": candidates,
             "parameter_free_normal": epoch % 5,
             "hessian_eigenvalue": 0.1 * (1.0 + epoch as f64),
+            "expected_cost": 20.0 - epoch as f64,
+            "genotype_cost": 18.0,
             "genotype": genotype,
         });
         text.push_str(&record.to_string());
@@ -207,6 +209,8 @@ fn plots_of_a_search_log() {
         "validation",
         "parameter-free ops",
         "Hessian eigenvalue",
+        "cost of the final network",
+        "derived genotype",
     ] {
         assert!(curves.contains(word), "search_curves.svg lacks {word}");
     }
@@ -228,6 +232,7 @@ fn plot_subcommand_writes_into_the_run_folder_by_default() {
         "a training has no cell to count"
     );
     assert!(!svg_text(&svg).contains("Hessian"));
+    assert!(!svg_text(&svg).contains("cost of the final network"));
     assert!(!run.path().join("alphas.svg").exists());
 }
 

@@ -9,6 +9,7 @@ use hands_models::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
+use crate::budget::{Budget, CostMeasure, CostTable, FinalNetwork};
 use crate::flags;
 use crate::pdarts::StagePlan;
 
@@ -65,6 +66,10 @@ pub struct SearchArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub pdarts: PdartsArgs,
+    /// The resource budget of the final network.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub budget: BudgetArgs,
     /// Seed, folder, device, resumption.
     #[command(flatten)]
     #[serde(flatten)]
@@ -215,6 +220,77 @@ impl PdartsArgs {
     }
 }
 
+/// A resource budget on the final network ([`crate::budget`]): off unless --cost and
+/// --cost-target are given.
+#[derive(Debug, Clone, Copy, Args, Serialize, Deserialize, PartialEq)]
+#[command(next_help_heading = "Resource budget")]
+pub struct BudgetArgs {
+    /// What the budget counts in the final network: `mflops` (millions of multiply-adds of
+    /// one image) or `params` (millions of parameters).
+    #[arg(long, value_enum, requires = "cost_target")]
+    #[serde(default)]
+    pub cost: Option<CostMeasure>,
+    /// The target in --cost's unit: an expected cost above it is penalised.
+    #[arg(long, value_parser = flags::positive, requires = "cost")]
+    #[serde(default)]
+    pub cost_target: Option<f64>,
+    /// Weight of the penalty `max(0, E[cost] / target - 1)` in the architecture loss.
+    #[arg(long, default_value_t = BudgetArgs::DEFAULT.cost_weight,
+          value_parser = flags::non_negative)]
+    #[serde(default = "default_cost_weight")]
+    pub cost_weight: f64,
+    /// Channels of the final network's first cell, which the costs are of.
+    #[arg(long, default_value_t = BudgetArgs::DEFAULT.cost_init_channels,
+          value_parser = flags::usize_in(flags::INIT_CHANNELS))]
+    #[serde(default = "default_cost_init_channels")]
+    pub cost_init_channels: usize,
+    /// Cells of the final network, which the costs are of (3 to 64).
+    #[arg(long, default_value_t = BudgetArgs::DEFAULT.cost_layers,
+          value_parser = flags::usize_in(flags::TRAIN_LAYERS))]
+    #[serde(default = "default_cost_layers")]
+    pub cost_layers: usize,
+}
+
+impl BudgetArgs {
+    /// No budget; a final network of `train`'s default size.
+    pub const DEFAULT: BudgetArgs = BudgetArgs {
+        cost: None,
+        cost_target: None,
+        cost_weight: 1.0,
+        cost_init_channels: NetworkArgs::DEFAULT.init_channels,
+        cost_layers: NetworkArgs::DEFAULT.layers,
+    };
+
+    /// Checks the settings with the parsers their flags use, and that --cost and
+    /// --cost-target come together.
+    pub fn check(&self) -> Result<()> {
+        flags::check_value("cost-weight", self.cost_weight, flags::non_negative)?;
+        flags::check_range(
+            "cost-init-channels",
+            self.cost_init_channels,
+            flags::INIT_CHANNELS,
+        )?;
+        flags::check_range("cost-layers", self.cost_layers, flags::TRAIN_LAYERS)?;
+        match (self.cost, self.cost_target) {
+            (Some(_), Some(target)) => flags::check_value("cost-target", target, flags::positive),
+            (None, None) => Ok(()),
+            _ => bail!("--cost and --cost-target go together"),
+        }
+    }
+}
+
+fn default_cost_weight() -> f64 {
+    BudgetArgs::DEFAULT.cost_weight
+}
+
+fn default_cost_init_channels() -> usize {
+    BudgetArgs::DEFAULT.cost_init_channels
+}
+
+fn default_cost_layers() -> usize {
+    BudgetArgs::DEFAULT.cost_layers
+}
+
 /// The settings an algorithm's paper and public code search with, which `--algo` brings
 /// (quark0/darts `train_search.py`, yuhuixu1993/PC-DARTS `train_search.py`,
 /// chenxin061/pdarts `train_search.py`).
@@ -358,6 +434,7 @@ impl SearchArgs {
         self.optimiser.check()?;
         flags::check_range("partial-k", self.partial_k(), flags::PARTIAL_K)?;
         self.pdarts.check()?;
+        self.budget.check()?;
         flags::check_value(
             "beta-decay",
             self.architecture.beta_decay,
@@ -411,6 +488,32 @@ impl SearchArgs {
         self.plan().map(|_| ())
     }
 
+    /// The final network the budget's costs are of, for `classes` classes.
+    pub fn final_network(&self, classes: usize) -> FinalNetwork {
+        FinalNetwork {
+            init_channels: self.budget.cost_init_channels,
+            layers: self.budget.cost_layers,
+            size: self.data.size as usize,
+            classes,
+        }
+    }
+
+    /// The budget of a stage whose candidates are `candidates(reduction)`, when there is one.
+    pub fn budget<'a>(
+        &self,
+        classes: usize,
+        candidates: impl Fn(bool) -> &'a [Vec<Op>],
+    ) -> Option<Budget> {
+        let (Some(measure), Some(target)) = (self.budget.cost, self.budget.cost_target) else {
+            return None;
+        };
+        Some(Budget {
+            table: CostTable::new(measure, self.final_network(classes), candidates),
+            target,
+            weight: self.budget.cost_weight,
+        })
+    }
+
     pub(crate) fn second_order(&self) -> bool {
         self.algo == Algo::Darts2
     }
@@ -425,6 +528,7 @@ impl SearchArgs {
             optimiser: OptimiserArgs::TRAINING,
             architecture: ArchitectureArgs::DEFAULT,
             pdarts: PdartsArgs::default(),
+            budget: BudgetArgs::DEFAULT,
             run: RunArgs {
                 seed: SEARCH_SEED,
                 ..RunArgs::default()
@@ -485,9 +589,13 @@ mod tests {
         assert_eq!((args.optimiser.batch, args.optimiser.epochs), (32, 15));
         assert_eq!(args.architecture.beta_decay, 50.0);
         assert_eq!(args.run.out, Some(PathBuf::from("runs/study-beta")));
+        // Written back, every stored setting keeps its value (later settings are added).
         let rewritten = serde_json::to_value(&args).unwrap();
         let stored: serde_json::Value = serde_json::from_str(stored).unwrap();
-        assert_eq!(rewritten, stored);
+        for (name, value) in stored.as_object().unwrap() {
+            assert_eq!(&rewritten[name], value, "{name}");
+        }
+        assert_eq!(args.budget, BudgetArgs::DEFAULT);
     }
 
     #[test]

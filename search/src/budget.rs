@@ -1,0 +1,241 @@
+//! A resource budget for the search: the expected cost of the final network under the
+//! architecture weights, a differentiable term of the architecture loss that is zero within
+//! the target and grows linearly above it.
+//!
+//! The cost is that of the *final* discrete network (the target C, cells and input size, not
+//! the supernet's), from a per-op table ([`CostTable`]): for each edge of each cell type and
+//! each candidate op, the cost the op would have on that edge summed over the cells of that
+//! type ([`hands_models::cost::op_cost`]). The expected cost of an edge is its ops' costs
+//! weighed by their softmaxed alphas without `none` (which derivation never keeps); each node
+//! keeps two of its `n` incoming edges, taken as each edge with probability `2 / n`, or with
+//! PC-DARTS' edge normalisation `2 softmax(beta)` over the node's edges. Stem, preprocessing
+//! and classifier add a fixed part.
+//!
+//! The penalty is `weight * max(0, E[cost] / target - 1)`: above the target it is
+//! ProxylessNAS' linear expected-latency term (Cai et al., "ProxylessNAS: Direct Neural
+//! Architecture Search on Target Task and Hardware", ICLR 2019), measured relative to the
+//! target; below it, unlike ProxylessNAS and FBNet, nothing pushes the network to shrink
+//! further.
+
+use anyhow::{bail, Result};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor};
+use clap::ValueEnum;
+use hands_models::cost::{
+    factorized_reduce_cost, network_cost, op_cost, output_side, pointwise_cost, Cost,
+};
+use hands_models::plan::NetworkPlan;
+use hands_models::{Genotype, Op};
+use serde::{Deserialize, Serialize};
+
+use crate::supernet::{node_edges, CellArch, Supernet, EDGES};
+
+/// What a budget counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CostMeasure {
+    /// Millions of multiply-adds of one image.
+    Mflops,
+    /// Millions of parameters.
+    Params,
+}
+
+impl CostMeasure {
+    /// `cost` in this measure's unit.
+    pub fn of(self, cost: Cost) -> f64 {
+        match self {
+            CostMeasure::Mflops => cost.multiply_adds as f64 / 1e6,
+            CostMeasure::Params => cost.parameters as f64 / 1e6,
+        }
+    }
+}
+
+/// The final network a budget is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinalNetwork {
+    /// Channels of its first cell.
+    pub init_channels: usize,
+    /// Its cells.
+    pub layers: usize,
+    /// Its input side.
+    pub size: usize,
+    /// Its classes.
+    pub classes: usize,
+}
+
+impl FinalNetwork {
+    /// The cost of the discrete network of `genotype` at this setting.
+    pub fn cost_of(&self, genotype: &Genotype) -> Cost {
+        network_cost(
+            genotype,
+            self.init_channels,
+            self.layers,
+            self.size,
+            self.classes,
+        )
+        .total
+    }
+}
+
+/// Per cell type, per edge and candidate op, the op's cost summed over the final network's
+/// cells of that type; and the part no architecture weight moves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostTable {
+    /// Stem, preprocessing and classifier.
+    pub fixed: f64,
+    /// `[14][candidates]` for the normal cells.
+    pub normal: Vec<Vec<f64>>,
+    /// `[14][candidates]` for the reduction cells.
+    pub reduce: Vec<Vec<f64>>,
+}
+
+impl CostTable {
+    /// The table of `network` in `measure` for the candidates of each edge
+    /// (`candidates(reduction)[edge]`).
+    pub fn new<'a>(
+        measure: CostMeasure,
+        network: FinalNetwork,
+        candidates: impl Fn(bool) -> &'a [Vec<Op>],
+    ) -> CostTable {
+        // The derived cells concatenate their four intermediate nodes.
+        let plan = NetworkPlan::new(network.init_channels, network.layers, |_| 4);
+        let stem = 27 * plan.stem_channels;
+        let mut fixed = Cost {
+            parameters: (stem + 2 * plan.stem_channels) as u64,
+            multiply_adds: (stem * network.size * network.size) as u64,
+        };
+        let mut tables = [false, true].map(|reduction| {
+            candidates(reduction)
+                .iter()
+                .map(|ops| vec![Cost::default(); ops.len()])
+                .collect::<Vec<_>>()
+        });
+        let mut side = network.size;
+        for cell in &plan.cells {
+            let c = cell.channels;
+            fixed += if cell.reduction_prev {
+                factorized_reduce_cost(cell.input0_channels, c, side)
+            } else {
+                pointwise_cost(cell.input0_channels, c, side)
+            };
+            fixed += pointwise_cost(cell.input1_channels, c, side);
+            let out = output_side(side, if cell.reduction { 2 } else { 1 });
+            let table = &mut tables[usize::from(cell.reduction)];
+            for node in 0..hands_models::genotype::NODES {
+                for (from, edge) in node_edges(node).enumerate() {
+                    let (input, stride) = if from < 2 {
+                        (side, cell.stride(from))
+                    } else {
+                        (out, 1)
+                    };
+                    for (o, &op) in candidates(cell.reduction)[edge].iter().enumerate() {
+                        table[edge][o] += op_cost(op, c, input, stride);
+                    }
+                }
+            }
+            side = out;
+        }
+        fixed += Cost {
+            parameters: (plan.classifier_channels * network.classes + network.classes) as u64,
+            multiply_adds: (plan.classifier_channels * network.classes) as u64,
+        };
+        let [normal, reduce] = tables.map(|table| {
+            table
+                .into_iter()
+                .map(|edge| edge.into_iter().map(|cost| measure.of(cost)).collect())
+                .collect()
+        });
+        CostTable {
+            fixed: measure.of(fixed),
+            normal,
+            reduce,
+        }
+    }
+
+    /// The expected cost of the final network under `net`'s architecture weights, a scalar
+    /// tensor that gradients flow through to the alphas (and betas).
+    pub fn expected(&self, net: &Supernet) -> Result<Tensor> {
+        let normal = expected_cell(&net.normal, &self.normal, net.config().candidates(false))?;
+        let reduce = expected_cell(&net.reduce, &self.reduce, net.config().candidates(true))?;
+        Ok(((normal + reduce)? + self.fixed)?)
+    }
+}
+
+/// The expected cost of one cell type: per edge, its ops' costs under softmax(alpha) without
+/// `none`, times the probability that derivation keeps the edge.
+fn expected_cell(arch: &CellArch, table: &[Vec<f64>], candidates: &[Vec<Op>]) -> Result<Tensor> {
+    let weights = arch.op_weights()?.to_dtype(DType::F64)?;
+    let device = weights.device().clone();
+    let keep = match arch.edge_weights()? {
+        Some(betas) => (betas.to_dtype(DType::F64)? * 2.0)?,
+        None => uniform_keep(&device)?,
+    };
+    let mut total = Tensor::zeros((), DType::F64, &device)?;
+    for edge in 0..EDGES {
+        let ops = &candidates[edge];
+        let p = weights.get(edge)?.narrow(0, 0, ops.len())?;
+        let costs = Tensor::new(table[edge].as_slice(), &device)?;
+        let kept = ops.iter().map(|&op| f64::from(u8::from(op != Op::None)));
+        let kept = Tensor::new(kept.collect::<Vec<f64>>().as_slice(), &device)?;
+        let p = (&p * &kept)?;
+        let mass = (p.sum_all()? + 1e-12)?;
+        let edge_cost = (p * costs)?.sum_all()?.broadcast_div(&mass)?;
+        total = (total + (edge_cost * keep.get(edge)?)?)?;
+    }
+    Ok(total)
+}
+
+/// `2 / n` for each edge of a node with `n` incoming edges.
+fn uniform_keep(device: &Device) -> Result<Tensor> {
+    let keep: Vec<f64> = (0..hands_models::genotype::NODES)
+        .flat_map(|node| {
+            let edges = node_edges(node);
+            let n = edges.len() as f64;
+            edges.map(move |_| 2.0 / n)
+        })
+        .collect();
+    Ok(Tensor::new(keep.as_slice(), device)?)
+}
+
+/// A budget on the final network's cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budget {
+    /// The per-op costs.
+    pub table: CostTable,
+    /// The target, in the table's unit.
+    pub target: f64,
+    /// The weight of the penalty.
+    pub weight: f64,
+}
+
+impl Budget {
+    /// The penalty `weight * max(0, expected / target - 1)` for the expected cost tensor.
+    pub fn penalty(&self, expected: &Tensor) -> Result<Tensor> {
+        if self.target <= 0.0 {
+            bail!("the cost target must be positive, not {}", self.target);
+        }
+        Ok(((((expected / self.target)? - 1.0)?.relu()?) * self.weight)?)
+    }
+
+    /// Adds the penalty's gradient to the architecture gradients in `grads`; returns the
+    /// expected cost.
+    pub fn add_gradient(&self, net: &Supernet, grads: &mut GradStore) -> Result<f64> {
+        let expected = self.table.expected(net)?;
+        let penalty_grads = self.penalty(&expected)?.backward()?;
+        for arch in [&net.normal, &net.reduce] {
+            let vars = std::iter::once(&arch.alphas).chain(arch.betas.as_ref());
+            for var in vars {
+                let Some(term) = penalty_grads.get(var.as_tensor()) else {
+                    continue;
+                };
+                let term = term.to_dtype(var.dtype())?;
+                let total = match grads.get(var.as_tensor()) {
+                    Some(g) => (g + term)?,
+                    None => term,
+                };
+                grads.insert(var.as_tensor(), total);
+            }
+        }
+        Ok(expected.to_scalar::<f64>()?)
+    }
+}
