@@ -532,70 +532,75 @@ fn alphas_edges_svg(records: &[SearchEpoch]) -> Result<String> {
     })
 }
 
-/// `*_curves.svg`: loss, accuracy and learning rate per epoch, with the P-DARTS `stages`.
-fn curves_svg(what: &str, curves: &[Curves], stages: &[(f64, usize)]) -> Result<String> {
+/// A line of a curves panel: its label, colour and the value it draws per epoch.
+type Line = (&'static str, RGBColor, fn(&Curves) -> Option<f64>);
+
+/// A curves panel: its title, where its legend goes, and its lines.
+type Panel = (&'static str, SeriesLabelPosition, Vec<Line>);
+
+/// The panels of `*_curves.svg`: loss, accuracy and learning rate, then those the records
+/// have values for (parameter-free ops, the Hessian eigenvalue, the budget's costs).
+fn curve_panels(curves: &[Curves]) -> Vec<Panel> {
     let train = RGBColor(31, 119, 180);
     let val = RGBColor(255, 127, 14);
-    type Pick = fn(&Curves) -> Option<f64>;
-    type Line = (&'static str, RGBColor, Pick);
-    let collapse_panel = curves.iter().any(|c| c.parameter_free_normal.is_some());
-    let hessian_panel = curves.iter().any(|c| c.hessian_eigenvalue.is_some());
-    let cost_panel = curves.iter().any(|c| c.expected_cost.is_some());
-    let panel_count = 3 + [collapse_panel, hessian_panel, cost_panel]
-        .iter()
-        .filter(|&&p| p)
-        .count();
+    let mut plots: Vec<Panel> = vec![
+        (
+            "loss",
+            SeriesLabelPosition::UpperRight,
+            vec![
+                ("train", train, |c| Some(c.train_loss)),
+                ("validation", val, |c| c.val_loss),
+            ],
+        ),
+        (
+            "accuracy",
+            SeriesLabelPosition::LowerRight,
+            vec![
+                ("train", train, |c| Some(c.train_acc)),
+                ("validation", val, |c| c.val_acc),
+            ],
+        ),
+        (
+            "learning rate",
+            SeriesLabelPosition::UpperRight,
+            vec![("lr", train, |c| Some(c.lr))],
+        ),
+    ];
+    if curves.iter().any(|c| c.parameter_free_normal.is_some()) {
+        plots.push((
+            "parameter-free ops, normal cell",
+            SeriesLabelPosition::UpperLeft,
+            vec![("pools + skips of 8", train, |c| c.parameter_free_normal)],
+        ));
+    }
+    if curves.iter().any(|c| c.hessian_eigenvalue.is_some()) {
+        plots.push((
+            "Hessian eigenvalue (alpha)",
+            SeriesLabelPosition::UpperLeft,
+            vec![("dominant, validation", val, |c| c.hessian_eigenvalue)],
+        ));
+    }
+    if curves.iter().any(|c| c.expected_cost.is_some()) {
+        plots.push((
+            "cost of the final network",
+            SeriesLabelPosition::UpperRight,
+            vec![
+                ("expected", val, |c| c.expected_cost),
+                ("derived genotype", train, |c| c.genotype_cost),
+            ],
+        ));
+    }
+    plots
+}
+
+/// `*_curves.svg`: loss, accuracy and learning rate per epoch, with the P-DARTS `stages`.
+fn curves_svg(what: &str, curves: &[Curves], stages: &[(f64, usize)]) -> Result<String> {
+    let plots = curve_panels(curves);
+    let panel_count = plots.len();
     render_svg((500 * panel_count as u32, 480), |root| {
         let root = root.titled(&format!("{what} curves"), ("sans-serif", 24))?;
         let panels = root.split_evenly((1, panel_count));
         let x = epoch_range(curves.iter().map(|c| c.epoch));
-        let mut plots: Vec<(&str, SeriesLabelPosition, Vec<Line>)> = vec![
-            (
-                "loss",
-                SeriesLabelPosition::UpperRight,
-                vec![
-                    ("train", train, |c| Some(c.train_loss)),
-                    ("validation", val, |c| c.val_loss),
-                ],
-            ),
-            (
-                "accuracy",
-                SeriesLabelPosition::LowerRight,
-                vec![
-                    ("train", train, |c| Some(c.train_acc)),
-                    ("validation", val, |c| c.val_acc),
-                ],
-            ),
-            (
-                "learning rate",
-                SeriesLabelPosition::UpperRight,
-                vec![("lr", train, |c| Some(c.lr))],
-            ),
-        ];
-        if collapse_panel {
-            plots.push((
-                "parameter-free ops, normal cell",
-                SeriesLabelPosition::UpperLeft,
-                vec![("pools + skips of 8", train, |c| c.parameter_free_normal)],
-            ));
-        }
-        if hessian_panel {
-            plots.push((
-                "Hessian eigenvalue (alpha)",
-                SeriesLabelPosition::UpperLeft,
-                vec![("dominant, validation", val, |c| c.hessian_eigenvalue)],
-            ));
-        }
-        if cost_panel {
-            plots.push((
-                "cost of the final network",
-                SeriesLabelPosition::UpperRight,
-                vec![
-                    ("expected", val, |c| c.expected_cost),
-                    ("derived genotype", train, |c| c.genotype_cost),
-                ],
-            ));
-        }
         for (area, (title, legend, lines)) in panels.iter().zip(plots) {
             let y = value_range(
                 lines
