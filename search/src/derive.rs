@@ -1,5 +1,6 @@
 //! Deriving the discrete genotype from architecture weights: per node keep the two incoming
-//! edges with the strongest non-`none` operation, and on each the best non-`none` operation.
+//! edges with the strongest non-`none` operation, and on each the best non-`none` operation;
+//! with a strict budget, then trade the weakest choices for cheaper ones until it fits.
 
 use hands_models::genotype::{Edge, Genotype, EDGES_PER_NODE};
 use hands_models::Op;
@@ -53,10 +54,138 @@ pub fn derive_genotype(
     }
 }
 
+/// `genotype` (derived from the weights, see [`derive_genotype`]) brought within `target` of
+/// `cost` (the final network's cost in the budget's unit). While it is over, the node whose
+/// replacement pair of edges (any two of its inputs, each with any non-`none` candidate)
+/// saves the most cost per derivation weight given up is replaced: a greedy knapsack
+/// heuristic, which keeps the argmax genotype when it is within the target. Refused when no
+/// replacement saves anything and the genotype is still over.
+pub fn fit_to_budget(
+    genotype: Genotype,
+    normal: CellWeights<'_>,
+    reduce: CellWeights<'_>,
+    cost: impl Fn(&Genotype) -> f64,
+    target: f64,
+) -> anyhow::Result<Genotype> {
+    let mut genotype = genotype;
+    let mut current = cost(&genotype);
+    while current > target {
+        let mut best: Option<(f64, Genotype, f64)> = None;
+        for (reduction, cell) in [(false, normal), (true, reduce)] {
+            for node in 0..NODES {
+                let held = node_score(&genotype, reduction, node, cell);
+                for pair in node_pairs(node, cell.1) {
+                    let mut trial = genotype.clone();
+                    let edges = if reduction {
+                        &mut trial.reduce
+                    } else {
+                        &mut trial.normal
+                    };
+                    edges[EDGES_PER_NODE * node..EDGES_PER_NODE * (node + 1)]
+                        .copy_from_slice(&pair);
+                    let saved = current - cost(&trial);
+                    if saved <= 0.0 {
+                        continue;
+                    }
+                    let lost = held - node_score(&trial, reduction, node, cell);
+                    let ratio = saved / lost.max(1e-12);
+                    if best.as_ref().is_none_or(|(r, _, _)| ratio > *r) {
+                        best = Some((ratio, trial, saved));
+                    }
+                }
+            }
+        }
+        let Some((_, trial, saved)) = best else {
+            anyhow::bail!(
+                "--cost-strict: no genotype of these candidates costs at most {target} (the \
+                 cheapest reached costs {current:.3})"
+            );
+        };
+        genotype = trial;
+        current -= saved;
+    }
+    Ok(genotype)
+}
+
+/// One cell type's derivation weights and the candidates they are of.
+pub type CellWeights<'a> = (&'a [Vec<f64>], &'a [Vec<Op>]);
+
+/// The derivation weight of the genotype's two edges of `node`.
+fn node_score(genotype: &Genotype, reduction: bool, node: usize, cell: CellWeights<'_>) -> f64 {
+    let (edges, _) = genotype.cell(reduction);
+    edges[EDGES_PER_NODE * node..EDGES_PER_NODE * (node + 1)]
+        .iter()
+        .map(|&(op, from)| {
+            let e = node_edges(node).start + from;
+            cell.1[e]
+                .iter()
+                .position(|&c| c == op)
+                .map_or(0.0, |i| cell.0[e][i])
+        })
+        .sum()
+}
+
+/// Every pair of `node`'s inputs, each with each of its non-`none` candidates.
+fn node_pairs(node: usize, candidates: &[Vec<Op>]) -> Vec<[Edge; EDGES_PER_NODE]> {
+    let inputs = node_edges(node);
+    let ops = |from: usize| {
+        candidates[inputs.start + from]
+            .iter()
+            .copied()
+            .filter(|&op| op != Op::None)
+    };
+    let mut pairs = Vec::new();
+    for a in 0..inputs.len() {
+        for b in a + 1..inputs.len() {
+            for op_a in ops(a) {
+                pairs.extend(ops(b).map(|op_b| [(op_a, a), (op_b, b)]));
+            }
+        }
+    }
+    pairs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::supernet::EDGES;
+
+    #[test]
+    fn a_strict_budget_trades_the_weakest_choices_for_cheaper_ones() {
+        let candidates = vec![Op::ALL.to_vec(); EDGES];
+        // Every edge prefers sep_conv_5x5, then max_pool_3x3; the edges of node 3 least.
+        let mut weights = vec![vec![0.0, 0.3, 0.0, 0.0, 0.0, 0.7, 0.0, 0.0]; EDGES];
+        for e in node_edges(3) {
+            weights[e] = vec![0.0, 0.45, 0.0, 0.0, 0.0, 0.55, 0.0, 0.0];
+        }
+        let argmax = derive_genotype(&weights, &candidates, &weights, &candidates);
+        let convs = |g: &Genotype| {
+            g.normal
+                .iter()
+                .chain(&g.reduce)
+                .filter(|(op, _)| op.convolution().is_some())
+                .count() as f64
+        };
+        assert_eq!(convs(&argmax), 16.0);
+        let cell = (weights.as_slice(), candidates.as_slice());
+        // Within the target: the argmax genotype as it is.
+        let same = fit_to_budget(argmax.clone(), cell, cell, convs, 16.0).unwrap();
+        assert_eq!(same, argmax);
+        // Two convolutions too many: node 3 of one cell, the weakest, gives up both.
+        let fitted = fit_to_budget(argmax.clone(), cell, cell, convs, 14.0).unwrap();
+        assert_eq!(convs(&fitted), 14.0);
+        fitted.validate().unwrap();
+        let changed: Vec<usize> = (0..EDGES_PER_NODE * NODES)
+            .filter(|&i| {
+                fitted.normal[i] != argmax.normal[i] || fitted.reduce[i] != argmax.reduce[i]
+            })
+            .map(|i| i / EDGES_PER_NODE)
+            .collect();
+        assert!(changed.iter().all(|&node| node == 3), "{changed:?}");
+        // Nothing cheaper than pools and skips: a target below zero convolutions is refused.
+        let err = fit_to_budget(argmax, cell, cell, |g| convs(g) + 1.0, 0.5).unwrap_err();
+        assert!(err.to_string().contains("--cost-strict"), "{err}");
+    }
 
     #[test]
     fn hand_made_weights_give_the_expected_cell() {

@@ -16,7 +16,7 @@ use crate::architect::{self, LabelledBatch, Unrolling};
 use crate::args::search::{Algo, SearchArgs};
 use crate::budget::Budget;
 use crate::data::{Batch, Loader};
-use crate::derive::derive_genotype;
+use crate::derive::{derive_genotype, fit_to_budget};
 use crate::hessian;
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Sgd, SgdConfig};
 use crate::pdarts::{limit_skips, skip_dropout_rate, StagePlan};
@@ -379,6 +379,19 @@ impl<'a> StageRun<'a> {
                 &reduce,
                 &config.reduce_candidates,
             )
+        };
+        let genotype = match (&self.budget, args.budget.cost) {
+            (Some(budget), Some(measure)) if args.budget.cost_strict => {
+                let network = args.final_network(config.num_classes);
+                fit_to_budget(
+                    genotype,
+                    (&normal, &config.normal_candidates),
+                    (&reduce, &config.reduce_candidates),
+                    |g| measure.of(network.cost_of(g)),
+                    budget.target,
+                )?
+            }
+            _ => genotype,
         };
         genotype.validate()?;
         Ok(genotype)

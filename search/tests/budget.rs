@@ -236,6 +236,18 @@ fn a_budgeted_search_logs_the_costs_and_judges_its_genotype() {
         / 1e6;
     assert!((budget.cost - cost).abs() < 1e-9);
 
+    // With --cost-strict every derived genotype is within the target.
+    let mut strict = args.clone();
+    strict.run.out = Some(dir.path().join("strict"));
+    strict.budget.cost_strict = true;
+    strict.budget.cost_target = Some(1.05);
+    run_search(&strict).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("strict/search.jsonl")).unwrap();
+    for line in log.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(record["genotype_cost"].as_f64().unwrap() <= 1.05, "{record}");
+    }
+
     let mut lone = args.clone();
     lone.run.out = Some(dir.path().join("lone"));
     lone.budget.cost_target = None;

@@ -249,6 +249,11 @@ pub struct BudgetArgs {
           value_parser = flags::usize_in(flags::TRAIN_LAYERS))]
     #[serde(default = "default_cost_layers")]
     pub cost_layers: usize,
+    /// Derive only genotypes within the target: when the argmax genotype is over it, trade
+    /// the weakest choices for cheaper ones until it fits (`derive::fit_to_budget`).
+    #[arg(long, requires = "cost")]
+    #[serde(default)]
+    pub cost_strict: bool,
 }
 
 impl BudgetArgs {
@@ -259,6 +264,7 @@ impl BudgetArgs {
         cost_weight: 1.0,
         cost_init_channels: NetworkArgs::DEFAULT.init_channels,
         cost_layers: NetworkArgs::DEFAULT.layers,
+        cost_strict: false,
     };
 
     /// Checks the settings with the parsers their flags use, and that --cost and
@@ -271,6 +277,9 @@ impl BudgetArgs {
             flags::INIT_CHANNELS,
         )?;
         flags::check_range("cost-layers", self.cost_layers, flags::TRAIN_LAYERS)?;
+        if self.cost_strict && self.cost.is_none() {
+            bail!("--cost-strict needs --cost and --cost-target");
+        }
         match (self.cost, self.cost_target) {
             (Some(_), Some(target)) => flags::check_value("cost-target", target, flags::positive),
             (None, None) => Ok(()),
