@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use hands_models::cost::network_cost;
 use hands_models::nn::model_file::{self, build_network, ModelFile};
 use hands_models::nn::network::Network;
 use hands_models::output::{ensure_not_input, OutputFile};
@@ -104,6 +105,18 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     let file = ModelFile::read(model)?;
     let mut card = file.card.clone();
     card.network.auxiliary = false;
+    // Cards written before the multiply-adds were recorded get them here.
+    card.network.multiply_adds.get_or_insert_with(|| {
+        network_cost(
+            &card.genotype,
+            card.network.init_channels,
+            card.network.layers,
+            card.input.size as usize,
+            card.labels.len(),
+        )
+        .total
+        .multiply_adds
+    });
     let lowered = lower(&card, &file.tensors, &options.onnx).map_err(|e| name_file(e, model))?;
 
     let batches = match batch {

@@ -13,6 +13,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use common::*;
 use hands_export::{export, BatchSize, Error, Parity};
+use hands_models::cost::network_cost;
 use hands_models::genotype::PUBLISHED;
 use hands_models::Genotype;
 
@@ -23,9 +24,19 @@ fn check_export(genotype_name: &str, genotype: &Genotype, with_ort: bool) {
     let report = export(&model, &out, &options(BatchSize::Dynamic, with_ort))
         .unwrap_or_else(|e| panic!("{genotype_name}: {e}"));
 
-    // The card: the one written, without auxiliary head, in both files.
+    // The card: the one written, without auxiliary head and with its multiply-adds, in both
+    // files.
     let mut expected_card = written_card.clone();
     expected_card.network.auxiliary = false;
+    let network = &expected_card.network;
+    let counted = network_cost(
+        genotype,
+        network.init_channels,
+        network.layers,
+        expected_card.input.size as usize,
+        expected_card.labels.len(),
+    );
+    expected_card.network.multiply_adds = Some(counted.total.multiply_adds);
     assert_eq!(report.card, expected_card);
     let onnx = read_onnx(&report.onnx);
     assert_eq!(

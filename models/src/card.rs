@@ -86,6 +86,11 @@ pub struct NetworkSpec {
     pub auxiliary: bool,
     /// Number of learnable parameters of the inference network.
     pub parameters: usize,
+    /// Multiply-adds of one image's forward pass ([`crate::cost::network_cost`]; absent from
+    /// cards written before they were recorded). Its latency is not recorded: it belongs to
+    /// the machine that runs the model (`hands-search cost` measures it there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiply_adds: Option<u64>,
 }
 
 /// Accuracy figures with the split they were measured on.
@@ -357,7 +362,24 @@ impl ModelCard {
         }
         self.genotype
             .validate()
-            .map_err(|e| Error::InvalidCard(e.to_string()))
+            .map_err(|e| Error::InvalidCard(e.to_string()))?;
+        if let Some(recorded) = network.multiply_adds {
+            let counted = crate::cost::network_cost(
+                &self.genotype,
+                network.init_channels,
+                network.layers,
+                input.size as usize,
+                self.labels.len(),
+            )
+            .total
+            .multiply_adds;
+            if recorded != counted {
+                return invalid(format!(
+                    "network multiply_adds {recorded} is not its network's {counted}"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -411,6 +433,7 @@ mod tests {
                 layers: 5,
                 auxiliary: false,
                 parameters: 1000,
+                multiply_adds: None,
             },
             metrics: Some(Metrics {
                 split: "test".into(),
@@ -497,6 +520,22 @@ mod tests {
         );
         refused(|c| c.network.layers = 0, "layers 0");
         refused(|c| c.network.layers = 10_000, "layers 10000");
+        refused(|c| c.network.multiply_adds = Some(12), "multiply_adds 12");
+        let mut counted = card();
+        let network = &counted.network;
+        counted.network.multiply_adds = Some(
+            crate::cost::network_cost(
+                &counted.genotype,
+                network.init_channels,
+                network.layers,
+                counted.input.size as usize,
+                counted.labels.len(),
+            )
+            .total
+            .multiply_adds,
+        );
+        counted.validate().unwrap();
+        assert_eq!(ModelCard::from_json(&counted.to_json()).unwrap(), counted);
         refused(
             |c| c.metrics.as_mut().unwrap().accuracy = 1.5,
             "accuracy = 1.5",
@@ -596,6 +635,7 @@ mod tests {
             });
         let network = (INIT_CHANNELS, LAYERS, any::<bool>(), any::<usize>()).prop_map(
             |(init_channels, layers, auxiliary, parameters)| NetworkSpec {
+                multiply_adds: None,
                 init_channels,
                 layers,
                 auxiliary,

@@ -255,6 +255,7 @@ fn latency_card(args: &CostArgs, genotype: &Genotype, cost: NetworkCost) -> Mode
             layers: args.network.layers,
             auxiliary: false,
             parameters: cost.total.parameters as usize,
+            multiply_adds: Some(cost.total.multiply_adds),
         },
         metrics: None,
         cross_validation: None,

@@ -17,6 +17,7 @@ use hands_models::card::{
     ColourOrder, CrossValidation, InputSpec, NetworkSpec, Provenance, ResizeRule, TensorLayout,
     CARD_SCHEMA_VERSION,
 };
+use hands_models::cost::network_cost;
 use hands_models::nn::model_file;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::plan::{is_under, AUXILIARY};
@@ -585,6 +586,17 @@ fn model_card(
             layers: args.network.layers,
             auxiliary: false,
             parameters,
+            multiply_adds: Some(
+                network_cost(
+                    trained.genotype,
+                    args.network.init_channels,
+                    args.network.layers,
+                    args.data.size as usize,
+                    dataset.labels().len(),
+                )
+                .total
+                .multiply_adds,
+            ),
         },
         metrics: test.as_ref().map(Evaluation::card_metrics).transpose()?,
         cross_validation: trained.cross_validation.clone(),

@@ -245,7 +245,10 @@ fn a_budgeted_search_logs_the_costs_and_judges_its_genotype() {
     let log = std::fs::read_to_string(dir.path().join("strict/search.jsonl")).unwrap();
     for line in log.lines() {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert!(record["genotype_cost"].as_f64().unwrap() <= 1.05, "{record}");
+        assert!(
+            record["genotype_cost"].as_f64().unwrap() <= 1.05,
+            "{record}"
+        );
     }
 
     let mut lone = args.clone();

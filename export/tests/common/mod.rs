@@ -34,6 +34,7 @@ pub fn card(genotype: &Genotype, auxiliary: bool, parameters: usize) -> ModelCar
         },
         genotype: genotype.clone(),
         network: NetworkSpec {
+            multiply_adds: None,
             init_channels: C,
             layers: LAYERS,
             auxiliary,
