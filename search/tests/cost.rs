@@ -7,7 +7,7 @@ use hands_models::cost::network_cost;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::Genotype;
 use hands_search::args::NetworkArgs;
-use hands_search::cost::{measure_cost, CostArgs, LATENCY_BATCHES};
+use hands_search::cost::{measure_cost, run_cost, CostArgs, LATENCY_BATCHES};
 
 fn args(genotype: &str, init_channels: usize, layers: usize, size: u32, runs: usize) -> CostArgs {
     CostArgs {
@@ -84,4 +84,24 @@ fn latency_is_measured_at_batch_1_and_64() {
         .latency
         .iter()
         .all(|l| l.median_ms.is_finite() && l.median_ms > 0.0 && l.runs == 2));
+}
+
+#[test]
+fn the_json_holds_the_printed_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cost.json");
+    let mut shipped = args("DARTS_V2", 8, 5, 32, 0);
+    shipped.json = Some(path.clone());
+    run_cost(&shipped).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let cost = network_cost(&Genotype::published("DARTS_V2").unwrap(), 8, 5, 32, 2);
+    assert_eq!(json["parameters"], cost.total.parameters);
+    assert_eq!(json["multiply_adds"], cost.total.multiply_adds);
+    assert_eq!(json["peak_activation_bytes"], cost.peak_activation_bytes);
+    assert_eq!(
+        (json["init_channels"].as_u64(), json["layers"].as_u64()),
+        (Some(8), Some(5))
+    );
+    assert_eq!(json["latency"], serde_json::json!([]));
 }
