@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::genotype::Genotype;
 use crate::ops::Op;
-use crate::plan::NetworkPlan;
+use crate::plan::{CellPlan, NetworkPlan};
 
 /// Bytes of one activation element (f32).
 const ELEMENT_BYTES: u64 = 4;
@@ -87,13 +87,13 @@ fn convolution(c_in: usize, c_out: usize, kernel: usize, groups: usize, side: us
 
 /// DARTS' `ReLUConvBN` 1x1 from `c_in` to `c_out` channels at `side` x `side` (a cell's
 /// preprocessing).
-pub fn pointwise_cost(c_in: usize, c_out: usize, side: usize) -> Cost {
+fn pointwise_cost(c_in: usize, c_out: usize, side: usize) -> Cost {
     convolution(c_in, c_out, 1, 1, side) + batch_norm(c_out)
 }
 
 /// DARTS' `FactorizedReduce` from `c_in` to `c_out` channels, producing `side` x `side`
 /// (two 1x1 stride-2 convolutions of `c_out / 2` channels each, then a BatchNorm).
-pub fn factorized_reduce_cost(c_in: usize, c_out: usize, side: usize) -> Cost {
+fn factorized_reduce_cost(c_in: usize, c_out: usize, side: usize) -> Cost {
     convolution(c_in, c_out / 2, 1, 1, side) * 2 + batch_norm(c_out)
 }
 
@@ -115,6 +115,66 @@ pub fn op_cost(op: Op, channels: usize, side: usize, stride: usize) -> Cost {
         }
         None => Cost::default(),
     }
+}
+
+/// The side of each cell's second input (the previous cell's output; the stem's for the
+/// first) for `size` x `size` images; a cell's first input is at the side before it.
+pub fn input_sides(plan: &NetworkPlan, size: usize) -> Vec<usize> {
+    let mut side = size;
+    plan.cells
+        .iter()
+        .map(|cell| {
+            let input = side;
+            side = cell_output_side(cell, side);
+            input
+        })
+        .collect()
+}
+
+/// The side of `cell`'s node states and output for inputs of `side` x `side`.
+pub fn cell_output_side(cell: &CellPlan, side: usize) -> usize {
+    output_side(side, if cell.reduction { 2 } else { 1 })
+}
+
+/// The cost of `op` on the edge of `cell` that reads state `from`, for a cell whose inputs
+/// are `side` x `side`: the cell's inputs at the edge's stride, its nodes at stride 1.
+pub fn edge_cost(op: Op, cell: &CellPlan, side: usize, from: usize) -> Cost {
+    let (input, stride) = edge_input(cell, side, from);
+    op_cost(op, cell.channels, input, stride)
+}
+
+/// The side and stride of the input of `cell`'s edge from state `from`.
+fn edge_input(cell: &CellPlan, side: usize, from: usize) -> (usize, usize) {
+    if from < 2 {
+        (side, cell.stride(from))
+    } else {
+        (cell_output_side(cell, side), 1)
+    }
+}
+
+/// The part of the network's cost that no edge's operation changes: the stem, every cell's
+/// preprocessing of its two inputs, and the classifier into `classes`.
+pub fn fixed_cost(plan: &NetworkPlan, size: usize, classes: usize) -> Cost {
+    let stem = convolution(3, plan.stem_channels, 3, 1, size) + batch_norm(plan.stem_channels);
+    let preprocessing: Cost = plan
+        .cells
+        .iter()
+        .zip(input_sides(plan, size))
+        .map(|(cell, side)| {
+            let c = cell.channels;
+            let input0 = if cell.reduction_prev {
+                factorized_reduce_cost(cell.input0_channels, c, side)
+            } else {
+                pointwise_cost(cell.input0_channels, c, side)
+            };
+            input0 + pointwise_cost(cell.input1_channels, c, side)
+        })
+        .sum();
+    let classifier = Cost {
+        parameters: (plan.classifier_channels * classes + classes) as u64,
+        multiply_adds: (plan.classifier_channels * classes) as u64,
+    };
+    stem + preprocessing + classifier
 }
 
 /// The cost of the discrete network of a genotype, for one image.
@@ -141,29 +201,22 @@ pub fn network_cost(
 ) -> NetworkCost {
     let plan = NetworkPlan::of_genotype(genotype, init_channels, layers);
     let elements = |channels: usize, side: usize| (channels * side * side) as u64;
-    let mut total = convolution(3, plan.stem_channels, 3, 1, size) + batch_norm(plan.stem_channels);
+    let mut total = fixed_cost(&plan, size, classes);
     let mut peak = elements(3, size) + elements(plan.stem_channels, size);
-    // Sides of the two inputs of the next cell.
-    let (mut side0, mut side1) = (size, size);
-    for cell in &plan.cells {
+    let sides = input_sides(&plan, size);
+    for (index, (cell, &side1)) in plan.cells.iter().zip(&sides).enumerate() {
+        // The first input is the output of the cell before the previous one (or the stem).
+        let side0 = index
+            .checked_sub(1)
+            .map_or(size, |previous| sides[previous]);
         let (edges, concat) = genotype.cell(cell.reduction);
         let c = cell.channels;
-        total += if cell.reduction_prev {
-            factorized_reduce_cost(cell.input0_channels, c, side1)
-        } else {
-            pointwise_cost(cell.input0_channels, c, side1)
-        };
-        total += pointwise_cost(cell.input1_channels, c, side1);
-        let out = output_side(side1, if cell.reduction { 2 } else { 1 });
+        let out = cell_output_side(cell, side1);
         let mut largest_op = 0;
         for &(op, from) in edges {
-            let (side, stride) = if from < 2 {
-                (side1, cell.stride(from))
-            } else {
-                (out, 1)
-            };
-            total += op_cost(op, c, side, stride);
-            largest_op = largest_op.max(elements(c, output_side(side, stride)));
+            total += edge_cost(op, cell, side1, from);
+            let (input, stride) = edge_input(cell, side1, from);
+            largest_op = largest_op.max(elements(c, output_side(input, stride)));
         }
         let nodes = edges.len() as u64 / 2;
         let working = elements(cell.input0_channels, side0)
@@ -173,12 +226,7 @@ pub fn network_cost(
             + elements(concat.len() * c, out)
             + 2 * largest_op;
         peak = peak.max(working);
-        (side0, side1) = (side1, out);
     }
-    total += Cost {
-        parameters: (plan.classifier_channels * classes + classes) as u64,
-        multiply_adds: (plan.classifier_channels * classes) as u64,
-    };
     NetworkCost {
         total,
         peak_activation_bytes: peak * ELEMENT_BYTES,

@@ -21,9 +21,7 @@ use anyhow::{bail, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use clap::ValueEnum;
-use hands_models::cost::{
-    factorized_reduce_cost, network_cost, op_cost, output_side, pointwise_cost, Cost,
-};
+use hands_models::cost::{edge_cost, fixed_cost, input_sides, network_cost, Cost};
 use hands_models::plan::NetworkPlan;
 use hands_models::{Genotype, Op};
 use serde::{Deserialize, Serialize};
@@ -99,46 +97,23 @@ impl CostTable {
     ) -> CostTable {
         // The derived cells concatenate their four intermediate nodes.
         let plan = NetworkPlan::new(network.init_channels, network.layers, |_| 4);
-        let stem = 27 * plan.stem_channels;
-        let mut fixed = Cost {
-            parameters: (stem + 2 * plan.stem_channels) as u64,
-            multiply_adds: (stem * network.size * network.size) as u64,
-        };
+        let fixed = fixed_cost(&plan, network.size, network.classes);
         let mut tables = [false, true].map(|reduction| {
             candidates(reduction)
                 .iter()
                 .map(|ops| vec![Cost::default(); ops.len()])
                 .collect::<Vec<_>>()
         });
-        let mut side = network.size;
-        for cell in &plan.cells {
-            let c = cell.channels;
-            fixed += if cell.reduction_prev {
-                factorized_reduce_cost(cell.input0_channels, c, side)
-            } else {
-                pointwise_cost(cell.input0_channels, c, side)
-            };
-            fixed += pointwise_cost(cell.input1_channels, c, side);
-            let out = output_side(side, if cell.reduction { 2 } else { 1 });
+        for (cell, side) in plan.cells.iter().zip(input_sides(&plan, network.size)) {
             let table = &mut tables[usize::from(cell.reduction)];
             for node in 0..hands_models::genotype::NODES {
                 for (from, edge) in node_edges(node).enumerate() {
-                    let (input, stride) = if from < 2 {
-                        (side, cell.stride(from))
-                    } else {
-                        (out, 1)
-                    };
                     for (o, &op) in candidates(cell.reduction)[edge].iter().enumerate() {
-                        table[edge][o] += op_cost(op, c, input, stride);
+                        table[edge][o] += edge_cost(op, cell, side, from);
                     }
                 }
             }
-            side = out;
         }
-        fixed += Cost {
-            parameters: (plan.classifier_channels * network.classes + network.classes) as u64,
-            multiply_adds: (plan.classifier_channels * network.classes) as u64,
-        };
         let [normal, reduce] = tables.map(|table| {
             table
                 .into_iter()
