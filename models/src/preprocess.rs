@@ -296,7 +296,12 @@ fn resize_square(rgb: RgbImage, size: u32) -> Result<RgbImage, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::{GrayImage, ImageEncoder, Rgb, Rgba, RgbaImage};
+    use hands_tests::images::png;
+    use image::{GrayImage, Rgb, Rgba, RgbaImage};
+
+    fn jpeg(image: &RgbImage) -> Vec<u8> {
+        hands_tests::images::jpeg(image, 95)
+    }
 
     fn gradient(width: u32, height: u32) -> RgbImage {
         RgbImage::from_fn(width, height, |x, y| {
@@ -306,31 +311,6 @@ mod tests {
                 128,
             ])
         })
-    }
-
-    fn jpeg(image: &RgbImage) -> Vec<u8> {
-        let mut out = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)
-            .encode_image(image)
-            .unwrap();
-        out
-    }
-
-    fn png<P: image::PixelWithColorType>(image: &image::ImageBuffer<P, Vec<P::Subpixel>>) -> Vec<u8>
-    where
-        [P::Subpixel]: image::EncodableLayout,
-    {
-        use image::EncodableLayout;
-        let mut out = Vec::new();
-        image::codecs::png::PngEncoder::new(&mut out)
-            .write_image(
-                image.as_raw().as_bytes(),
-                image.width(),
-                image.height(),
-                P::COLOR_TYPE,
-            )
-            .unwrap();
-        out
     }
 
     /// Inserts an EXIF APP1 segment holding only an orientation tag after the SOI marker.

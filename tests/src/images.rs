@@ -21,10 +21,10 @@ where
     out
 }
 
-/// A JPEG of `image` at quality 90.
-pub fn jpeg(image: &RgbImage) -> Vec<u8> {
+/// A JPEG of `image` at `quality` (1 to 100).
+pub fn jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
     let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
         .encode_image(image)
         .expect("JPEG encoding of an image in memory");
     out

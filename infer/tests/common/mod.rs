@@ -105,7 +105,7 @@ pub struct Zoo {
 /// Writes the zoo into `dir`: good files in every supported kind, and one file per bad kind.
 pub fn write_zoo(dir: &Path) -> Zoo {
     let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
-    let big = jpeg(&photo(400, 300));
+    let big = jpeg(&photo(400, 300), 90);
     write("photo.jpg", &big);
     write("rotated.jpg", &with_exif_orientation(&big, 6));
     let gray = GrayImage::from_fn(60, 40, |x, _| Luma([(x * 4) as u8]));
