@@ -27,24 +27,21 @@ pub struct Selection {
     pub val_subjects: BTreeSet<String>,
 }
 
-/// `provenance.train` as `eval` reads it; fields absent from older cards default.
+/// The keys of [`Selection`] naming the subjects: a card with neither was written before
+/// they were recorded; one with only part of the selection is refused.
+const SUBJECT_KEYS: [&str; 2] = ["train_subjects", "val_subjects"];
+
+/// The aspects in `provenance.train` (`all` when the card does not say).
 #[derive(Debug, Deserialize)]
-struct Recorded {
-    /// The aspects trained on (`all` when the card does not say).
+struct TrainedAspects {
     #[serde(default)]
     aspect: AspectFilter,
-    /// Absent from cards written before the subjects were recorded.
-    #[serde(flatten)]
-    selection: Option<Selection>,
 }
 
 impl Selection {
     /// The `provenance.train` of a card: the settings `args` and this selection.
     pub fn record(&self, args: &TrainArgs) -> Result<Value> {
-        let mut settings = args.clone();
-        settings.run.out = None;
-        settings.run.resume = false;
-        let mut record = serde_json::to_value(&settings)?;
+        let mut record = serde_json::to_value(args)?;
         if let (Value::Object(map), Value::Object(selection)) =
             (&mut record, serde_json::to_value(self)?)
         {
@@ -57,18 +54,20 @@ impl Selection {
 
     /// The selection `card` records, `None` for a card written before it was recorded.
     pub fn of_card(card: &ModelCard) -> Result<Option<Selection>> {
-        Ok(recorded(card)?.selection)
+        let train = &card.provenance.train;
+        match serde_json::from_value(train.clone()) {
+            Ok(selection) => Ok(Some(selection)),
+            Err(_) if SUBJECT_KEYS.iter().all(|key| train.get(key).is_none()) => Ok(None),
+            Err(e) => Err(e).context("provenance.train records only part of the selection"),
+        }
     }
 }
 
 /// The aspects `card`'s model was trained on (`all` when the card does not say).
 pub fn trained_aspects(card: &ModelCard) -> Result<AspectFilter> {
-    Ok(recorded(card)?.aspect)
-}
-
-fn recorded(card: &ModelCard) -> Result<Recorded> {
-    serde_json::from_value(card.provenance.train.clone())
-        .context("provenance.train does not hold hands-search's training record")
+    let trained: TrainedAspects = serde_json::from_value(card.provenance.train.clone())
+        .context("provenance.train does not hold hands-search's training record")?;
+    Ok(trained.aspect)
 }
 
 #[cfg(test)]
@@ -89,12 +88,27 @@ mod tests {
         let record = selection.record(&args).unwrap();
         assert!(record.get("out").is_none() && record.get("resume").is_none());
         assert_eq!(record["init_channels"], 16);
-        let read: Recorded = serde_json::from_value(record).unwrap();
-        assert_eq!(read.aspect, AspectFilter::Palmar);
-        assert_eq!(read.selection, Some(selection));
+        let mut card = card_with(record.clone());
+        assert_eq!(trained_aspects(&card).unwrap(), AspectFilter::Palmar);
+        assert_eq!(Selection::of_card(&card).unwrap(), Some(selection));
 
-        let older: Recorded = serde_json::from_value(serde_json::json!({"epochs": 5})).unwrap();
-        assert_eq!(older.aspect, AspectFilter::All);
-        assert_eq!(older.selection, None);
+        card.provenance.train = serde_json::json!({"epochs": 5});
+        assert_eq!(trained_aspects(&card).unwrap(), AspectFilter::All);
+        assert_eq!(Selection::of_card(&card).unwrap(), None);
+
+        // Only part of the selection: refused, not taken for an older card.
+        let mut partial = record;
+        partial.as_object_mut().unwrap().remove("val_subjects");
+        card.provenance.train = partial;
+        let err = format!("{:#}", Selection::of_card(&card).unwrap_err());
+        assert!(err.contains("val_subjects"), "{err}");
+    }
+
+    /// The shipped model's card with `train` as its training record.
+    fn card_with(train: Value) -> ModelCard {
+        let mut card: ModelCard =
+            serde_json::from_str(include_str!("../../models/pretrained/hands.card.json")).unwrap();
+        card.provenance.train = train;
+        card
     }
 }
