@@ -51,6 +51,7 @@ mod graph;
 pub mod pipeline;
 pub mod predictor;
 pub mod runtime;
+pub mod timing;
 
 pub use device::ExecutionProvider;
 pub use error::Error;
@@ -60,3 +61,4 @@ pub use hands_models::ModelCard;
 pub use predictor::{
     Input, Options, Outputs, Prediction, Predictor, Timing, DEFAULT_MODEL_NAME, UNCERTAIN,
 };
+pub use timing::{GraphTimer, TimingPlan};

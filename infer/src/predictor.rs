@@ -168,8 +168,34 @@ pub struct Predictor {
 }
 
 /// Converts any `ort` error (including the builder's recoverable ones) into ours.
-fn ort_error<R>(e: ort::Error<R>) -> Error {
+pub(crate) fn ort_error<R>(e: ort::Error<R>) -> Error {
     Error::Inference(e.to_string())
+}
+
+/// An ONNX Runtime session of the graph `bytes` (named `name` in errors) as `options` ask:
+/// the library loaded, full graph optimisation, no spinning, the threads and the execution
+/// provider; with the provider registered and the runtime it runs in.
+pub(crate) fn open_session(
+    bytes: &[u8],
+    name: &Path,
+    options: &Options,
+) -> Result<(Session, ExecutionProvider, &'static runtime::Runtime), Error> {
+    let runtime = runtime::runtime(options.ort_library.as_deref())?;
+    let mut builder = Session::builder(&runtime.environment)
+        .map_err(ort_error)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(ort_error)?
+        // Spinning workers would take the cores the image decoders need.
+        .with_intra_op_spinning(false)
+        .map_err(ort_error)?;
+    if let Some(threads) = options.threads {
+        builder = builder.with_intra_threads(threads).map_err(ort_error)?;
+    }
+    let provider = device::register(options.device, &mut builder)?;
+    let session = builder
+        .commit_from_memory(bytes)
+        .map_err(|e| Error::model(name, format!("ONNX Runtime cannot load it: {e}")))?;
+    Ok((session, provider, runtime))
 }
 
 impl Predictor {
@@ -211,21 +237,7 @@ impl Predictor {
                 )));
             }
         }
-        let runtime = runtime::runtime(options.ort_library.as_deref())?;
-        let mut builder = Session::builder(&runtime.environment)
-            .map_err(ort_error)?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(ort_error)?
-            // Spinning workers would take the cores the image decoders need.
-            .with_intra_op_spinning(false)
-            .map_err(ort_error)?;
-        if let Some(threads) = options.threads {
-            builder = builder.with_intra_threads(threads).map_err(ort_error)?;
-        }
-        let provider = device::register(options.device, &mut builder)?;
-        let session = builder
-            .commit_from_memory(bytes)
-            .map_err(|e| Error::model(name, format!("ONNX Runtime cannot load it: {e}")))?;
+        let (session, provider, runtime) = open_session(bytes, name, options)?;
         let card_json = session
             .metadata()
             .map_err(ort_error)?

@@ -93,7 +93,7 @@ fn main() -> Result<()> {
     let device = open_device(bench.device)?;
     let net = Supernet::new(&config, 0, DType::F32, &device)?;
     let args = SearchArgs::new("", bench.algo);
-    let mut run = StageRun::new(&net, &args)?;
+    let mut run = StageRun::new(&net, &args, None)?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let (xt, yt) = random_batch(&mut rng, bench.batch, bench.size, &device)?;
     let (xv, yv) = random_batch(&mut rng, bench.batch, bench.size, &device)?;

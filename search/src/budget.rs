@@ -5,7 +5,9 @@
 //! The cost is that of the *final* discrete network (the target C, cells and input size, not
 //! the supernet's), from a per-op table ([`CostTable`]): for each edge of each cell type and
 //! each candidate op, the cost the op would have on that edge summed over the cells of that
-//! type ([`hands_models::cost::op_cost`]). The expected cost of an edge is its ops' costs
+//! type: counted ([`hands_models::cost::op_cost`]) for multiply-adds and parameters, from a
+//! latency table fitted to measured networks ([`crate::latency`]) for the latency. The
+//! expected cost of an edge is its ops' costs
 //! weighed by their softmaxed alphas without `none` (which derivation never keeps); each node
 //! keeps two of its `n` incoming edges, taken as each edge with probability `2 / n`, or with
 //! PC-DARTS' edge normalisation `2 softmax(beta)` over the node's edges. Stem, preprocessing
@@ -26,6 +28,7 @@ use hands_models::plan::NetworkPlan;
 use hands_models::{Genotype, Op};
 use serde::{Deserialize, Serialize};
 
+use crate::latency::{EdgeKind, LatencyModel};
 use crate::supernet::{node_edges, CellArch, Supernet, EDGES};
 
 /// What a budget counts.
@@ -36,16 +39,9 @@ pub enum CostMeasure {
     Mflops,
     /// Millions of parameters.
     Params,
-}
-
-impl CostMeasure {
-    /// `cost` in this measure's unit.
-    pub fn of(self, cost: Cost) -> f64 {
-        match self {
-            CostMeasure::Mflops => cost.multiply_adds as f64 / 1e6,
-            CostMeasure::Params => cost.parameters as f64 / 1e6,
-        }
-    }
+    /// Milliseconds of one ONNX Runtime CPU run at batch 1 on this machine, from a latency
+    /// lookup table ([`crate::latency`]).
+    Latency,
 }
 
 /// The final network a budget is about.
@@ -73,6 +69,72 @@ impl FinalNetwork {
         )
         .total
     }
+
+    /// The plan of its cells (the derived cells concatenate their four intermediate nodes).
+    pub fn plan(&self) -> NetworkPlan {
+        NetworkPlan::new(self.init_channels, self.layers, |_| 4)
+    }
+}
+
+/// Where a budget's costs come from: counted from the network's layers, or measured.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CostSource {
+    /// Millions of multiply-adds, counted ([`hands_models::cost`]).
+    MultiplyAdds,
+    /// Millions of parameters, counted.
+    Parameters,
+    /// Milliseconds, from a latency table fitted to measured networks.
+    Latency(LatencyModel),
+}
+
+impl CostSource {
+    /// The counted source of `measure`; `None` for the latency, which needs a table.
+    pub fn counted(measure: CostMeasure) -> Option<CostSource> {
+        match measure {
+            CostMeasure::Mflops => Some(CostSource::MultiplyAdds),
+            CostMeasure::Params => Some(CostSource::Parameters),
+            CostMeasure::Latency => None,
+        }
+    }
+
+    /// A counted cost in this source's unit.
+    fn of(&self, cost: Cost) -> f64 {
+        match self {
+            CostSource::MultiplyAdds => cost.multiply_adds as f64 / 1e6,
+            CostSource::Parameters => cost.parameters as f64 / 1e6,
+            CostSource::Latency(_) => unreachable!("a latency is not counted"),
+        }
+    }
+
+    /// The cost of `op` on the edge from state `from` of every cell of one type
+    /// (`reduction`) of `network`.
+    fn edge(&self, network: FinalNetwork, reduction: bool, from: usize, op: Op) -> f64 {
+        if let CostSource::Latency(model) = self {
+            return model.edge_with_relu(EdgeKind::of(reduction, from), op);
+        }
+        let plan = network.plan();
+        let cells = plan.cells.iter().zip(input_sides(&plan, network.size));
+        cells
+            .filter(|(cell, _)| cell.reduction == reduction)
+            .map(|(cell, side)| self.of(edge_cost(op, cell, side, from)))
+            .sum()
+    }
+
+    /// The cost of the parts of `network` that no edge's op changes.
+    fn fixed(&self, network: FinalNetwork) -> f64 {
+        match self {
+            CostSource::Latency(model) => model.fixed_ms,
+            counted => counted.of(fixed_cost(&network.plan(), network.size, network.classes)),
+        }
+    }
+
+    /// The cost of the discrete network of `genotype` at the setting of `network`.
+    pub fn genotype(&self, genotype: &Genotype, network: FinalNetwork) -> f64 {
+        match self {
+            CostSource::Latency(model) => model.predict(genotype),
+            counted => counted.of(network.cost_of(genotype)),
+        }
+    }
 }
 
 /// Per cell type, per edge and candidate op, the op's cost summed over the final network's
@@ -88,40 +150,27 @@ pub struct CostTable {
 }
 
 impl CostTable {
-    /// The table of `network` in `measure` for the candidates of each edge
+    /// The table of `network` from `source` for the candidates of each edge
     /// (`candidates(reduction)[edge]`).
     pub fn new<'a>(
-        measure: CostMeasure,
+        source: &CostSource,
         network: FinalNetwork,
         candidates: impl Fn(bool) -> &'a [Vec<Op>],
     ) -> CostTable {
-        // The derived cells concatenate their four intermediate nodes.
-        let plan = NetworkPlan::new(network.init_channels, network.layers, |_| 4);
-        let fixed = fixed_cost(&plan, network.size, network.classes);
-        let mut tables = [false, true].map(|reduction| {
-            candidates(reduction)
-                .iter()
-                .map(|ops| vec![Cost::default(); ops.len()])
-                .collect::<Vec<_>>()
-        });
-        for (cell, side) in plan.cells.iter().zip(input_sides(&plan, network.size)) {
-            let table = &mut tables[usize::from(cell.reduction)];
+        let [normal, reduce] = [false, true].map(|reduction| {
+            let mut table: Vec<Vec<f64>> = vec![Vec::new(); EDGES];
             for node in 0..hands_models::genotype::NODES {
                 for (from, edge) in node_edges(node).enumerate() {
-                    for (o, &op) in candidates(cell.reduction)[edge].iter().enumerate() {
-                        table[edge][o] += edge_cost(op, cell, side, from);
-                    }
+                    table[edge] = candidates(reduction)[edge]
+                        .iter()
+                        .map(|&op| source.edge(network, reduction, from, op))
+                        .collect();
                 }
             }
-        }
-        let [normal, reduce] = tables.map(|table| {
             table
-                .into_iter()
-                .map(|edge| edge.into_iter().map(|cost| measure.of(cost)).collect())
-                .collect()
         });
         CostTable {
-            fixed: measure.of(fixed),
+            fixed: source.fixed(network),
             normal,
             reduce,
         }
@@ -175,6 +224,10 @@ fn uniform_keep(device: &Device) -> Result<Tensor> {
 /// A budget on the final network's cost.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Budget {
+    /// Where the costs come from.
+    pub source: CostSource,
+    /// The final network they are of.
+    pub network: FinalNetwork,
     /// The per-op costs.
     pub table: CostTable,
     /// The target, in the table's unit.
@@ -184,6 +237,11 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// The cost of `genotype`'s final network, in the table's unit.
+    pub fn cost_of(&self, genotype: &Genotype) -> f64 {
+        self.source.genotype(genotype, self.network)
+    }
+
     /// The penalty `weight * max(0, expected / target - 1)` for the expected cost tensor.
     pub fn penalty(&self, expected: &Tensor) -> Result<Tensor> {
         if self.target <= 0.0 {

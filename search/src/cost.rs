@@ -2,37 +2,34 @@
 //! parameters, multiply-adds and peak activation memory counted analytically
 //! ([`hands_models::cost`]), and its latency measured in ONNX Runtime on the CPU: the network
 //! with freshly initialised weights, lowered to ONNX as `hands-export` lowers a trained one,
-//! run on this machine at batch 1 and 64 (median of `--runs`).
+//! run on this machine at batch 1 and 64 (median of `--runs`); with `--predict`, beside what
+//! this machine's latency table of the network predicts ([`crate::latency`]).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use anyhow::{Context, Result};
 use clap::Args;
-use hands_export::{lower, OnnxOptions};
-use hands_infer::{DeviceChoice, Input, Options, Predictor};
-use hands_models::card::{
-    ColourOrder, InputSpec, NetworkSpec, Provenance, ResizeRule, TensorLayout, CARD_SCHEMA_VERSION,
-};
+use hands_infer::TimingPlan;
 use hands_models::cost::{network_cost, NetworkCost};
-use hands_models::nn::network::{Network, NetworkConfig};
 use hands_models::output::write_atomic;
-use hands_models::{Genotype, ModelCard};
-use prost::Message;
+use hands_models::Genotype;
 use serde::Serialize;
 
 use crate::args::{DataArgs, NetworkArgs};
+use crate::budget::FinalNetwork;
 use crate::flags;
-use crate::train::inference_tensors;
+use crate::latency::{network_graph, network_latency_ms, LatencyModel, Machine};
 
 /// The batch sizes whose latency is measured.
 pub const LATENCY_BATCHES: [usize; 2] = [1, 64];
 
 /// Untimed runs before the timed ones, for ONNX Runtime's allocations and caches.
 const WARM_UP_RUNS: usize = 2;
+
+/// Timed time per batch size, at least (more runs than `--runs` where they are short, since
+/// one run of a millisecond is at the mercy of the scheduler).
+const MIN_TIMED: Duration = Duration::from_millis(250);
 
 /// Arguments of `hands-search cost`.
 #[derive(Debug, Clone, Args)]
@@ -50,13 +47,19 @@ pub struct CostArgs {
     /// Classes of the classifier (2 to 1000).
     #[arg(long, default_value_t = 2, value_parser = flags::usize_in(2..=1000))]
     pub classes: usize,
-    /// Timed ONNX Runtime runs per batch size (0 skips the latency, and ONNX Runtime).
+    /// Timed ONNX Runtime runs per batch size, at least (more until 250 ms are timed; 0
+    /// skips the latency, and ONNX Runtime).
     #[arg(long, default_value_t = 20, value_parser = flags::usize_in(0..=10_000))]
     pub runs: usize,
     /// The ONNX Runtime shared library (libonnxruntime.so) [default: $ORT_DYLIB_PATH, then
     /// search].
     #[arg(long, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,
+    /// Also predict the latencies with this machine's latency table of the network (what
+    /// `--cost latency` weighs), fitted to measured random networks on first use and cached
+    /// in $XDG_CACHE_HOME/hands or ~/.cache/hands.
+    #[arg(long)]
+    pub predict: bool,
     /// Also write the figures to FILE as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -89,6 +92,9 @@ pub struct Latency {
     pub batch: usize,
     /// Median milliseconds of a run.
     pub median_ms: f64,
+    /// What this machine's latency table of the network predicts (with `--predict`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_ms: Option<f64>,
     /// Timed runs.
     pub runs: usize,
     /// ONNX Runtime's intra-op threads.
@@ -119,10 +125,17 @@ pub fn run_cost(args: &CostArgs) -> Result<()> {
         cost.peak_activation_bytes as f64 / (1 << 20) as f64
     );
     for latency in &report.latency {
-        println!(
+        print!(
             "  latency batch {:<4}  {:.3} ms (median of {} runs, {} threads, ONNX Runtime CPU)",
             latency.batch, latency.median_ms, latency.runs, latency.threads
         );
+        match latency.predicted_ms {
+            Some(predicted) => println!(
+                "; latency table {predicted:.3} ms ({:+.1}%)",
+                (predicted / latency.median_ms - 1.0) * 100.0
+            ),
+            None => println!(),
+        }
     }
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report)? + "\n";
@@ -142,7 +155,7 @@ pub fn measure_cost(args: &CostArgs) -> Result<CostReport> {
     let latency = if args.runs == 0 {
         Vec::new()
     } else {
-        measure_latency(args, &genotype, cost)?
+        measure_latency(args, &genotype)?
     };
     Ok(CostReport {
         genotype,
@@ -155,116 +168,42 @@ pub fn measure_cost(args: &CostArgs) -> Result<CostReport> {
     })
 }
 
-/// The median ONNX Runtime CPU latency at each of [`LATENCY_BATCHES`] (capped at the largest
-/// batch the predictor accepts) of the network of `genotype` with fresh weights.
-fn measure_latency(
-    args: &CostArgs,
-    genotype: &Genotype,
-    cost: NetworkCost,
-) -> Result<Vec<Latency>> {
-    let card = latency_card(args, genotype, cost);
-    card.validate().with_context(|| {
-        "the network is outside what a model file may hold, so its latency cannot be measured \
-         (--runs 0 gives the analytic figures)"
-    })?;
-    let tensors = fresh_weights(genotype, &args.network, args.classes)?;
-    let lowered = lower(&card, &tensors, &OnnxOptions::default())?;
-    let threads = rayon::current_num_threads();
-    let options = Options {
-        device: DeviceChoice::Cpu,
-        threads: Some(threads),
-        ort_library: args.ort_lib.clone(),
-        min_confidence: None,
+/// The median ONNX Runtime CPU latency at each of [`LATENCY_BATCHES`] of the network of
+/// `genotype` with fresh weights, with `--predict` beside what this machine's latency table
+/// of the network says.
+fn measure_latency(args: &CostArgs, genotype: &Genotype) -> Result<Vec<Latency>> {
+    let network = FinalNetwork {
+        init_channels: args.network.init_channels,
+        layers: args.network.layers,
+        size: args.size as usize,
+        classes: args.classes,
     };
-    let predictor = Predictor::from_bytes(
-        &lowered.model.encode_to_vec(),
-        Path::new("<the genotype's network>"),
-        &options,
-    )?;
-    let side = args.size as usize;
-    let largest = LATENCY_BATCHES[LATENCY_BATCHES.len() - 1].min(predictor.max_batch());
-    let inputs: Vec<Input> = (0..largest)
-        .map(|i| Input::from_data(vec![(i % 7) as f32 * 0.1; 3 * side * side]))
-        .collect();
-    let inputs: Vec<&Input> = inputs.iter().collect();
-    let mut latencies = Vec::new();
-    for batch in LATENCY_BATCHES.map(|b| b.min(largest)) {
-        if latencies.iter().any(|l: &Latency| l.batch == batch) {
-            continue;
-        }
-        let mut times = Vec::with_capacity(args.runs);
-        for run in 0..WARM_UP_RUNS + args.runs {
-            let start = Instant::now();
-            predictor.outputs(&inputs[..batch])?;
-            if run >= WARM_UP_RUNS {
-                times.push(start.elapsed().as_secs_f64() * 1e3);
-            }
-        }
-        times.sort_by(f64::total_cmp);
+    let bytes = network_graph(genotype, network).context("--runs 0 gives the counted figures")?;
+    let machine = Machine::this(rayon::current_num_threads(), args.ort_lib.as_deref())?;
+    let plan = TimingPlan {
+        warm_up: WARM_UP_RUNS,
+        min_runs: args.runs,
+        min_time: if args.runs == 0 {
+            Duration::ZERO
+        } else {
+            MIN_TIMED
+        },
+    };
+    let mut latencies = Vec::with_capacity(LATENCY_BATCHES.len());
+    for batch in LATENCY_BATCHES {
+        let median_ms = network_latency_ms(&bytes, network.size, batch, &machine, plan)?;
+        let predicted_ms = if args.predict {
+            Some(LatencyModel::cached(machine.clone(), network, batch)?.predict(genotype))
+        } else {
+            None
+        };
         latencies.push(Latency {
             batch,
-            median_ms: times[times.len() / 2],
+            median_ms,
+            predicted_ms,
             runs: args.runs,
-            threads,
+            threads: machine.threads,
         });
     }
-    if latencies.is_empty() {
-        bail!("no batch size to measure");
-    }
     Ok(latencies)
-}
-
-/// The inference tensors of the network of `genotype`, freshly initialised as training
-/// starts it.
-fn fresh_weights(
-    genotype: &Genotype,
-    network: &NetworkArgs,
-    classes: usize,
-) -> Result<HashMap<String, Tensor>> {
-    let config = NetworkConfig {
-        init_channels: network.init_channels,
-        layers: network.layers,
-        num_classes: classes,
-        auxiliary: false,
-    };
-    let varmap = VarMap::new();
-    Network::new(
-        genotype,
-        &config,
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )?;
-    Ok(inference_tensors(&varmap, "")?.into_iter().collect())
-}
-
-/// A card for the untrained network: what the lowering and ONNX Runtime need to know.
-fn latency_card(args: &CostArgs, genotype: &Genotype, cost: NetworkCost) -> ModelCard {
-    ModelCard {
-        schema_version: CARD_SCHEMA_VERSION,
-        labels: (0..args.classes).map(|i| format!("class{i}")).collect(),
-        input: InputSpec {
-            size: args.size,
-            layout: TensorLayout::Nchw,
-            colour: ColourOrder::Rgb,
-            resize: ResizeRule::StretchBilinear,
-            mean: [0.5; 3],
-            std: [0.25; 3],
-        },
-        genotype: genotype.clone(),
-        network: NetworkSpec {
-            init_channels: args.network.init_channels,
-            layers: args.network.layers,
-            auxiliary: false,
-            parameters: cost.total.parameters as usize,
-            multiply_adds: Some(cost.total.multiply_adds),
-        },
-        metrics: None,
-        cross_validation: None,
-        provenance: Provenance {
-            data: String::new(),
-            genotype_source: args.genotype.clone(),
-            train: serde_json::json!({}),
-            seed: 0,
-            tool_version: concat!("hands-search ", env!("CARGO_PKG_VERSION")).to_string(),
-        },
-    }
 }

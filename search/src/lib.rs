@@ -14,6 +14,7 @@ pub mod dot;
 pub mod eval;
 pub mod flags;
 pub mod hessian;
+pub mod latency;
 pub mod learner;
 pub mod memory;
 pub mod optim;

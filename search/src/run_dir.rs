@@ -27,6 +27,8 @@ pub const FINISHED: &str = "finished.json";
 pub const MODEL: &str = "model.safetensors";
 /// A training run's test metrics.
 pub const METRICS: &str = "metrics.json";
+/// A search's latency lookup table (with `--cost latency`).
+pub const LATENCY_TABLE: &str = "latency.json";
 /// A cross-validation's folds (subjects per fold).
 pub const FOLDS: &str = "folds.json";
 /// A cross-validation's folder of per-fold splits.
@@ -47,8 +49,9 @@ pub const CELL_PICTURES: [(bool, &str, &str); 2] = [
 ];
 
 /// The files a search writes.
-pub const SEARCH_FILES: [&str; 10] = [
+pub const SEARCH_FILES: [&str; 11] = [
     CONFIG,
+    LATENCY_TABLE,
     SPLIT,
     CHECKPOINT,
     SEARCH_LOG,
@@ -124,6 +127,11 @@ impl RunDir {
     /// A training run's model file.
     pub fn model(&self) -> PathBuf {
         self.file(MODEL)
+    }
+
+    /// The latency lookup table a search's budget uses.
+    pub fn latency_table(&self) -> PathBuf {
+        self.file(LATENCY_TABLE)
     }
 
     /// A training run's test metrics.

@@ -13,12 +13,14 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::args::search::{Algo, SearchArgs};
+use crate::budget::CostSource;
 use crate::checkpoint;
 use crate::data::{
     Augment, Batch, ChannelStats, Dataset, Fractions, ImageCache, Loader, Part, Split,
 };
 use crate::device::open_device;
 use crate::hessian;
+use crate::latency::{LatencyModel, Machine};
 use crate::outputs::{in_folder, Inputs};
 use crate::pdarts::{prune_candidates, StagePlan};
 use crate::records::{EpochStats, SearchEpoch};
@@ -125,6 +127,7 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         a_idx,
         hessian_batch,
         num_classes: dataset.labels().len(),
+        cost_source: cost_source(&args, &run, dataset.labels().len())?,
         device: &device,
     };
 
@@ -271,7 +274,30 @@ struct Search<'a> {
     /// The batch the Hessian eigenvalue is taken on (--hessian-iterations).
     hessian_batch: Option<Batch>,
     num_classes: usize,
+    /// Where the budget's costs come from, with a budget.
+    cost_source: Option<CostSource>,
     device: &'a Device,
+}
+
+/// The budget's cost source: the counted measure, or for `--cost latency` the latency table
+/// of the run folder (a resumed search keeps the one it began with), else this machine's
+/// table of the final network at batch 1 (cached, see [`crate::latency`]), copied into the
+/// run folder.
+fn cost_source(args: &SearchArgs, run: &RunDir, classes: usize) -> Result<Option<CostSource>> {
+    let Some(measure) = args.budget.cost else {
+        return Ok(None);
+    };
+    if let Some(counted) = CostSource::counted(measure) {
+        return Ok(Some(counted));
+    }
+    let in_run = run.latency_table();
+    if in_run.exists() {
+        return Ok(Some(CostSource::Latency(LatencyModel::load(&in_run)?)));
+    }
+    let machine = Machine::this(rayon::current_num_threads(), None)?;
+    let model = LatencyModel::cached(machine, args.final_network(classes), 1)?;
+    model.save(&in_run)?;
+    Ok(Some(CostSource::Latency(model)))
 }
 
 impl Search<'_> {
@@ -285,9 +311,9 @@ impl Search<'_> {
 
     /// The cost of `genotype`'s final network in the budget's unit, with a budget.
     fn genotype_cost(&self, genotype: &Genotype) -> Option<f64> {
-        let measure = self.args.budget.cost?;
-        let cost = self.args.final_network(self.num_classes).cost_of(genotype);
-        Some(measure.of(cost))
+        let source = self.cost_source.as_ref()?;
+        let network = self.args.final_network(self.num_classes);
+        Some(source.genotype(genotype, network))
     }
 
     /// Runs the epochs left in stage `state.stage` (restoring the stage's weights from
@@ -312,7 +338,7 @@ impl Search<'_> {
         };
         let seed = args.run.seed + state.stage as u64;
         let net = Supernet::new(&config, seed, DType::F32, self.device)?;
-        let mut stage_run = StageRun::new(&net, args)?;
+        let mut stage_run = StageRun::new(&net, args, self.cost_source.as_ref())?;
         let checkpoint_path = self.run.checkpoint();
         if let Some(t) = tensors.filter(|_| state.epoch > 0) {
             stage_run.restore(&t).with_context(|| {

@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::architect::{self, LabelledBatch, Unrolling};
 use crate::args::search::{Algo, SearchArgs};
-use crate::budget::Budget;
+use crate::budget::{Budget, CostSource};
 use crate::data::{Batch, Loader};
 use crate::derive::{derive_genotype, fit_to_budget};
 use crate::hessian;
@@ -66,7 +66,11 @@ pub struct StageRun<'a> {
 
 impl<'a> StageRun<'a> {
     /// Optimisers for `net` with the settings of `args`.
-    pub fn new(net: &'a Supernet, args: &SearchArgs) -> Result<Self> {
+    pub fn new(
+        net: &'a Supernet,
+        args: &SearchArgs,
+        cost_source: Option<&CostSource>,
+    ) -> Result<Self> {
         let weight_vars: Vec<_> = net.weight_vars().into_iter().map(|(_, v)| v).collect();
         let arch_vars: Vec<_> = net.arch_vars().into_iter().map(|(_, v)| v).collect();
         let sgd = Sgd::new(
@@ -95,7 +99,7 @@ impl<'a> StageRun<'a> {
             second_order: args.second_order(),
             grad_clip: args.optimiser.grad_clip,
             arch_grad_clip: args.arch_grad_clip(),
-            budget: args.budget(net.config().num_classes, |reduction| {
+            budget: args.budget(cost_source, net.config().num_classes, |reduction| {
                 net.config().candidates(reduction)
             }),
         })
@@ -380,17 +384,14 @@ impl<'a> StageRun<'a> {
                 &config.reduce_candidates,
             )
         };
-        let genotype = match (&self.budget, args.budget.cost) {
-            (Some(budget), Some(measure)) if args.budget.cost_strict => {
-                let network = args.final_network(config.num_classes);
-                fit_to_budget(
-                    genotype,
-                    (&normal, &config.normal_candidates),
-                    (&reduce, &config.reduce_candidates),
-                    |g| measure.of(network.cost_of(g)),
-                    budget.target,
-                )?
-            }
+        let genotype = match &self.budget {
+            Some(budget) if args.budget.cost_strict => fit_to_budget(
+                genotype,
+                (&normal, &config.normal_candidates),
+                (&reduce, &config.reduce_candidates),
+                |g| Ok(budget.cost_of(g)),
+                budget.target,
+            )?,
             _ => genotype,
         };
         genotype.validate()?;

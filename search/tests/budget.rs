@@ -6,7 +6,8 @@ use candle_core::{DType, Device, Tensor};
 use hands_models::cost::network_cost;
 use hands_models::{Genotype, Op};
 use hands_search::args::search::{Algo, SearchArgs};
-use hands_search::budget::{Budget, CostMeasure, CostTable, FinalNetwork};
+use hands_search::budget::{Budget, CostMeasure, CostSource, CostTable, FinalNetwork};
+use hands_search::latency::{EdgeKind, LatencyModel, Machine};
 use hands_search::search::{run_search, Finished};
 use hands_search::supernet::{node_edges, Supernet, SupernetConfig};
 use hands_tests::datasets::class_folders;
@@ -32,9 +33,100 @@ fn supernet(edge_norm: bool) -> Supernet {
 }
 
 fn table(net: &Supernet, measure: CostMeasure) -> CostTable {
-    CostTable::new(measure, FINAL, |reduction| {
+    let source = CostSource::counted(measure).unwrap();
+    CostTable::new(&source, FINAL, |reduction| {
         net.config().candidates(reduction)
     })
+}
+
+/// A budget of `table` (counted as `measure`) at `target`.
+fn budget(table: CostTable, measure: CostMeasure, target: f64, weight: f64) -> Budget {
+    Budget {
+        source: CostSource::counted(measure).unwrap(),
+        network: FINAL,
+        table,
+        target,
+        weight,
+    }
+}
+
+/// A latency table with made-up entries: each op costs its index in DARTS' order on a
+/// normal edge, twice that on a reduction cell's, plus its ReLUs.
+fn made_up_latency_table(relu: f64) -> LatencyModel {
+    let ops = Op::ALL
+        .into_iter()
+        .filter(|&op| op != Op::None && op != Op::SkipConnect);
+    LatencyModel {
+        machine: Machine {
+            cpu: "test".into(),
+            threads: 1,
+            ort_library: "none".into(),
+        },
+        init_channels: FINAL.init_channels,
+        layers: FINAL.layers,
+        size: FINAL.size,
+        classes: FINAL.classes,
+        batch: 1,
+        fixed_ms: 3.0,
+        edge_ms: EdgeKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let scale = if kind == EdgeKind::Normal { 1.0 } else { 2.0 };
+                let mut entries: std::collections::BTreeMap<Op, f64> = ops
+                    .clone()
+                    .map(|op| (op, scale * op.index() as f64))
+                    .collect();
+                if kind == EdgeKind::ReduceInput {
+                    entries.insert(Op::SkipConnect, 0.5);
+                }
+                (kind, entries)
+            })
+            .collect(),
+        relu_ms: EdgeKind::ALL.into_iter().map(|kind| (kind, relu)).collect(),
+        fit: Vec::new(),
+    }
+}
+
+#[test]
+fn a_decided_architecture_costs_its_latency_table_entries() {
+    let net = supernet(true);
+    for relu in [0.0, 0.25] {
+        let model = made_up_latency_table(relu);
+        let source = CostSource::Latency(model.clone());
+        let table = CostTable::new(&source, FINAL, |reduction| {
+            net.config().candidates(reduction)
+        });
+        for name in ["DARTS_V2", "random:5"] {
+            let genotype = Genotype::resolve(name).unwrap();
+            decide(&net, &genotype);
+            let expected = table.expected(&net).unwrap().to_scalar::<f64>().unwrap();
+            let mut entries = model.fixed_ms;
+            for reduction in [false, true] {
+                for &(op, from) in genotype.cell(reduction).0 {
+                    entries += model.edge_with_relu(EdgeKind::of(reduction, from), op);
+                }
+            }
+            assert!(
+                (expected - entries).abs() < 1e-9,
+                "{name}: {expected} {entries}"
+            );
+            // The prediction counts a state's ReLU once, however many edges read it: the
+            // expected cost is its upper bound, and equal without ReLU costs.
+            let predicted = source.genotype(&genotype, FINAL);
+            if relu == 0.0 {
+                assert!((predicted - expected).abs() < 1e-9, "{name}");
+            } else {
+                assert!(
+                    predicted <= expected + 1e-9,
+                    "{name}: {predicted} {expected}"
+                );
+            }
+            if relu > 0.0 && name == "DARTS_V2" {
+                // Its normal cell reads states 0 and 1 through several separable convolutions.
+                assert!(predicted < expected - 0.1, "{predicted} {expected}");
+            }
+        }
+    }
 }
 
 /// Sets the alphas and betas of `net` to all but decide `genotype`: its op on each of its
@@ -102,11 +194,7 @@ fn the_penalty_gradient_matches_finite_differences() {
         let net = supernet(edge_norm);
         let table = table(&net, CostMeasure::Mflops);
         let expected = table.expected(&net).unwrap().to_scalar::<f64>().unwrap();
-        let budget = Budget {
-            table,
-            target: expected / 2.0,
-            weight: 0.7,
-        };
+        let budget = budget(table, CostMeasure::Mflops, expected / 2.0, 0.7);
         assert!(penalty_of(&net, &budget) > 0.0);
         let grads = budget
             .penalty(&budget.table.expected(&net).unwrap())
@@ -151,11 +239,7 @@ fn within_the_target_the_penalty_and_its_gradient_vanish() {
     let net = supernet(false);
     let table = table(&net, CostMeasure::Params);
     let expected = table.expected(&net).unwrap().to_scalar::<f64>().unwrap();
-    let within = Budget {
-        table: table.clone(),
-        target: expected * 1.5,
-        weight: 1.0,
-    };
+    let within = budget(table.clone(), CostMeasure::Params, expected * 1.5, 1.0);
     assert_eq!(penalty_of(&net, &within), 0.0);
     let grads = within
         .penalty(&within.table.expected(&net).unwrap())
@@ -175,11 +259,7 @@ fn within_the_target_the_penalty_and_its_gradient_vanish() {
     assert!(zero);
     // Above it, the gradient pushes every op by its cost: a 5x5 separable convolution's
     // logit is pushed down harder than a pooling's, which costs nothing.
-    let over = Budget {
-        table,
-        target: expected / 3.0,
-        weight: 1.0,
-    };
+    let over = budget(table, CostMeasure::Params, expected / 3.0, 1.0);
     let grads = over
         .penalty(&over.table.expected(&net).unwrap())
         .unwrap()

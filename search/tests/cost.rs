@@ -1,5 +1,6 @@
 //! `hands-search cost`: the analytic parameters match the network candle builds, the
-//! published DARTS_V2 figures come out, and the latency is measured with ONNX Runtime.
+//! published DARTS_V2 figures come out, the latency is measured with ONNX Runtime, and a
+//! latency table is fitted to measured networks.
 
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
@@ -7,7 +8,9 @@ use hands_models::cost::network_cost;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::Genotype;
 use hands_search::args::NetworkArgs;
+use hands_search::budget::FinalNetwork;
 use hands_search::cost::{measure_cost, run_cost, CostArgs, LATENCY_BATCHES};
+use hands_search::latency::{LatencyModel, Machine, FIT_NETWORKS};
 
 fn args(genotype: &str, init_channels: usize, layers: usize, size: u32, runs: usize) -> CostArgs {
     CostArgs {
@@ -20,6 +23,7 @@ fn args(genotype: &str, init_channels: usize, layers: usize, size: u32, runs: us
         classes: 2,
         runs,
         ort_lib: None,
+        predict: false,
         json: None,
     }
 }
@@ -104,4 +108,43 @@ fn the_json_holds_the_printed_figures() {
         (Some(8), Some(5))
     );
     assert_eq!(json["latency"], serde_json::json!([]));
+}
+
+#[test]
+fn a_latency_table_is_fitted_to_measured_networks_and_kept() {
+    let probe = hands_infer::runtime::runtime(None);
+    if !hands_tests::available(
+        "a_latency_table_is_fitted_to_measured_networks_and_kept",
+        "ONNX Runtime",
+        probe,
+    ) {
+        return;
+    }
+    let machine = Machine::this(1, None).unwrap();
+    let network = FinalNetwork {
+        init_channels: 4,
+        layers: 3,
+        size: 16,
+        classes: 2,
+    };
+    let model = LatencyModel::fit(machine.clone(), network, 1).unwrap();
+    assert_eq!(model.fit.len(), FIT_NETWORKS);
+    assert_eq!(model.network(), network);
+    for point in &model.fit {
+        assert!(
+            point.measured_ms > 0.0 && point.measured_ms.is_finite(),
+            "{point:?}"
+        );
+        assert_eq!(model.predict(&point.genotype), point.predicted_ms);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = LatencyModel::cache_file(dir.path(), &machine, network, 1);
+    model.save(&path).unwrap();
+    assert_eq!(LatencyModel::load(&path).unwrap(), model);
+    std::fs::write(&path, "{}").unwrap();
+    let err = LatencyModel::load(&path).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("not a latency table"),
+        "{err:#}"
+    );
 }

@@ -9,7 +9,7 @@ use hands_models::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
-use crate::budget::{Budget, CostMeasure, CostTable, FinalNetwork};
+use crate::budget::{Budget, CostMeasure, CostSource, CostTable, FinalNetwork};
 use crate::flags;
 use crate::pdarts::StagePlan;
 
@@ -226,7 +226,9 @@ impl PdartsArgs {
 #[command(next_help_heading = "Resource budget")]
 pub struct BudgetArgs {
     /// What the budget counts in the final network: `mflops` (millions of multiply-adds of
-    /// one image) or `params` (millions of parameters).
+    /// one image), `params` (millions of parameters) or `latency` (milliseconds of one ONNX
+    /// Runtime CPU run at batch 1 with the search's threads, from a latency lookup table
+    /// measured on this machine and cached).
     #[arg(long, value_enum, requires = "cost_target")]
     #[serde(default)]
     pub cost: Option<CostMeasure>,
@@ -507,17 +509,22 @@ impl SearchArgs {
         }
     }
 
-    /// The budget of a stage whose candidates are `candidates(reduction)`, when there is one.
+    /// The budget of a stage whose candidates are `candidates(reduction)`, with costs from
+    /// `source`, when there is one.
     pub fn budget<'a>(
         &self,
+        source: Option<&CostSource>,
         classes: usize,
         candidates: impl Fn(bool) -> &'a [Vec<Op>],
     ) -> Option<Budget> {
-        let (Some(measure), Some(target)) = (self.budget.cost, self.budget.cost_target) else {
+        let (Some(source), Some(target)) = (source, self.budget.cost_target) else {
             return None;
         };
+        let network = self.final_network(classes);
         Some(Budget {
-            table: CostTable::new(measure, self.final_network(classes), candidates),
+            table: CostTable::new(source, network, candidates),
+            source: source.clone(),
+            network,
             target,
             weight: self.budget.cost_weight,
         })
