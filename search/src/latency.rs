@@ -528,6 +528,11 @@ impl LatencyModel {
         );
         let model = LatencyModel::fit(machine, network, batch)?;
         model.save(&path)?;
+        eprintln!(
+            "latency table: worst error over its {} networks {:.1}%",
+            model.fit.len(),
+            model.worst_fit_error() * 100.0
+        );
         Ok(model)
     }
 }
