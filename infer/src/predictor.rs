@@ -198,6 +198,22 @@ pub(crate) fn open_session(
     Ok((session, provider, runtime))
 }
 
+/// An estimate of the memory one image of a batch takes, in bytes, for a network of
+/// `init_channels` on `size` x `size` inputs: its input floats three times (the decoded
+/// batch waiting, the batch being decoded, the session's input tensor) and the network's
+/// activations inside ONNX Runtime, which grow with `init_channels`
+/// ([`ACTIVATION_PLANES_PER_CHANNEL`] planes per channel).
+pub fn bytes_per_image(size: u32, init_channels: usize) -> u64 {
+    let plane = 4 * u64::from(size).pow(2);
+    plane * (3 * 3 + ACTIVATION_PLANES_PER_CHANNEL * init_channels as u64)
+}
+
+/// The largest batch of such a network whose images fit in [`BATCH_MEMORY_BUDGET`] (at
+/// least 1).
+pub fn max_batch(size: u32, init_channels: usize) -> usize {
+    (BATCH_MEMORY_BUDGET / bytes_per_image(size, init_channels)).max(1) as usize
+}
+
 impl Predictor {
     /// Opens `model` with default [`Options`] (device `auto`, all cores).
     pub fn open(model: impl AsRef<Path>) -> Result<Predictor, Error> {
@@ -317,19 +333,15 @@ impl Predictor {
         &self.library
     }
 
-    /// An estimate of the memory one image of a batch takes, in bytes: its input floats
-    /// three times (the decoded batch waiting, the batch being decoded, the session's input
-    /// tensor) and the network's activations inside ONNX Runtime, which grow with the
-    /// card's `init_channels` ([`ACTIVATION_PLANES_PER_CHANNEL`] planes per channel).
+    /// An estimate of the memory one image of a batch takes, in bytes
+    /// ([`bytes_per_image`] of the card's input size and `init_channels`).
     pub fn bytes_per_image(&self) -> u64 {
-        let plane = 4 * u64::from(self.card.input.size).pow(2);
-        let channels = self.card.network.init_channels as u64;
-        plane * (3 * 3 + ACTIVATION_PLANES_PER_CHANNEL * channels)
+        bytes_per_image(self.card.input.size, self.card.network.init_channels)
     }
 
     /// The largest batch whose images fit in [`BATCH_MEMORY_BUDGET`] (at least 1).
     pub fn max_batch(&self) -> usize {
-        (BATCH_MEMORY_BUDGET / self.bytes_per_image()).max(1) as usize
+        max_batch(self.card.input.size, self.card.network.init_channels)
     }
 
     /// Preprocesses an encoded image (JPEG, PNG, BMP, WebP) exactly as training does.

@@ -168,7 +168,8 @@ pub fn measure_cost(args: &CostArgs) -> Result<CostReport> {
     })
 }
 
-/// The median ONNX Runtime CPU latency at each of [`LATENCY_BATCHES`] of the network of
+/// The median ONNX Runtime CPU latency at each of [`LATENCY_BATCHES`] (capped at the largest
+/// batch `hands-infer` would run, [`hands_infer::predictor::max_batch`]) of the network of
 /// `genotype` with fresh weights, with `--predict` beside what this machine's latency table
 /// of the network says.
 fn measure_latency(args: &CostArgs, genotype: &Genotype) -> Result<Vec<Latency>> {
@@ -189,8 +190,11 @@ fn measure_latency(args: &CostArgs, genotype: &Genotype) -> Result<Vec<Latency>>
             MIN_TIMED
         },
     };
-    let mut latencies = Vec::with_capacity(LATENCY_BATCHES.len());
-    for batch in LATENCY_BATCHES {
+    let largest = hands_infer::predictor::max_batch(args.size, network.init_channels);
+    let mut batches: Vec<usize> = LATENCY_BATCHES.map(|b| b.min(largest)).to_vec();
+    batches.dedup();
+    let mut latencies = Vec::with_capacity(batches.len());
+    for batch in batches {
         let median_ms = network_latency_ms(&bytes, network.size, batch, &machine, plan)?;
         let predicted_ms = if args.predict {
             Some(LatencyModel::cached(machine.clone(), network, batch)?.predict(genotype))
