@@ -184,11 +184,7 @@ fn measure_latency(args: &CostArgs, genotype: &Genotype) -> Result<Vec<Latency>>
     let plan = TimingPlan {
         warm_up: WARM_UP_RUNS,
         min_runs: args.runs,
-        min_time: if args.runs == 0 {
-            Duration::ZERO
-        } else {
-            MIN_TIMED
-        },
+        min_time: MIN_TIMED,
     };
     let largest = hands_infer::predictor::max_batch(args.size, network.init_channels);
     let mut batches: Vec<usize> = LATENCY_BATCHES.map(|b| b.min(largest)).to_vec();

@@ -64,11 +64,11 @@ pub fn fit_to_budget(
     genotype: Genotype,
     normal: CellWeights<'_>,
     reduce: CellWeights<'_>,
-    cost: impl Fn(&Genotype) -> anyhow::Result<f64>,
+    cost: impl Fn(&Genotype) -> f64,
     target: f64,
 ) -> anyhow::Result<Genotype> {
     let mut genotype = genotype;
-    let mut current = cost(&genotype)?;
+    let mut current = cost(&genotype);
     while current > target {
         let mut best: Option<(f64, Genotype, f64)> = None;
         for (reduction, cell) in [(false, normal), (true, reduce)] {
@@ -83,7 +83,7 @@ pub fn fit_to_budget(
                     };
                     edges[EDGES_PER_NODE * node..EDGES_PER_NODE * (node + 1)]
                         .copy_from_slice(&pair);
-                    let saved = current - cost(&trial)?;
+                    let saved = current - cost(&trial);
                     if saved <= 0.0 {
                         continue;
                     }
@@ -169,10 +169,10 @@ mod tests {
         assert_eq!(convs(&argmax), 16.0);
         let cell = (weights.as_slice(), candidates.as_slice());
         // Within the target: the argmax genotype as it is.
-        let same = fit_to_budget(argmax.clone(), cell, cell, |g| Ok(convs(g)), 16.0).unwrap();
+        let same = fit_to_budget(argmax.clone(), cell, cell, convs, 16.0).unwrap();
         assert_eq!(same, argmax);
         // Two convolutions too many: node 3 of one cell, the weakest, gives up both.
-        let fitted = fit_to_budget(argmax.clone(), cell, cell, |g| Ok(convs(g)), 14.0).unwrap();
+        let fitted = fit_to_budget(argmax.clone(), cell, cell, convs, 14.0).unwrap();
         assert_eq!(convs(&fitted), 14.0);
         fitted.validate().unwrap();
         let changed: Vec<usize> = (0..EDGES_PER_NODE * NODES)
@@ -183,7 +183,7 @@ mod tests {
             .collect();
         assert!(changed.iter().all(|&node| node == 3), "{changed:?}");
         // Nothing cheaper than pools and skips: a target below zero convolutions is refused.
-        let err = fit_to_budget(argmax, cell, cell, |g| Ok(convs(g) + 1.0), 0.5).unwrap_err();
+        let err = fit_to_budget(argmax, cell, cell, |g| convs(g) + 1.0, 0.5).unwrap_err();
         assert!(err.to_string().contains("--cost-strict"), "{err}");
     }
 

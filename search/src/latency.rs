@@ -230,6 +230,15 @@ impl EdgeKind {
         EdgeKind::ReduceNode,
     ];
 
+    /// The stride of its operations: 2 from a reduction cell's inputs, else 1.
+    pub fn stride(self) -> usize {
+        if self == EdgeKind::ReduceInput {
+            2
+        } else {
+            1
+        }
+    }
+
     /// The kind of an edge from state `from` of a normal or (`reduction`) reduction cell.
     pub fn of(reduction: bool, from: usize) -> EdgeKind {
         match (reduction, from < 2) {
@@ -287,8 +296,7 @@ fn features(genotype: &Genotype) -> [f64; UNKNOWNS] {
             if let Some(column) = column(kind, op) {
                 x[column] += 1.0;
             }
-            let stride = if kind == EdgeKind::ReduceInput { 2 } else { 1 };
-            if reads_through_relu(op, stride) && !relu_states[from] {
+            if reads_through_relu(op, kind.stride()) && !relu_states[from] {
                 relu_states[from] = true;
                 x[RELU_COLUMNS + kind_index(kind)] += 1.0;
             }
@@ -423,8 +431,7 @@ impl LatencyModel {
     /// what the search's expected cost weighs (an upper bound when several edges read one
     /// state through a ReLU, which a network computes once).
     pub fn edge_with_relu(&self, kind: EdgeKind, op: Op) -> f64 {
-        let stride = if kind == EdgeKind::ReduceInput { 2 } else { 1 };
-        let relu = if reads_through_relu(op, stride) {
+        let relu = if reads_through_relu(op, kind.stride()) {
             self.relu(kind)
         } else {
             0.0

@@ -389,7 +389,7 @@ impl<'a> StageRun<'a> {
                 genotype,
                 (&normal, &config.normal_candidates),
                 (&reduce, &config.reduce_candidates),
-                |g| Ok(budget.cost_of(g)),
+                |g| budget.cost_of(g),
                 budget.target,
             )?,
             _ => genotype,
