@@ -9,8 +9,8 @@
 //! latency of everything no edge changes (stem, preprocessing, node sums, concatenations,
 //! head, one run's overhead). A genotype's latency is that constant plus its edges' entries.
 //!
-//! The entries are not single operations timed alone: measured here (DARTS_V2, C 16, 8
-//! cells, 32x32, 2 threads), such graphs summed to 2.3x the whole network's latency at
+//! The entries are not single operations timed alone: measured here with a prototype that
+//! was not kept (DARTS_V2, C 16, 8 cells, 32x32, 2 threads), such graphs summed to 2.3x the whole network's latency at
 //! batch 1 and 1.6x at batch 64, since ONNX Runtime converts convolutions to its blocked
 //! NCHWc layout and fuses activations, so that in a network the layout changes once and a
 //! ReLU is shared, while a graph of one operation pays both at its borders. The entries are
