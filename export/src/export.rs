@@ -1,6 +1,6 @@
 //! The export itself: check that no output is an input, read and check the model file,
 //! lower it to ONNX with BN folded, check the folded weights in candle and the ONNX bytes in
-//! ONNX Runtime, then write the three files.
+//! ONNX Runtime, time the ONNX graph there for the card, then write the three files.
 //!
 //! Nothing is written before every check passed. The files are then written to hidden
 //! temporary files in the output folder (synced to disk) and renamed to `NAME.safetensors`,
@@ -12,12 +12,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use hands_infer::timing::{cpu_model, latency_batches};
+use hands_infer::{DeviceChoice, GraphTimer, Options, TimingPlan};
+use hands_models::card::{MeasuredLatency, CARD_METADATA_KEY};
 use hands_models::cost::network_cost;
 use hands_models::nn::model_file::{self, build_network, ModelFile};
 use hands_models::nn::network::Network;
 use hands_models::output::{ensure_not_input, OutputFile};
 use hands_models::ModelCard;
 use prost::Message;
+
+use crate::onnx::ModelProto;
 
 use crate::lower::{lower, BatchSize, OnnxOptions};
 use crate::parity::{
@@ -63,6 +68,10 @@ pub struct ExportOptions {
     pub onnx: OnnxOptions,
     /// The parity check.
     pub parity: Parity,
+    /// ONNX Runtime CPU threads to time the exported graph with, at batch 1 and 64 (or its
+    /// fixed batch), for the card's `network.latency`; `None` records no latency. Timed only
+    /// when the parity check runs, since both need ONNX Runtime.
+    pub latency_threads: Option<usize>,
 }
 
 /// What an export wrote and measured.
@@ -105,6 +114,8 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     let file = ModelFile::read(model)?;
     let mut card = file.card.clone();
     card.network.auxiliary = false;
+    // A latency recorded earlier was of another export's graph.
+    card.network.latency.clear();
     // Cards written before the multiply-adds were recorded get them here.
     card.network.multiply_adds.get_or_insert_with(|| {
         network_cost(
@@ -129,18 +140,7 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     let folded_list: Vec<(String, Tensor)> = lowered.folded.clone().into_iter().collect();
     let folded_logits_max_abs = check_folding(&card, &folded_list, &original, &inputs)?;
 
-    // Serialise both files.
-    let safetensors_bytes = model_file::serialize(&folded_list, &card)?;
-    let graph = lowered
-        .model
-        .graph
-        .as_ref()
-        .expect("lowered model has a graph");
-    let (nodes, initializers) = (graph.node.len(), graph.initializer.len());
     let onnx_bytes = lowered.model.encode_to_vec();
-
-    let card_pretty = serde_json::to_string_pretty(&card).expect("card serialises") + "\n";
-
     let (parity, ort_library) = match &options.parity {
         Parity::Check { ort_lib, .. } => {
             let (parity, library) = check_runtime(
@@ -151,10 +151,26 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
                 &inputs,
                 &batches,
             )?;
+            if let Some(threads) = options.latency_threads {
+                card.network.latency =
+                    measure_latency(&onnx_bytes, &library, &card, batch, threads)?;
+            }
             (parity, Some(library))
         }
         _ => (Vec::new(), None),
     };
+
+    // Serialise the files, with the card as measured.
+    let mut model_proto = lowered.model;
+    set_card(&mut model_proto, &card);
+    let onnx_bytes = model_proto.encode_to_vec();
+    let safetensors_bytes = model_file::serialize(&folded_list, &card)?;
+    let graph = model_proto
+        .graph
+        .as_ref()
+        .expect("lowered model has a graph");
+    let (nodes, initializers) = (graph.node.len(), graph.initializer.len());
+    let card_pretty = serde_json::to_string_pretty(&card).expect("card serialises") + "\n";
 
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     outputs.write(&[
@@ -267,6 +283,57 @@ fn check_runtime(
         parity.push(result);
     }
     Ok((parity, predictor.ort_library().to_path_buf()))
+}
+
+/// The median latency of the exported graph `onnx_bytes` (checked, with `card`) in ONNX
+/// Runtime on the CPU with `threads` threads, at each batch of
+/// [`hands_infer::timing::latency_batches`] when the batch is dynamic, else at its own; timed
+/// as `hands-search cost` times a network ([`TimingPlan::LATENCY`]).
+fn measure_latency(
+    onnx_bytes: &[u8],
+    ort_library: &Path,
+    card: &ModelCard,
+    batch: BatchSize,
+    threads: usize,
+) -> Result<Vec<MeasuredLatency>> {
+    let size = card.input.size;
+    let batches = match batch {
+        BatchSize::Dynamic => latency_batches(size, card.network.init_channels),
+        BatchSize::Fixed(n) => vec![n],
+    };
+    let options = Options {
+        device: DeviceChoice::Cpu,
+        threads: Some(threads),
+        ort_library: Some(ort_library.to_path_buf()),
+        ..Options::default()
+    };
+    let cpu = cpu_model();
+    let runtime = |e: hands_infer::Error| Error::Runtime(format!("timing the ONNX graph: {e}"));
+    batches
+        .into_iter()
+        .map(|batch| {
+            let shape = [batch, 3, size as usize, size as usize];
+            let name = Path::new("<exported ONNX graph>");
+            let mut timer = GraphTimer::new(onnx_bytes, name, &shape, &options).map_err(runtime)?;
+            let median = timer.median(TimingPlan::LATENCY).map_err(runtime)?;
+            Ok(MeasuredLatency {
+                cpu: cpu.clone(),
+                threads,
+                batch,
+                median_ms: median.as_secs_f64() * 1e3,
+            })
+        })
+        .collect()
+}
+
+/// Stores `card` as the card of `model`, in place of the one the lowering stored.
+fn set_card(model: &mut ModelProto, card: &ModelCard) {
+    let entry = model
+        .metadata_props
+        .iter_mut()
+        .find(|entry| entry.key.as_deref() == Some(CARD_METADATA_KEY))
+        .expect("the lowering stores a card");
+    entry.value = Some(card.to_json());
 }
 
 /// Longest output base name, in bytes: `.NAME.card.json.XXXXXX.tmp` must fit the 255 bytes

@@ -13,6 +13,7 @@
 //!         name: "hands".into(),
 //!         onnx: OnnxOptions::default(),
 //!         parity: Parity::Check { ort_lib: None, images: vec![] },
+//!         latency_threads: Some(2),
 //!     },
 //! )?;
 //! println!("{} ({} nodes)", report.onnx.display(), report.nodes);

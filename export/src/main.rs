@@ -39,6 +39,13 @@ struct Args {
     /// Check parity on the images in this folder (default: seeded random inputs).
     #[arg(long, value_name = "DIR")]
     parity_images: Option<PathBuf>,
+    /// ONNX Runtime CPU threads to time the exported graph with for the card (batch 1 and
+    /// 64, median of at least 20 runs and 250 ms) [default: all cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    latency_threads: Option<u16>,
+    /// Do not time the exported graph (the card then records no latency).
+    #[arg(long, conflicts_with = "latency_threads")]
+    skip_latency: bool,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +81,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             opset: args.opset,
             batch: args.batch,
         },
+        latency_threads: latency_threads(&args),
         parity,
     };
     // Every error of the export names the file it concerns.
@@ -114,7 +122,23 @@ fn run(args: Args) -> anyhow::Result<()> {
             p.batch, p.logits_max_abs, p.probabilities_max_abs, PARITY_TOLERANCE
         );
     }
+    for latency in &report.card.network.latency {
+        println!(
+            "latency batch {}: {:.3} ms (median, {} threads, ONNX Runtime CPU, {})",
+            latency.batch, latency.median_ms, latency.threads, latency.cpu
+        );
+    }
     Ok(())
+}
+
+/// The threads to time the exported graph with, or `None` when it is not timed (also when
+/// the parity check, which loads ONNX Runtime, is skipped).
+fn latency_threads(args: &Args) -> Option<usize> {
+    if args.skip_latency || args.skip_parity {
+        return None;
+    }
+    let all_cores = || std::thread::available_parallelism().map_or(1, usize::from);
+    Some(args.latency_threads.map_or_else(all_cores, usize::from))
 }
 
 /// The image files directly in `dir`, sorted by name; one that is not a regular file (a

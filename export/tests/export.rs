@@ -206,14 +206,64 @@ fn fixed_batch_graph_has_that_batch() {
     let dir = tempfile::tempdir().unwrap();
     let genotype = Genotype::published("DARTS_V2").unwrap();
     let (model, _) = model_file(dir.path(), &genotype, 3);
-    let report = export(&model, dir.path(), &options(BatchSize::Fixed(3), with_ort)).unwrap();
+    let mut opts = options(BatchSize::Fixed(3), with_ort);
+    opts.latency_threads = Some(1);
+    let report = export(&model, dir.path(), &opts).unwrap();
     let onnx = read_onnx(&report.onnx);
     let input = format!("{:?}", onnx.graph.unwrap().input[0]);
     assert!(input.contains("DimValue(3)"), "{input}");
     if with_ort {
         assert_eq!(report.parity.len(), 1);
         assert_eq!(report.parity[0].batch, 3);
+        let batches: Vec<usize> = report
+            .card
+            .network
+            .latency
+            .iter()
+            .map(|l| l.batch)
+            .collect();
+        assert_eq!(batches, [3], "a fixed batch is timed at that batch only");
     }
+}
+
+#[test]
+fn the_card_records_the_exported_graphs_measured_latency() {
+    if !ort_available("the_card_records_the_exported_graphs_measured_latency") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let genotype = Genotype::published("DARTS_V2").unwrap();
+    let (model, _) = model_file(dir.path(), &genotype, 5);
+    let mut opts = options(BatchSize::Dynamic, true);
+    opts.latency_threads = Some(1);
+    let report = export(&model, &dir.path().join("timed"), &opts).unwrap();
+
+    let latency = &report.card.network.latency;
+    let batches: Vec<usize> = latency.iter().map(|l| l.batch).collect();
+    assert_eq!(batches, hands_infer::timing::LATENCY_BATCHES);
+    let cpu = hands_infer::timing::cpu_model();
+    for measured in latency {
+        assert_eq!((measured.threads, measured.cpu.as_str()), (1, cpu.as_str()));
+        assert!(measured.median_ms > 0.0 && measured.median_ms.is_finite());
+    }
+    // Every file carries the card with its latency.
+    assert_eq!(onnx_card(&read_onnx(&report.onnx)), report.card);
+    let exported = hands_export::ModelFile::read(&report.safetensors).unwrap();
+    assert_eq!(exported.card, report.card);
+    let card_json = std::fs::read_to_string(&report.card_json).unwrap();
+    assert_eq!(
+        hands_models::ModelCard::from_json(&card_json).unwrap(),
+        report.card
+    );
+
+    // Exported again without timing, the card does not keep the old graph's latency.
+    let untimed = export(
+        &report.safetensors,
+        &dir.path().join("untimed"),
+        &options(BatchSize::Dynamic, true),
+    )
+    .unwrap();
+    assert!(untimed.card.network.latency.is_empty());
 }
 
 #[test]

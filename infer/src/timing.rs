@@ -1,6 +1,7 @@
 //! Timing runs of any single-input ONNX graph in the session a [`crate::Predictor`] would
-//! open (same library, optimisation level, threads and execution provider): what a latency
-//! lookup table (`hands-search cost`) measures the pieces of a network with.
+//! open (same library, optimisation level, threads and execution provider): how
+//! `hands-search cost` and its latency table measure a network, and how `hands-export`
+//! measures the latency its card records.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,6 +12,19 @@ use ort::value::TensorRef;
 use crate::predictor::{open_session, ort_error};
 use crate::{Error, Options};
 
+/// The batch sizes a network's latency is measured at (capped by [`latency_batches`]).
+pub const LATENCY_BATCHES: [usize; 2] = [1, 64];
+
+/// [`LATENCY_BATCHES`], each capped at the largest batch a [`crate::Predictor`] would run of
+/// a network of `init_channels` on `size` x `size` images ([`crate::predictor::max_batch`]),
+/// without repeats.
+pub fn latency_batches(size: u32, init_channels: usize) -> Vec<usize> {
+    let largest = crate::predictor::max_batch(size, init_channels);
+    let mut batches: Vec<usize> = LATENCY_BATCHES.map(|b| b.min(largest)).to_vec();
+    batches.dedup();
+    batches
+}
+
 /// How many runs, and for how long, [`GraphTimer::median`] times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimingPlan {
@@ -20,6 +34,30 @@ pub struct TimingPlan {
     pub min_runs: usize,
     /// And at least this much timed time.
     pub min_time: Duration,
+}
+
+impl TimingPlan {
+    /// A network's latency as `hands-search cost` and `hands-export` report it: 2 untimed
+    /// runs, then at least 20 runs and 250 ms (one run of a millisecond is at the mercy of
+    /// the scheduler); the median.
+    pub const LATENCY: TimingPlan = TimingPlan {
+        warm_up: 2,
+        min_runs: 20,
+        min_time: Duration::from_millis(250),
+    };
+}
+
+/// The CPU model name (`/proc/cpuinfo`'s `model name`), or the architecture where it cannot
+/// be read: what a measured latency holds for.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 /// One graph, loaded and ready to be timed on a fixed input.

@@ -87,10 +87,27 @@ pub struct NetworkSpec {
     /// Number of learnable parameters of the inference network.
     pub parameters: usize,
     /// Multiply-adds of one image's forward pass ([`crate::cost::network_cost`]; absent from
-    /// cards written before they were recorded). Its latency is not recorded: it belongs to
-    /// the machine that runs the model (`hands-search cost` measures it there).
+    /// cards written before they were recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multiply_adds: Option<u64>,
+    /// The exported ONNX graph's latency, measured by `hands-export` on the machine it ran on
+    /// (empty when not measured): a figure of that machine, not of every machine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency: Vec<MeasuredLatency>,
+}
+
+/// One latency of the exported graph: the median wall time of an ONNX Runtime CPU run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasuredLatency {
+    /// The CPU it was measured on (its model name).
+    pub cpu: String,
+    /// ONNX Runtime's intra-op threads.
+    pub threads: usize,
+    /// Images per run.
+    pub batch: usize,
+    /// Median milliseconds of one run.
+    pub median_ms: f64,
 }
 
 /// Accuracy figures with the split they were measured on.
@@ -379,6 +396,20 @@ impl ModelCard {
                 ));
             }
         }
+        for latency in &network.latency {
+            let MeasuredLatency {
+                threads,
+                batch,
+                median_ms,
+                ..
+            } = latency;
+            if *threads == 0 || *batch == 0 || !(median_ms.is_finite() && *median_ms > 0.0) {
+                return invalid(format!(
+                    "network latency {median_ms} ms at batch {batch} with {threads} threads: \
+                     threads and batch must be positive, the time finite and positive"
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -434,6 +465,7 @@ mod tests {
                 auxiliary: false,
                 parameters: 1000,
                 multiply_adds: None,
+                latency: Vec::new(),
             },
             metrics: Some(Metrics {
                 split: "test".into(),
@@ -536,6 +568,31 @@ mod tests {
         );
         counted.validate().unwrap();
         assert_eq!(ModelCard::from_json(&counted.to_json()).unwrap(), counted);
+        let measured = MeasuredLatency {
+            cpu: "AMD EPYC".into(),
+            threads: 2,
+            batch: 64,
+            median_ms: 60.5,
+        };
+        let mut timed = card();
+        timed.network.latency = vec![measured.clone()];
+        timed.validate().unwrap();
+        assert_eq!(ModelCard::from_json(&timed.to_json()).unwrap(), timed);
+        let with = |edit: fn(&mut MeasuredLatency)| {
+            let mut latency = measured.clone();
+            edit(&mut latency);
+            move |c: &mut ModelCard| c.network.latency = vec![latency]
+        };
+        refused(with(|l| l.median_ms = 0.0), "network latency 0 ms");
+        refused(with(|l| l.median_ms = -1.0), "network latency -1 ms");
+        refused(with(|l| l.threads = 0), "with 0 threads");
+        refused(with(|l| l.batch = 0), "at batch 0");
+        let mut not_a_time = card();
+        not_a_time.network.latency = vec![MeasuredLatency {
+            median_ms: f64::NAN,
+            ..measured
+        }];
+        assert!(not_a_time.validate().is_err());
         refused(
             |c| c.metrics.as_mut().unwrap().accuracy = 1.5,
             "accuracy = 1.5",
@@ -636,6 +693,7 @@ mod tests {
         let network = (INIT_CHANNELS, LAYERS, any::<bool>(), any::<usize>()).prop_map(
             |(init_channels, layers, auxiliary, parameters)| NetworkSpec {
                 multiply_adds: None,
+                latency: Vec::new(),
                 init_channels,
                 layers,
                 auxiliary,

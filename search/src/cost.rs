@@ -6,10 +6,10 @@
 //! this machine's latency table of the network predicts ([`crate::latency`]).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use hands_infer::timing::latency_batches;
 use hands_infer::TimingPlan;
 use hands_models::cost::{network_cost, NetworkCost};
 use hands_models::output::write_atomic;
@@ -20,16 +20,6 @@ use crate::args::{DataArgs, NetworkArgs};
 use crate::budget::FinalNetwork;
 use crate::flags;
 use crate::latency::{network_graph, network_latency_ms, LatencyModel, Machine};
-
-/// The batch sizes whose latency is measured.
-pub const LATENCY_BATCHES: [usize; 2] = [1, 64];
-
-/// Untimed runs before the timed ones, for ONNX Runtime's allocations and caches.
-const WARM_UP_RUNS: usize = 2;
-
-/// Timed time per batch size, at least (more runs than `--runs` where they are short, since
-/// one run of a millisecond is at the mercy of the scheduler).
-const MIN_TIMED: Duration = Duration::from_millis(250);
 
 /// Arguments of `hands-search cost`.
 #[derive(Debug, Clone, Args)]
@@ -168,8 +158,8 @@ pub fn measure_cost(args: &CostArgs) -> Result<CostReport> {
     })
 }
 
-/// The median ONNX Runtime CPU latency at each of [`LATENCY_BATCHES`] (capped at the largest
-/// batch `hands-infer` would run, [`hands_infer::predictor::max_batch`]) of the network of
+/// The median ONNX Runtime CPU latency at each of [`hands_infer::timing::LATENCY_BATCHES`]
+/// (capped at the largest batch `hands-infer` would run, [`latency_batches`]) of the network of
 /// `genotype` with fresh weights, with `--predict` beside what this machine's latency table
 /// of the network says.
 fn measure_latency(args: &CostArgs, genotype: &Genotype) -> Result<Vec<Latency>> {
@@ -182,13 +172,10 @@ fn measure_latency(args: &CostArgs, genotype: &Genotype) -> Result<Vec<Latency>>
     let bytes = network_graph(genotype, network).context("--runs 0 gives the counted figures")?;
     let machine = Machine::this(rayon::current_num_threads(), args.ort_lib.as_deref())?;
     let plan = TimingPlan {
-        warm_up: WARM_UP_RUNS,
         min_runs: args.runs,
-        min_time: MIN_TIMED,
+        ..TimingPlan::LATENCY
     };
-    let largest = hands_infer::predictor::max_batch(args.size, network.init_channels);
-    let mut batches: Vec<usize> = LATENCY_BATCHES.map(|b| b.min(largest)).to_vec();
-    batches.dedup();
+    let batches = latency_batches(args.size, network.init_channels);
     let mut latencies = Vec::with_capacity(batches.len());
     for batch in batches {
         let median_ms = network_latency_ms(&bytes, network.size, batch, &machine, plan)?;

@@ -92,7 +92,7 @@ impl Machine {
     pub fn this(threads: usize, ort_lib: Option<&Path>) -> Result<Machine> {
         let runtime = hands_infer::runtime::runtime(ort_lib)?;
         Ok(Machine {
-            cpu: cpu_model(),
+            cpu: hands_infer::timing::cpu_model(),
             threads,
             ort_library: runtime.library().to_path_buf(),
         })
@@ -107,18 +107,6 @@ impl Machine {
             min_confidence: None,
         }
     }
-}
-
-/// The CPU model name, or the architecture where it cannot be read.
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|line| line.strip_prefix("model name"))
-                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 /// The folder of the latency cache: `$XDG_CACHE_HOME/hands`, else `~/.cache/hands`.
@@ -197,6 +185,7 @@ fn untrained_card(genotype: &Genotype, network: FinalNetwork) -> ModelCard {
             auxiliary: false,
             parameters: cost.parameters as usize,
             multiply_adds: Some(cost.multiply_adds),
+            latency: Vec::new(),
         },
         metrics: None,
         cross_validation: None,

@@ -597,6 +597,7 @@ fn model_card(
                 .total
                 .multiply_adds,
             ),
+            latency: Vec::new(),
         },
         metrics: test.as_ref().map(Evaluation::card_metrics).transpose()?,
         cross_validation: trained.cross_validation.clone(),

@@ -138,6 +138,7 @@ fn card(genotype: &Genotype, parameters: usize) -> ModelCard {
         genotype: genotype.clone(),
         network: NetworkSpec {
             multiply_adds: None,
+            latency: Vec::new(),
             init_channels: 8,
             layers: 5,
             auxiliary: false,

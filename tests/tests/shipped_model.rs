@@ -1,6 +1,6 @@
 //! The shipped default model in `models/pretrained/`: its card carries the cross-validated
-//! figures of its recipe (the shipped `cv.json`), its files agree with each other, and
-//! `hands-infer` uses it when no model is given.
+//! figures of its recipe (the shipped `cv.json`) and its exported network's cost and latency,
+//! its files agree with each other, and `hands-infer` uses it when no model is given.
 
 mod common;
 
@@ -49,6 +49,15 @@ fn card_carries_the_cross_validated_figures_of_its_recipe() {
     }
     let table = std::fs::read_to_string(pretrained("cv.md")).unwrap();
     assert_eq!(table, report.table());
+}
+
+#[test]
+fn card_records_the_exported_networks_cost_and_measured_latency() {
+    let card = shipped_card();
+    // Validated when read: the multiply-adds are those of the card's network.
+    assert!(card.network.multiply_adds.is_some());
+    let batches: Vec<usize> = card.network.latency.iter().map(|l| l.batch).collect();
+    assert_eq!(batches, hands_infer::timing::LATENCY_BATCHES);
 }
 
 #[test]

@@ -35,6 +35,7 @@ pub fn card(genotype: &Genotype, auxiliary: bool, parameters: usize) -> ModelCar
         genotype: genotype.clone(),
         network: NetworkSpec {
             multiply_adds: None,
+            latency: Vec::new(),
             init_channels: C,
             layers: LAYERS,
             auxiliary,
@@ -131,6 +132,7 @@ pub fn options(batch: BatchSize, with_ort: bool) -> ExportOptions {
         } else {
             Parity::Skip
         },
+        latency_threads: None,
     }
 }
 
