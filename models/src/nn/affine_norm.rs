@@ -13,6 +13,7 @@ use num_traits::Float;
 use super::functional::{storage_slice, with_slice};
 use super::mixture::batch_stats;
 use super::parallel::{collect_chunks, map_indices};
+use super::sums::sum_and_dot;
 
 /// Which statistics normalise `x`.
 #[derive(Debug, Clone)]
@@ -83,15 +84,12 @@ impl AffineNorm {
                 let normalise: Vec<(T, T)> = (0..c)
                     .map(|ch| plane_affine(self.mean[ch], self.inv_std[ch], T::one(), T::zero()))
                     .collect();
-                // Per plane: sum(g) and sum(g * x_hat).
+                // Per plane: sum(g) and sum(g * x_hat) = s * sum(g * x) + b * sum(g).
                 let sums = map_indices(gv.len() / plane, |i| {
                     let (s, b) = normalise[i % c];
-                    let (g, x) = (&gv[i * plane..][..plane], &xv[i * plane..]);
-                    g.iter()
-                        .zip(x)
-                        .fold((T::zero(), T::zero()), |(a, sum), (&g, &v)| {
-                            (a + g, sum + g * (v * s + b))
-                        })
+                    let (g, x) = (&gv[i * plane..][..plane], &xv[i * plane..][..plane]);
+                    let (sum_g, sum_gx) = sum_and_dot(g, x);
+                    (sum_g, s * sum_gx + b * sum_g)
                 });
                 let mut per_channel = vec![(T::zero(), T::zero()); c];
                 for (i, (a, b)) in sums.into_iter().enumerate() {

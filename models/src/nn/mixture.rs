@@ -15,6 +15,7 @@ use num_traits::Float;
 
 use super::functional::{storage_slice, with_slice};
 use super::parallel::{collect_chunks, for_each_chunk_mut, map_indices};
+use super::sums::{sum, sum_and_dot, sum_squared_deviations};
 
 /// What is weighted and added: the input itself, or its batch normalisation.
 #[derive(Debug, Clone)]
@@ -154,13 +155,9 @@ impl WeightedSum {
                 // Per plane: sum(g) and sum(g * term(x)).
                 let sums = map_indices(gv.len().div_ceil(plane), |i| {
                     let (s, b) = self.plane_affine::<T>(i);
-                    let (g, x) = (&gv[i * plane..], &xv[i * plane..]);
-                    g.iter()
-                        .take(plane)
-                        .zip(x)
-                        .fold((T::zero(), T::zero()), |(a, c), (&g, &v)| {
-                            (a + g, c + g * (v * s + b))
-                        })
+                    let end = gv.len().min((i + 1) * plane);
+                    let (sum_g, sum_gx) = sum_and_dot(&gv[i * plane..end], &xv[i * plane..end]);
+                    (sum_g, s * sum_gx + b * sum_g)
                 });
                 let grad_w = sums.iter().fold(T::zero(), |a, &(_, c)| a + c);
                 let mut grad_x = vec![T::zero(); gv.len()];
@@ -312,16 +309,9 @@ fn channel_stats<T: Float + Send + Sync>(x: &[T], c: usize, plane: usize) -> (Ve
         sums.into_iter().map(|s| s / count).collect()
     };
     let planes = x.len() / plane;
-    let mean = per_channel(map_indices(planes, |i| {
-        x[i * plane..][..plane]
-            .iter()
-            .fold(T::zero(), |a, &v| a + v)
-    }));
+    let mean = per_channel(map_indices(planes, |i| sum(&x[i * plane..][..plane])));
     let var = per_channel(map_indices(planes, |i| {
-        let m = mean[i % c];
-        x[i * plane..][..plane]
-            .iter()
-            .fold(T::zero(), |a, &v| a + (v - m) * (v - m))
+        sum_squared_deviations(&x[i * plane..][..plane], mean[i % c])
     }));
     (mean, var)
 }

@@ -11,5 +11,6 @@ pub mod network;
 pub mod node_sum;
 pub mod parallel;
 pub mod pointwise;
+pub mod sums;
 #[cfg(test)]
 mod testing;
