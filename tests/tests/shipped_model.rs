@@ -10,7 +10,7 @@ use std::process::Command;
 
 use common::{binary, have_onnx_runtime};
 use hands_models::{Genotype, ModelCard};
-use hands_search::cv::CvReport;
+use hands_search::cv::{CvReport, MAJORITY};
 use hands_tests::sample_dir;
 
 fn pretrained(file: &str) -> PathBuf {
@@ -22,6 +22,11 @@ fn pretrained(file: &str) -> PathBuf {
 fn shipped_card() -> ModelCard {
     let json = std::fs::read_to_string(pretrained("hands.card.json")).unwrap();
     ModelCard::from_json(&json).unwrap()
+}
+
+/// The shipped cross-validation report `file` (cv.json or cv-baselines.json).
+fn shipped_report(file: &str) -> CvReport {
+    serde_json::from_str(&std::fs::read_to_string(pretrained(file)).unwrap()).unwrap()
 }
 
 #[test]
@@ -51,16 +56,13 @@ fn card_carries_the_cross_validated_figures_of_its_recipe() {
     assert_eq!(table, report.table());
 }
 
-fn shipped_report(file: &str) -> CvReport {
-    serde_json::from_str(&std::fs::read_to_string(pretrained(file)).unwrap()).unwrap()
-}
-
 #[test]
 fn shipped_baselines_share_the_recipes_data_folds_and_majority_row() {
     let recipe = shipped_report("cv.json");
     let baselines = shipped_report("cv-baselines.json");
     let setting = |r: &CvReport| (r.folds, r.seed, r.images, r.subjects, r.data.clone());
     assert_eq!(setting(&baselines), setting(&recipe));
+    assert_eq!(recipe.rows[0].name, MAJORITY);
     assert_eq!(
         baselines.rows[0], recipe.rows[0],
         "the same majority-class folds"
