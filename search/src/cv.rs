@@ -365,6 +365,7 @@ fn open_config(cli: &CvArgs, run: &RunDir) -> Result<CvArgs> {
             cli.train.run.explicit.as_deref(),
             &resume::PER_INVOCATION,
         )?;
+        let (added, changes) = added_baselines(&stored, cli, changes);
         if !changes.is_empty() {
             return Err(resume::refusal(
                 out,
@@ -373,6 +374,15 @@ fn open_config(cli: &CvArgs, run: &RunDir) -> Result<CvArgs> {
             ));
         }
         let mut args = stored;
+        if !added.is_empty() {
+            args.baselines.extend(added.iter().cloned());
+            eprintln!("adding baseline(s) {} on the run's folds", added.join(", "));
+            checked_genotypes(&args)?;
+            hands_models::output::write_atomic(
+                &config_path,
+                (serde_json::to_string_pretty(&args)? + "\n").as_bytes(),
+            )?;
+        }
         args.train.run.resume = true;
         args.train.run.device = cli.train.run.device;
         args.stop_after_runs = cli.stop_after_runs;
@@ -399,6 +409,28 @@ fn open_config(cli: &CvArgs, run: &RunDir) -> Result<CvArgs> {
         bail!("--cross-validation names the figures of a final training, not of cv");
     }
     Ok(args)
+}
+
+/// The baselines a resumed cross-validation is asked to add: when the only difference in
+/// `--baseline` is that `cli` lists the stored ones followed by more, those more are returned
+/// and that change is dropped from `changes` (the folds and splits are the run's, so the new
+/// rows are measured on the same folds); any other difference stays a change to refuse.
+fn added_baselines(
+    stored: &CvArgs,
+    cli: &CvArgs,
+    changes: Vec<resume::Change>,
+) -> (Vec<String>, Vec<resume::Change>) {
+    let extends = cli.baselines.len() > stored.baselines.len()
+        && cli.baselines.starts_with(&stored.baselines);
+    if !extends {
+        return (Vec::new(), changes);
+    }
+    let added = cli.baselines[stored.baselines.len()..].to_vec();
+    let changes = changes
+        .into_iter()
+        .filter(|change| change.name != "baselines")
+        .collect();
+    (added, changes)
 }
 
 /// The genotypes to cross-validate (the trained one, then the baselines), each resolvable

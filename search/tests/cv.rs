@@ -350,3 +350,50 @@ fn tiny_cross_validation_stops_resumes_and_keeps_its_predictions() {
     let split: Split = read_json(&dir.path().join("final/split.json"));
     assert!(split.test.subjects.is_empty() && !split.val.subjects.is_empty());
 }
+
+#[test]
+fn resume_adds_baselines_on_the_same_folds_and_refuses_other_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 8);
+    let out = dir.path().join("cv");
+    let resumed = |baselines: &[&str]| {
+        let mut args = tiny_cv(&data, &out);
+        args.baselines = baselines.iter().map(|b| b.to_string()).collect();
+        args.train.run.resume = true;
+        args
+    };
+    let mut args = tiny_cv(&data, &out);
+    args.baselines.clear();
+    let before = cross_validate(&args).unwrap().report.expect("finished");
+    let folds = std::fs::read(out.join("folds.json")).unwrap();
+
+    // The stored baselines (none) and one more: only the new one is measured.
+    let after = cross_validate(&resumed(&["random:2"]))
+        .unwrap()
+        .report
+        .expect("finished");
+    let names: Vec<&str> = after.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["majority class", "DARTS_V2", "random:2"]);
+    assert_eq!(
+        after.rows[..2],
+        before.rows[..2],
+        "the earlier rows are kept"
+    );
+    assert_eq!(std::fs::read(out.join("folds.json")).unwrap(), folds);
+    let config: CvArgs = read_json(&out.join("config.json"));
+    assert_eq!(config.baselines, ["random:2"]);
+    assert_eq!(after, read_json::<CvReport>(&out.join("cv.json")));
+
+    // A baseline in place of a stored one, or another setting beside an added one, is
+    // refused by name and nothing is trained.
+    let err = format!("{:#}", cross_validate(&resumed(&["random:3"])).unwrap_err());
+    assert!(err.contains("--baselines: stored"), "{err}");
+    let mut longer = resumed(&["random:2", "random:3"]);
+    longer.train.optimiser.epochs = 3;
+    let err = format!("{:#}", cross_validate(&longer).unwrap_err());
+    assert!(err.contains("--epochs: stored 2, given 3"), "{err}");
+    assert!(!out.join("random-3").exists());
+    let config: CvArgs = read_json(&out.join("config.json"));
+    assert_eq!(config.baselines, ["random:2"]);
+}
