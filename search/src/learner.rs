@@ -210,7 +210,7 @@ impl Learner {
         };
         let improved = match (&val, &state.best) {
             (None, _) | (Some(_), None) => true,
-            (Some(v), Some(best)) => best.improved_by(v.mean_class_accuracy, v.loss),
+            (Some(v), Some(best)) => best.improved_by(args.select, v.mean_class_accuracy, v.loss),
         };
         if improved {
             state.best = Some(Best {

@@ -43,8 +43,32 @@ use crate::search::Finished;
 /// uses streams 0 and 1 of the same seed.
 const TRAIN_STREAM: u64 = 2;
 
-/// The best epoch so far, chosen on validation mean per-class accuracy (ties: lower
-/// validation loss), so that a model answering the majority class is never preferred.
+/// How the epoch whose weights are kept is chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectBy {
+    /// The best validation mean per-class accuracy (ties: the lower validation loss), so
+    /// that a model answering the majority class is never preferred.
+    #[default]
+    Accuracy,
+    /// The lowest validation loss.
+    Loss,
+    /// The last epoch: no selection (the validation share is only watched).
+    Last,
+}
+
+impl SelectBy {
+    /// How the kept epoch was chosen, in words (for reports).
+    pub fn describe(self) -> &'static str {
+        match self {
+            SelectBy::Accuracy => "the epoch selected by validation mean per-class accuracy",
+            SelectBy::Loss => "the epoch selected by validation loss",
+            SelectBy::Last => "the last epoch kept (the validation share only watched)",
+        }
+    }
+}
+
+/// The best epoch so far by the run's [`SelectBy`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Best {
     /// The epoch (0-based).
@@ -56,9 +80,21 @@ pub struct Best {
 }
 
 impl Best {
-    pub(crate) fn improved_by(&self, mean_class_accuracy: f64, loss: f64) -> bool {
-        mean_class_accuracy > self.val_mean_class_accuracy
-            || (mean_class_accuracy == self.val_mean_class_accuracy && loss < self.val_loss)
+    /// Whether an epoch with these validation figures replaces this one under `select`.
+    pub(crate) fn improved_by(
+        &self,
+        select: SelectBy,
+        mean_class_accuracy: f64,
+        loss: f64,
+    ) -> bool {
+        match select {
+            SelectBy::Accuracy => {
+                mean_class_accuracy > self.val_mean_class_accuracy
+                    || (mean_class_accuracy == self.val_mean_class_accuracy && loss < self.val_loss)
+            }
+            SelectBy::Loss => loss < self.val_loss,
+            SelectBy::Last => true,
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use hands_search::args::train::TrainArgs;
 use hands_search::checkpoint;
 use hands_search::data::{AspectFilter, Dataset, PartName, Split};
 use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
-use hands_search::train::{inference_tensors, train, write_model};
+use hands_search::train::{inference_tensors, train, write_model, SelectBy};
 use hands_tests::datasets::class_folders;
 use hands_tests::max_abs_diff;
 use rand::SeedableRng;
@@ -392,4 +392,33 @@ fn one_epoch_on_the_sample_keeps_test_subjects_unseen() {
         .per_aspect
         .keys()
         .all(|a| hands_search::data::ASPECTS.contains(&a.as_str())));
+}
+
+#[test]
+fn select_keeps_the_last_epoch_or_the_lowest_validation_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 10);
+    let run = |select: SelectBy, name: &str| {
+        let mut args = tiny_args(&data, &dir.path().join(name));
+        args.select = select;
+        let metrics = train(&args).unwrap().metrics.expect("finished");
+        let log = jsonl_without_seconds(&dir.path().join(name).join("train.jsonl"));
+        (metrics.selected_epoch, log)
+    };
+    let (last, _) = run(SelectBy::Last, "last");
+    assert_eq!(last, 2, "the last of 3 epochs");
+    let (by_loss, log) = run(SelectBy::Loss, "loss");
+    let losses: Vec<f64> = log
+        .iter()
+        .map(|r| r["val_loss"].as_f64().expect("a validation loss"))
+        .collect();
+    let lowest = (0..losses.len())
+        .min_by(|&a, &b| losses[a].total_cmp(&losses[b]))
+        .unwrap();
+    assert_eq!(by_loss, lowest, "validation losses {losses:?}");
+    let card = load_model(&dir.path().join("loss/model.safetensors"), &Device::Cpu)
+        .unwrap()
+        .card;
+    assert_eq!(card.provenance.train["select"], "loss");
 }

@@ -12,7 +12,7 @@ use crate::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
 use crate::data::AugmentRecipe;
 use crate::flags;
 use crate::run_dir::RunDir;
-use crate::train::ClassWeight;
+use crate::train::{ClassWeight, SelectBy};
 
 /// Arguments of `hands-search train`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
@@ -45,6 +45,12 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     pub cross_validation: Option<PathBuf>,
+    /// Which epoch's weights are kept: `accuracy`, the best validation mean per-class
+    /// accuracy (ties: the lower validation loss); `loss`, the lowest validation loss;
+    /// `last`, the last epoch (the validation share is then only watched).
+    #[arg(long, value_enum, default_value_t = SelectBy::Accuracy)]
+    #[serde(default)]
+    pub select: SelectBy,
     /// The images.
     #[command(flatten)]
     #[serde(flatten)]
@@ -153,6 +159,7 @@ impl TrainArgs {
             split_file: None,
             test_share: TrainArgs::TEST_SHARE,
             cross_validation: None,
+            select: SelectBy::Accuracy,
             data: DataArgs::new(data),
             network: NetworkArgs::DEFAULT,
             optimiser: OptimiserArgs::TRAINING,
