@@ -324,12 +324,11 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     let report = CvReport {
         protocol: format!(
             "{}-fold cross-validation by subject (stratified by label, seed {}); each fold \
-             trained from scratch on the other folds' subjects, {} on a validation share of {} \
-             of those subjects, measured on the fold's subjects only",
+             trained from scratch on the other folds' subjects, {}, measured on the fold's \
+             subjects only",
             folds.len(),
             args.train.run.seed,
-            args.train.select.describe(),
-            args.val_share
+            args.train.select.describe(args.val_share),
         ),
         folds: folds.len(),
         seed: args.train.run.seed,

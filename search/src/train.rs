@@ -58,12 +58,16 @@ pub enum SelectBy {
 }
 
 impl SelectBy {
-    /// How the kept epoch was chosen, in words (for reports).
-    pub fn describe(self) -> &'static str {
+    /// How the kept epoch was chosen with a validation share of `val_share` of the training
+    /// subjects, in words (for reports).
+    pub fn describe(self, val_share: f64) -> String {
+        let share = format!("a validation share of {val_share} of those subjects");
         match self {
-            SelectBy::Accuracy => "the epoch selected by validation mean per-class accuracy",
-            SelectBy::Loss => "the epoch selected by validation loss",
-            SelectBy::Last => "the last epoch kept (the validation share only watched)",
+            SelectBy::Accuracy => {
+                format!("the epoch selected on {share} by mean per-class accuracy")
+            }
+            SelectBy::Loss => format!("the epoch selected on {share} by loss"),
+            SelectBy::Last => format!("the last epoch kept ({share} only watched)"),
         }
     }
 }
