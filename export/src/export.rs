@@ -122,6 +122,7 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
             &card.genotype,
             card.network.init_channels,
             card.network.layers,
+            card.network.stem_stride,
             card.input.size as usize,
             card.labels.len(),
         )

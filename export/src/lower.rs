@@ -153,12 +153,18 @@ pub fn lower(
         ],
     );
 
-    // Stem: conv 3x3 + BN.
-    let stem = l.conv_bn(STEM_CONV, STEM_BN, &image, 1, 1, 1, 1)?;
+    // Stem: conv 3x3 at the plan's stride + BN.
+    let genotype = &card.genotype;
+    let network = &card.network;
+    let plan = NetworkPlan::of_genotype(
+        genotype,
+        network.init_channels,
+        network.layers,
+        network.stem_stride,
+    );
+    let stem = l.conv_bn(STEM_CONV, STEM_BN, &image, plan.stem_stride, 1, 1, 1)?;
 
     // Cells (channel counts come from the tensors' shapes; the plan gives the rest).
-    let genotype = &card.genotype;
-    let plan = NetworkPlan::of_genotype(genotype, card.network.init_channels, card.network.layers);
     let (mut s0, mut s1) = (stem.clone(), stem);
     for cell in &plan.cells {
         let s2 = l.cell(genotype, cell, &s0, &s1)?;

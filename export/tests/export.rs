@@ -33,6 +33,7 @@ fn check_export(genotype_name: &str, genotype: &Genotype, with_ort: bool) {
         genotype,
         network.init_channels,
         network.layers,
+        network.stem_stride,
         expected_card.input.size as usize,
         expected_card.labels.len(),
     );
@@ -147,6 +148,53 @@ fn every_published_genotype_and_every_op_exports_and_matches_candle() {
         check_export(name, &Genotype::published(name).unwrap(), with_ort);
     }
     check_export("all_ops", &all_ops(), with_ort);
+}
+
+#[test]
+fn a_strided_stem_exports_and_matches_candle() {
+    // A 64x64 input behind a stride-2 stem: the graph's stem convolution takes stride 2, the
+    // card keeps it, and ONNX Runtime gives candle's probabilities.
+    let with_ort = ort_available("a_strided_stem_exports_and_matches_candle");
+    let dir = tempfile::tempdir().unwrap();
+    let genotype = Genotype::published("DARTS_V2").unwrap();
+    let (tensors, parameters) = random_tensors_with_stem(&genotype, 3, 2);
+    let mut written = card(&genotype, true, parameters);
+    written.input.size = 64;
+    written.network.stem_stride = 2;
+    let model = dir.path().join("model.safetensors");
+    write_model(&model, &tensors, Some(&written));
+    let report = export(
+        &model,
+        &dir.path().join("dist"),
+        &options(BatchSize::Dynamic, with_ort),
+    )
+    .unwrap();
+    assert_eq!(report.card.network.stem_stride, 2);
+    assert_eq!(report.card.input.size, 64);
+    let strided = network_cost(&genotype, C, LAYERS, 2, 64, 2).total;
+    assert_eq!(
+        report.card.network.multiply_adds,
+        Some(strided.multiply_adds)
+    );
+    let onnx = read_onnx(&report.onnx);
+    let graph = onnx.graph.as_ref().unwrap();
+    let stem = graph
+        .node
+        .iter()
+        .find(|n| n.name.as_deref() == Some("stem.0/Conv"))
+        .unwrap();
+    let strides = stem
+        .attribute
+        .iter()
+        .find(|a| a.name.as_deref() == Some("strides"))
+        .unwrap();
+    assert_eq!(strides.ints, [2, 2]);
+    if with_ort {
+        assert!(!report.parity.is_empty());
+        for p in &report.parity {
+            assert!(p.within(1e-4), "{p:?}");
+        }
+    }
 }
 
 /// The first images of the shared 11K Hands sample ([`hands_tests::sample_dir`]).

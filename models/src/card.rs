@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::plan::STEM_STRIDES;
 use crate::{Error, Genotype};
 
 /// Version of the card schema written by this crate.
@@ -82,6 +83,13 @@ pub struct NetworkSpec {
     pub init_channels: usize,
     /// Number of cells.
     pub layers: usize,
+    /// Stride of the stem's convolution ([`crate::plan::STEM_STRIDES`]; cards written before
+    /// it was recorded had 1).
+    #[serde(
+        default = "default_stem_stride",
+        skip_serializing_if = "is_default_stem_stride"
+    )]
+    pub stem_stride: usize,
     /// Whether the file holds an auxiliary head (training checkpoints only).
     pub auxiliary: bool,
     /// Number of learnable parameters of the inference network.
@@ -94,6 +102,14 @@ pub struct NetworkSpec {
     /// (empty when not measured): a figure of that machine, not of every machine.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latency: Vec<MeasuredLatency>,
+}
+
+fn default_stem_stride() -> usize {
+    1
+}
+
+fn is_default_stem_stride(stride: &usize) -> bool {
+    *stride == default_stem_stride()
 }
 
 /// One latency of the exported graph: the median wall time of an ONNX Runtime CPU run.
@@ -361,6 +377,12 @@ impl ModelCard {
                 LAYERS.end()
             ));
         }
+        if !STEM_STRIDES.contains(&network.stem_stride) {
+            return invalid(format!(
+                "network stem_stride {} is not one of {STEM_STRIDES:?}",
+                network.stem_stride
+            ));
+        }
         if let Some(metrics) = &self.metrics {
             let fractions = [
                 ("accuracy", &metrics.accuracy),
@@ -385,6 +407,7 @@ impl ModelCard {
                 &self.genotype,
                 network.init_channels,
                 network.layers,
+                network.stem_stride,
                 input.size as usize,
                 self.labels.len(),
             )
@@ -462,6 +485,7 @@ mod tests {
             network: NetworkSpec {
                 init_channels: 8,
                 layers: 5,
+                stem_stride: 1,
                 auxiliary: false,
                 parameters: 1000,
                 multiply_adds: None,
@@ -560,6 +584,7 @@ mod tests {
                 &counted.genotype,
                 network.init_channels,
                 network.layers,
+                network.stem_stride,
                 counted.input.size as usize,
                 counted.labels.len(),
             )
@@ -568,6 +593,13 @@ mod tests {
         );
         counted.validate().unwrap();
         assert_eq!(ModelCard::from_json(&counted.to_json()).unwrap(), counted);
+        // A strided stem is recorded; a card without the field has stride 1.
+        refused(|c| c.network.stem_stride = 3, "stem_stride 3");
+        let mut strided = card();
+        strided.network.stem_stride = 2;
+        assert!(strided.to_json().contains("\"stem_stride\":2"));
+        assert_eq!(ModelCard::from_json(&strided.to_json()).unwrap(), strided);
+        assert!(!card().to_json().contains("stem_stride"));
         let measured = MeasuredLatency {
             cpu: "AMD EPYC".into(),
             threads: 2,
@@ -690,16 +722,24 @@ mod tests {
                 mean,
                 std,
             });
-        let network = (INIT_CHANNELS, LAYERS, any::<bool>(), any::<usize>()).prop_map(
-            |(init_channels, layers, auxiliary, parameters)| NetworkSpec {
-                multiply_adds: None,
-                latency: Vec::new(),
-                init_channels,
-                layers,
-                auxiliary,
-                parameters,
-            },
-        );
+        let network = (
+            INIT_CHANNELS,
+            LAYERS,
+            proptest::sample::select(STEM_STRIDES.to_vec()),
+            any::<bool>(),
+            any::<usize>(),
+        )
+            .prop_map(
+                |(init_channels, layers, stem_stride, auxiliary, parameters)| NetworkSpec {
+                    multiply_adds: None,
+                    latency: Vec::new(),
+                    init_channels,
+                    layers,
+                    stem_stride,
+                    auxiliary,
+                    parameters,
+                },
+            );
         let metrics = proptest::option::of(
             (
                 "[a-z]{1,8}",

@@ -120,7 +120,7 @@ pub fn op_cost(op: Op, channels: usize, side: usize, stride: usize) -> Cost {
 /// The side of each cell's second input (the previous cell's output; the stem's for the
 /// first) for `size` x `size` images; a cell's first input is at the side before it.
 pub fn input_sides(plan: &NetworkPlan, size: usize) -> Vec<usize> {
-    let mut side = size;
+    let mut side = plan.stem_output_side(size);
     plan.cells
         .iter()
         .map(|cell| {
@@ -155,7 +155,8 @@ fn edge_input(cell: &CellPlan, side: usize, from: usize) -> (usize, usize) {
 /// The part of the network's cost that no edge's operation changes: the stem, every cell's
 /// preprocessing of its two inputs, and the classifier into `classes`.
 pub fn fixed_cost(plan: &NetworkPlan, size: usize, classes: usize) -> Cost {
-    let stem = convolution(3, plan.stem_channels, 3, 1, size) + batch_norm(plan.stem_channels);
+    let stem = convolution(3, plan.stem_channels, 3, 1, plan.stem_output_side(size))
+        + batch_norm(plan.stem_channels);
     let preprocessing: Cost = plan
         .cells
         .iter()
@@ -190,25 +191,27 @@ pub struct NetworkCost {
     pub peak_activation_bytes: u64,
 }
 
-/// The cost of the discrete network of `genotype` with `init_channels` and `layers` cells
-/// on `size` x `size` images, classifying into `classes`.
+/// The cost of the discrete network of `genotype` with `init_channels`, `layers` cells and
+/// its stem at `stem_stride`, on `size` x `size` images, classifying into `classes`.
 pub fn network_cost(
     genotype: &Genotype,
     init_channels: usize,
     layers: usize,
+    stem_stride: usize,
     size: usize,
     classes: usize,
 ) -> NetworkCost {
-    let plan = NetworkPlan::of_genotype(genotype, init_channels, layers);
+    let plan = NetworkPlan::of_genotype(genotype, init_channels, layers, stem_stride);
     let elements = |channels: usize, side: usize| (channels * side * side) as u64;
     let mut total = fixed_cost(&plan, size, classes);
-    let mut peak = elements(3, size) + elements(plan.stem_channels, size);
+    let stem_side = plan.stem_output_side(size);
+    let mut peak = elements(3, size) + elements(plan.stem_channels, stem_side);
     let sides = input_sides(&plan, size);
     for (index, (cell, &side1)) in plan.cells.iter().zip(&sides).enumerate() {
         // The first input is the output of the cell before the previous one (or the stem).
         let side0 = index
             .checked_sub(1)
-            .map_or(size, |previous| sides[previous]);
+            .map_or(stem_side, |previous| sides[previous]);
         let (edges, concat) = genotype.cell(cell.reduction);
         let c = cell.channels;
         let out = cell_output_side(cell, side1);
@@ -283,9 +286,28 @@ mod tests {
         // DARTS (Liu et al. 2019) and the papers after it: 3.3 M parameters, 528 M
         // multiply-adds for C 36, 20 cells, 32x32, 10 classes.
         let genotype = Genotype::published("DARTS_V2").unwrap();
-        let cost = network_cost(&genotype, 36, 20, 32, 10);
+        let cost = network_cost(&genotype, 36, 20, 1, 32, 10);
         assert_eq!(cost.total.parameters, 3_349_342);
         assert_eq!(cost.total.multiply_adds / 1_000_000, 528);
         assert!(cost.peak_activation_bytes > 0);
+    }
+
+    #[test]
+    fn a_strided_stem_on_twice_the_side_costs_the_cells_the_same() {
+        // The stem's convolution reads 4x the pixels at stride 2 and writes the same 32x32
+        // maps, so the cells and the classifier cost what they do at 32x32 and stride 1;
+        // only the input's share of the working set grows.
+        let genotype = Genotype::published("DARTS_V2").unwrap();
+        let plain = network_cost(&genotype, 12, 6, 1, 32, 2);
+        let strided = network_cost(&genotype, 12, 6, 2, 64, 2);
+        assert_eq!(strided.total, plain.total);
+        assert_eq!(
+            strided.peak_activation_bytes,
+            plain
+                .peak_activation_bytes
+                .max((3 * 64 * 64 + 36 * 32 * 32) * ELEMENT_BYTES)
+        );
+        let full = network_cost(&genotype, 12, 6, 1, 64, 2);
+        assert!(full.total.multiply_adds > 3 * plain.total.multiply_adds);
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! The discrete network ([`crate::nn::network`]), the search supernet and the ONNX lowering
 //! all walk this plan, so the channel schedule (a `3C` stem, `C` doubled at each reduction
-//! cell), the reduction schedule (cells `layers/3` and `2 layers/3`) and the module names are
-//! written once, here. An edge's stride is [`crate::genotype::edge_stride`]; an op's kernel,
+//! cell), the stem's stride, the reduction schedule (cells `layers/3` and `2 layers/3`) and
+//! the module names are written once, here. An edge's stride is [`crate::genotype::edge_stride`]; an op's kernel,
 //! padding and dilation are [`crate::Op::convolution`].
 
 use crate::genotype::{edge_stride, Genotype};
@@ -75,11 +75,18 @@ impl CellPlan {
     }
 }
 
+/// Strides the stem's convolution may take: 1 (DARTS' CIFAR stem, the cells see the whole
+/// input resolution) or 2 (the cells see half of it: a 64x64 input costs the cells what a
+/// 32x32 one does, while the stem reads every pixel).
+pub const STEM_STRIDES: [usize; 2] = [1, 2];
+
 /// The plan of a whole network: stem, cells, auxiliary head position and classifier width.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkPlan {
     /// Channels of the stem's output (`3C`).
     pub stem_channels: usize,
+    /// Stride of the stem's 3x3 convolution (one of [`STEM_STRIDES`]).
+    pub stem_stride: usize,
     /// The cells, in order.
     pub cells: Vec<CellPlan>,
     /// Index of the cell after which the auxiliary head reads (the second reduction cell).
@@ -122,6 +129,7 @@ impl NetworkPlan {
         }
         NetworkPlan {
             stem_channels,
+            stem_stride: 1,
             cells,
             auxiliary_after: reductions[1],
             classifier_channels: input1,
@@ -129,11 +137,30 @@ impl NetworkPlan {
     }
 
     /// The plan of the discrete network of `genotype` (a cell concatenates its genotype's
-    /// `concat` states).
-    pub fn of_genotype(genotype: &Genotype, init_channels: usize, layers: usize) -> NetworkPlan {
+    /// `concat` states) with its stem at `stem_stride`.
+    pub fn of_genotype(
+        genotype: &Genotype,
+        init_channels: usize,
+        layers: usize,
+        stem_stride: usize,
+    ) -> NetworkPlan {
         NetworkPlan::new(init_channels, layers, |reduction| {
             genotype.cell(reduction).1.len()
         })
+        .with_stem_stride(stem_stride)
+    }
+
+    /// The side of the stem's output (the first cell's inputs) for `size` x `size` images.
+    pub fn stem_output_side(&self, size: usize) -> usize {
+        (size - 1) / self.stem_stride + 1
+    }
+
+    /// The same plan with the stem's convolution at `stride` (one of [`STEM_STRIDES`]).
+    pub fn with_stem_stride(self, stride: usize) -> NetworkPlan {
+        NetworkPlan {
+            stem_stride: stride,
+            ..self
+        }
     }
 
     /// Channels the auxiliary head reads, when the network has the cell it follows.
@@ -195,6 +222,16 @@ mod tests {
         );
         assert_eq!([normal.stride(0), normal.stride(1)], [1, 1]);
         assert_eq!(reduce.scope(), "cells.1");
+    }
+
+    #[test]
+    fn a_strided_stem_halves_what_the_cells_see() {
+        let plan = NetworkPlan::new(4, 3, |_| 4);
+        assert_eq!((plan.stem_stride, plan.stem_output_side(32)), (1, 32));
+        let strided = plan.clone().with_stem_stride(2);
+        assert_eq!(strided.stem_output_side(64), 32);
+        assert_eq!(strided.stem_output_side(33), 17);
+        assert_eq!(strided.cells, plan.cells);
     }
 
     #[test]

@@ -84,6 +84,7 @@ fn main() -> Result<()> {
     let config = SupernetConfig {
         init_channels: bench.init_channels,
         layers,
+        stem_stride: 1,
         num_classes: 2,
         partial_k,
         edge_norm: bench.algo == Algo::Pcdarts,

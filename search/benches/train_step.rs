@@ -80,6 +80,7 @@ fn main() -> Result<()> {
     let config = NetworkConfig {
         init_channels: bench.init_channels,
         layers: bench.layers,
+        stem_stride: 1,
         num_classes: 2,
         auxiliary: bench.auxiliary_weight > 0.0,
     };

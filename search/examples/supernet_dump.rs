@@ -77,6 +77,7 @@ fn main() -> Result<()> {
     let config = SupernetConfig {
         init_channels: args.init_channels,
         layers: args.layers,
+        stem_stride: 1,
         num_classes: 2,
         partial_k: args.partial_k.unwrap_or(if pcdarts { 4 } else { 1 }),
         edge_norm: args.edge_norm.unwrap_or(pcdarts),

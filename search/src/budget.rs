@@ -51,6 +51,8 @@ pub struct FinalNetwork {
     pub init_channels: usize,
     /// Its cells.
     pub layers: usize,
+    /// Its stem's stride.
+    pub stem_stride: usize,
     /// Its input side.
     pub size: usize,
     /// Its classes.
@@ -64,6 +66,7 @@ impl FinalNetwork {
             genotype,
             self.init_channels,
             self.layers,
+            self.stem_stride,
             self.size,
             self.classes,
         )
@@ -72,7 +75,7 @@ impl FinalNetwork {
 
     /// The plan of its cells (the derived cells concatenate their four intermediate nodes).
     pub fn plan(&self) -> NetworkPlan {
-        NetworkPlan::new(self.init_channels, self.layers, |_| 4)
+        NetworkPlan::new(self.init_channels, self.layers, |_| 4).with_stem_stride(self.stem_stride)
     }
 }
 

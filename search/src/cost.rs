@@ -141,7 +141,15 @@ pub fn measure_cost(args: &CostArgs) -> Result<CostReport> {
     let genotype = Genotype::resolve(&args.genotype)
         .with_context(|| format!("--genotype {}", args.genotype))?;
     let (c, layers) = (args.network.init_channels, args.network.layers);
-    let cost = network_cost(&genotype, c, layers, args.size as usize, args.classes);
+    let stride = args.network.stem_stride;
+    let cost = network_cost(
+        &genotype,
+        c,
+        layers,
+        stride,
+        args.size as usize,
+        args.classes,
+    );
     let latency = if args.runs == 0 {
         Vec::new()
     } else {
@@ -166,6 +174,7 @@ fn measure_latency(args: &CostArgs, genotype: &Genotype) -> Result<Vec<Latency>>
     let network = FinalNetwork {
         init_channels: args.network.init_channels,
         layers: args.network.layers,
+        stem_stride: args.network.stem_stride,
         size: args.size as usize,
         classes: args.classes,
     };

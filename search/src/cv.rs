@@ -324,11 +324,16 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     let report = CvReport {
         protocol: format!(
             "{}-fold cross-validation by subject (stratified by label, seed {}); each fold \
-             trained from scratch on the other folds' subjects, {}, measured on the fold's \
+             trained from scratch on the other folds' subjects, {}{}, measured on the fold's \
              subjects only",
             folds.len(),
             args.train.run.seed,
             args.train.select.describe(args.val_share),
+            if args.train.precise_bn {
+                ", BatchNorm statistics recomputed on the training subjects"
+            } else {
+                ""
+            },
         ),
         folds: folds.len(),
         seed: args.train.run.seed,

@@ -152,6 +152,7 @@ fn fresh_weights(genotype: &Genotype, network: FinalNetwork) -> Result<HashMap<S
     let config = NetworkConfig {
         init_channels: network.init_channels,
         layers: network.layers,
+        stem_stride: network.stem_stride,
         num_classes: network.classes,
         auxiliary: false,
     };
@@ -182,6 +183,7 @@ fn untrained_card(genotype: &Genotype, network: FinalNetwork) -> ModelCard {
         network: NetworkSpec {
             init_channels: network.init_channels,
             layers: network.layers,
+            stem_stride: network.stem_stride,
             auxiliary: false,
             parameters: cost.parameters as usize,
             multiply_adds: Some(cost.multiply_adds),
@@ -322,6 +324,9 @@ pub struct LatencyModel {
     pub init_channels: usize,
     /// Its cells.
     pub layers: usize,
+    /// Its stem's stride (tables written before it was recorded had 1).
+    #[serde(default = "default_stem_stride")]
+    pub stem_stride: usize,
     /// Its input side.
     pub size: usize,
     /// Its classes.
@@ -373,6 +378,7 @@ impl LatencyModel {
             machine,
             init_channels: network.init_channels,
             layers: network.layers,
+            stem_stride: network.stem_stride,
             size: network.size,
             classes: network.classes,
             batch,
@@ -397,6 +403,7 @@ impl LatencyModel {
         FinalNetwork {
             init_channels: self.init_channels,
             layers: self.layers,
+            stem_stride: self.stem_stride,
             size: self.size,
             classes: self.classes,
         }
@@ -469,9 +476,13 @@ impl LatencyModel {
         batch: usize,
     ) -> PathBuf {
         dir.join(format!(
-            "latency-c{}-l{}-s{}-n{}-batch{}-threads{}.json",
+            "latency-c{}-l{}{}-s{}-n{}-batch{}-threads{}.json",
             network.init_channels,
             network.layers,
+            match network.stem_stride {
+                1 => String::new(),
+                stride => format!("-stem{stride}"),
+            },
             network.size,
             network.classes,
             batch,
@@ -579,6 +590,11 @@ fn least_squares(x: &[[f64; UNKNOWNS]], y: &[f64]) -> Result<[f64; UNKNOWNS]> {
         beta[i] = (z[i] - s) / l[i][i];
     }
     Ok(beta)
+}
+
+/// The stem stride of latency tables written before it was recorded.
+fn default_stem_stride() -> usize {
+    1
 }
 
 #[cfg(test)]

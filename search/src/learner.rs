@@ -11,7 +11,9 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::VarMap;
 use hands_models::nn::layers::is_running_statistic;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
+use hands_models::nn::precise_bn::recompute_batch_norm;
 use hands_models::Genotype;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::args::train::TrainArgs;
@@ -115,6 +117,7 @@ impl Learner {
         let config = NetworkConfig {
             init_channels: args.network.init_channels,
             layers: args.network.layers,
+            stem_stride: args.network.stem_stride,
             num_classes: classes,
             auxiliary: args.regularisation.auxiliary_weight > 0.0,
         };
@@ -197,6 +200,19 @@ impl Learner {
             &mut state.rng,
         )?;
         check_finite(self.sgd.vars(), epoch)?;
+        if args.precise_bn {
+            // The training batches, augmented as in training (the weights learned to expect
+            // the statistics of augmented images), drawn with a generator of their own so
+            // that the training sees the same batches with or without it.
+            let mut rng = ChaCha8Rng::seed_from_u64(args.run.seed ^ (epoch as u64).rotate_left(32));
+            let batches = data.train_loader.epoch(&data.train, &mut rng).map(|batch| {
+                batch
+                    .map(|b| b.images)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))
+            });
+            recompute_batch_norm(network, &self.varmap, batches)
+                .with_context(|| format!("epoch {epoch}: recomputing BatchNorm statistics"))?;
+        }
         let val = if data.val.is_empty() {
             None
         } else {

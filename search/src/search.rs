@@ -330,6 +330,7 @@ impl Search<'_> {
         let config = SupernetConfig {
             init_channels: args.network.init_channels,
             layers: stage.layers,
+            stem_stride: args.network.stem_stride,
             num_classes: self.num_classes,
             partial_k: args.partial_k(),
             edge_norm: args.algo == Algo::Pcdarts,

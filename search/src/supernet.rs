@@ -32,6 +32,8 @@ pub struct SupernetConfig {
     pub init_channels: usize,
     /// Number of cells.
     pub layers: usize,
+    /// Stride of the stem's convolution.
+    pub stem_stride: usize,
     /// Number of classes.
     pub num_classes: usize,
     /// PC-DARTS partial channel factor K (1 = all channels, plain DARTS).
@@ -358,7 +360,8 @@ impl Supernet {
     pub fn new(config: &SupernetConfig, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
         let weights = VarMap::new();
         let vb = VarBuilder::from_varmap(&weights, dtype, device);
-        let plan = NetworkPlan::new(config.init_channels, config.layers, |_| NODES);
+        let plan = NetworkPlan::new(config.init_channels, config.layers, |_| NODES)
+            .with_stem_stride(config.stem_stride);
         let stem = Stem::new(&plan, &vb)?;
         let cells = plan
             .cells
@@ -636,6 +639,7 @@ mod tests {
         let config = |edge_norm| SupernetConfig {
             init_channels: 4,
             layers: 3,
+            stem_stride: 1,
             num_classes: 2,
             partial_k: 1,
             edge_norm,

@@ -540,6 +540,7 @@ fn finish(
     let config = NetworkConfig {
         init_channels: args.network.init_channels,
         layers: args.network.layers,
+        stem_stride: args.network.stem_stride,
         num_classes: dataset.labels().len(),
         auxiliary: false,
     };
@@ -624,6 +625,7 @@ fn model_card(
         network: NetworkSpec {
             init_channels: args.network.init_channels,
             layers: args.network.layers,
+            stem_stride: args.network.stem_stride,
             auxiliary: false,
             parameters,
             multiply_adds: Some(
@@ -631,6 +633,7 @@ fn model_card(
                     trained.genotype,
                     args.network.init_channels,
                     args.network.layers,
+                    args.network.stem_stride,
                     args.data.size as usize,
                     dataset.labels().len(),
                 )

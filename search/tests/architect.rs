@@ -23,6 +23,7 @@ fn tiny_net(seed: u64) -> Supernet {
     let config = SupernetConfig {
         init_channels: 4,
         layers: 3,
+        stem_stride: 1,
         num_classes: 2,
         partial_k: 1,
         edge_norm: false,

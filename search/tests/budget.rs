@@ -15,6 +15,7 @@ use hands_tests::datasets::class_folders;
 const FINAL: FinalNetwork = FinalNetwork {
     init_channels: 16,
     layers: 8,
+    stem_stride: 1,
     size: 32,
     classes: 2,
 };
@@ -23,6 +24,7 @@ fn supernet(edge_norm: bool) -> Supernet {
     let config = SupernetConfig {
         init_channels: 4,
         layers: 3,
+        stem_stride: 1,
         num_classes: 2,
         partial_k: 1,
         edge_norm,
@@ -64,6 +66,7 @@ fn made_up_latency_table(relu: f64) -> LatencyModel {
         },
         init_channels: FINAL.init_channels,
         layers: FINAL.layers,
+        stem_stride: 1,
         size: FINAL.size,
         classes: FINAL.classes,
         batch: 1,
@@ -161,7 +164,7 @@ fn a_decided_architecture_costs_what_its_genotype_does() {
     for name in ["DARTS_V2", "PC_DARTS_cifar", "random:5"] {
         let genotype = Genotype::resolve(name).unwrap();
         decide(&net, &genotype);
-        let cost = network_cost(&genotype, 16, 8, 32, 2).total;
+        let cost = network_cost(&genotype, 16, 8, 1, 32, 2).total;
         for (measure, exact) in [
             (CostMeasure::Mflops, cost.multiply_adds as f64 / 1e6),
             (CostMeasure::Params, cost.parameters as f64 / 1e6),
@@ -303,14 +306,14 @@ fn a_budgeted_search_logs_the_costs_and_judges_its_genotype() {
     for record in &records {
         assert!(record["expected_cost"].as_f64().unwrap() > 0.0, "{record}");
         let genotype: Genotype = serde_json::from_value(record["genotype"].clone()).unwrap();
-        let cost = network_cost(&genotype, 8, 5, 16, 2).total.multiply_adds as f64 / 1e6;
+        let cost = network_cost(&genotype, 8, 5, 1, 16, 2).total.multiply_adds as f64 / 1e6;
         assert!((record["genotype_cost"].as_f64().unwrap() - cost).abs() < 1e-9);
     }
     let finished: Finished =
         serde_json::from_str(&std::fs::read_to_string(out.join("finished.json")).unwrap()).unwrap();
     let budget = finished.budget.unwrap();
     assert_eq!(budget.target, 0.5);
-    let cost = network_cost(&finished.genotype, 8, 5, 16, 2)
+    let cost = network_cost(&finished.genotype, 8, 5, 1, 16, 2)
         .total
         .multiply_adds as f64
         / 1e6;

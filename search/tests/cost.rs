@@ -19,6 +19,7 @@ fn args(genotype: &str, init_channels: usize, layers: usize, size: u32, runs: us
         network: NetworkArgs {
             init_channels,
             layers,
+            stem_stride: 1,
         },
         size,
         classes: 2,
@@ -45,12 +46,13 @@ fn analytic_parameters_are_those_of_the_built_network() {
             let config = NetworkConfig {
                 init_channels: c,
                 layers,
+                stem_stride: 1,
                 num_classes: 2,
                 auxiliary: false,
             };
             let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
             Network::new(&genotype, &config, vb).unwrap();
-            let cost = network_cost(&genotype, c, layers, 32, 2);
+            let cost = network_cost(&genotype, c, layers, 1, 32, 2);
             assert_eq!(
                 cost.total.parameters as usize,
                 parameter_count(&varmap, false),
@@ -100,7 +102,7 @@ fn the_json_holds_the_printed_figures() {
     run_cost(&shipped).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let cost = network_cost(&Genotype::published("DARTS_V2").unwrap(), 8, 5, 32, 2);
+    let cost = network_cost(&Genotype::published("DARTS_V2").unwrap(), 8, 5, 1, 32, 2);
     assert_eq!(json["parameters"], cost.total.parameters);
     assert_eq!(json["multiply_adds"], cost.total.multiply_adds);
     assert_eq!(json["peak_activation_bytes"], cost.peak_activation_bytes);
@@ -125,6 +127,7 @@ fn a_latency_table_is_fitted_to_measured_networks_and_kept() {
     let network = FinalNetwork {
         init_channels: 4,
         layers: 3,
+        stem_stride: 1,
         size: 16,
         classes: 2,
     };

@@ -40,6 +40,7 @@ fn config() -> NetworkConfig {
     NetworkConfig {
         init_channels: 4,
         layers: 3,
+        stem_stride: 1,
         num_classes: 2,
         auxiliary: true,
     }

@@ -27,6 +27,7 @@ fn config(auxiliary: bool) -> NetworkConfig {
     NetworkConfig {
         init_channels: 8,
         layers: 5,
+        stem_stride: 1,
         num_classes: 2,
         auxiliary,
     }
@@ -76,6 +77,7 @@ fn darts_v2_at_the_papers_setting_has_the_papers_size() {
     let config = NetworkConfig {
         init_channels: 36,
         layers: 20,
+        stem_stride: 1,
         num_classes: 10,
         auxiliary: true,
     };
@@ -141,6 +143,7 @@ fn card(genotype: &Genotype, parameters: usize) -> ModelCard {
             latency: Vec::new(),
             init_channels: 8,
             layers: 5,
+            stem_stride: 1,
             auxiliary: false,
             parameters,
         },
@@ -421,4 +424,68 @@ fn select_keeps_the_last_epoch_or_the_lowest_validation_loss() {
         .unwrap()
         .card;
     assert_eq!(card.provenance.train["select"], "loss");
+}
+
+#[test]
+fn precise_bn_changes_the_running_statistics_and_nothing_the_training_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 10);
+    let run = |precise_bn: bool, name: &str| {
+        let mut args = tiny_args(&data, &dir.path().join(name));
+        args.select = SelectBy::Last;
+        args.precise_bn = precise_bn;
+        train(&args).unwrap();
+        let log = jsonl_without_seconds(&dir.path().join(name).join("train.jsonl"));
+        let model = model_tensors(&dir.path().join(name).join("model.safetensors"));
+        (log, model)
+    };
+    let (moving_log, moving) = run(false, "moving");
+    let (precise_log, precise) = run(true, "precise");
+    // The same batches, augmentations and weights: the training losses agree exactly.
+    let train_losses = |log: &[serde_json::Value]| -> Vec<f64> {
+        log.iter()
+            .map(|r| r["train_loss"].as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(train_losses(&moving_log), train_losses(&precise_log));
+    assert_eq!(moving.len(), precise.len());
+    let mut statistics_moved = 0;
+    for (name, tensor) in &moving {
+        let d = max_abs_diff(tensor, &precise[name]);
+        if name.ends_with("running_mean") || name.ends_with("running_var") {
+            statistics_moved += usize::from(d > 1e-6);
+        } else {
+            assert_eq!(d, 0.0, "{name}: a learned weight changed");
+        }
+    }
+    assert!(statistics_moved > 0, "no running statistic was recomputed");
+    let card = load_model(&dir.path().join("precise/model.safetensors"), &Device::Cpu)
+        .unwrap()
+        .card;
+    assert_eq!(card.provenance.train["precise_bn"], true);
+}
+
+#[test]
+fn a_strided_stem_trains_and_its_card_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 10);
+    let mut args = tiny_args(&data, &dir.path().join("run"));
+    args.data.size = 32;
+    args.network.stem_stride = 2;
+    args.optimiser.epochs = 1;
+    train(&args).unwrap();
+    let model = load_model(&dir.path().join("run/model.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(model.card.network.stem_stride, 2);
+    assert_eq!(model.card.input.size, 32);
+    // The cells see 16x16 maps: the same cost as the stride-1 network on 16x16 images.
+    let genotype = Genotype::published("DARTS_V2").unwrap();
+    let at_16 = hands_models::cost::network_cost(&genotype, 4, 3, 1, 16, 2);
+    assert_eq!(
+        model.card.network.multiply_adds,
+        Some(at_16.total.multiply_adds)
+    );
+    let logits = model.network.logits(&images(2, 32, 1)).unwrap();
+    assert_eq!(logits.dims(), [2, 2]);
 }

@@ -38,6 +38,7 @@ pub fn card(genotype: &Genotype, auxiliary: bool, parameters: usize) -> ModelCar
             latency: Vec::new(),
             init_channels: C,
             layers: LAYERS,
+            stem_stride: 1,
             auxiliary,
             parameters,
         },
@@ -71,9 +72,19 @@ pub fn all_ops() -> Genotype {
 
 /// Tensors of a seeded network with auxiliary head; BN parameters and statistics random.
 pub fn random_tensors(genotype: &Genotype, seed: u64) -> (BTreeMap<String, Tensor>, usize) {
+    random_tensors_with_stem(genotype, seed, 1)
+}
+
+/// [`random_tensors`] of a network whose stem convolves at `stem_stride`.
+pub fn random_tensors_with_stem(
+    genotype: &Genotype,
+    seed: u64,
+    stem_stride: usize,
+) -> (BTreeMap<String, Tensor>, usize) {
     let config = NetworkConfig {
         init_channels: C,
         layers: LAYERS,
+        stem_stride,
         num_classes: 2,
         auxiliary: true,
     };

@@ -11,6 +11,7 @@ pub mod network;
 pub mod node_sum;
 pub mod parallel;
 pub mod pointwise;
+pub mod precise_bn;
 pub mod sums;
 #[cfg(test)]
 mod testing;

@@ -148,6 +148,7 @@ pub fn inference_config(card: &ModelCard) -> NetworkConfig {
     NetworkConfig {
         init_channels: card.network.init_channels,
         layers: card.network.layers,
+        stem_stride: card.network.stem_stride,
         num_classes: card.labels.len(),
         auxiliary: false,
     }

@@ -17,7 +17,7 @@ use super::node_sum::node_sum;
 use crate::genotype::{Genotype, EDGES_PER_NODE, NODES};
 use crate::plan::{
     edge_scope, is_under, CellPlan, NetworkPlan, AUXILIARY, CLASSIFIER, PREPROCESS0, PREPROCESS1,
-    STEM_BN, STEM_CONV,
+    STEM_BN, STEM_CONV, STEM_STRIDES,
 };
 
 /// Shape of a discrete network.
@@ -27,6 +27,8 @@ pub struct NetworkConfig {
     pub init_channels: usize,
     /// Number of cells.
     pub layers: usize,
+    /// Stride of the stem's convolution ([`crate::plan::STEM_STRIDES`]).
+    pub stem_stride: usize,
     /// Number of output classes.
     pub num_classes: usize,
     /// Whether to build the auxiliary head (training only).
@@ -84,11 +86,12 @@ impl CellInputs {
     }
 }
 
-/// The stem: a 3x3 convolution from the image to the plan's `3C` channels, then BatchNorm
-/// (`stem.0.weight`, `stem.1.*`).
+/// The stem: a 3x3 convolution at the plan's stride from the image to its `3C` channels,
+/// then BatchNorm (`stem.0.weight`, `stem.1.*`).
 #[derive(Debug, Clone)]
 pub struct Stem {
     conv: Tensor,
+    stride: usize,
     bn: BatchNorm2d,
 }
 
@@ -102,13 +105,17 @@ impl Stem {
             Init::Const(0.0),
         )?;
         let bn = BatchNorm2d::new(c, Norm::Learned, vb.pp(STEM_BN))?;
-        Ok(Stem { conv, bn })
+        Ok(Stem {
+            conv,
+            stride: plan.stem_stride,
+            bn,
+        })
     }
 
     /// Applies it to `[B, 3, S, S]` images.
     pub fn forward_t(&self, images: &Tensor, train: bool) -> Result<Tensor> {
         self.bn
-            .forward_t(&images.conv2d(&self.conv, 1, 1, 1, 1)?, train)
+            .forward_t(&images.conv2d(&self.conv, 1, self.stride, 1, 1)?, train)
     }
 }
 
@@ -275,7 +282,18 @@ impl Network {
         genotype
             .validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let plan = NetworkPlan::of_genotype(genotype, config.init_channels, config.layers);
+        if !STEM_STRIDES.contains(&config.stem_stride) {
+            return Err(candle_core::Error::Msg(format!(
+                "stem stride {} is not one of {STEM_STRIDES:?}",
+                config.stem_stride
+            )));
+        }
+        let plan = NetworkPlan::of_genotype(
+            genotype,
+            config.init_channels,
+            config.layers,
+            config.stem_stride,
+        );
         let stem = Stem::new(&plan, &vb)?;
         let cells = plan
             .cells

@@ -72,19 +72,33 @@ pub struct NetworkArgs {
     #[arg(long, default_value_t = NetworkArgs::DEFAULT.layers,
           value_parser = flags::usize_in(flags::SEARCH_LAYERS))]
     pub layers: usize,
+    /// Stride of the stem's 3x3 convolution, 1 or 2: at 2 the cells see half the input's
+    /// side, so a 64x64 input costs the cells what a 32x32 one does while the stem reads
+    /// every pixel.
+    #[arg(long, default_value_t = NetworkArgs::DEFAULT.stem_stride,
+          value_parser = flags::usize_in(flags::STEM_STRIDE))]
+    #[serde(default = "NetworkArgs::default_stem_stride")]
+    pub stem_stride: usize,
 }
 
 impl NetworkArgs {
-    /// The default network: C 16, 8 cells.
+    /// The default network: C 16, 8 cells, DARTS' stem at stride 1.
     pub const DEFAULT: NetworkArgs = NetworkArgs {
         init_channels: 16,
         layers: 8,
+        stem_stride: 1,
     };
+
+    /// The stem stride of runs written before it was a setting.
+    fn default_stem_stride() -> usize {
+        NetworkArgs::DEFAULT.stem_stride
+    }
 
     /// Checks the settings against their flags' ranges, with `layers` the subcommand's range
     /// of cells.
     pub fn check(&self, layers: RangeInclusive<u64>) -> Result<()> {
         flags::check_range("init-channels", self.init_channels, flags::INIT_CHANNELS)?;
+        flags::check_range("stem-stride", self.stem_stride, flags::STEM_STRIDE)?;
         flags::check_range("layers", self.layers, layers)
     }
 }

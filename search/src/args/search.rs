@@ -504,6 +504,7 @@ impl SearchArgs {
         FinalNetwork {
             init_channels: self.budget.cost_init_channels,
             layers: self.budget.cost_layers,
+            stem_stride: self.network.stem_stride,
             size: self.data.size as usize,
             classes,
         }

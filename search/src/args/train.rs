@@ -51,6 +51,13 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = SelectBy::Accuracy)]
     #[serde(default)]
     pub select: SelectBy,
+    /// Before each validation, and so in the weights kept, replace the BatchNorm running
+    /// statistics (a moving average over the last few batches, taken while the weights
+    /// moved) by the average batch statistics of the current weights over one more pass of
+    /// the training images, augmented and batched as in training ("precise BN").
+    #[arg(long)]
+    #[serde(default)]
+    pub precise_bn: bool,
     /// The images.
     #[command(flatten)]
     #[serde(flatten)]
@@ -160,6 +167,7 @@ impl TrainArgs {
             test_share: TrainArgs::TEST_SHARE,
             cross_validation: None,
             select: SelectBy::Accuracy,
+            precise_bn: false,
             data: DataArgs::new(data),
             network: NetworkArgs::DEFAULT,
             optimiser: OptimiserArgs::TRAINING,
