@@ -64,6 +64,8 @@ pub struct CostReport {
     pub init_channels: usize,
     /// Cells.
     pub layers: usize,
+    /// Stride of the stem's convolution.
+    pub stem_stride: usize,
     /// Input side.
     pub size: u32,
     /// Classes.
@@ -96,12 +98,16 @@ pub fn run_cost(args: &CostArgs) -> Result<()> {
     let report = measure_cost(args)?;
     let cost = &report.cost;
     println!(
-        "{} at C {}, {} cells, {}x{}, {} classes:",
+        "{} at C {}, {} cells, {}x{}{}, {} classes:",
         args.genotype,
         report.init_channels,
         report.layers,
         report.size,
         report.size,
+        match report.stem_stride {
+            1 => String::new(),
+            stride => format!(" (stem stride {stride})"),
+        },
         report.classes
     );
     println!("  parameters          {}", cost.total.parameters);
@@ -159,6 +165,7 @@ pub fn measure_cost(args: &CostArgs) -> Result<CostReport> {
         genotype,
         init_channels: c,
         layers,
+        stem_stride: stride,
         size: args.size,
         classes: args.classes,
         cost,
