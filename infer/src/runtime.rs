@@ -8,8 +8,10 @@
 //!    `scripts/setup-ort` installs into `.tools/onnxruntime`;
 //! 3. the system library path (`LD_LIBRARY_PATH`, the usual lib folders, the loader cache).
 //!
-//! ONNX Runtime allows one library and one environment per process, so the first successful
-//! load is kept for the life of the process.
+//! Steps 2 and 3 are only looked at when step 1 names nothing (asking `python3` for its
+//! package path costs a process start, a fifth of a second behind pyenv's shims). ONNX
+//! Runtime allows one library and one environment per process, so the first successful load
+//! is kept for the life of the process.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -96,9 +98,10 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime, Error> {
         warn_if_other(runtime, explicit);
         return Ok(runtime);
     }
-    let candidates = candidates(explicit);
+    let named = named_candidates(explicit);
+    let found = std::iter::once_with(|| found_candidates(&named)).flatten();
     let mut failures = Vec::new();
-    for (library, source) in candidates {
+    for (library, source) in named.iter().cloned().chain(found) {
         let strict = matches!(
             source,
             LibrarySource::Explicit | LibrarySource::EnvironmentVariable
@@ -149,23 +152,31 @@ fn warn_if_other(runtime: &Runtime, explicit: Option<&Path>) {
     }
 }
 
-/// Every library to try, in order, without duplicates.
-fn candidates(explicit: Option<&Path>) -> Vec<(PathBuf, LibrarySource)> {
+/// The libraries the caller (`explicit`) and `ORT_DYLIB_PATH` name, in that order.
+fn named_candidates(explicit: Option<&Path>) -> Vec<(PathBuf, LibrarySource)> {
+    let mut out = Vec::new();
+    if let Some(path) = explicit {
+        out.push((named_library(path), LibrarySource::Explicit));
+    }
+    if let Some(path) = std::env::var_os(ORT_DYLIB_ENV).filter(|v| !v.is_empty()) {
+        out.push((
+            named_library(Path::new(&path)),
+            LibrarySource::EnvironmentVariable,
+        ));
+    }
+    out
+}
+
+/// The libraries found by looking (Python packages, the repository's `.tools`, the system
+/// library path, the loader's own search), in order, without those in `named` or twice.
+fn found_candidates(named: &[(PathBuf, LibrarySource)]) -> Vec<(PathBuf, LibrarySource)> {
     let mut out: Vec<(PathBuf, LibrarySource)> = Vec::new();
     let mut push = |path: PathBuf, source| {
-        if !out.iter().any(|(p, _)| *p == path) {
+        let seen = |(p, _): &(PathBuf, LibrarySource)| *p == path;
+        if !named.iter().any(seen) && !out.iter().any(seen) {
             out.push((path, source));
         }
     };
-    if let Some(path) = explicit {
-        push(named_library(path), LibrarySource::Explicit);
-    }
-    if let Some(path) = std::env::var_os(ORT_DYLIB_ENV).filter(|v| !v.is_empty()) {
-        push(
-            named_library(Path::new(&path)),
-            LibrarySource::EnvironmentVariable,
-        );
-    }
     for dir in python_paths() {
         for lib in libraries_in(&dir.join("onnxruntime").join("capi")) {
             push(lib, LibrarySource::PythonPackage);
@@ -329,7 +340,7 @@ mod tests {
         ] {
             std::fs::write(capi.join(name), b"").unwrap();
         }
-        let list = candidates(Some(dir.path()));
+        let list = named_candidates(Some(dir.path()));
         assert_eq!(
             list[0],
             (
@@ -337,14 +348,13 @@ mod tests {
                 LibrarySource::Explicit
             )
         );
-        assert_ne!(
-            list[1].1,
-            LibrarySource::Explicit,
-            "one library per named path"
-        );
+        let explicit = list
+            .iter()
+            .filter(|(_, source)| *source == LibrarySource::Explicit);
+        assert_eq!(explicit.count(), 1, "one library per named path");
         // A folder without one is tried as it is, so that the error names it.
         let empty = tempfile::tempdir().unwrap();
-        let list = candidates(Some(empty.path()));
+        let list = named_candidates(Some(empty.path()));
         assert_eq!(
             list[0],
             (empty.path().to_path_buf(), LibrarySource::Explicit)
@@ -353,8 +363,10 @@ mod tests {
 
     #[test]
     fn explicit_path_comes_first() {
-        let list = candidates(Some(Path::new("/nowhere/libonnxruntime.so")));
-        assert_eq!(list[0].1, LibrarySource::Explicit);
-        assert_eq!(list.last().unwrap().0, PathBuf::from(default_name()));
+        let named = named_candidates(Some(Path::new("/nowhere/libonnxruntime.so")));
+        assert_eq!(named[0].1, LibrarySource::Explicit);
+        let found = found_candidates(&named);
+        assert_eq!(found.last().unwrap().0, PathBuf::from(default_name()));
+        assert!(found.iter().all(|(path, _)| *path != named[0].0));
     }
 }

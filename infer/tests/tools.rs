@@ -382,3 +382,57 @@ fn the_default_model_is_built_in() {
     let expected = from_file.predict_path(&files[0]).unwrap();
     assert_eq!(rows[0].1, expected.label);
 }
+
+#[test]
+fn a_named_library_is_loaded_without_asking_python() {
+    if !have_ort("a_named_library_is_loaded_without_asking_python") {
+        return;
+    }
+    // A `python3` and a `python` first on PATH that leave a mark when started: looking for
+    // ONNX Runtime in Python's packages costs a process start, which a library named with
+    // --ort-lib must not pay.
+    let dir = tempfile::tempdir().unwrap();
+    let files = good_files(dir.path());
+    let fake = dir.path().join("fake-bin");
+    std::fs::create_dir(&fake).unwrap();
+    let mark = dir.path().join("python-was-asked");
+    for name in ["python3", "python"] {
+        let script = fake.join(name);
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\ntouch '{}'\nexit 1\n", mark.display()),
+        )
+        .unwrap();
+        let mut permissions = std::fs::metadata(&script).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&script, permissions).unwrap();
+    }
+    let path = std::env::join_paths(std::iter::once(fake.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let library = hands_infer::runtime::runtime(None)
+        .unwrap()
+        .library()
+        .to_path_buf();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hands-infer"))
+            .args(args)
+            .arg(&files[0])
+            .env("PATH", &path)
+            .env_remove("ORT_DYLIB_PATH")
+            .env_remove("HANDS_MODEL")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    run(&["--ort-lib".as_ref(), library.as_os_str()]);
+    assert!(
+        !mark.exists(),
+        "python was started although --ort-lib named the library"
+    );
+    // Without a named library, Python's packages are looked at (the mark shows the fake
+    // python is the one found), and the search goes on to the library it finds next.
+    run(&[]);
+    assert!(mark.exists(), "the search did not ask python");
+}
