@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::STEM_STRIDES;
+use crate::plan::{default_stem_stride, DEFAULT_STEM_STRIDE, STEM_STRIDES};
 use crate::{Error, Genotype};
 
 /// Version of the card schema written by this crate.
@@ -104,12 +104,8 @@ pub struct NetworkSpec {
     pub latency: Vec<MeasuredLatency>,
 }
 
-fn default_stem_stride() -> usize {
-    1
-}
-
 fn is_default_stem_stride(stride: &usize) -> bool {
-    *stride == default_stem_stride()
+    *stride == DEFAULT_STEM_STRIDE
 }
 
 /// One latency of the exported graph: the median wall time of an ONNX Runtime CPU run.

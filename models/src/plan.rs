@@ -80,6 +80,15 @@ impl CellPlan {
 /// 32x32 one does, while the stem reads every pixel).
 pub const STEM_STRIDES: [usize; 2] = [1, 2];
 
+/// The stem stride of DARTS' CIFAR network: that of [`NetworkPlan::new`], and of every card,
+/// run and latency table written before the stride was recorded.
+pub const DEFAULT_STEM_STRIDE: usize = STEM_STRIDES[0];
+
+/// [`DEFAULT_STEM_STRIDE`], for serde's `default` of a stored stride.
+pub fn default_stem_stride() -> usize {
+    DEFAULT_STEM_STRIDE
+}
+
 /// The plan of a whole network: stem, cells, auxiliary head position and classifier width.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkPlan {
@@ -129,7 +138,7 @@ impl NetworkPlan {
         }
         NetworkPlan {
             stem_channels,
-            stem_stride: 1,
+            stem_stride: DEFAULT_STEM_STRIDE,
             cells,
             auxiliary_after: reductions[1],
             classifier_channels: input1,
@@ -152,7 +161,7 @@ impl NetworkPlan {
 
     /// The side of the stem's output (the first cell's inputs) for `size` x `size` images.
     pub fn stem_output_side(&self, size: usize) -> usize {
-        (size - 1) / self.stem_stride + 1
+        crate::cost::output_side(size, self.stem_stride)
     }
 
     /// The same plan with the stem's convolution at `stride` (one of [`STEM_STRIDES`]).

@@ -5,6 +5,7 @@
 use std::ops::RangeInclusive;
 
 use anyhow::{bail, Result};
+use hands_models::plan::STEM_STRIDES;
 
 /// Side of the square images (the image cache holds `images x 3 x size^2` bytes).
 pub const SIZE: RangeInclusive<u64> = 8..=512;
@@ -15,8 +16,8 @@ pub const BATCH: RangeInclusive<u64> = 1..=1024;
 pub const EPOCHS: RangeInclusive<u64> = 1..=100_000;
 /// Channels of the first cell.
 pub const INIT_CHANNELS: RangeInclusive<u64> = 1..=256;
-/// Stride of the stem's convolution (`hands_models::plan::STEM_STRIDES`).
-pub const STEM_STRIDE: RangeInclusive<u64> = 1..=2;
+/// Stride of the stem's convolution: `hands_models::plan::STEM_STRIDES`, which are 1 and 2.
+pub const STEM_STRIDE: RangeInclusive<u64> = STEM_STRIDES[0] as u64..=STEM_STRIDES[1] as u64;
 /// Cells of a search supernet or P-DARTS stage.
 pub const SEARCH_LAYERS: RangeInclusive<u64> = 1..=64;
 /// Cells of a trained network (the auxiliary head sits after cell 2/3 of them).

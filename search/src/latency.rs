@@ -325,7 +325,7 @@ pub struct LatencyModel {
     /// Its cells.
     pub layers: usize,
     /// Its stem's stride (tables written before it was recorded had 1).
-    #[serde(default = "default_stem_stride")]
+    #[serde(default = "hands_models::plan::default_stem_stride")]
     pub stem_stride: usize,
     /// Its input side.
     pub size: usize,
@@ -590,11 +590,6 @@ fn least_squares(x: &[[f64; UNKNOWNS]], y: &[f64]) -> Result<[f64; UNKNOWNS]> {
         beta[i] = (z[i] - s) / l[i][i];
     }
     Ok(beta)
-}
-
-/// The stem stride of latency tables written before it was recorded.
-fn default_stem_stride() -> usize {
-    1
 }
 
 #[cfg(test)]

@@ -26,15 +26,14 @@ pub fn recompute_batch_norm<I>(network: &Network, varmap: &VarMap, batches: I) -
 where
     I: IntoIterator<Item = Result<Tensor>>,
 {
-    let statistics: Vec<Var> = {
-        let vars = varmap.data().lock().expect("varmap lock");
-        let mut named: Vec<(&String, &Var)> = vars
-            .iter()
-            .filter(|(name, _)| is_running_statistic(name))
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(b.0));
-        named.into_iter().map(|(_, var)| var.clone()).collect()
-    };
+    let statistics: Vec<Var> = varmap
+        .data()
+        .lock()
+        .expect("varmap lock")
+        .iter()
+        .filter(|(name, _)| is_running_statistic(name))
+        .map(|(_, var)| var.clone())
+        .collect();
     let mut sums: Option<Vec<Tensor>> = None;
     let mut images = 0usize;
     for batch in batches {

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::AspectFilter;
 use crate::flags;
 use hands_models::device::DeviceChoice;
+use hands_models::plan::DEFAULT_STEM_STRIDE;
 
 /// Where the images come from and how they are read.
 #[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
@@ -77,7 +78,7 @@ pub struct NetworkArgs {
     /// every pixel.
     #[arg(long, default_value_t = NetworkArgs::DEFAULT.stem_stride,
           value_parser = flags::usize_in(flags::STEM_STRIDE))]
-    #[serde(default = "NetworkArgs::default_stem_stride")]
+    #[serde(default = "hands_models::plan::default_stem_stride")]
     pub stem_stride: usize,
 }
 
@@ -86,13 +87,8 @@ impl NetworkArgs {
     pub const DEFAULT: NetworkArgs = NetworkArgs {
         init_channels: 16,
         layers: 8,
-        stem_stride: 1,
+        stem_stride: DEFAULT_STEM_STRIDE,
     };
-
-    /// The stem stride of runs written before it was a setting.
-    fn default_stem_stride() -> usize {
-        NetworkArgs::DEFAULT.stem_stride
-    }
 
     /// Checks the settings against their flags' ranges, with `layers` the subcommand's range
     /// of cells.
