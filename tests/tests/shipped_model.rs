@@ -1,7 +1,7 @@
 //! The shipped default model in `models/pretrained/`: its card carries the cross-validated
-//! figures of its recipe (the shipped `cv.json`, its baselines in `cv-baselines.json` on the
-//! same folds) and its exported network's cost and latency, its files agree with each other,
-//! and `hands-infer` uses it when no model is given.
+//! figures of its recipe (the shipped `cv.json`, which has the baselines on the same folds)
+//! and its exported network's cost and latency, its files agree with each other, and
+//! `hands-infer` uses it when no model is given.
 
 mod common;
 
@@ -24,9 +24,9 @@ fn shipped_card() -> ModelCard {
     ModelCard::from_json(&json).unwrap()
 }
 
-/// The shipped cross-validation report `file` (cv.json or cv-baselines.json).
-fn shipped_report(file: &str) -> CvReport {
-    serde_json::from_str(&std::fs::read_to_string(pretrained(file)).unwrap()).unwrap()
+/// The shipped cross-validation report, `cv.json`.
+fn shipped_report() -> CvReport {
+    serde_json::from_str(&std::fs::read_to_string(pretrained("cv.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -38,7 +38,7 @@ fn card_carries_the_cross_validated_figures_of_its_recipe() {
         .expect("the shipped card has cross-validated figures");
     // Trained on every subject: no held-out split of its own to report.
     assert!(card.metrics.is_none());
-    let report = shipped_report("cv.json");
+    let report = shipped_report();
     assert!(
         report
             .rows
@@ -57,25 +57,16 @@ fn card_carries_the_cross_validated_figures_of_its_recipe() {
 }
 
 #[test]
-fn shipped_baselines_share_the_recipes_data_folds_and_majority_row() {
-    let recipe = shipped_report("cv.json");
-    let baselines = shipped_report("cv-baselines.json");
-    let setting = |r: &CvReport| (r.folds, r.seed, r.images, r.subjects, r.data.clone());
-    assert_eq!(setting(&baselines), setting(&recipe));
-    assert_eq!(recipe.rows[0].name, MAJORITY);
-    assert_eq!(
-        baselines.rows[0], recipe.rows[0],
-        "the same majority-class folds"
-    );
-    let names: Vec<&str> = baselines.rows.iter().map(|r| r.name.as_str()).collect();
+fn shipped_cross_validation_measures_the_baselines_on_the_same_folds() {
+    let report = shipped_report();
+    let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names.first(), Some(&MAJORITY), "{names:?}");
     assert!(names.contains(&"DARTS_V2"), "{names:?}");
     let random = names.iter().filter(|n| n.starts_with("random:")).count();
     assert!(random >= 3, "at least three random genotypes: {names:?}");
-    for row in &baselines.rows[1..] {
-        assert_eq!(row.folds.len(), baselines.folds, "{}", row.name);
+    for row in &report.rows[1..] {
+        assert_eq!(row.folds.len(), report.folds, "{}", row.name);
     }
-    let table = std::fs::read_to_string(pretrained("cv-baselines.md")).unwrap();
-    assert_eq!(table, baselines.table());
 }
 
 #[test]
