@@ -30,7 +30,7 @@ use crate::resume::{self, changed_settings};
 use crate::run_dir::{
     RunDir, CONFIG, CV_FILES, CV_REPORT, CV_TABLE, FOLDS, FOLD_RESULT, SPLITS, TEST_PREDICTIONS,
 };
-use crate::train::train;
+use crate::train::{train, SelectBy};
 
 /// The figures of one fold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -411,6 +411,12 @@ fn open_config(cli: &CvArgs, run: &RunDir) -> Result<CvArgs> {
     }
     if args.train.cross_validation.is_some() {
         bail!("--cross-validation names the figures of a final training, not of cv");
+    }
+    if args.val_share == 0.0 && args.train.select != SelectBy::Last {
+        bail!(
+            "--val-share 0 leaves no validation subjects to select an epoch by: add --select \
+             last to keep the last epoch"
+        );
     }
     Ok(args)
 }

@@ -15,7 +15,7 @@ use hands_search::data::{
 use hands_search::eval::load_model;
 use hands_search::eval::mirror;
 use hands_search::step::cross_entropy;
-use hands_search::train::{train, ClassWeight};
+use hands_search::train::{train, ClassWeight, SelectBy};
 use hands_tests::datasets::class_folders;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -396,4 +396,30 @@ fn resume_adds_baselines_on_the_same_folds_and_refuses_other_changes() {
     assert!(!out.join("random-3").exists());
     let config: CvArgs = read_json(&out.join("config.json"));
     assert_eq!(config.baselines, ["random:2"]);
+}
+
+#[test]
+fn no_validation_share_needs_the_last_epoch_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 8);
+    let out = dir.path().join("cv");
+    let mut args = tiny_cv(&data, &out);
+    args.baselines.clear();
+    args.val_share = 0.0;
+    let err = format!("{:#}", cross_validate(&args).unwrap_err());
+    assert!(err.contains("--select last"), "{err}");
+    assert!(!out.exists(), "nothing written for a refused run");
+
+    args.train.select = SelectBy::Last;
+    let report = cross_validate(&args).unwrap().report.expect("finished");
+    assert_eq!(report.rows[1].folds.len(), 2);
+    for fold in 0..2 {
+        let split: Split = read_json(&out.join(format!("splits/fold-{fold}.json")));
+        assert!(
+            split.val.subjects.is_empty(),
+            "fold {fold}: {:?}",
+            split.val
+        );
+    }
 }

@@ -30,7 +30,8 @@ pub struct CvArgs {
     /// Number of folds (2 to 20).
     #[arg(long, default_value_t = 5, value_parser = flags::usize_in(2..=20))]
     pub folds: usize,
-    /// Share of each fold's training subjects held out (per label) for model selection.
+    /// Share of each fold's training subjects held out (per label) for model selection; 0
+    /// trains on all of them and needs `--select last`.
     #[arg(long, default_value_t = 0.15, value_parser = flags::fraction)]
     pub val_share: f64,
     /// End this invocation after this many fold trainings have finished; continue with
