@@ -290,7 +290,6 @@ fn prepare_split(
     }
     let out = run.path();
     inputs.check(in_folder(out, &TRAIN_FILES))?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let split_path = run.split();
     if args.run.resume {
         let split = Split::load(&split_path)?;
@@ -322,6 +321,13 @@ fn prepare_split(
         }
     };
     check_trainable(&args.data.path, dataset, &split, &source)?;
+    if split.val.subjects.is_empty() && args.select != SelectBy::Last {
+        bail!(
+            "the split ({source}) has no validation subjects to select an epoch by: add \
+             --select last to keep the last epoch"
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     split.save(&split_path)?;
     state.split_source = source;
     hands_models::output::write_atomic(

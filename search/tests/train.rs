@@ -15,7 +15,7 @@ use hands_models::nn::network::{parameter_count, DropPath, Network, NetworkConfi
 use hands_models::{Genotype, ModelCard};
 use hands_search::args::train::TrainArgs;
 use hands_search::checkpoint;
-use hands_search::data::{AspectFilter, Dataset, PartName, Split};
+use hands_search::data::{AspectFilter, Dataset, Folds, PartName, Split};
 use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
 use hands_search::train::{inference_tensors, train, write_model, SelectBy};
 use hands_tests::datasets::class_folders;
@@ -424,6 +424,39 @@ fn select_keeps_the_last_epoch_or_the_lowest_validation_loss() {
         .unwrap()
         .card;
     assert_eq!(card.provenance.train["select"], "loss");
+}
+
+/// The twin of cv's `--val-share 0` refusal: a split file whose validation part is empty
+/// leaves nothing to select an epoch by, so only `--select last` may train on it.
+#[test]
+fn a_split_without_validation_subjects_needs_the_last_epoch_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 8);
+    let dataset = Dataset::load(&data, &AspectFilter::All).unwrap();
+    let split = Folds::new(&dataset, 2, 0)
+        .unwrap()
+        .split(&dataset, 0, 0.0, 0)
+        .unwrap();
+    assert!(split.val.subjects.is_empty());
+    let split_file = dir.path().join("no-val.json");
+    split.save(&split_file).unwrap();
+
+    let out = dir.path().join("run");
+    let mut args = tiny_args(&data, &out);
+    args.split_file = Some(split_file.clone());
+    for select in [SelectBy::Accuracy, SelectBy::Loss] {
+        args.select = select;
+        let err = format!("{:#}", train(&args).unwrap_err());
+        assert!(
+            err.contains("no validation subjects") && err.contains("--select last"),
+            "{err}"
+        );
+        assert!(!out.exists(), "nothing written for a refused run");
+    }
+    args.select = SelectBy::Last;
+    let metrics = train(&args).unwrap().metrics.expect("finished");
+    assert_eq!(metrics.selected_epoch, 2, "the last of 3 epochs");
 }
 
 #[test]

@@ -47,7 +47,8 @@ pub struct TrainArgs {
     pub cross_validation: Option<PathBuf>,
     /// Which epoch's weights are kept: `accuracy`, the best validation mean per-class
     /// accuracy (ties: the lower validation loss); `loss`, the lowest validation loss;
-    /// `last`, the last epoch (the validation share is then only watched).
+    /// `last`, the last epoch (the validation share is then only watched; the only rule a
+    /// split without validation subjects allows).
     #[arg(long, value_enum, default_value_t = SelectBy::Accuracy)]
     #[serde(default)]
     pub select: SelectBy,
