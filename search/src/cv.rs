@@ -154,7 +154,8 @@ pub struct Row {
 }
 
 impl Row {
-    fn new(name: String, folds: Vec<FoldResult>) -> Row {
+    /// The row of `folds`, with its mean ± std over them.
+    pub(crate) fn new(name: String, folds: Vec<FoldResult>) -> Row {
         Row {
             parameters: folds.first().map_or(0, |f| f.parameters),
             plain: Summary::of(folds.iter().map(|f| &f.plain)),
@@ -582,7 +583,7 @@ fn train_fold(
 
 impl FoldResult {
     /// The result saved in a fold's run folder, if the fold is done.
-    fn read(fold_run: &RunDir) -> Result<Option<FoldResult>> {
+    pub(crate) fn read(fold_run: &RunDir) -> Result<Option<FoldResult>> {
         let path = fold_run.file(FOLD_RESULT);
         if !path.is_file() {
             return Ok(None);
@@ -655,7 +656,7 @@ pub fn recipe_figures(
 }
 
 /// The majority class of each fold's training subjects, answered for every test image.
-fn majority_row(dataset: &Dataset, splits: &[(Split, PathBuf)]) -> Row {
+pub(crate) fn majority_row(dataset: &Dataset, splits: &[(Split, PathBuf)]) -> Row {
     let folds = splits
         .iter()
         .enumerate()

@@ -11,6 +11,7 @@ pub mod data;
 pub mod derive;
 pub mod device;
 pub mod dot;
+pub mod ensemble;
 pub mod eval;
 pub mod flags;
 pub mod hessian;

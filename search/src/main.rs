@@ -9,6 +9,7 @@ use hands_search::args::search::SearchArgs;
 use hands_search::args::train::TrainArgs;
 use hands_search::cost::{run_cost, CostArgs};
 use hands_search::cv::run_cv;
+use hands_search::ensemble::{run_ensemble, EnsembleArgs};
 use hands_search::eval::{run_eval, EvalArgs};
 use hands_search::plot::{run_plot, PlotArgs};
 use hands_search::search::run_search;
@@ -37,6 +38,9 @@ enum Command {
     /// Cross-validate by subject: train each genotype from scratch on K folds, measure it on
     /// the subjects it never saw, beside the majority class; writes cv.json and cv.md.
     Cv(CvArgs),
+    /// Would averaging several networks help? Measures the mean of the probabilities of
+    /// cross-validation runs on the same folds, from their kept test predictions.
+    Ensemble(EnsembleArgs),
     /// What the network of a genotype costs for one image: parameters, multiply-adds, peak
     /// activation memory, and its ONNX Runtime CPU latency measured here.
     Cost(CostArgs),
@@ -66,7 +70,7 @@ fn main() -> Result<()> {
         }
         Command::Train(args) => args.run.explicit = explicit,
         Command::Cv(args) => args.train.run.explicit = explicit,
-        Command::Eval(_) | Command::Plot(_) | Command::Cost(_) => {}
+        Command::Eval(_) | Command::Ensemble(_) | Command::Plot(_) | Command::Cost(_) => {}
     }
     hands_search::memory::keep_freed_tensor_memory();
     let threads = cli.threads.unwrap_or_else(|| {
@@ -78,6 +82,7 @@ fn main() -> Result<()> {
         Command::Train(args) => run_train(args),
         Command::Eval(args) => run_eval(args),
         Command::Cv(args) => run_cv(args),
+        Command::Ensemble(args) => run_ensemble(args),
         Command::Plot(args) => run_plot(args),
         Command::Cost(args) => run_cost(args),
     }

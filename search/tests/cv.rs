@@ -12,6 +12,7 @@ use hands_search::cv::{cross_validate, CvReport, FoldResult};
 use hands_search::data::{
     Augment, ChannelStats, Dataset, Folds, ImageCache, Loader, PartName, Sample, Source, Split,
 };
+use hands_search::ensemble::ensemble;
 use hands_search::eval::load_model;
 use hands_search::eval::mirror;
 use hands_search::step::cross_entropy;
@@ -422,4 +423,155 @@ fn no_validation_share_needs_the_last_epoch_rule() {
             split.val
         );
     }
+}
+
+/// Rewrites a fold's kept predictions: every image right with probability 0.9, except the
+/// images in `wrong` (by path), whose female probability is given.
+fn set_predictions(csv: &Path, wrong: &[(&str, f32)]) {
+    let mut reader = csv::Reader::from_path(csv).unwrap();
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(reader.headers().unwrap()).unwrap();
+    for record in reader.records() {
+        let record = record.unwrap();
+        let female = wrong
+            .iter()
+            .find(|(path, _)| *path == &record[0])
+            .map_or(if &record[2] == "female" { 0.9 } else { 0.1 }, |w| w.1);
+        let p = [female.to_string(), (1.0 - female).to_string()];
+        let cells: Vec<&str> = record.iter().take(4).collect();
+        writer
+            .write_record(
+                cells
+                    .iter()
+                    .copied()
+                    .chain([&*p[0], &*p[1], &*p[0], &*p[1]]),
+            )
+            .unwrap();
+    }
+    std::fs::write(csv, writer.into_inner().unwrap()).unwrap();
+}
+
+/// The first test image of `label` in a fold's kept predictions.
+fn first_of(csv: &Path, label: &str) -> String {
+    let mut reader = csv::Reader::from_path(csv).unwrap();
+    let record = reader
+        .records()
+        .map(Result::unwrap)
+        .find(|r| &r[2] == label)
+        .unwrap();
+    record[0].to_string()
+}
+
+#[test]
+fn ensemble_of_one_reproduces_its_row_and_averaging_rights_what_each_gets_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 8);
+    let out = dir.path().join("cv");
+    let report = cross_validate(&tiny_cv(&data, &out))
+        .unwrap()
+        .report
+        .expect("finished");
+    let (a, b) = (out.join("DARTS_V2"), out.join("random-1"));
+
+    // One member: its run's row, recomputed from the kept predictions.
+    let alone = ensemble(std::slice::from_ref(&a)).unwrap();
+    assert_eq!(alone.rows[0], report.rows[0], "the majority class");
+    assert_eq!(alone.rows[1].folds, report.rows[1].folds);
+    let recomputed = &alone.rows[2];
+    assert_eq!(recomputed.name, "ensemble of 1");
+    for (fold, theirs) in recomputed.folds.iter().zip(&report.rows[1].folds) {
+        assert_eq!(fold.plain, theirs.plain, "fold {}", fold.fold);
+        assert_eq!(fold.flip, theirs.flip, "fold {}", fold.fold);
+    }
+
+    // Each member gets one image wrong per fold, not the same one: the mean gets both right.
+    for fold in 0..2 {
+        let csv = |m: &Path| m.join(format!("fold-{fold}/test_predictions.csv"));
+        let (woman, man) = (first_of(&csv(&a), "female"), first_of(&csv(&a), "male"));
+        set_predictions(&csv(&a), &[(&woman, 0.4)]);
+        set_predictions(&csv(&b), &[(&man, 0.7)]);
+    }
+    let both = ensemble(&[a.clone(), b.clone()]).unwrap();
+    let mean = both.rows.last().unwrap();
+    assert_eq!(mean.name, "ensemble of 2");
+    assert_eq!(
+        both.rows.len(),
+        4,
+        "majority, the two members, the ensemble"
+    );
+    for fold in &mean.folds {
+        assert_eq!(fold.plain.mean_class_accuracy, 1.0, "fold {}", fold.fold);
+        assert_eq!(fold.flip.mean_class_accuracy, 1.0, "fold {}", fold.fold);
+        assert_eq!(
+            fold.parameters,
+            report.rows[1].parameters + report.rows[2].parameters
+        );
+    }
+    assert_eq!(mean.plain.mean_class_accuracy.mean, 1.0);
+    for (member, label) in [(&a, "female"), (&b, "male")] {
+        let alone = ensemble(std::slice::from_ref(member)).unwrap();
+        for (fold, (split, _)) in alone.rows[2].folds.iter().zip(fold_splits(&out)) {
+            let images = split.test.label_images[usize::from(label == "male")] as f64;
+            let expected = ((images - 1.0) / images + 1.0) / 2.0;
+            assert!(
+                (fold.plain.mean_class_accuracy - expected).abs() < 1e-12,
+                "{}: fold {}",
+                member.display(),
+                fold.fold
+            );
+        }
+    }
+}
+
+fn fold_splits(out: &Path) -> Vec<(Split, PathBuf)> {
+    (0..2)
+        .map(|fold| {
+            let path = out.join(format!("splits/fold-{fold}.json"));
+            (read_json(&path), path)
+        })
+        .collect()
+}
+
+#[test]
+fn ensemble_refuses_members_on_other_folds_or_with_other_test_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 8);
+    let out = dir.path().join("cv");
+    cross_validate(&tiny_cv(&data, &out)).unwrap();
+    let (a, b) = (out.join("DARTS_V2"), out.join("random-1"));
+
+    // Another seed draws other folds: refused before any prediction is read.
+    let other = dir.path().join("other");
+    let mut args = tiny_cv(&data, &other);
+    args.train.run.seed = 8;
+    args.stop_after_runs = Some(0);
+    cross_validate(&args).unwrap();
+    let err = format!(
+        "{:#}",
+        ensemble(&[a.clone(), other.join("DARTS_V2")]).unwrap_err()
+    );
+    let named = other.join("DARTS_V2").display().to_string();
+    assert!(err.contains("other folds") && err.contains(&named), "{err}");
+
+    // A run folder instead of a genotype folder.
+    let err = format!("{:#}", ensemble(std::slice::from_ref(&out)).unwrap_err());
+    assert!(err.contains("genotype folder"), "{err}");
+
+    // A kept prediction of another fold's image.
+    let csv = |fold: usize| b.join(format!("fold-{fold}/test_predictions.csv"));
+    let stranger = first_of(&csv(1), "female");
+    let text = std::fs::read_to_string(csv(0)).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let moved = lines[1].split_once(',').unwrap().1.to_string();
+    lines[1] = format!("{stranger},{moved}");
+    std::fs::write(csv(0), lines.join("\n") + "\n").unwrap();
+    let err = format!("{:#}", ensemble(&[a, b]).unwrap_err());
+    assert!(
+        err.contains("fold-0/test_predictions.csv")
+            && err.contains("line 2")
+            && err.contains("not a test image of this fold"),
+        "{err}"
+    );
 }

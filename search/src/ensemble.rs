@@ -1,0 +1,318 @@
+//! The `ensemble` subcommand: would averaging several networks help? Its members are
+//! genotype folders of `hands-search cv` runs on the same folds of the same data; each test
+//! image's class probabilities are averaged over the members (read from their kept
+//! `test_predictions.csv`) and measured fold by fold as `cv` measures one network, in a
+//! table beside the majority class and each member alone. Nothing is trained or written.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::args::cv::CvArgs;
+use crate::cv::{majority_row, CvReport, FoldFigures, FoldResult, Row};
+use crate::data::{Dataset, Folds, Split};
+use crate::eval::Evaluation;
+use crate::run_dir::{RunDir, CONFIG, FOLDS, SPLITS, TEST_PREDICTIONS};
+
+/// Settings of `hands-search ensemble`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnsembleArgs {
+    /// Genotype folders of cross-validation runs (`RUN/GENOTYPE`, the folder holding
+    /// fold-0/, fold-1/, ...: e.g. runs/cv32-light40-last/pretrained), every fold finished,
+    /// all on the same folds of the same data. One folder alone reproduces its row.
+    #[arg(required = true, value_name = "GENOTYPE_DIR")]
+    pub members: Vec<PathBuf>,
+    /// Print the report as JSON (cv.json's format) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `hands-search ensemble`.
+pub fn run_ensemble(args: &EnsembleArgs) -> Result<()> {
+    let report = ensemble(&args.members)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    print!("{}", report.table());
+    println!("\nmean per-class accuracy per fold:");
+    for row in &report.rows {
+        let folds: Vec<String> = row
+            .folds
+            .iter()
+            .map(|f| format!("{:.3}", f.plain.mean_class_accuracy))
+            .collect();
+        println!("- {}: {}", row.name, folds.join(" "));
+    }
+    Ok(())
+}
+
+/// The report of averaging `members` (genotype folders of cross-validation runs on the same
+/// folds): the majority class, each member as its run measured it, then the ensemble (the
+/// mean of the members' probabilities, with and without their flip averaging).
+pub fn ensemble(members: &[PathBuf]) -> Result<CvReport> {
+    let members: Vec<Member> = members
+        .iter()
+        .map(|dir| Member::open(dir))
+        .collect::<Result<_>>()?;
+    let first = members.first().context("no genotype folder given")?;
+    let data = &first.config.train.data;
+    let dataset = Dataset::load(&data.path, &data.aspect)?;
+    let folds = Folds::load(&first.run.join(FOLDS), &dataset)?;
+    for member in &members[1..] {
+        member.check_same_folds(first, &folds, &dataset)?;
+    }
+    let splits = (0..folds.len())
+        .map(|fold| {
+            let path = first.run.join(SPLITS).join(format!("fold-{fold}.json"));
+            let split = Split::load(&path)?;
+            split.check(&dataset, &path)?;
+            Ok((split, path))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let index_of: HashMap<String, usize> = dataset
+        .samples()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.path.display().to_string(), i))
+        .collect();
+
+    let mut rows = vec![majority_row(&dataset, &splits)];
+    for member in &members {
+        rows.push(Row::new(member.name(), member.fold_results(folds.len())?));
+    }
+    let mut averaged = Vec::with_capacity(folds.len());
+    for (fold, (split, _)) in splits.iter().enumerate() {
+        let test = split.test.indices(&dataset);
+        let mut plain = vec![vec![0f32; dataset.labels().len()]; test.len()];
+        let mut flip = plain.clone();
+        for member in &members {
+            let path = member.fold(fold).file(TEST_PREDICTIONS);
+            let kept = read_predictions(&path, &dataset, &index_of, &test)?;
+            for (sum, p) in plain.iter_mut().zip(&kept.plain) {
+                add(sum, p);
+            }
+            for (sum, p) in flip.iter_mut().zip(&kept.flip) {
+                add(sum, p);
+            }
+        }
+        let share = 1.0 / members.len() as f32;
+        for p in plain.iter_mut().chain(flip.iter_mut()) {
+            p.iter_mut().for_each(|v| *v *= share);
+        }
+        let measure = |probabilities: &[Vec<f32>]| {
+            let rows: Vec<&[f32]> = probabilities.iter().map(Vec::as_slice).collect();
+            Evaluation::from_probabilities("test", &dataset, &test, &rows)
+        };
+        let (plain, flip) = (measure(&plain), measure(&flip));
+        let member_folds: Vec<&FoldResult> = rows[1..].iter().map(|r| &r.folds[fold]).collect();
+        averaged.push(FoldResult {
+            fold,
+            test_images: plain.images,
+            test_subjects: plain.subjects,
+            selected_epoch: 0,
+            parameters: member_folds.iter().map(|f| f.parameters).sum(),
+            train_seconds: member_folds.iter().map(|f| f.train_seconds).sum(),
+            plain: FoldFigures::of(&plain),
+            flip: FoldFigures::of(&flip),
+        });
+    }
+    rows.push(Row::new(format!("ensemble of {}", members.len()), averaged));
+
+    let names: Vec<String> = members.iter().map(Member::name).collect();
+    Ok(CvReport {
+        protocol: format!(
+            "the class probabilities of {} cross-validation trainings on the same {}-fold \
+             split by subject (seed {}) averaged per test image: {}",
+            members.len(),
+            folds.len(),
+            first.config.train.run.seed,
+            names.join(", ")
+        ),
+        folds: folds.len(),
+        seed: first.config.train.run.seed,
+        data: data.path.display().to_string(),
+        images: dataset.len(),
+        subjects: dataset.subjects().len(),
+        rows,
+    })
+}
+
+fn add(sum: &mut [f32], p: &[f32]) {
+    sum.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+}
+
+/// One genotype folder of a cross-validation run.
+struct Member {
+    /// The folder as given.
+    dir: PathBuf,
+    /// The cross-validation run it belongs to (its parent).
+    run: PathBuf,
+    /// That run's settings.
+    config: CvArgs,
+}
+
+impl Member {
+    fn open(dir: &Path) -> Result<Member> {
+        let run = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let path = run.join(CONFIG);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{}: cannot read {} (give a genotype folder of a `hands-search cv` run, the \
+                 one holding fold-0/, fold-1/, ...)",
+                dir.display(),
+                path.display()
+            )
+        })?;
+        let config = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a cross-validation config", path.display()))?;
+        Ok(Member {
+            dir: dir.to_path_buf(),
+            run,
+            config,
+        })
+    }
+
+    fn name(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn fold(&self, fold: usize) -> RunDir {
+        RunDir::new(self.dir.join(format!("fold-{fold}")))
+    }
+
+    /// Refuses a member whose run measured other data or other folds than `first`'s.
+    fn check_same_folds(&self, first: &Member, folds: &Folds, dataset: &Dataset) -> Result<()> {
+        let (mine, theirs) = (&self.config.train.data, &first.config.train.data);
+        if mine.path != theirs.path || mine.aspect != theirs.aspect {
+            bail!(
+                "{}: its run measured --data {} --aspect {}, {} --data {} --aspect {}: an \
+                 ensemble needs the same test images",
+                self.dir.display(),
+                mine.path.display(),
+                mine.aspect,
+                first.dir.display(),
+                theirs.path.display(),
+                theirs.aspect
+            );
+        }
+        let path = self.run.join(FOLDS);
+        if Folds::load(&path, dataset)? != *folds {
+            bail!(
+                "{}: other folds than {}'s (its {} differs): an ensemble needs the same test \
+                 subjects in every fold",
+                self.dir.display(),
+                first.dir.display(),
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Each fold's figures as the run measured them (`fold.json`).
+    fn fold_results(&self, folds: usize) -> Result<Vec<FoldResult>> {
+        (0..folds)
+            .map(|fold| {
+                FoldResult::read(&self.fold(fold))?.with_context(|| {
+                    format!(
+                        "{}: fold {fold} is not finished (no fold.json): finish it with \
+                         `hands-search cv --resume --out {}`",
+                        self.dir.display(),
+                        self.run.display()
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// A member's probabilities of a fold's test images, in the fold's order.
+struct KeptPredictions {
+    plain: Vec<Vec<f32>>,
+    flip: Vec<Vec<f32>>,
+}
+
+/// Reads `test_predictions.csv` and orders its rows as `test` (dataset indices); refused
+/// unless it holds exactly those images, each once, with every label's probability.
+fn read_predictions(
+    path: &Path,
+    dataset: &Dataset,
+    index_of: &HashMap<String, usize>,
+    test: &[usize],
+) -> Result<KeptPredictions> {
+    let context = || format!("cannot read {}", path.display());
+    let mut reader = csv::Reader::from_path(path).with_context(context)?;
+    let header = reader.headers().with_context(context)?.clone();
+    let column = |name: &str| {
+        header.iter().position(|h| h == name).with_context(|| {
+            format!(
+                "{}: no column {name} (header {:?}): not a test_predictions.csv of this data",
+                path.display(),
+                header.iter().collect::<Vec<_>>().join(",")
+            )
+        })
+    };
+    let path_column = column("path")?;
+    let labels = dataset.labels();
+    let plain_columns = labels
+        .iter()
+        .map(|l| column(&format!("p_{l}")))
+        .collect::<Result<Vec<_>>>()?;
+    let flip_columns = labels
+        .iter()
+        .map(|l| column(&format!("p_{l}_flip")))
+        .collect::<Result<Vec<_>>>()?;
+    let position: HashMap<usize, usize> = test.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+    let mut plain = vec![Vec::new(); test.len()];
+    let mut flip = vec![Vec::new(); test.len()];
+    for (line, record) in reader.records().enumerate() {
+        let record = record.with_context(context)?;
+        let line = line + 2;
+        let image = record.get(path_column).unwrap_or_default();
+        let slot = index_of
+            .get(image)
+            .and_then(|i| position.get(i))
+            .with_context(|| {
+                format!(
+                    "{}, line {line}: {image} is not a test image of this fold",
+                    path.display()
+                )
+            })?;
+        if !plain[*slot].is_empty() {
+            bail!("{}, line {line}: {image} a second time", path.display());
+        }
+        let read = |columns: &[usize]| -> Result<Vec<f32>> {
+            columns
+                .iter()
+                .map(|&c| {
+                    let cell = record.get(c).unwrap_or_default();
+                    cell.parse::<f32>()
+                        .ok()
+                        .filter(|p| (0.0..=1.0).contains(p))
+                        .with_context(|| {
+                            format!(
+                                "{}, line {line}: {} is {cell:?}, not a probability",
+                                path.display(),
+                                &header[c]
+                            )
+                        })
+                })
+                .collect()
+        };
+        plain[*slot] = read(&plain_columns)?;
+        flip[*slot] = read(&flip_columns)?;
+    }
+    let missing = plain.iter().filter(|p| p.is_empty()).count();
+    if missing > 0 {
+        bail!(
+            "{}: {missing} of the fold's {} test images have no row",
+            path.display(),
+            test.len()
+        );
+    }
+    Ok(KeptPredictions { plain, flip })
+}
