@@ -84,11 +84,12 @@ pub struct FoldResult {
     pub test_images: usize,
     /// Test subjects.
     pub test_subjects: usize,
-    /// The epoch selected on the validation subjects.
+    /// The epoch whose weights were kept (0 for the majority class and an ensemble).
     pub selected_epoch: usize,
-    /// Learnable parameters of the network (0 for the majority class).
+    /// Learnable parameters of the network (0 for the majority class; an ensemble's
+    /// members' together).
     pub parameters: usize,
-    /// Training seconds.
+    /// Training seconds (an ensemble's members' together).
     pub train_seconds: f64,
     /// The plain forward pass.
     pub plain: FoldFigures,

@@ -82,42 +82,21 @@ pub fn ensemble(members: &[PathBuf]) -> Result<CvReport> {
     for member in &members {
         rows.push(Row::new(member.name(), member.fold_results(folds.len())?));
     }
-    let mut averaged = Vec::with_capacity(folds.len());
-    for (fold, (split, _)) in splits.iter().enumerate() {
-        let test = split.test.indices(&dataset);
-        let mut plain = vec![vec![0f32; dataset.labels().len()]; test.len()];
-        let mut flip = plain.clone();
-        for member in &members {
-            let path = member.fold(fold).file(TEST_PREDICTIONS);
-            let kept = read_predictions(&path, &dataset, &index_of, &test)?;
-            for (sum, p) in plain.iter_mut().zip(&kept.plain) {
-                add(sum, p);
-            }
-            for (sum, p) in flip.iter_mut().zip(&kept.flip) {
-                add(sum, p);
-            }
-        }
-        let share = 1.0 / members.len() as f32;
-        for p in plain.iter_mut().chain(flip.iter_mut()) {
-            p.iter_mut().for_each(|v| *v *= share);
-        }
-        let measure = |probabilities: &[Vec<f32>]| {
-            let rows: Vec<&[f32]> = probabilities.iter().map(Vec::as_slice).collect();
-            Evaluation::from_probabilities("test", &dataset, &test, &rows)
-        };
-        let (plain, flip) = (measure(&plain), measure(&flip));
-        let member_folds: Vec<&FoldResult> = rows[1..].iter().map(|r| &r.folds[fold]).collect();
-        averaged.push(FoldResult {
-            fold,
-            test_images: plain.images,
-            test_subjects: plain.subjects,
-            selected_epoch: 0,
-            parameters: member_folds.iter().map(|f| f.parameters).sum(),
-            train_seconds: member_folds.iter().map(|f| f.train_seconds).sum(),
-            plain: FoldFigures::of(&plain),
-            flip: FoldFigures::of(&flip),
-        });
-    }
+    let averaged = splits
+        .iter()
+        .enumerate()
+        .map(|(fold, (split, _))| {
+            let member_folds: Vec<&FoldResult> = rows[1..].iter().map(|r| &r.folds[fold]).collect();
+            let test = split.test.indices(&dataset);
+            let averaged = AveragedFold {
+                dataset: &dataset,
+                index_of: &index_of,
+                fold,
+                test: &test,
+            };
+            averaged.measure(&members, &member_folds)
+        })
+        .collect::<Result<Vec<_>>>()?;
     rows.push(Row::new(format!("ensemble of {}", members.len()), averaged));
 
     let names: Vec<String> = members.iter().map(Member::name).collect();
@@ -139,8 +118,56 @@ pub fn ensemble(members: &[PathBuf]) -> Result<CvReport> {
     })
 }
 
-fn add(sum: &mut [f32], p: &[f32]) {
-    sum.iter_mut().zip(p).for_each(|(s, v)| *s += v);
+/// One fold's test images, whose probabilities are averaged over the members.
+struct AveragedFold<'a> {
+    dataset: &'a Dataset,
+    /// Dataset index by image path, as `test_predictions.csv` writes it.
+    index_of: &'a HashMap<String, usize>,
+    fold: usize,
+    /// The fold's test images (dataset indices).
+    test: &'a [usize],
+}
+
+impl AveragedFold<'_> {
+    /// The fold's figures of the members' mean probabilities (`member_folds`: each member's
+    /// own result on the fold, for the parameters and training time they add up to).
+    fn measure(&self, members: &[Member], member_folds: &[&FoldResult]) -> Result<FoldResult> {
+        let labels = self.dataset.labels().len();
+        let mut plain = vec![vec![0f32; labels]; self.test.len()];
+        let mut flip = plain.clone();
+        for member in members {
+            let path = member.fold(self.fold).file(TEST_PREDICTIONS);
+            let kept = read_predictions(&path, self.dataset, self.index_of, self.test)?;
+            add_rows(&mut plain, &kept.plain);
+            add_rows(&mut flip, &kept.flip);
+        }
+        let share = 1.0 / members.len() as f32;
+        for p in plain.iter_mut().chain(flip.iter_mut()).flatten() {
+            *p *= share;
+        }
+        let evaluate = |probabilities: &[Vec<f32>]| {
+            let rows: Vec<&[f32]> = probabilities.iter().map(Vec::as_slice).collect();
+            Evaluation::from_probabilities("test", self.dataset, self.test, &rows)
+        };
+        let (plain, flip) = (evaluate(&plain), evaluate(&flip));
+        Ok(FoldResult {
+            fold: self.fold,
+            test_images: plain.images,
+            test_subjects: plain.subjects,
+            selected_epoch: 0,
+            parameters: member_folds.iter().map(|f| f.parameters).sum(),
+            train_seconds: member_folds.iter().map(|f| f.train_seconds).sum(),
+            plain: FoldFigures::of(&plain),
+            flip: FoldFigures::of(&flip),
+        })
+    }
+}
+
+/// Adds `rows` of probabilities to `sums`, element by element.
+fn add_rows(sums: &mut [Vec<f32>], rows: &[Vec<f32>]) {
+    for (sum, row) in sums.iter_mut().zip(rows) {
+        sum.iter_mut().zip(row).for_each(|(s, p)| *s += p);
+    }
 }
 
 /// One genotype folder of a cross-validation run.
