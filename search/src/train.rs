@@ -270,7 +270,8 @@ fn open_state(
 
 /// The run's subject split: read back from the run folder when resuming; else taken from
 /// `--split-file` (or the search run's split) or drawn, checked, and saved with the run's
-/// settings. Refuses a run folder that holds one of the inputs.
+/// settings. Refuses a run folder that holds one of the inputs, and a split without
+/// validation subjects unless the last epoch is kept (nothing to select by).
 fn prepare_split(
     args: &TrainArgs,
     state: &mut TrainState,
