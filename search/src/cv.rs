@@ -30,7 +30,7 @@ use crate::resume::{self, changed_settings};
 use crate::run_dir::{
     RunDir, CONFIG, CV_FILES, CV_REPORT, CV_TABLE, FOLDS, FOLD_RESULT, SPLITS, TEST_PREDICTIONS,
 };
-use crate::train::{train, SelectBy};
+use crate::train::{check_selection, train};
 
 /// The figures of one fold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,7 +302,7 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     for genotype in &genotypes {
         let mut results = Vec::with_capacity(folds.len());
         for (fold, split) in splits.iter().enumerate() {
-            let fold_run = RunDir::new(out.join(slug(genotype)).join(format!("fold-{fold}")));
+            let fold_run = RunDir::new(out.join(slug(genotype))).fold_run(fold);
             if let Some(result) = FoldResult::read(&fold_run)? {
                 results.push(result);
                 continue;
@@ -414,12 +414,7 @@ fn open_config(cli: &CvArgs, run: &RunDir) -> Result<CvArgs> {
     if args.train.cross_validation.is_some() {
         bail!("--cross-validation names the figures of a final training, not of cv");
     }
-    if args.val_share == 0.0 && args.train.select != SelectBy::Last {
-        bail!(
-            "--val-share 0 leaves no validation subjects to select an epoch by: add --select \
-             last to keep the last epoch"
-        );
-    }
+    check_selection(args.train.select, args.val_share > 0.0, "--val-share 0")?;
     Ok(args)
 }
 
@@ -496,7 +491,7 @@ fn prepare_folds(
     };
     let mut splits = Vec::with_capacity(folds.len());
     for fold in 0..folds.len() {
-        let path = run.file(SPLITS).join(format!("fold-{fold}.json"));
+        let path = run.fold_split(fold);
         let split = if path.exists() {
             let split = Split::load(&path)?;
             split.check(dataset, &path)?;

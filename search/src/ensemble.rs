@@ -13,7 +13,7 @@ use crate::args::cv::CvArgs;
 use crate::cv::{majority_row, CvReport, FoldFigures, FoldResult, Row};
 use crate::data::{Dataset, Folds, Split};
 use crate::eval::Evaluation;
-use crate::run_dir::{RunDir, CONFIG, FOLDS, SPLITS, TEST_PREDICTIONS};
+use crate::run_dir::{RunDir, FOLDS, TEST_PREDICTIONS};
 
 /// Settings of `hands-search ensemble`.
 #[derive(Debug, Clone, clap::Args)]
@@ -59,24 +59,18 @@ pub fn ensemble(members: &[PathBuf]) -> Result<CvReport> {
     let first = members.first().context("no genotype folder given")?;
     let data = &first.config.train.data;
     let dataset = Dataset::load(&data.path, &data.aspect)?;
-    let folds = Folds::load(&first.run.join(FOLDS), &dataset)?;
+    let folds = Folds::load(&first.run.file(FOLDS), &dataset)?;
     for member in &members[1..] {
         member.check_same_folds(first, &folds, &dataset)?;
     }
     let splits = (0..folds.len())
         .map(|fold| {
-            let path = first.run.join(SPLITS).join(format!("fold-{fold}.json"));
+            let path = first.run.fold_split(fold);
             let split = Split::load(&path)?;
             split.check(&dataset, &path)?;
             Ok((split, path))
         })
         .collect::<Result<Vec<_>>>()?;
-    let index_of: HashMap<String, usize> = dataset
-        .samples()
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.path.display().to_string(), i))
-        .collect();
 
     let mut rows = vec![majority_row(&dataset, &splits)];
     for member in &members {
@@ -87,13 +81,7 @@ pub fn ensemble(members: &[PathBuf]) -> Result<CvReport> {
         .enumerate()
         .map(|(fold, (split, _))| {
             let member_folds: Vec<&FoldResult> = rows[1..].iter().map(|r| &r.folds[fold]).collect();
-            let test = split.test.indices(&dataset);
-            let averaged = AveragedFold {
-                dataset: &dataset,
-                index_of: &index_of,
-                fold,
-                test: &test,
-            };
+            let averaged = AveragedFold::new(&dataset, fold, split.test.indices(&dataset));
             averaged.measure(&members, &member_folds)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -121,14 +109,28 @@ pub fn ensemble(members: &[PathBuf]) -> Result<CvReport> {
 /// One fold's test images, whose probabilities are averaged over the members.
 struct AveragedFold<'a> {
     dataset: &'a Dataset,
-    /// Dataset index by image path, as `test_predictions.csv` writes it.
-    index_of: &'a HashMap<String, usize>,
     fold: usize,
     /// The fold's test images (dataset indices).
-    test: &'a [usize],
+    test: Vec<usize>,
+    /// The position in `test` of each test image's path, as `test_predictions.csv` writes it.
+    slot_of: HashMap<String, usize>,
 }
 
-impl AveragedFold<'_> {
+impl<'a> AveragedFold<'a> {
+    fn new(dataset: &'a Dataset, fold: usize, test: Vec<usize>) -> Self {
+        let slot_of = test
+            .iter()
+            .enumerate()
+            .map(|(slot, &i)| (dataset.samples()[i].path.display().to_string(), slot))
+            .collect();
+        AveragedFold {
+            dataset,
+            fold,
+            test,
+            slot_of,
+        }
+    }
+
     /// The fold's figures of the members' mean probabilities (`member_folds`: each member's
     /// own result on the fold, for the parameters and training time they add up to).
     fn measure(&self, members: &[Member], member_folds: &[&FoldResult]) -> Result<FoldResult> {
@@ -137,7 +139,7 @@ impl AveragedFold<'_> {
         let mut flip = plain.clone();
         for member in members {
             let path = member.fold(self.fold).file(TEST_PREDICTIONS);
-            let kept = read_predictions(&path, self.dataset, self.index_of, self.test)?;
+            let kept = read_predictions(&path, self.dataset.labels(), &self.slot_of)?;
             add_rows(&mut plain, &kept.plain);
             add_rows(&mut flip, &kept.flip);
         }
@@ -147,7 +149,7 @@ impl AveragedFold<'_> {
         }
         let evaluate = |probabilities: &[Vec<f32>]| {
             let rows: Vec<&[f32]> = probabilities.iter().map(Vec::as_slice).collect();
-            Evaluation::from_probabilities("test", self.dataset, self.test, &rows)
+            Evaluation::from_probabilities("test", self.dataset, &self.test, &rows)
         };
         let (plain, flip) = (evaluate(&plain), evaluate(&flip));
         Ok(FoldResult {
@@ -175,18 +177,18 @@ struct Member {
     /// The folder as given.
     dir: PathBuf,
     /// The cross-validation run it belongs to (its parent).
-    run: PathBuf,
+    run: RunDir,
     /// That run's settings.
     config: CvArgs,
 }
 
 impl Member {
     fn open(dir: &Path) -> Result<Member> {
-        let run = match dir.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let path = run.join(CONFIG);
+        let run = RunDir::new(match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        });
+        let path = run.config();
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "{}: cannot read {} (give a genotype folder of a `hands-search cv` run, the \
@@ -209,7 +211,7 @@ impl Member {
     }
 
     fn fold(&self, fold: usize) -> RunDir {
-        RunDir::new(self.dir.join(format!("fold-{fold}")))
+        RunDir::new(&self.dir).fold_run(fold)
     }
 
     /// Refuses a member whose run measured other data or other folds than `first`'s.
@@ -227,7 +229,7 @@ impl Member {
                 theirs.aspect
             );
         }
-        let path = self.run.join(FOLDS);
+        let path = self.run.file(FOLDS);
         if Folds::load(&path, dataset)? != *folds {
             bail!(
                 "{}: other folds than {}'s (its {} differs): an ensemble needs the same test \
@@ -249,7 +251,7 @@ impl Member {
                         "{}: fold {fold} is not finished (no fold.json): finish it with \
                          `hands-search cv --resume --out {}`",
                         self.dir.display(),
-                        self.run.display()
+                        self.run.path().display()
                     )
                 })
             })
@@ -263,13 +265,12 @@ struct KeptPredictions {
     flip: Vec<Vec<f32>>,
 }
 
-/// Reads `test_predictions.csv` and orders its rows as `test` (dataset indices); refused
-/// unless it holds exactly those images, each once, with every label's probability.
+/// Reads `test_predictions.csv` and puts each image's row in its slot (`slot_of`, by path);
+/// refused unless it holds exactly those images, each once, with every label's probability.
 fn read_predictions(
     path: &Path,
-    dataset: &Dataset,
-    index_of: &HashMap<String, usize>,
-    test: &[usize],
+    labels: &[String],
+    slot_of: &HashMap<String, usize>,
 ) -> Result<KeptPredictions> {
     let context = || format!("cannot read {}", path.display());
     let mut reader = csv::Reader::from_path(path).with_context(context)?;
@@ -284,7 +285,6 @@ fn read_predictions(
         })
     };
     let path_column = column("path")?;
-    let labels = dataset.labels();
     let plain_columns = labels
         .iter()
         .map(|l| column(&format!("p_{l}")))
@@ -293,22 +293,18 @@ fn read_predictions(
         .iter()
         .map(|l| column(&format!("p_{l}_flip")))
         .collect::<Result<Vec<_>>>()?;
-    let position: HashMap<usize, usize> = test.iter().enumerate().map(|(p, &i)| (i, p)).collect();
-    let mut plain = vec![Vec::new(); test.len()];
-    let mut flip = vec![Vec::new(); test.len()];
+    let mut plain = vec![Vec::new(); slot_of.len()];
+    let mut flip = vec![Vec::new(); slot_of.len()];
     for (line, record) in reader.records().enumerate() {
         let record = record.with_context(context)?;
         let line = line + 2;
         let image = record.get(path_column).unwrap_or_default();
-        let slot = index_of
-            .get(image)
-            .and_then(|i| position.get(i))
-            .with_context(|| {
-                format!(
-                    "{}, line {line}: {image} is not a test image of this fold",
-                    path.display()
-                )
-            })?;
+        let slot = slot_of.get(image).with_context(|| {
+            format!(
+                "{}, line {line}: {image} is not a test image of this fold",
+                path.display()
+            )
+        })?;
         if !plain[*slot].is_empty() {
             bail!("{}, line {line}: {image} a second time", path.display());
         }
@@ -338,7 +334,7 @@ fn read_predictions(
         bail!(
             "{}: {missing} of the fold's {} test images have no row",
             path.display(),
-            test.len()
+            slot_of.len()
         );
     }
     Ok(KeptPredictions { plain, flip })

@@ -138,6 +138,16 @@ impl RunDir {
     pub fn metrics(&self) -> PathBuf {
         self.file(METRICS)
     }
+
+    /// A cross-validation's split of fold `fold`.
+    pub fn fold_split(&self, fold: usize) -> PathBuf {
+        self.file(SPLITS).join(format!("fold-{fold}.json"))
+    }
+
+    /// The training run of fold `fold` in a cross-validation's genotype folder (this one).
+    pub fn fold_run(&self, fold: usize) -> RunDir {
+        RunDir::new(self.file(&format!("fold-{fold}")))
+    }
 }
 
 impl AsRef<Path> for RunDir {

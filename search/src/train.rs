@@ -72,6 +72,23 @@ impl SelectBy {
     }
 }
 
+/// Refuses to select an epoch by the validation subjects where there are none
+/// (`has_validation` false): every epoch would count as an improvement, so `accuracy` and
+/// `loss` would silently keep the last one. `what` names what left none.
+pub(crate) fn check_selection(
+    select: SelectBy,
+    has_validation: bool,
+    what: impl std::fmt::Display,
+) -> Result<()> {
+    if !has_validation && select != SelectBy::Last {
+        bail!(
+            "{what} leaves no validation subjects to select an epoch by: add --select last \
+             to keep the last epoch"
+        );
+    }
+    Ok(())
+}
+
 /// The best epoch so far by the run's [`SelectBy`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Best {
@@ -322,12 +339,11 @@ fn prepare_split(
         }
     };
     check_trainable(&args.data.path, dataset, &split, &source)?;
-    if split.val.subjects.is_empty() && args.select != SelectBy::Last {
-        bail!(
-            "the split ({source}) has no validation subjects to select an epoch by: add \
-             --select last to keep the last epoch"
-        );
-    }
+    check_selection(
+        args.select,
+        !split.val.subjects.is_empty(),
+        format!("the split ({source})"),
+    )?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     split.save(&split_path)?;
     state.split_source = source;
