@@ -157,14 +157,14 @@ mod tests {
     use candle_nn::{BatchNorm, Conv2d, Conv2dConfig};
 
     use super::*;
-    use hands_tests::max_abs_diff;
+    use hands_tests::{max_abs_diff, SeededTensors};
 
-    fn bn(c: usize, affine: bool, dev: &Device) -> BatchNorm {
-        let mean = Tensor::randn(0f32, 1.0, c, dev).unwrap();
-        let var = Tensor::rand(0.2f32, 2.0, c, dev).unwrap();
+    fn bn(c: usize, affine: bool, random: &mut SeededTensors) -> BatchNorm {
+        let mean = random.normal(0.0, 1.0, c);
+        let var = random.uniform(0.2, 2.0, c);
         if affine {
-            let w = Tensor::randn(1f32, 0.5, c, dev).unwrap();
-            let b = Tensor::randn(0f32, 0.5, c, dev).unwrap();
+            let w = random.normal(1.0, 0.5, c);
+            let b = random.normal(0.0, 0.5, c);
             BatchNorm::new(c, mean, var, w, b, 1e-5).unwrap()
         } else {
             BatchNorm::new_no_bias(c, mean, var, 1e-5).unwrap()
@@ -174,8 +174,8 @@ mod tests {
     /// Folding leaves the conv+BN output unchanged to 1e-5 (inputs and weights ~N(0, 1)).
     #[test]
     fn folded_conv_matches_conv_then_bn() {
-        let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (2, 6, 9, 9), &dev).unwrap();
+        let mut random = SeededTensors::new(0);
+        let x = random.normal(0.0, 1.0, (2, 6, 9, 9));
         for (groups, dilation, with_bias, affine) in [
             (1, 1, false, true),
             (6, 2, false, true),
@@ -189,10 +189,10 @@ mod tests {
                 groups,
                 ..Default::default()
             };
-            let w = Tensor::randn(0f32, 0.3, (6, 6 / groups, 3, 3), &dev).unwrap();
-            let b = with_bias.then(|| Tensor::randn(0f32, 1.0, 6, &dev).unwrap());
+            let w = random.normal(0.0, 0.3, (6, 6 / groups, 3, 3));
+            let b = with_bias.then(|| random.normal(0.0, 1.0, 6));
             let conv = Conv2d::new(w.clone(), b.clone(), cfg);
-            let norm = bn(6, affine, &dev);
+            let norm = bn(6, affine, &mut random);
             let expected = norm.forward_t(&conv.forward(&x).unwrap(), false).unwrap();
             let f = fold_conv(&w, b.as_ref(), &BnAffine::from_candle(&norm)).unwrap();
             let folded = Conv2d::new(f.weight, Some(f.bias), cfg)
@@ -205,15 +205,15 @@ mod tests {
 
     #[test]
     fn folding_into_a_concat_splits_the_channels() {
-        let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (2, 4, 8, 8), &dev).unwrap();
+        let mut random = SeededTensors::new(1);
+        let x = random.normal(0.0, 1.0, (2, 4, 8, 8));
         let cfg = Conv2dConfig {
             stride: 2,
             ..Default::default()
         };
-        let w1 = Tensor::randn(0f32, 0.5, (3, 4, 1, 1), &dev).unwrap();
-        let w2 = Tensor::randn(0f32, 0.5, (5, 4, 1, 1), &dev).unwrap();
-        let norm = bn(8, true, &dev);
+        let w1 = random.normal(0.0, 0.5, (3, 4, 1, 1));
+        let w2 = random.normal(0.0, 0.5, (5, 4, 1, 1));
+        let norm = bn(8, true, &mut random);
         let y1 = Conv2d::new(w1.clone(), None, cfg).forward(&x).unwrap();
         let y2 = Conv2d::new(w2.clone(), None, cfg).forward(&x).unwrap();
         let expected = norm
@@ -235,8 +235,9 @@ mod tests {
     #[test]
     fn scale_shift_reproduces_a_bn_without_conv() {
         let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (2, 5, 4, 4), &dev).unwrap();
-        let norm = bn(5, false, &dev);
+        let mut random = SeededTensors::new(2);
+        let x = random.normal(0.0, 1.0, (2, 5, 4, 4));
+        let norm = bn(5, false, &mut random);
         let expected = norm.forward_t(&x, false).unwrap();
         let (s, t) = BnAffine::from_candle(&norm).scale_shift().unwrap();
         let s = Tensor::new(s, &dev).unwrap().reshape((1, 5, 1, 1)).unwrap();
@@ -247,9 +248,9 @@ mod tests {
 
     #[test]
     fn channel_mismatch_is_refused() {
-        let dev = Device::Cpu;
-        let w = Tensor::zeros((4, 2, 1, 1), DType::F32, &dev).unwrap();
-        let err = fold_conv(&w, None, &BnAffine::from_candle(&bn(3, true, &dev))).unwrap_err();
+        let w = Tensor::zeros((4, 2, 1, 1), DType::F32, &Device::Cpu).unwrap();
+        let norm = bn(3, true, &mut SeededTensors::new(3));
+        let err = fold_conv(&w, None, &BnAffine::from_candle(&norm)).unwrap_err();
         assert!(err.to_string().contains("3 channels"));
     }
 }

@@ -493,11 +493,7 @@ fn small_normal(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hands_tests::max_abs_diff;
-
-    fn random(shape: (usize, usize, usize, usize)) -> Tensor {
-        Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap()
-    }
+    use hands_tests::{max_abs_diff, SeededTensors};
 
     fn mixed_op(channels: usize, stride: usize, partial_k: usize) -> (MixedOp, VarMap) {
         let map = VarMap::new();
@@ -506,8 +502,8 @@ mod tests {
         (op, map)
     }
 
-    fn op_weights() -> Vec<Tensor> {
-        let alphas = Tensor::randn(0f32, 1.0, Op::ALL.len(), &Device::Cpu).unwrap();
+    fn op_weights(random: &mut SeededTensors) -> Vec<Tensor> {
+        let alphas = random.normal(0.0, 1.0, Op::ALL.len());
         let w = softmax(&alphas, 0).unwrap();
         (0..Op::ALL.len()).map(|i| w.get(i).unwrap()).collect()
     }
@@ -554,8 +550,9 @@ mod tests {
     fn partial_k_one_is_the_darts_mixed_edge() {
         for stride in [1, 2] {
             let (op, _map) = mixed_op(8, stride, 1);
-            let x = random((2, 8, 8, 8));
-            let w = op_weights();
+            let mut random = SeededTensors::new(stride as u64);
+            let x = random.normal(0.0, 1.0, (2, 8, 8, 8));
+            let w = op_weights(&mut random);
             let got = op.forward(&x, &w, &mut None).unwrap();
             let expected = darts_mixture(&op, &x, &w);
             assert!(max_abs_diff(&got, &expected) < 1e-6, "stride {stride}");
@@ -589,8 +586,9 @@ mod tests {
         let k = 4;
         for stride in [1, 2] {
             let (op, _map) = mixed_op(16, stride, k);
-            let x = random((2, 16, 8, 8));
-            let w = op_weights();
+            let mut random = SeededTensors::new(stride as u64);
+            let x = random.normal(0.0, 1.0, (2, 16, 8, 8));
+            let w = op_weights(&mut random);
             let got = op.forward(&x, &w, &mut None).unwrap();
             // Undo the shuffle: the first C/K channels are the mixture, the rest the bypass.
             let unshuffled = channel_shuffle(&got, 16 / k).unwrap();
@@ -607,8 +605,9 @@ mod tests {
         let k = 4;
         for stride in [1, 2] {
             let (op, _map) = mixed_op(16, stride, k);
-            let x = candle_core::Var::from_tensor(&random((2, 16, 8, 8))).unwrap();
-            let w = op_weights();
+            let mut random = SeededTensors::new(stride as u64);
+            let x = candle_core::Var::from_tensor(&random.normal(0.0, 1.0, (2, 16, 8, 8))).unwrap();
+            let w = op_weights(&mut random);
             let input_grad = |out: Tensor, r: &Tensor| {
                 (out * r)
                     .unwrap()
@@ -621,7 +620,7 @@ mod tests {
                     .clone()
             };
             let got = op.forward(x.as_tensor(), &w, &mut None).unwrap();
-            let r = random(got.dims4().unwrap());
+            let r = random.normal(0.0, 1.0, got.dims4().unwrap());
             let grad_got = input_grad(got, &r);
             let expected =
                 channel_shuffle(&plain_partial_edge(&op, x.as_tensor(), &w, stride), k).unwrap();

@@ -1,7 +1,7 @@
 //! Test support shared by every crate's tests: where the shared data is, and what a test does
 //! when it is absent (skip with a notice, or fail under `CI=true`); synthetic datasets
 //! ([`datasets`]) and encoded test images ([`images`]); with the `tensors` feature, tensor
-//! comparison. The end-to-end tests of the three programs live in `tests/`; they run the
+//! comparison and seeded random tensors. The end-to-end tests of the three programs live in `tests/`; they run the
 //! binaries that `cargo test --workspace` builds next to the test executables.
 
 pub mod datasets;
@@ -10,7 +10,13 @@ pub mod images;
 use std::path::{Path, PathBuf};
 
 #[cfg(feature = "tensors")]
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Shape, Tensor};
+#[cfg(feature = "tensors")]
+use rand::{Rng, SeedableRng};
+#[cfg(feature = "tensors")]
+use rand_chacha::ChaCha8Rng;
+#[cfg(feature = "tensors")]
+use rand_distr::{Distribution, Normal};
 
 /// Whether this is CI's run (`CI=true`), where missing shared data fails a test instead of
 /// skipping it.
@@ -62,4 +68,34 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (f64_of(a) - f64_of(b))
         .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>())
         .expect("two tensors of one shape")
+}
+
+/// Random f32 CPU tensors drawn from one seeded stream, so that a test compared against a
+/// tolerance sees the same inputs on every run (candle's CPU `randn` cannot be seeded).
+#[cfg(feature = "tensors")]
+pub struct SeededTensors(ChaCha8Rng);
+
+#[cfg(feature = "tensors")]
+impl SeededTensors {
+    /// A stream that starts from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    /// Values from N(`mean`, `std`^2).
+    pub fn normal(&mut self, mean: f32, std: f32, shape: impl Into<Shape>) -> Tensor {
+        let normal = Normal::new(mean, std).expect("a finite, non-negative std");
+        self.tensor(shape, |rng| normal.sample(rng))
+    }
+
+    /// Values uniform in [`low`, `high`).
+    pub fn uniform(&mut self, low: f32, high: f32, shape: impl Into<Shape>) -> Tensor {
+        self.tensor(shape, |rng| rng.random_range(low..high))
+    }
+
+    fn tensor(&mut self, shape: impl Into<Shape>, draw: impl Fn(&mut ChaCha8Rng) -> f32) -> Tensor {
+        let shape = shape.into();
+        let values: Vec<f32> = (0..shape.elem_count()).map(|_| draw(&mut self.0)).collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).expect("as many values as the shape holds")
+    }
 }

@@ -14,6 +14,7 @@ use hands_models::card::{
 };
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::{Genotype, ModelCard};
+use hands_tests::SeededTensors;
 use prost::Message;
 
 pub const C: usize = 8;
@@ -91,22 +92,30 @@ pub fn random_tensors_with_stem(
     let (_, varmap): (Network, VarMap) =
         Network::seeded(genotype, &config, seed, DType::F32, &Device::Cpu).unwrap();
     let params = parameter_count(&varmap, false);
-    let vars = varmap.data().lock().unwrap();
+    // The tensors in name order, so that the seeded stream gives each the same values on
+    // every run (the VarMap's own order is a HashMap's).
+    let vars: BTreeMap<String, Tensor> = varmap
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+        .collect();
+    let mut random = SeededTensors::new(seed);
     let mut out = BTreeMap::new();
-    for (name, var) in vars.iter() {
-        let t = var.as_tensor().clone();
+    for (name, t) in vars {
         let n = t.dims().to_vec();
         let t = if name == "classifier.weight" {
             // Logits of a few units, as after training, so parity errors are not hidden.
             (t * 10.0).unwrap()
         } else if name.ends_with("running_mean") || name.ends_with(".bias") {
-            Tensor::randn(0f32, 0.2, n, &Device::Cpu).unwrap()
+            random.normal(0.0, 0.2, n)
         } else if name.ends_with("running_var") || (name.ends_with(".weight") && n.len() == 1) {
-            Tensor::rand(0.5f32, 1.5, n, &Device::Cpu).unwrap()
+            random.uniform(0.5, 1.5, n)
         } else {
             t
         };
-        out.insert(name.clone(), t);
+        out.insert(name, t);
     }
     (out, params)
 }
