@@ -174,8 +174,11 @@ pub struct CvReport {
     pub protocol: String,
     /// Number of folds.
     pub folds: usize,
-    /// The seed of the folds, splits and training.
+    /// The seed of the folds and splits (and of the training, without `train_seed`).
     pub seed: u64,
+    /// The seed of the training, where it is not `seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_seed: Option<u64>,
     /// The data.
     pub data: String,
     /// Images and subjects of the data.
@@ -326,10 +329,13 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     let report = CvReport {
         protocol: format!(
             "{}-fold cross-validation by subject (stratified by label, seed {}); each fold \
-             trained from scratch on the other folds' subjects, {}{}, measured on the fold's \
-             subjects only",
+             trained from scratch on the other folds' subjects{}, {}{}, measured on the \
+             fold's subjects only",
             folds.len(),
             args.train.run.seed,
+            args.train_seed
+                .map(|seed| format!(" (training seed {seed})"))
+                .unwrap_or_default(),
             args.train.select.describe(args.val_share),
             if args.train.precise_bn {
                 ", BatchNorm statistics recomputed on the training subjects"
@@ -339,6 +345,7 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
         ),
         folds: folds.len(),
         seed: args.train.run.seed,
+        train_seed: args.train_seed,
         data: args.train.data.path.display().to_string(),
         images: dataset.len(),
         subjects: dataset.subjects().len(),
@@ -543,6 +550,7 @@ fn train_fold(
     let mut fold_args = args.train.clone();
     fold_args.genotype = genotype.to_string();
     fold_args.split_file = Some(split_path.clone());
+    fold_args.run.seed = args.training_seed();
     fold_args.run.out = Some(dir.to_path_buf());
     fold_args.run.resume = fold_run.checkpoint().is_file();
     fold_args.run.extend_epochs = false;

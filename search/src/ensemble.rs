@@ -99,6 +99,7 @@ pub fn ensemble(members: &[PathBuf]) -> Result<CvReport> {
         ),
         folds: folds.len(),
         seed: first.config.train.run.seed,
+        train_seed: None,
         data: data.path.display().to_string(),
         images: dataset.len(),
         subjects: dataset.subjects().len(),

@@ -236,6 +236,7 @@ fn tiny_cv(data: &Path, out: &Path) -> CvArgs {
         baselines: vec!["random:1".into()],
         folds: 2,
         val_share: 0.25,
+        train_seed: None,
         stop_after_runs: None,
     }
 }
@@ -423,6 +424,53 @@ fn no_validation_share_needs_the_last_epoch_rule() {
             split.val
         );
     }
+}
+
+#[test]
+fn a_training_seed_retrains_on_the_same_folds_and_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 8);
+    let run = |name: &str, train_seed: Option<u64>| {
+        let out = dir.path().join(name);
+        let mut args = tiny_cv(&data, &out);
+        args.baselines.clear();
+        args.train_seed = train_seed;
+        let report = cross_validate(&args).unwrap().report.expect("finished");
+        (out, report)
+    };
+    let (first, first_report) = run("first", None);
+    let (again, again_report) = run("again", Some(8));
+    assert_eq!((again_report.seed, again_report.train_seed), (7, Some(8)));
+    assert!(again_report.protocol.contains("training seed 8"));
+    assert_eq!(first_report.train_seed, None);
+    let read = |out: &Path, file: &str| std::fs::read(out.join(file)).unwrap();
+    for file in ["folds.json", "splits/fold-0.json", "splits/fold-1.json"] {
+        assert_eq!(read(&first, file), read(&again, file), "{file}");
+    }
+    for fold in 0..2 {
+        let config = |out: &Path| -> serde_json::Value {
+            read_json(&out.join(format!("DARTS_V2/fold-{fold}/config.json")))
+        };
+        assert_eq!(config(&first)["seed"], 7);
+        assert_eq!(config(&again)["seed"], 8);
+        // The first epoch's training loss: another seed, other batches and weights.
+        let first_loss = |out: &Path| -> f64 {
+            let log =
+                std::fs::read_to_string(out.join(format!("DARTS_V2/fold-{fold}/train.jsonl")))
+                    .unwrap();
+            let epoch: serde_json::Value =
+                serde_json::from_str(log.lines().next().unwrap()).unwrap();
+            epoch["train_loss"].as_f64().unwrap()
+        };
+        assert_ne!(
+            first_loss(&first),
+            first_loss(&again),
+            "fold {fold} trained anew"
+        );
+    }
+    let config: CvArgs = read_json(&again.join("config.json"));
+    assert_eq!(config.training_seed(), 8);
 }
 
 /// Rewrites a fold's kept predictions: every image right with probability 0.9, except the

@@ -34,6 +34,12 @@ pub struct CvArgs {
     /// trains on all of them and needs `--select last`.
     #[arg(long, default_value_t = 0.15, value_parser = flags::fraction)]
     pub val_share: f64,
+    /// Seed of the trainings (initialisation, batches, augmentation), where it differs from
+    /// --seed, which then draws only the folds and splits: a recipe trained again with
+    /// another seed on the same folds.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_seed: Option<u64>,
     /// End this invocation after this many fold trainings have finished; continue with
     /// --resume.
     #[arg(long)]
@@ -47,6 +53,11 @@ impl CvArgs {
         self.train.run.out.clone().unwrap_or_else(|| {
             PathBuf::from("runs").join(format!("cv-{}", slug(&self.train.genotype)))
         })
+    }
+
+    /// The seed of every fold's training: --train-seed, else --seed.
+    pub fn training_seed(&self) -> u64 {
+        self.train_seed.unwrap_or(self.train.run.seed)
     }
 
     /// The genotypes measured: the one under test, then the baselines.
