@@ -75,7 +75,8 @@ impl<'a> EpochData<'a> {
         let train_loader = Loader::new(cache, stats, args.optimiser.batch, device)
             .augment(
                 Augment::recipe(args.regularisation.augment, args.data.size)
-                    .with_cutout(args.regularisation.cutout),
+                    .with_cutout(args.regularisation.cutout)
+                    .with_vertical_flip(args.regularisation.vertical_flip),
             )
             .shuffle(true)
             .drop_last(train.len() >= args.optimiser.batch);

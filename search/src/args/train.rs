@@ -112,6 +112,12 @@ pub struct RegularisationArgs {
     #[arg(long, value_enum, default_value_t = RegularisationArgs::DEFAULT.augment)]
     #[serde(default = "darts_augment")]
     pub augment: AugmentRecipe,
+    /// Also mirror training images top-bottom half the time, so that a hand pointing down
+    /// reads as one pointing up (11K Hands' originals point down, its older square copies
+    /// up).
+    #[arg(long)]
+    #[serde(default)]
+    pub vertical_flip: bool,
 }
 
 impl RegularisationArgs {
@@ -124,6 +130,7 @@ impl RegularisationArgs {
         label_smoothing: 0.0,
         class_weight: ClassWeight::Balanced,
         augment: AugmentRecipe::Photo,
+        vertical_flip: false,
     };
 
     /// Checks the settings with the parsers their flags use.

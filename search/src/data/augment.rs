@@ -1,6 +1,7 @@
 //! Training-time augmentation of cached images: DARTS' CIFAR recipe (random crop with zero
 //! padding, horizontal flip, cutout) and a recipe for photos of hands (random resized crop,
-//! small rotation, flip, brightness / contrast / saturation jitter, cutout).
+//! small rotation, flip, brightness / contrast / saturation jitter, cutout); either may add
+//! a vertical flip, for hands that point up in some photos and down in others.
 
 use clap::ValueEnum;
 use image::RgbImage;
@@ -34,7 +35,7 @@ pub struct ResizedCrop {
 
 /// The augmentation of one training image. Every random choice is drawn from the
 /// `ChaCha8Rng` passed to [`Augment::apply`], in a fixed order (crop top, crop left; resized
-/// crop scale, ratio, centre column, centre row; rotation angle; flip; brightness,
+/// crop scale, ratio, centre column, centre row; rotation angle; flip; vertical flip; brightness,
 /// contrast, saturation; cutout centre row, cutout centre column; a disabled step draws
 /// nothing). The label is never touched.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -47,6 +48,9 @@ pub struct Augment {
     pub rotate: f32,
     /// Mirror left-right with probability 1/2.
     pub flip: bool,
+    /// Mirror top-bottom with probability 1/2 (with `flip`, every quarter of the turns and
+    /// mirrors of a hand is seen pointing up and down).
+    pub vertical_flip: bool,
     /// Brightness, contrast and saturation factors each drawn from `[1 - j, 1 + j]`
     /// (0 = off), applied in that order as torchvision's `ColorJitter`.
     pub colour_jitter: f32,
@@ -63,6 +67,7 @@ impl Augment {
             resized_crop: None,
             rotate: 0.0,
             flip: true,
+            vertical_flip: false,
             colour_jitter: 0.0,
             cutout: 0,
         }
@@ -78,6 +83,7 @@ impl Augment {
             }),
             rotate: 15.0,
             flip: true,
+            vertical_flip: false,
             colour_jitter: 0.2,
             cutout: 0,
         }
@@ -95,6 +101,14 @@ impl Augment {
     pub fn with_cutout(self, length: u32) -> Augment {
         Augment {
             cutout: length,
+            ..self
+        }
+    }
+
+    /// The same, mirrored top-bottom with probability 1/2 when `on`.
+    pub fn with_vertical_flip(self, on: bool) -> Augment {
+        Augment {
+            vertical_flip: on,
             ..self
         }
     }
@@ -118,7 +132,10 @@ impl Augment {
             (pad, pad)
         };
         let warp = self.draw_warp(rng);
-        let flip = self.flip && rng.random_bool(0.5);
+        let flip = Mirror {
+            left_right: self.flip && rng.random_bool(0.5),
+            top_bottom: self.vertical_flip && rng.random_bool(0.5),
+        };
 
         let mut moved = vec![0u8; 3 * s * s];
         match warp {
@@ -177,6 +194,13 @@ impl Augment {
     }
 }
 
+/// Which mirrors of the output are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Mirror {
+    left_right: bool,
+    top_bottom: bool,
+}
+
 /// A crop of `width` x `height` (shares of the side) centred at (`cx`, `cy`) (shares of the
 /// side), rotated by `angle` radians about its centre, resampled to the full image.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -190,16 +214,19 @@ struct Warp {
 
 impl Warp {
     /// Resamples `image` (`s` x `s` RGB) into `out` bilinearly, replicating the edges;
-    /// `flip` mirrors the output left-right.
-    fn apply(&self, image: &[u8], s: usize, flip: bool, out: &mut [u8]) {
+    /// `flip` mirrors the output.
+    fn apply(&self, image: &[u8], s: usize, flip: Mirror, out: &mut [u8]) {
         let side = s as f32;
         let (sin, cos) = self.angle.sin_cos();
         for y in 0..s {
             // Output position in [-1/2, 1/2] of the crop.
-            let v = (y as f32 + 0.5) / side - 0.5;
+            let mut v = (y as f32 + 0.5) / side - 0.5;
+            if flip.top_bottom {
+                v = -v;
+            }
             for x in 0..s {
                 let mut u = (x as f32 + 0.5) / side - 0.5;
-                if flip {
+                if flip.left_right {
                     u = -u;
                 }
                 let (du, dv) = (u * self.width, v * self.height);
@@ -228,22 +255,23 @@ fn bilinear(image: &[u8], s: usize, x: f32, y: f32) -> [u8; 3] {
     })
 }
 
-/// DARTS' crop of the zero-padded image (`top`, `left` into a padding of `pad`) and flip.
+/// DARTS' crop of the zero-padded image (`top`, `left` into a padding of `pad`), mirrored.
 fn shift_and_flip(
     image: &[u8],
     s: usize,
     (top, left, pad): (usize, usize, usize),
-    flip: bool,
+    flip: Mirror,
     out: &mut [u8],
 ) {
     for y in 0..s {
         // Row y of the crop is row y + top of the padded image, row y + top - pad of the
         // original.
-        let Some(sy) = (y + top).checked_sub(pad).filter(|&v| v < s) else {
+        let cy = if flip.top_bottom { s - 1 - y } else { y };
+        let Some(sy) = (cy + top).checked_sub(pad).filter(|&v| v < s) else {
             continue;
         };
         for x in 0..s {
-            let cx = if flip { s - 1 - x } else { x };
+            let cx = if flip.left_right { s - 1 - x } else { x };
             let Some(sx) = (cx + left).checked_sub(pad).filter(|&v| v < s) else {
                 continue;
             };
@@ -356,6 +384,38 @@ mod tests {
     }
 
     #[test]
+    fn vertical_flip_mirrors_the_rows_about_half_the_time() {
+        let rows_reversed: Vec<u8> = (0..4u8)
+            .rev()
+            .flat_map(|row| (1..=4).map(move |col| 4 * row + col))
+            .collect();
+        let aug = Augment {
+            pad: 0,
+            flip: false,
+            ..Augment::standard(4).with_vertical_flip(true)
+        };
+        let mut flipped = 0;
+        for seed in 0..64 {
+            let mut out = vec![0.0; 48];
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            aug.apply(&numbered(), 4, &UNIT, &mut rng, &mut out);
+            let r = red(&out);
+            if r == rows_reversed {
+                flipped += 1;
+            } else {
+                assert_eq!(r, (1..=16).collect::<Vec<u8>>(), "seed {seed}");
+            }
+        }
+        assert!((16..=48).contains(&flipped), "{flipped} of 64 flipped");
+        // The photo recipe with it stays deterministic under a seed.
+        let photo = Augment::photo().with_vertical_flip(true);
+        assert_eq!(
+            photo_out(&photo, &quadrants(), 5),
+            photo_out(&photo, &quadrants(), 5)
+        );
+    }
+
+    #[test]
     fn cutout_zeroes_a_clipped_square() {
         let aug = Augment {
             pad: 0,
@@ -425,13 +485,21 @@ mod tests {
             angle: 0.0,
         };
         let mut out = vec![0u8; image.len()];
-        warp.apply(&image, 16, false, &mut out);
+        warp.apply(&image, 16, Mirror::default(), &mut out);
         assert_eq!(out, image);
-        warp.apply(&image, 16, true, &mut out);
-        for y in 0..16 {
-            for x in 0..16 {
-                let (a, b) = (3 * (y * 16 + x), 3 * (y * 16 + 15 - x));
-                assert_eq!(out[a..a + 3], image[b..b + 3]);
+        for (left_right, top_bottom) in [(true, false), (false, true), (true, true)] {
+            let flip = Mirror {
+                left_right,
+                top_bottom,
+            };
+            warp.apply(&image, 16, flip, &mut out);
+            for y in 0..16 {
+                for x in 0..16 {
+                    let sx = if left_right { 15 - x } else { x };
+                    let sy = if top_bottom { 15 - y } else { y };
+                    let (a, b) = (3 * (y * 16 + x), 3 * (sy * 16 + sx));
+                    assert_eq!(out[a..a + 3], image[b..b + 3], "{flip:?}");
+                }
             }
         }
         let mut jittered = image.clone();
@@ -450,7 +518,7 @@ mod tests {
             angle: std::f32::consts::FRAC_PI_2,
         };
         let mut out = vec![0u8; image.len()];
-        warp.apply(&image, 16, false, &mut out);
+        warp.apply(&image, 16, Mirror::default(), &mut out);
         // The output's top-left pixel samples the source's top-right quadrant, its top-right
         // pixel the source's bottom-right one.
         let red_green =
@@ -472,7 +540,7 @@ mod tests {
             angle: 0.0,
         };
         let mut out = vec![0u8; image.len()];
-        warp.apply(&image, 16, false, &mut out);
+        warp.apply(&image, 16, Mirror::default(), &mut out);
         assert!(out.chunks_exact(3).all(|p| p[0] == 200 && p[1] == 20));
     }
 
