@@ -108,7 +108,7 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
     let cache = ImageCache::build(&dataset, args.data.size)?;
     let stats = cache.stats(&split.train.indices(&dataset))?;
     let loader = Loader::new(&cache, stats, args.optimiser.batch, &device)
-        .augment(Augment::standard(args.data.size))
+        .augment(Augment::standard(args.data.size).with_vertical_flip(args.vertical_flip))
         .shuffle(true)
         .drop_last(w_idx.len().min(a_idx.len()) >= args.optimiser.batch);
     hands_models::output::write_atomic(

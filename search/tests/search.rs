@@ -215,6 +215,12 @@ fn beta_decay_changes_the_architecture_and_is_logged() {
 }
 
 #[test]
+fn the_vertical_flip_changes_the_batches_the_search_sees() {
+    let (plain, flipped) = plain_and_varied(|args| args.vertical_flip = true);
+    assert_ne!(plain[0]["train_loss"], flipped[0]["train_loss"]);
+}
+
+#[test]
 fn clipping_the_architecture_gradient_changes_the_architecture() {
     let (plain, clipped) = plain_and_varied(|args| args.architecture.arch_grad_clip = Some(1e-12));
     assert_ne!(plain[1]["alphas_normal"], clipped[1]["alphas_normal"]);

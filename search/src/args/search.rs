@@ -46,6 +46,11 @@ pub struct SearchArgs {
     /// arch lr 6e-4, architecture gradients clipped at 5.
     #[arg(long, value_enum, default_value_t = Algo::Darts)]
     pub algo: Algo,
+    /// Also mirror the images top-bottom half the time, besides DARTS' padded crop and
+    /// left-right flip (as `train --vertical-flip`: hands pointing up and down).
+    #[arg(long)]
+    #[serde(default)]
+    pub vertical_flip: bool,
     /// The images.
     #[command(flatten)]
     #[serde(flatten)]
@@ -540,6 +545,7 @@ impl SearchArgs {
     pub fn new(data: impl Into<PathBuf>, algo: Algo) -> SearchArgs {
         let mut args = SearchArgs {
             algo,
+            vertical_flip: false,
             data: DataArgs::new(data),
             network: NetworkArgs::DEFAULT,
             optimiser: OptimiserArgs::TRAINING,
