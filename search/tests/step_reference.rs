@@ -8,7 +8,7 @@
 //! drop path off.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
@@ -117,7 +117,7 @@ type BatchStats = BTreeMap<String, (Tensor, Tensor, usize)>;
 struct Reference<'a> {
     genotype: &'a Genotype,
     config: NetworkConfig,
-    params: HashMap<String, Tensor>,
+    params: BTreeMap<String, Tensor>,
     /// Running statistics (mean, var) by BatchNorm name: evaluation mode when set.
     running: Option<BTreeMap<String, (Tensor, Tensor)>>,
     /// Batch statistics recorded in training mode.
@@ -139,17 +139,10 @@ impl<'a> Reference<'a> {
         varmap: &VarMap,
         running: Option<BTreeMap<String, (Tensor, Tensor)>>,
     ) -> Self {
-        let params = varmap
-            .data()
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
-            .collect();
         Reference {
             genotype,
             config: config.clone(),
-            params,
+            params: hands_tests::named_tensors(varmap),
             running,
             batch_stats: RefCell::new(BTreeMap::new()),
             used: RefCell::new(BTreeSet::new()),

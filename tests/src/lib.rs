@@ -1,7 +1,7 @@
 //! Test support shared by every crate's tests: where the shared data is, and what a test does
 //! when it is absent (skip with a notice, or fail under `CI=true`); synthetic datasets
 //! ([`datasets`]) and encoded test images ([`images`]); with the `tensors` feature, tensor
-//! comparison and seeded random tensors. The end-to-end tests of the three programs live in `tests/`; they run the
+//! comparison, seeded random tensors and a VarMap's tensors by name. The end-to-end tests of the three programs live in `tests/`; they run the
 //! binaries that `cargo test --workspace` builds next to the test executables.
 
 pub mod datasets;
@@ -10,7 +10,12 @@ pub mod images;
 use std::path::{Path, PathBuf};
 
 #[cfg(feature = "tensors")]
+use std::collections::BTreeMap;
+
+#[cfg(feature = "tensors")]
 use candle_core::{DType, Device, Shape, Tensor};
+#[cfg(feature = "tensors")]
+use candle_nn::VarMap;
 #[cfg(feature = "tensors")]
 use rand::{Rng, SeedableRng};
 #[cfg(feature = "tensors")]
@@ -68,6 +73,18 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (f64_of(a) - f64_of(b))
         .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>())
         .expect("two tensors of one shape")
+}
+
+/// The tensors of `varmap` by name, in name order (the VarMap's own order is a HashMap's).
+#[cfg(feature = "tensors")]
+pub fn named_tensors(varmap: &VarMap) -> BTreeMap<String, Tensor> {
+    varmap
+        .data()
+        .lock()
+        .expect("an unpoisoned VarMap")
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+        .collect()
 }
 
 /// Random f32 CPU tensors drawn from one seeded stream, so that a test compared against a

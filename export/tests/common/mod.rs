@@ -14,7 +14,7 @@ use hands_models::card::{
 };
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::{Genotype, ModelCard};
-use hands_tests::SeededTensors;
+use hands_tests::{named_tensors, SeededTensors};
 use prost::Message;
 
 pub const C: usize = 8;
@@ -93,17 +93,10 @@ pub fn random_tensors_with_stem(
         Network::seeded(genotype, &config, seed, DType::F32, &Device::Cpu).unwrap();
     let params = parameter_count(&varmap, false);
     // The tensors in name order, so that the seeded stream gives each the same values on
-    // every run (the VarMap's own order is a HashMap's).
-    let vars: BTreeMap<String, Tensor> = varmap
-        .data()
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
-        .collect();
+    // every run.
     let mut random = SeededTensors::new(seed);
     let mut out = BTreeMap::new();
-    for (name, t) in vars {
+    for (name, t) in named_tensors(&varmap) {
         let n = t.dims().to_vec();
         let t = if name == "classifier.weight" {
             // Logits of a few units, as after training, so parity errors are not hidden.

@@ -35,9 +35,9 @@ pub struct ResizedCrop {
 
 /// The augmentation of one training image. Every random choice is drawn from the
 /// `ChaCha8Rng` passed to [`Augment::apply`], in a fixed order (crop top, crop left; resized
-/// crop scale, ratio, centre column, centre row; rotation angle; flip; vertical flip; brightness,
-/// contrast, saturation; cutout centre row, cutout centre column; a disabled step draws
-/// nothing). The label is never touched.
+/// crop scale, ratio, centre column, centre row; rotation angle; flip; vertical flip;
+/// brightness, contrast, saturation; cutout centre row, cutout centre column; a disabled step
+/// draws nothing). The label is never touched.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Augment {
     /// Zero padding on each side before a random `size` x `size` crop (0 = no crop).
