@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::args::train::TrainArgs;
 use crate::checkpoint::{self, load_varmap, varmap_tensors};
-use crate::data::{Augment, ChannelStats, Dataset, ImageCache, Loader, Split};
+use crate::data::{ChannelStats, Dataset, ImageCache, Loader, Split};
 use crate::eval::evaluate;
 use crate::optim::{Sgd, SgdConfig};
 use crate::records::TrainEpoch;
@@ -73,11 +73,7 @@ impl<'a> EpochData<'a> {
         );
         let stats = cache.stats(&train)?;
         let train_loader = Loader::new(cache, stats, args.optimiser.batch, device)
-            .augment(
-                Augment::recipe(args.regularisation.augment, args.data.size)
-                    .with_cutout(args.regularisation.cutout)
-                    .with_vertical_flip(args.regularisation.vertical_flip),
-            )
+            .augment(args.regularisation.augmentation(args.data.size))
             .shuffle(true)
             .drop_last(train.len() >= args.optimiser.batch);
         let eval_loader = Loader::new(cache, stats, args.optimiser.batch, device);

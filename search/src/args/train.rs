@@ -9,7 +9,7 @@ use hands_models::genotype::GENOTYPE_FILE;
 use serde::{Deserialize, Serialize};
 
 use crate::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
-use crate::data::AugmentRecipe;
+use crate::data::{Augment, AugmentRecipe};
 use crate::flags;
 use crate::run_dir::RunDir;
 use crate::train::{ClassWeight, SelectBy};
@@ -118,6 +118,11 @@ pub struct RegularisationArgs {
     #[arg(long)]
     #[serde(default)]
     pub vertical_flip: bool,
+    /// Brightness, contrast and saturation jitter of the training images, each factor drawn
+    /// from [1 - J, 1 + J], in place of the recipe's own (`photo` 0.2, `darts` 0); in [0, 1).
+    #[arg(long, value_name = "J", value_parser = flags::fraction)]
+    #[serde(default)]
+    pub colour_jitter: Option<f64>,
 }
 
 impl RegularisationArgs {
@@ -131,7 +136,20 @@ impl RegularisationArgs {
         class_weight: ClassWeight::Balanced,
         augment: AugmentRecipe::Photo,
         vertical_flip: false,
+        colour_jitter: None,
     };
+
+    /// The training augmentation at input side `size`: the recipe with the cutout, vertical
+    /// flip and colour jitter set here.
+    pub fn augmentation(&self, size: u32) -> Augment {
+        let recipe = Augment::recipe(self.augment, size)
+            .with_cutout(self.cutout)
+            .with_vertical_flip(self.vertical_flip);
+        match self.colour_jitter {
+            Some(jitter) => recipe.with_colour_jitter(jitter as f32),
+            None => recipe,
+        }
+    }
 
     /// Checks the settings with the parsers their flags use.
     pub fn check(&self) -> Result<()> {
@@ -142,6 +160,9 @@ impl RegularisationArgs {
             flags::non_negative,
         )?;
         flags::check_value("drop-path", self.drop_path, flags::fraction)?;
+        if let Some(jitter) = self.colour_jitter {
+            flags::check_value("colour-jitter", jitter, flags::fraction)?;
+        }
         flags::check_value("label-smoothing", self.label_smoothing, flags::fraction)
     }
 }
@@ -265,5 +286,31 @@ mod tests {
         ])
         .args;
         assert_eq!(parsed, TrainArgs::new("data", "DARTS_V2"));
+    }
+
+    #[test]
+    fn colour_jitter_replaces_the_recipes_own_and_is_checked() {
+        #[derive(clap::Parser)]
+        struct Regularisation {
+            #[command(flatten)]
+            args: RegularisationArgs,
+        }
+        let parse = |flags: &[&str]| {
+            let argv = std::iter::once("train").chain(flags.iter().copied());
+            <Regularisation as clap::Parser>::try_parse_from(argv).map(|r| r.args)
+        };
+        let photo = parse(&[]).unwrap();
+        assert_eq!(photo.augmentation(32).colour_jitter, 0.2);
+        let darts = parse(&["--augment", "darts"]).unwrap();
+        assert_eq!(darts.augmentation(32).colour_jitter, 0.0);
+        let jittered = parse(&["--augment", "darts", "--colour-jitter", "0.3"]).unwrap();
+        assert_eq!(
+            jittered.augmentation(32),
+            darts.augmentation(32).with_colour_jitter(0.3)
+        );
+        assert!(parse(&["--colour-jitter", "1.5"]).is_err());
+        let mut bad = darts;
+        bad.colour_jitter = Some(-0.1);
+        assert!(bad.check().is_err());
     }
 }

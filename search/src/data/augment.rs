@@ -105,6 +105,14 @@ impl Augment {
         }
     }
 
+    /// The same with brightness, contrast and saturation jitter `j` (0 = off).
+    pub fn with_colour_jitter(self, j: f32) -> Augment {
+        Augment {
+            colour_jitter: j,
+            ..self
+        }
+    }
+
     /// The same, mirrored top-bottom with probability 1/2 when `on`.
     pub fn with_vertical_flip(self, on: bool) -> Augment {
         Augment {
@@ -413,6 +421,39 @@ mod tests {
             photo_out(&photo, &quadrants(), 5),
             photo_out(&photo, &quadrants(), 5)
         );
+    }
+
+    #[test]
+    fn colour_jitter_on_the_darts_recipe_keeps_its_crops_and_varies_the_colours() {
+        let plain = Augment::standard(16);
+        let jittered = plain.with_colour_jitter(0.2);
+        // Grey with one white pixel: the jitter keeps the white one the brightest.
+        let mut image = vec![80u8; 3 * 16 * 16];
+        image[3 * (5 * 16 + 9)..][..3].fill(255);
+        let run = |aug: &Augment, seed: u64| {
+            let mut out = vec![0.0; 3 * 16 * 16];
+            aug.apply(
+                &image,
+                16,
+                &UNIT,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+                &mut out,
+            );
+            out
+        };
+        let brightest = |out: &[f32]| {
+            let red = &out[..16 * 16];
+            (0..red.len()).max_by(|&a, &b| red[a].total_cmp(&red[b]))
+        };
+        let mut changed = 0;
+        for seed in 0..16 {
+            let (a, b) = (run(&plain, seed), run(&jittered, seed));
+            // The same seed draws the same crop and flips: the white pixel lands in one place.
+            assert_eq!(brightest(&a), brightest(&b), "seed {seed}");
+            changed += usize::from(a != b);
+            assert_eq!(b, run(&jittered, seed), "deterministic under seed {seed}");
+        }
+        assert!(changed >= 14, "{changed} of 16 jittered");
     }
 
     #[test]
