@@ -213,6 +213,36 @@ fn decode_only_and_network_only_report_their_rates() {
 }
 
 #[test]
+fn a_reader_that_closes_the_output_early_gets_no_rate_claimed() {
+    if !have_ort("a_reader_that_closes_the_output_early_gets_no_rate_claimed") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_zoo(dir.path());
+    let tiny = fixture("tiny.onnx");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hands-infer"))
+        .arg("--model")
+        .arg(&tiny)
+        .arg(dir.path())
+        .env_remove("HANDS_MODEL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before any row is read, as `head -0` would.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("the reader closed the output before the last of 13 images"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("images/s"), "{stderr}");
+    // Not an error of the run: 0, or 1 for the zoo's unreadable files predicted before.
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{stderr}");
+}
+
+#[test]
 fn refused_model_missing_model_and_missing_runtime_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     write_zoo(dir.path());

@@ -271,6 +271,12 @@ fn summary(
 ) -> String {
     let images = collected.files.len();
     let seconds = start.elapsed().as_secs_f64();
+    if counts.output_closed {
+        // Rows past the closing were neither predicted nor written: no rate to report.
+        return format!(
+            "hands-infer: stopped after {seconds:.2} s: the reader closed the output before the last of {images} images"
+        );
+    }
     let mut skipped = String::new();
     if collected.skipped > 0 {
         skipped += &format!(
@@ -304,6 +310,8 @@ struct Counts {
     failures: usize,
     /// Predictions below --min-confidence.
     uncertain: usize,
+    /// The reader closed the output (e.g. `head`) before the last row.
+    output_closed: bool,
 }
 
 /// Refuses an output that is one of the run's inputs: an image, a folder given, the model
@@ -393,7 +401,10 @@ fn write_rows<W: Write>(
     match result {
         Ok(out) => Ok((counts, out)),
         // The reader (e.g. `head`) has seen enough.
-        Err(e) if is_broken_pipe(&e) => Ok((counts, None)),
+        Err(e) if is_broken_pipe(&e) => {
+            counts.output_closed = true;
+            Ok((counts, None))
+        }
         Err(e) => Err(e.context("cannot write the output")),
     }
 }
