@@ -108,7 +108,8 @@ pub struct RegularisationArgs {
     #[serde(default = "unweighted")]
     pub class_weight: ClassWeight,
     /// Training augmentation: `photo` (random resized crop, rotation, flip, colour jitter) or
-    /// `darts` (DARTS' padded crop and flip); --cutout is added to either.
+    /// `darts` (DARTS' padded crop and flip); --cutout, --vertical-flip and --colour-jitter
+    /// adjust either.
     #[arg(long, value_enum, default_value_t = RegularisationArgs::DEFAULT.augment)]
     #[serde(default = "darts_augment")]
     pub augment: AugmentRecipe,
