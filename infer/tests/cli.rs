@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{fixture, hands_infer, have_ort, sample_images, text, write_zoo};
+use common::{fixture, hands_infer, hands_infer_command, have_ort, sample_images, text, write_zoo};
 use hands_infer::{DeviceChoice, Options, Predictor};
 
 /// CSV rows keyed by file name: (label, probabilities, error).
@@ -220,11 +220,7 @@ fn a_reader_that_closes_the_output_early_gets_no_rate_claimed() {
     let dir = tempfile::tempdir().unwrap();
     write_zoo(dir.path());
     let tiny = fixture("tiny.onnx");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hands-infer"))
-        .arg("--model")
-        .arg(&tiny)
-        .arg(dir.path())
-        .env_remove("HANDS_MODEL")
+    let mut child = hands_infer_command(&[Path::new("--model"), &tiny, dir.path()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -10,17 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{fixture, have_ort, text};
+use common::{fixture, hands_infer_command, have_ort, text};
 
 /// How long a run may take before it counts as hung (a guard, not a measurement).
 const HANG_GUARD: Duration = Duration::from_secs(120);
 
 fn command(args: &[&Path]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hands-infer"));
-    command
-        .args(args)
-        .env_remove("HANDS_MODEL")
-        .stdin(Stdio::null());
+    let mut command = hands_infer_command(args);
+    command.stdin(Stdio::null());
     command
 }
 

@@ -5,9 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{fixture, have_ort};
+use common::{fixture, hands_infer_command, have_ort};
 use hands_tests::images::png;
 use image::{Rgb, RgbImage};
 
@@ -18,13 +18,10 @@ use image::{Rgb, RgbImage};
     reason = "the child is reaped by wait4, which also returns its resource usage"
 )]
 fn peak_kib(folder: &Path, rows: &Path) -> i64 {
-    let child = Command::new(env!("CARGO_BIN_EXE_hands-infer"))
-        .arg("--model")
-        .arg(fixture("tiny.onnx"))
+    let child = hands_infer_command(&["--model".as_ref(), fixture("tiny.onnx").as_os_str()])
         .args(["--threads", "2", "--quiet", "--output"])
         .arg(rows)
         .arg(folder)
-        .env_remove("HANDS_MODEL")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

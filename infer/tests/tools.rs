@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{fixture, hands_infer, have_ort, text, write_zoo};
+use common::{fixture, hands_infer, hands_infer_command, have_ort, text, write_zoo};
 use hands_infer::{DeviceChoice, Occlusion, Options, Predictor, UNCERTAIN};
 
 fn options(min_confidence: Option<f32>) -> Options {
@@ -416,12 +416,10 @@ fn a_named_library_is_loaded_without_asking_python() {
         .library()
         .to_path_buf();
     let run = |args: &[&std::ffi::OsStr]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_hands-infer"))
-            .args(args)
+        let out = hands_infer_command(args)
             .arg(&files[0])
             .env("PATH", &path)
             .env_remove("ORT_DYLIB_PATH")
-            .env_remove("HANDS_MODEL")
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));

@@ -8,13 +8,16 @@ use hands_tests::images::{jpeg, png};
 
 use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 
+/// The `hands-infer` binary with `args`, without `$HANDS_MODEL`, ready to run.
+pub fn hands_infer_command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hands-infer"));
+    command.args(args).env_remove("HANDS_MODEL");
+    command
+}
+
 /// Runs the `hands-infer` binary with `args`, without `$HANDS_MODEL`.
 pub fn hands_infer<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_hands-infer"))
-        .args(args)
-        .env_remove("HANDS_MODEL")
-        .output()
-        .unwrap()
+    hands_infer_command(args).output().unwrap()
 }
 
 /// A process output as text (lossily).
