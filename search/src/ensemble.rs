@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::args::cv::CvArgs;
 use crate::cv::{majority_row, CvReport, FoldFigures, FoldResult, Row};
-use crate::data::{Dataset, Folds, Split};
+use crate::cv_genotype::CvGenotype;
+use crate::data::{Dataset, Split};
 use crate::eval::Evaluation;
-use crate::run_dir::{RunDir, FOLDS, TEST_PREDICTIONS};
+use crate::run_dir::TEST_PREDICTIONS;
 
 /// Settings of `hands-search ensemble`.
 #[derive(Debug, Clone, clap::Args)]
@@ -52,16 +52,15 @@ pub fn run_ensemble(args: &EnsembleArgs) -> Result<()> {
 /// folds): the majority class, each member as its run measured it, then the ensemble (the
 /// mean of the members' probabilities, with and without their flip averaging).
 pub fn ensemble(members: &[PathBuf]) -> Result<CvReport> {
-    let members: Vec<Member> = members
+    let members: Vec<CvGenotype> = members
         .iter()
-        .map(|dir| Member::open(dir))
+        .map(|dir| CvGenotype::open(dir))
         .collect::<Result<_>>()?;
     let first = members.first().context("no genotype folder given")?;
     let data = &first.config.train.data;
-    let dataset = Dataset::load(&data.path, &data.aspect)?;
-    let folds = Folds::load(&first.run.file(FOLDS), &dataset)?;
+    let (dataset, folds) = first.load_folds()?;
     for member in &members[1..] {
-        member.check_same_folds(first, &folds, &dataset)?;
+        member.check_same_folds(first, &folds, &dataset, "an ensemble")?;
     }
     let splits = (0..folds.len())
         .map(|fold| {
@@ -87,7 +86,7 @@ pub fn ensemble(members: &[PathBuf]) -> Result<CvReport> {
         .collect::<Result<Vec<_>>>()?;
     rows.push(Row::new(format!("ensemble of {}", members.len()), averaged));
 
-    let names: Vec<String> = members.iter().map(Member::name).collect();
+    let names: Vec<String> = members.iter().map(CvGenotype::name).collect();
     Ok(CvReport {
         protocol: format!(
             "the class probabilities of {} cross-validation trainings on the same {}-fold \
@@ -134,7 +133,7 @@ impl<'a> AveragedFold<'a> {
 
     /// The fold's figures of the members' mean probabilities (`member_folds`: each member's
     /// own result on the fold, for the parameters and training time they add up to).
-    fn measure(&self, members: &[Member], member_folds: &[&FoldResult]) -> Result<FoldResult> {
+    fn measure(&self, members: &[CvGenotype], member_folds: &[&FoldResult]) -> Result<FoldResult> {
         let labels = self.dataset.labels().len();
         let mut plain = vec![vec![0f32; labels]; self.test.len()];
         let mut flip = plain.clone();
@@ -170,93 +169,6 @@ impl<'a> AveragedFold<'a> {
 fn add_rows(sums: &mut [Vec<f32>], rows: &[Vec<f32>]) {
     for (sum, row) in sums.iter_mut().zip(rows) {
         sum.iter_mut().zip(row).for_each(|(s, p)| *s += p);
-    }
-}
-
-/// One genotype folder of a cross-validation run.
-struct Member {
-    /// The folder as given.
-    dir: PathBuf,
-    /// The cross-validation run it belongs to (its parent).
-    run: RunDir,
-    /// That run's settings.
-    config: CvArgs,
-}
-
-impl Member {
-    fn open(dir: &Path) -> Result<Member> {
-        let run = RunDir::new(match dir.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        });
-        let path = run.config();
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "{}: cannot read {} (give a genotype folder of a `hands-search cv` run, the \
-                 one holding fold-0/, fold-1/, ...)",
-                dir.display(),
-                path.display()
-            )
-        })?;
-        let config = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a cross-validation config", path.display()))?;
-        Ok(Member {
-            dir: dir.to_path_buf(),
-            run,
-            config,
-        })
-    }
-
-    fn name(&self) -> String {
-        self.dir.display().to_string()
-    }
-
-    fn fold(&self, fold: usize) -> RunDir {
-        RunDir::new(&self.dir).fold_run(fold)
-    }
-
-    /// Refuses a member whose run measured other data or other folds than `first`'s.
-    fn check_same_folds(&self, first: &Member, folds: &Folds, dataset: &Dataset) -> Result<()> {
-        let (mine, theirs) = (&self.config.train.data, &first.config.train.data);
-        if mine.path != theirs.path || mine.aspect != theirs.aspect {
-            bail!(
-                "{}: its run measured --data {} --aspect {}, {} --data {} --aspect {}: an \
-                 ensemble needs the same test images",
-                self.dir.display(),
-                mine.path.display(),
-                mine.aspect,
-                first.dir.display(),
-                theirs.path.display(),
-                theirs.aspect
-            );
-        }
-        let path = self.run.file(FOLDS);
-        if Folds::load(&path, dataset)? != *folds {
-            bail!(
-                "{}: other folds than {}'s (its {} differs): an ensemble needs the same test \
-                 subjects in every fold",
-                self.dir.display(),
-                first.dir.display(),
-                path.display()
-            );
-        }
-        Ok(())
-    }
-
-    /// Each fold's figures as the run measured them (`fold.json`).
-    fn fold_results(&self, folds: usize) -> Result<Vec<FoldResult>> {
-        (0..folds)
-            .map(|fold| {
-                FoldResult::read(&self.fold(fold))?.with_context(|| {
-                    format!(
-                        "{}: fold {fold} is not finished (no fold.json): finish it with \
-                         `hands-search cv --resume --out {}`",
-                        self.dir.display(),
-                        self.run.path().display()
-                    )
-                })
-            })
-            .collect()
     }
 }
 

@@ -7,6 +7,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Subcommand};
 use hands_search::args::cv::CvArgs;
 use hands_search::args::search::SearchArgs;
 use hands_search::args::train::TrainArgs;
+use hands_search::compare::{run_compare, CompareArgs};
 use hands_search::cost::{run_cost, CostArgs};
 use hands_search::cv::run_cv;
 use hands_search::ensemble::{run_ensemble, EnsembleArgs};
@@ -41,6 +42,9 @@ enum Command {
     /// Would averaging several networks help? Measures the mean of the probabilities of
     /// cross-validation runs on the same folds, from their kept test predictions.
     Ensemble(EnsembleArgs),
+    /// Is one recipe better than another? Pairs two cross-validation runs on the same folds
+    /// fold by fold (those both finished): the differences, their mean ± std, the wins.
+    Compare(CompareArgs),
     /// What the network of a genotype costs for one image: parameters, multiply-adds, peak
     /// activation memory, and its ONNX Runtime CPU latency measured here.
     Cost(CostArgs),
@@ -70,7 +74,11 @@ fn main() -> Result<()> {
         }
         Command::Train(args) => args.run.explicit = explicit,
         Command::Cv(args) => args.train.run.explicit = explicit,
-        Command::Eval(_) | Command::Ensemble(_) | Command::Plot(_) | Command::Cost(_) => {}
+        Command::Eval(_)
+        | Command::Ensemble(_)
+        | Command::Compare(_)
+        | Command::Plot(_)
+        | Command::Cost(_) => {}
     }
     hands_search::memory::keep_freed_tensor_memory();
     let threads = cli.threads.unwrap_or_else(|| {
@@ -83,6 +91,7 @@ fn main() -> Result<()> {
         Command::Eval(args) => run_eval(args),
         Command::Cv(args) => run_cv(args),
         Command::Ensemble(args) => run_ensemble(args),
+        Command::Compare(args) => run_compare(args),
         Command::Plot(args) => run_plot(args),
         Command::Cost(args) => run_cost(args),
     }

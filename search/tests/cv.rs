@@ -1,13 +1,16 @@
 //! Cross-validation by subject: the folds, the recipe's class weighting and augmentation,
-//! flip averaging, and a tiny `cv` run that is stopped and resumed.
+//! flip averaging, a tiny `cv` run that is stopped and resumed, and what `ensemble` and
+//! `compare` read from such runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use hands_models::card::MeanStd;
 use hands_models::graph::argmax;
 use hands_search::args::cv::CvArgs;
 use hands_search::args::train::TrainArgs;
+use hands_search::compare::compare;
 use hands_search::cv::{cross_validate, CvReport, FoldResult};
 use hands_search::data::{
     Augment, ChannelStats, Dataset, Folds, ImageCache, Loader, PartName, Sample, Source, Split,
@@ -620,6 +623,99 @@ fn ensemble_refuses_members_on_other_folds_or_with_other_test_images() {
         err.contains("fold-0/test_predictions.csv")
             && err.contains("line 2")
             && err.contains("not a test image of this fold"),
+        "{err}"
+    );
+}
+
+#[test]
+fn compare_pairs_the_folds_both_finished_and_refuses_other_folds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 8);
+    let out = dir.path().join("cv");
+    cross_validate(&tiny_cv(&data, &out)).unwrap();
+    let (a, b) = (out.join("DARTS_V2"), out.join("random-1"));
+
+    // Against itself: every difference zero, neither ahead.
+    let same = compare(&a, &a).unwrap();
+    assert_eq!(same.paired.len(), 2);
+    assert!(same.unpaired.is_empty());
+    assert_eq!(
+        same.difference,
+        Some(MeanStd {
+            mean: 0.0,
+            std: 0.0
+        })
+    );
+    assert_eq!((same.candidate_ahead, same.base_ahead), (0, 0));
+
+    // Known figures: the candidate 0.25 above the base on fold 0, 0.125 below on fold 1,
+    // on the mean per-class accuracy and on each side of the hand.
+    let fold_json = |genotype: &Path, fold: usize| genotype.join(format!("fold-{fold}/fold.json"));
+    for (fold, shift) in [(0, 0.25), (1, -0.125)] {
+        let mut base: FoldResult = read_json(&fold_json(&a, fold));
+        let mut candidate: FoldResult = read_json(&fold_json(&b, fold));
+        base.plain.mean_class_accuracy = 0.5;
+        base.plain.per_side = BTreeMap::from([("dorsal".into(), 0.5), ("palmar".into(), 0.625)]);
+        candidate.plain.mean_class_accuracy = 0.5 + shift;
+        candidate.plain.per_side = base
+            .plain
+            .per_side
+            .iter()
+            .map(|(side, v)| (side.clone(), v + shift))
+            .collect();
+        for (genotype, result) in [(&a, &base), (&b, &candidate)] {
+            let text = serde_json::to_string(result).unwrap();
+            std::fs::write(fold_json(genotype, fold), text).unwrap();
+        }
+    }
+    let both = compare(&a, &b).unwrap();
+    let differences: Vec<f64> = both.paired.iter().map(|p| p.difference).collect();
+    assert_eq!(differences, [0.25, -0.125]);
+    for (paired, shift) in both.paired.iter().zip([0.25, -0.125]) {
+        let sides: Vec<(&str, f64)> = paired
+            .side_differences
+            .iter()
+            .map(|(side, d)| (side.as_str(), *d))
+            .collect();
+        assert_eq!(sides, [("dorsal", shift), ("palmar", shift)]);
+    }
+    let difference = both.difference.unwrap();
+    assert_eq!(difference.mean, 0.0625);
+    assert!((difference.std - 0.375 / 2f64.sqrt()).abs() < 1e-12);
+    assert_eq!((both.candidate_ahead, both.base_ahead), (1, 1));
+    let table = both.table();
+    assert!(
+        table.contains("| 0 | 0.500 | 0.750 | +0.250 | +0.250 | +0.250 |")
+            && table.contains("| 1 | 0.500 | 0.375 | -0.125 | -0.125 | -0.125 |")
+            && table.contains("candidate ahead on 1, base on 1"),
+        "{table}"
+    );
+
+    // A fold the candidate has not finished is left out of the pairing and named.
+    std::fs::remove_file(fold_json(&b, 1)).unwrap();
+    let part = compare(&a, &b).unwrap();
+    assert_eq!(part.paired.iter().map(|p| p.fold).collect::<Vec<_>>(), [0]);
+    assert_eq!(part.unpaired, [1]);
+    assert_eq!(
+        part.difference,
+        Some(MeanStd {
+            mean: 0.25,
+            std: 0.0
+        })
+    );
+    assert!(part.table().contains("not finished by both: fold 1"));
+
+    // Another seed draws other folds: refused, naming the folder.
+    let other = dir.path().join("other");
+    let mut args = tiny_cv(&data, &other);
+    args.train.run.seed = 8;
+    args.stop_after_runs = Some(0);
+    cross_validate(&args).unwrap();
+    let err = format!("{:#}", compare(&a, &other.join("DARTS_V2")).unwrap_err());
+    let named = other.join("DARTS_V2").display().to_string();
+    assert!(
+        err.contains("other folds") && err.contains("a comparison") && err.contains(&named),
         "{err}"
     );
 }

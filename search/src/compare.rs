@@ -1,0 +1,180 @@
+//! The `compare` subcommand: is one recipe better than another? Two genotype folders of
+//! `hands-search cv` runs on the same folds of the same data are paired fold by fold, over
+//! the folds both have finished (so a probe stopped after a few folds reads against a
+//! finished run): each fold's mean per-class accuracy of both and the difference, with the
+//! difference per side of the hand, then the mean ± std of the difference and how many
+//! folds each is ahead on. Nothing is trained or written.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use hands_models::card::MeanStd;
+use serde::Serialize;
+
+use crate::cv::FoldFigures;
+use crate::cv_genotype::CvGenotype;
+
+/// Settings of `hands-search compare`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// The reference: a genotype folder of a cross-validation run (`RUN/GENOTYPE`, the folder
+    /// holding fold-0/, fold-1/, ...: e.g. runs/cv32-light40-last-vflip/pretrained).
+    #[arg(value_name = "BASE_DIR")]
+    pub base: PathBuf,
+    /// The genotype folder measured against it, of a run on the same folds of the same data.
+    #[arg(value_name = "CANDIDATE_DIR")]
+    pub candidate: PathBuf,
+    /// Print the comparison as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `hands-search compare`.
+pub fn run_compare(args: &CompareArgs) -> Result<()> {
+    let comparison = compare(&args.base, &args.candidate)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&comparison)?);
+    } else {
+        print!("{}", comparison.table());
+    }
+    Ok(())
+}
+
+/// One fold finished by both.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairedFold {
+    /// The fold's index.
+    pub fold: usize,
+    /// The reference's figures on it (without flip averaging).
+    pub base: FoldFigures,
+    /// The candidate's figures on it.
+    pub candidate: FoldFigures,
+    /// Candidate minus reference, mean per-class accuracy.
+    pub difference: f64,
+    /// Candidate minus reference, accuracy per side of the hand (those both measured).
+    pub side_differences: BTreeMap<String, f64>,
+}
+
+/// Two cross-validations of the same folds, paired fold by fold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// The reference's genotype folder.
+    pub base: String,
+    /// The candidate's genotype folder.
+    pub candidate: String,
+    /// The folds both have finished, in order.
+    pub paired: Vec<PairedFold>,
+    /// The folds one or both have not finished.
+    pub unpaired: Vec<usize>,
+    /// Mean ± std over the paired folds of the difference in mean per-class accuracy
+    /// (candidate minus reference); absent without paired folds.
+    pub difference: Option<MeanStd>,
+    /// Paired folds on which the candidate is ahead.
+    pub candidate_ahead: usize,
+    /// Paired folds on which the reference is ahead.
+    pub base_ahead: usize,
+}
+
+/// Pairs the folds of the genotype folders `base` and `candidate` (refused unless their
+/// runs measured the same data on the same folds).
+pub fn compare(base: &Path, candidate: &Path) -> Result<Comparison> {
+    let base = CvGenotype::open(base)?;
+    let candidate = CvGenotype::open(candidate)?;
+    let (dataset, folds) = base.load_folds()?;
+    candidate.check_same_folds(&base, &folds, &dataset, "a comparison")?;
+    let mut paired = Vec::new();
+    let mut unpaired = Vec::new();
+    for fold in 0..folds.len() {
+        match (base.finished_fold(fold)?, candidate.finished_fold(fold)?) {
+            (Some(b), Some(c)) => paired.push(PairedFold::new(fold, b.plain, c.plain)),
+            _ => unpaired.push(fold),
+        }
+    }
+    let differences: Vec<f64> = paired.iter().map(|p| p.difference).collect();
+    Ok(Comparison {
+        base: base.name(),
+        candidate: candidate.name(),
+        difference: (!differences.is_empty()).then(|| MeanStd::of(&differences)),
+        candidate_ahead: differences.iter().filter(|&&d| d > 0.0).count(),
+        base_ahead: differences.iter().filter(|&&d| d < 0.0).count(),
+        paired,
+        unpaired,
+    })
+}
+
+impl PairedFold {
+    fn new(fold: usize, base: FoldFigures, candidate: FoldFigures) -> PairedFold {
+        let side_differences = base
+            .per_side
+            .iter()
+            .filter_map(|(side, b)| Some((side.clone(), candidate.per_side.get(side)? - b)))
+            .collect();
+        PairedFold {
+            fold,
+            difference: candidate.mean_class_accuracy - base.mean_class_accuracy,
+            side_differences,
+            base,
+            candidate,
+        }
+    }
+}
+
+impl Comparison {
+    /// The comparison in Markdown: a row per paired fold, then the summary.
+    pub fn table(&self) -> String {
+        let sides: Vec<&String> = self
+            .paired
+            .first()
+            .map(|p| p.side_differences.keys().collect())
+            .unwrap_or_default();
+        let mut out = format!(
+            "base: {}\ncandidate: {}\n\n| fold | base | candidate | difference |",
+            self.base, self.candidate
+        );
+        for side in &sides {
+            let _ = write!(out, " {side} accuracy difference |");
+        }
+        out.push_str("\n|---|---|---|---|");
+        out.push_str(&"---|".repeat(sides.len()));
+        out.push('\n');
+        for p in &self.paired {
+            let _ = write!(
+                out,
+                "| {} | {:.3} | {:.3} | {:+.3} |",
+                p.fold, p.base.mean_class_accuracy, p.candidate.mean_class_accuracy, p.difference
+            );
+            for side in &sides {
+                match p.side_differences.get(*side) {
+                    Some(d) => {
+                        let _ = write!(out, " {d:+.3} |");
+                    }
+                    None => out.push_str(" - |"),
+                }
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+        match &self.difference {
+            Some(d) => {
+                let _ = writeln!(
+                    out,
+                    "mean per-class accuracy, candidate minus base over {} paired folds: \
+                     {:+.3} ± {:.3}; candidate ahead on {}, base on {}",
+                    self.paired.len(),
+                    d.mean,
+                    d.std,
+                    self.candidate_ahead,
+                    self.base_ahead
+                );
+            }
+            None => out.push_str("no fold finished by both\n"),
+        }
+        if !self.unpaired.is_empty() {
+            let folds: Vec<String> = self.unpaired.iter().map(usize::to_string).collect();
+            let _ = writeln!(out, "not finished by both: fold {}", folds.join(", "));
+        }
+        out
+    }
+}
