@@ -513,17 +513,55 @@ fn first_of(csv: &Path, label: &str) -> String {
     record[0].to_string()
 }
 
+/// A finished tiny cross-validation (DARTS_V2 and random:1 on two folds) in a temporary
+/// folder.
+struct TinyCv {
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    out: PathBuf,
+    report: CvReport,
+}
+
+impl TinyCv {
+    fn finished() -> TinyCv {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        class_folders(&data, 8);
+        let out = dir.path().join("cv");
+        let report = cross_validate(&tiny_cv(&data, &out))
+            .unwrap()
+            .report
+            .expect("finished");
+        TinyCv {
+            dir,
+            data,
+            out,
+            report,
+        }
+    }
+
+    /// The genotype folders of DARTS_V2 and random:1.
+    fn genotypes(&self) -> (PathBuf, PathBuf) {
+        (self.out.join("DARTS_V2"), self.out.join("random-1"))
+    }
+
+    /// The DARTS_V2 folder of a run on the same data whose seed draws other folds (stopped
+    /// before any training).
+    fn other_folds(&self) -> PathBuf {
+        let other = self.dir.path().join("other");
+        let mut args = tiny_cv(&self.data, &other);
+        args.train.run.seed = 8;
+        args.stop_after_runs = Some(0);
+        cross_validate(&args).unwrap();
+        other.join("DARTS_V2")
+    }
+}
+
 #[test]
 fn ensemble_of_one_reproduces_its_row_and_averaging_rights_what_each_gets_wrong() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    class_folders(&data, 8);
-    let out = dir.path().join("cv");
-    let report = cross_validate(&tiny_cv(&data, &out))
-        .unwrap()
-        .report
-        .expect("finished");
-    let (a, b) = (out.join("DARTS_V2"), out.join("random-1"));
+    let tiny = TinyCv::finished();
+    let report = tiny.report.clone();
+    let (a, b) = tiny.genotypes();
 
     // One member: its run's row, recomputed from the kept predictions.
     let alone = ensemble(std::slice::from_ref(&a)).unwrap();
@@ -562,7 +600,7 @@ fn ensemble_of_one_reproduces_its_row_and_averaging_rights_what_each_gets_wrong(
     assert_eq!(mean.plain.mean_class_accuracy.mean, 1.0);
     for (member, label) in [(&a, "female"), (&b, "male")] {
         let alone = ensemble(std::slice::from_ref(member)).unwrap();
-        for (fold, (split, _)) in alone.rows[2].folds.iter().zip(fold_splits(&out)) {
+        for (fold, (split, _)) in alone.rows[2].folds.iter().zip(fold_splits(&tiny.out)) {
             let images = split.test.label_images[usize::from(label == "male")] as f64;
             let expected = ((images - 1.0) / images + 1.0) / 2.0;
             assert!(
@@ -586,28 +624,20 @@ fn fold_splits(out: &Path) -> Vec<(Split, PathBuf)> {
 
 #[test]
 fn ensemble_refuses_members_on_other_folds_or_with_other_test_images() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    class_folders(&data, 8);
-    let out = dir.path().join("cv");
-    cross_validate(&tiny_cv(&data, &out)).unwrap();
-    let (a, b) = (out.join("DARTS_V2"), out.join("random-1"));
+    let tiny = TinyCv::finished();
+    let (a, b) = tiny.genotypes();
 
     // Another seed draws other folds: refused before any prediction is read.
-    let other = dir.path().join("other");
-    let mut args = tiny_cv(&data, &other);
-    args.train.run.seed = 8;
-    args.stop_after_runs = Some(0);
-    cross_validate(&args).unwrap();
-    let err = format!(
-        "{:#}",
-        ensemble(&[a.clone(), other.join("DARTS_V2")]).unwrap_err()
-    );
-    let named = other.join("DARTS_V2").display().to_string();
+    let other = tiny.other_folds();
+    let err = format!("{:#}", ensemble(&[a.clone(), other.clone()]).unwrap_err());
+    let named = other.display().to_string();
     assert!(err.contains("other folds") && err.contains(&named), "{err}");
 
     // A run folder instead of a genotype folder.
-    let err = format!("{:#}", ensemble(std::slice::from_ref(&out)).unwrap_err());
+    let err = format!(
+        "{:#}",
+        ensemble(std::slice::from_ref(&tiny.out)).unwrap_err()
+    );
     assert!(err.contains("genotype folder"), "{err}");
 
     // A kept prediction of another fold's image.
@@ -629,12 +659,8 @@ fn ensemble_refuses_members_on_other_folds_or_with_other_test_images() {
 
 #[test]
 fn compare_pairs_the_folds_both_finished_and_refuses_other_folds() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    class_folders(&data, 8);
-    let out = dir.path().join("cv");
-    cross_validate(&tiny_cv(&data, &out)).unwrap();
-    let (a, b) = (out.join("DARTS_V2"), out.join("random-1"));
+    let tiny = TinyCv::finished();
+    let (a, b) = tiny.genotypes();
 
     // Against itself: every difference zero, neither ahead.
     let same = compare(&a, &a).unwrap();
@@ -707,13 +733,9 @@ fn compare_pairs_the_folds_both_finished_and_refuses_other_folds() {
     assert!(part.table().contains("not finished by both: fold 1"));
 
     // Another seed draws other folds: refused, naming the folder.
-    let other = dir.path().join("other");
-    let mut args = tiny_cv(&data, &other);
-    args.train.run.seed = 8;
-    args.stop_after_runs = Some(0);
-    cross_validate(&args).unwrap();
-    let err = format!("{:#}", compare(&a, &other.join("DARTS_V2")).unwrap_err());
-    let named = other.join("DARTS_V2").display().to_string();
+    let other = tiny.other_folds();
+    let err = format!("{:#}", compare(&a, &other).unwrap_err());
+    let named = other.display().to_string();
     assert!(
         err.contains("other folds") && err.contains("a comparison") && err.contains(&named),
         "{err}"
