@@ -138,7 +138,7 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
     while state.stage < plan.len() {
         if !search.stage(&mut state, tensors.take(), &mut log)? {
             eprintln!(
-                "stopped after {} epochs; continue with --resume",
+                "stopped after {} epochs; continue with the same command and --resume",
                 state.global_epoch
             );
             return Ok(());
