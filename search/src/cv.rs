@@ -282,7 +282,7 @@ pub fn run_cv(args: &CvArgs) -> Result<()> {
             );
         }
         None => eprintln!(
-            "stopped after --stop-after-runs; continue with the same command and --resume (--out {})",
+            "stopped after --stop-after-runs; continue with: hands-search cv --resume --out {}",
             outcome.out.display()
         ),
     }

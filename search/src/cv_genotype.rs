@@ -112,8 +112,8 @@ impl CvGenotype {
             .map(|fold| {
                 self.finished_fold(fold)?.with_context(|| {
                     format!(
-                        "{}: fold {fold} is not finished (no fold.json): finish it with its \
-                         `hands-search cv` command and --resume (--out {})",
+                        "{}: fold {fold} is not finished (no fold.json): finish it with \
+                         `hands-search cv --resume --out {}`",
                         self.dir.display(),
                         self.run.path().display()
                     )

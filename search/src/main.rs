@@ -6,6 +6,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Subcommand};
 
 use hands_search::args::cv::CvArgs;
 use hands_search::args::search::SearchArgs;
+use hands_search::args::stored::complete_resume;
 use hands_search::args::train::TrainArgs;
 use hands_search::compare::{run_compare, CompareArgs};
 use hands_search::cost::{run_cost, CostArgs};
@@ -64,7 +65,9 @@ fn explicit_settings(matches: &ArgMatches) -> Option<Vec<String>> {
 }
 
 fn main() -> Result<()> {
-    let matches = Cli::command().get_matches();
+    let command = Cli::command();
+    let argv = complete_resume(&command, std::env::args_os().collect())?;
+    let matches = command.get_matches_from(argv);
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let explicit = explicit_settings(&matches);
     match &mut cli.command {

@@ -138,8 +138,9 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
     while state.stage < plan.len() {
         if !search.stage(&mut state, tensors.take(), &mut log)? {
             eprintln!(
-                "stopped after {} epochs; continue with the same command and --resume",
-                state.global_epoch
+                "stopped after {} epochs; continue with: hands-search search --resume --out {}",
+                state.global_epoch,
+                run.path().display()
             );
             return Ok(());
         }

@@ -182,7 +182,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             );
         }
         None => eprintln!(
-            "stopped after {} epochs; continue with the same command and --resume (--out {})",
+            "stopped after {} epochs; continue with: hands-search train --resume --out {}",
             outcome.epochs_done,
             outcome.out.display()
         ),
@@ -415,7 +415,7 @@ fn check_search_finished(args: &TrainArgs, genotype: &Genotype) -> Result<()> {
     if !args.allow_unfinished {
         bail!(
             "{} is a search that has not finished (no {FINISHED}; last logged: {at}): \
-             finish it with its `hands-search search` command and --resume (--out {}), or pass \
+             finish it with `hands-search search --resume --out {}`, or pass \
              --allow-unfinished to train its current genotype",
             run.path().display(),
             run.path().display()

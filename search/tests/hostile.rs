@@ -394,3 +394,74 @@ fn resumed_and_reused_state_is_checked() {
         "{err}"
     );
 }
+
+/// `hands-search train --resume --out DIR` alone continues a stopped run: `--data` and
+/// `--genotype` come from the run's config.json, and the stop message says exactly that
+/// command. Leaving them out without `--out`, or with a folder that is not a run, is refused
+/// by name; without `--resume` they stay required.
+#[test]
+fn resume_needs_only_the_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    hands_info(&data, 6, true);
+    let run = dir.path().join("run");
+    let run_arg = run.to_str().unwrap();
+    let (code, stderr) = hands_search(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--genotype",
+        "DARTS_V2",
+        "--out",
+        run_arg,
+        "--size",
+        "16",
+        "--batch",
+        "4",
+        "--epochs",
+        "2",
+        "--init-channels",
+        "4",
+        "--layers",
+        "3",
+        "--cutout",
+        "0",
+        "--stop-after",
+        "1",
+        "--threads",
+        "1",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let hint = format!("continue with: hands-search train --resume --out {run_arg}");
+    assert!(stderr.contains(&hint), "{stderr}");
+    assert!(!run.join("model.safetensors").exists());
+
+    let (code, stderr) = hands_search(&["train", "--resume", "--out", run_arg, "--threads", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let log = std::fs::read_to_string(run.join("train.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2, "{log}");
+    assert!(run.join("model.safetensors").is_file());
+    // A setting given differently is still refused.
+    let (code, stderr) = hands_search(&["train", "--resume", "--out", run_arg, "--lr", "0.5"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("--lr: stored 0.025, given 0.5"), "{stderr}");
+
+    let (code, stderr) = hands_search(&["train", "--resume"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("--resume without --genotype and --data needs --out DIR"),
+        "{stderr}"
+    );
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for subcommand in ["train", "search", "cv"] {
+        let (code, stderr) =
+            hands_search(&[subcommand, "--resume", "--out", empty.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "{subcommand}");
+        assert!(stderr.contains("cannot read"), "{subcommand}: {stderr}");
+        assert!(stderr.contains("config.json"), "{subcommand}: {stderr}");
+    }
+    let (code, stderr) = hands_search(&["train", "--out", run_arg]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--genotype <GENOTYPE>"), "{stderr}");
+}

@@ -11,6 +11,7 @@
 
 pub mod cv;
 pub mod search;
+pub mod stored;
 pub mod train;
 
 use std::ops::RangeInclusive;
@@ -171,7 +172,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in --out from its checkpoint, with its settings (a setting given
-    /// differently is refused).
+    /// differently is refused; --data and --genotype may be left out).
     #[arg(long)]
     pub resume: bool,
     /// With --resume: run to this invocation's --epochs (per stage) instead of the run's.
