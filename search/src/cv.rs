@@ -282,7 +282,8 @@ pub fn run_cv(args: &CvArgs) -> Result<()> {
             );
         }
         None => eprintln!(
-            "stopped after --stop-after-runs; continue with: hands-search cv --resume --out {}",
+            "stopped with folds left to train (--stop-after-runs, --only-fold); continue with: \
+             hands-search cv --resume --out {}",
             outcome.out.display()
         ),
     }
@@ -302,12 +303,17 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     let mut cache: Option<ImageCache> = None;
     let mut trained = 0usize;
     let mut rows = vec![majority_row(&dataset, &splits)];
+    let mut complete = true;
     for genotype in &genotypes {
         let mut results = Vec::with_capacity(folds.len());
         for (fold, split) in splits.iter().enumerate() {
             let fold_run = RunDir::new(out.join(slug(genotype))).fold_run(fold);
             if let Some(result) = FoldResult::read(&fold_run)? {
                 results.push(result);
+                continue;
+            }
+            if !args.trains_fold(fold) {
+                complete = false;
                 continue;
             }
             if args.stop_after_runs.is_some_and(|n| trained >= n) {
@@ -324,6 +330,9 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
             trained += 1;
         }
         rows.push(Row::new(genotype.clone(), results));
+    }
+    if !complete {
+        return Ok(CvOutcome { out, report: None });
     }
 
     let report = CvReport {
@@ -399,6 +408,7 @@ fn open_config(cli: &CvArgs, run: &RunDir) -> Result<CvArgs> {
         args.train.run.resume = true;
         args.train.run.device = cli.train.run.device;
         args.stop_after_runs = cli.stop_after_runs;
+        args.only_folds.clone_from(&cli.only_folds);
         eprintln!("resuming cross-validation {}", out.display());
         args
     } else {
@@ -422,6 +432,13 @@ fn open_config(cli: &CvArgs, run: &RunDir) -> Result<CvArgs> {
         bail!("--cross-validation names the figures of a final training, not of cv");
     }
     check_selection(args.train.select, args.val_share > 0.0, "--val-share 0")?;
+    if let Some(fold) = args.only_folds.iter().find(|&&f| f >= args.folds) {
+        bail!(
+            "--only-fold {fold}: the cross-validation has {} folds, 0 to {}",
+            args.folds,
+            args.folds - 1
+        );
+    }
     Ok(args)
 }
 

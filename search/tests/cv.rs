@@ -241,6 +241,7 @@ fn tiny_cv(data: &Path, out: &Path) -> CvArgs {
         val_share: 0.25,
         train_seed: None,
         stop_after_runs: None,
+        only_folds: Vec::new(),
     }
 }
 
@@ -655,6 +656,42 @@ fn ensemble_refuses_members_on_other_folds_or_with_other_test_images() {
             && err.contains("not a test image of this fold"),
         "{err}"
     );
+}
+
+#[test]
+fn only_fold_trains_that_fold_alone_as_the_full_run_does_and_resume_finishes_the_rest() {
+    let tiny = TinyCv::finished();
+    let out = tiny.dir.path().join("fold-1-first");
+    let mut args = tiny_cv(&tiny.data, &out);
+    args.only_folds = vec![1];
+    assert!(cross_validate(&args).unwrap().report.is_none());
+    for genotype in ["DARTS_V2", "random-1"] {
+        assert!(out.join(genotype).join("fold-1/fold.json").is_file());
+        assert!(!out.join(genotype).join("fold-0").exists(), "{genotype}");
+    }
+    let alone: FoldResult = read_json(&out.join("DARTS_V2/fold-1/fold.json"));
+    let full = &tiny.report.rows[1].folds[1];
+    assert_eq!((&alone.plain, &alone.flip), (&full.plain, &full.flip));
+
+    let mut resume = tiny_cv(&tiny.data, &out);
+    resume.train.run.resume = true;
+    resume.only_folds = vec![2];
+    let err = cross_validate(&resume).unwrap_err().to_string();
+    assert!(
+        err.contains("--only-fold 2: the cross-validation has 2 folds, 0 to 1"),
+        "{err}"
+    );
+    resume.only_folds.clear();
+    let report = cross_validate(&resume).unwrap().report.expect("finished");
+    assert_eq!(
+        report.rows[1].folds[1], alone,
+        "fold 1 was not trained again"
+    );
+    for (row, full) in report.rows.iter().zip(&tiny.report.rows) {
+        for (fold, theirs) in row.folds.iter().zip(&full.folds) {
+            assert_eq!(fold.plain, theirs.plain, "{} fold {}", row.name, fold.fold);
+        }
+    }
 }
 
 #[test]

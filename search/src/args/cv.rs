@@ -45,6 +45,12 @@ pub struct CvArgs {
     #[arg(long)]
     #[serde(skip)]
     pub stop_after_runs: Option<usize>,
+    /// Train only this fold (0-based, repeatable) in this invocation; the others are left
+    /// for a later --resume. A probe on a few folds reads against a finished run with
+    /// `hands-search compare`.
+    #[arg(long = "only-fold", value_name = "FOLD")]
+    #[serde(skip)]
+    pub only_folds: Vec<usize>,
 }
 
 impl CvArgs {
@@ -58,6 +64,11 @@ impl CvArgs {
     /// The seed of every fold's training: --train-seed, else --seed.
     pub fn training_seed(&self) -> u64 {
         self.train_seed.unwrap_or(self.train.run.seed)
+    }
+
+    /// Whether this invocation trains fold `fold` (every fold without --only-fold).
+    pub fn trains_fold(&self, fold: usize) -> bool {
+        self.only_folds.is_empty() || self.only_folds.contains(&fold)
     }
 
     /// The genotypes measured: the one under test, then the baselines.
