@@ -4,13 +4,13 @@
 //! before it is parsed, where the resumed run compares them with the stored ones as usual.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Command;
 use serde_json::Value;
 
-use crate::run_dir::CONFIG;
+use crate::run_dir::RunDir;
 
 /// `argv` with the required flags it leaves out under `--resume` added from the stored
 /// settings of the run in `--out`. A command line that does not resume, lacks nothing, or
@@ -19,12 +19,7 @@ use crate::run_dir::CONFIG;
 /// no readable `config.json` with that setting, is refused naming what is missing.
 pub fn complete_resume(command: &Command, argv: Vec<OsString>) -> Result<Vec<OsString>> {
     let relaxed = command.clone().mut_subcommands(|sub| {
-        let required: Vec<String> = sub
-            .get_arguments()
-            .filter(|arg| arg.is_required_set())
-            .map(|arg| arg.get_id().to_string())
-            .collect();
-        required
+        required_ids(&sub)
             .into_iter()
             .fold(sub, |sub, id| sub.mut_arg(id, |arg| arg.required(false)))
     });
@@ -46,10 +41,9 @@ pub fn complete_resume(command: &Command, argv: Vec<OsString>) -> Result<Vec<OsS
     let subcommand = command
         .find_subcommand(name)
         .expect("the relaxed command has the same subcommands");
-    let missing: Vec<String> = subcommand
-        .get_arguments()
-        .filter(|arg| arg.is_required_set() && !sub.contains_id(arg.get_id().as_str()))
-        .map(|arg| arg.get_id().to_string())
+    let missing: Vec<String> = required_ids(subcommand)
+        .into_iter()
+        .filter(|id| !sub.contains_id(id))
         .collect();
     if missing.is_empty() {
         return Ok(argv);
@@ -65,7 +59,8 @@ pub fn complete_resume(command: &Command, argv: Vec<OsString>) -> Result<Vec<OsS
             flags.join(" and ")
         );
     };
-    let stored = stored_settings(out)?;
+    let run = RunDir::new(out);
+    let stored = stored_settings(&run)?;
     let mut completed = argv;
     for (id, flag) in missing.iter().zip(&flags) {
         let value = match stored.get(id) {
@@ -73,7 +68,7 @@ pub fn complete_resume(command: &Command, argv: Vec<OsString>) -> Result<Vec<OsS
             Some(value) if !value.is_null() => value.to_string(),
             _ => bail!(
                 "{}: holds no `{id}` setting to resume with; give {flag}",
-                out.join(CONFIG).display()
+                run.config().display()
             ),
         };
         completed.push(flag.into());
@@ -82,13 +77,22 @@ pub fn complete_resume(command: &Command, argv: Vec<OsString>) -> Result<Vec<OsS
     Ok(completed)
 }
 
-/// The settings stored in the run folder `out` (its `config.json`, a JSON object).
-fn stored_settings(out: &Path) -> Result<serde_json::Map<String, Value>> {
-    let path = out.join(CONFIG);
+/// The ids of the arguments `command` requires.
+fn required_ids(command: &Command) -> Vec<String> {
+    command
+        .get_arguments()
+        .filter(|arg| arg.is_required_set())
+        .map(|arg| arg.get_id().to_string())
+        .collect()
+}
+
+/// The settings stored in `run` (its `config.json`, a JSON object).
+fn stored_settings(run: &RunDir) -> Result<serde_json::Map<String, Value>> {
+    let path = run.config();
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "cannot resume {}: cannot read {} (is it the run folder?)",
-            out.display(),
+            run.path().display(),
             path.display()
         )
     })?;
