@@ -124,6 +124,18 @@ pub struct RegularisationArgs {
     #[arg(long, value_name = "J", value_parser = flags::fraction)]
     #[serde(default)]
     pub colour_jitter: Option<f64>,
+    /// Probability of turning a training image grey (its luma in all three channels), so
+    /// that the network cannot lean on skin colour alone; in [0, 1).
+    #[arg(long, value_name = "P", default_value_t = RegularisationArgs::DEFAULT.greyscale,
+          value_parser = flags::fraction)]
+    #[serde(default)]
+    pub greyscale: f64,
+    /// Mixup's alpha (Zhang et al. 2018): each training batch is blended with a shuffled
+    /// copy of itself by a weight drawn from Beta(alpha, alpha), the loss likewise (0 = off).
+    #[arg(long, value_name = "ALPHA", default_value_t = RegularisationArgs::DEFAULT.mixup,
+          value_parser = flags::non_negative)]
+    #[serde(default)]
+    pub mixup: f64,
 }
 
 impl RegularisationArgs {
@@ -138,14 +150,17 @@ impl RegularisationArgs {
         augment: AugmentRecipe::Photo,
         vertical_flip: false,
         colour_jitter: None,
+        greyscale: 0.0,
+        mixup: 0.0,
     };
 
     /// The training augmentation at input side `size`: the recipe with the cutout, vertical
-    /// flip and colour jitter set here.
+    /// flip, colour jitter and greyscale set here.
     pub fn augmentation(&self, size: u32) -> Augment {
         let recipe = Augment::recipe(self.augment, size)
             .with_cutout(self.cutout)
-            .with_vertical_flip(self.vertical_flip);
+            .with_vertical_flip(self.vertical_flip)
+            .with_greyscale(self.greyscale as f32);
         match self.colour_jitter {
             Some(jitter) => recipe.with_colour_jitter(jitter as f32),
             None => recipe,
@@ -161,6 +176,8 @@ impl RegularisationArgs {
             flags::non_negative,
         )?;
         flags::check_value("drop-path", self.drop_path, flags::fraction)?;
+        flags::check_value("greyscale", self.greyscale, flags::fraction)?;
+        flags::check_value("mixup", self.mixup, flags::non_negative)?;
         if let Some(jitter) = self.colour_jitter {
             flags::check_value("colour-jitter", jitter, flags::fraction)?;
         }
@@ -290,7 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn colour_jitter_replaces_the_recipes_own_and_is_checked() {
+    fn colour_jitter_and_greyscale_are_set_and_checked() {
         #[derive(clap::Parser)]
         struct Regularisation {
             #[command(flatten)]
@@ -312,6 +329,17 @@ mod tests {
         assert!(parse(&["--colour-jitter", "1.5"]).is_err());
         let mut bad = darts;
         bad.colour_jitter = Some(-0.1);
+        assert!(bad.check().is_err());
+        // Greyscale: off unless asked, a probability below one.
+        assert_eq!(darts.augmentation(32).greyscale, 0.0);
+        let greyed = parse(&["--augment", "darts", "--greyscale", "0.25"]).unwrap();
+        assert_eq!(
+            greyed.augmentation(32),
+            darts.augmentation(32).with_greyscale(0.25)
+        );
+        assert!(parse(&["--greyscale", "1"]).is_err());
+        let mut bad = darts;
+        bad.greyscale = 2.0;
         assert!(bad.check().is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! Training-time augmentation of cached images: DARTS' CIFAR recipe (random crop with zero
 //! padding, horizontal flip, cutout) and a recipe for photos of hands (random resized crop,
 //! small rotation, flip, brightness / contrast / saturation jitter, cutout); either may add
-//! a vertical flip, for hands that point up in some photos and down in others.
+//! a vertical flip, for hands that point up in some photos and down in others, and random
+//! greyscale, so that a network cannot lean on the colour of the skin alone.
 
 use clap::ValueEnum;
 use image::RgbImage;
@@ -36,8 +37,8 @@ pub struct ResizedCrop {
 /// The augmentation of one training image. Every random choice is drawn from the
 /// `ChaCha8Rng` passed to [`Augment::apply`], in a fixed order (crop top, crop left; resized
 /// crop scale, ratio, centre column, centre row; rotation angle; flip; vertical flip;
-/// brightness, contrast, saturation; cutout centre row, cutout centre column; a disabled step
-/// draws nothing). The label is never touched.
+/// brightness, contrast, saturation; greyscale; cutout centre row, cutout centre column; a
+/// disabled step draws nothing). The label is never touched.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Augment {
     /// Zero padding on each side before a random `size` x `size` crop (0 = no crop).
@@ -54,6 +55,10 @@ pub struct Augment {
     /// Brightness, contrast and saturation factors each drawn from `[1 - j, 1 + j]`
     /// (0 = off), applied in that order as torchvision's `ColorJitter`.
     pub colour_jitter: f32,
+    /// Probability of turning the image grey (its luma, 0.299 R + 0.587 G + 0.114 B, in all
+    /// three channels) after the colour jitter, as torchvision's `RandomGrayscale` (0 = off).
+    #[serde(default)]
+    pub greyscale: f32,
     /// Side of the square set to zero after normalisation, centred on a random pixel and
     /// clipped at the borders (0 = off).
     pub cutout: u32,
@@ -69,6 +74,7 @@ impl Augment {
             flip: true,
             vertical_flip: false,
             colour_jitter: 0.0,
+            greyscale: 0.0,
             cutout: 0,
         }
     }
@@ -85,6 +91,7 @@ impl Augment {
             flip: true,
             vertical_flip: false,
             colour_jitter: 0.2,
+            greyscale: 0.0,
             cutout: 0,
         }
     }
@@ -109,6 +116,14 @@ impl Augment {
     pub fn with_colour_jitter(self, j: f32) -> Augment {
         Augment {
             colour_jitter: j,
+            ..self
+        }
+    }
+
+    /// The same, turned grey with probability `p` (0 = off).
+    pub fn with_greyscale(self, p: f32) -> Augment {
+        Augment {
+            greyscale: p,
             ..self
         }
     }
@@ -155,6 +170,9 @@ impl Augment {
             let mut factor = || rng.random_range(1.0 - j..=1.0 + j);
             let factors = [factor(), factor(), factor()];
             jitter_colour(&mut moved, factors);
+        }
+        if self.greyscale > 0.0 && rng.random_bool(f64::from(self.greyscale)) {
+            jitter_colour(&mut moved, [1.0, 1.0, 0.0]);
         }
         normalise(&moved, size, stats, out);
 
@@ -454,6 +472,47 @@ mod tests {
             assert_eq!(b, run(&jittered, seed), "deterministic under seed {seed}");
         }
         assert!(changed >= 14, "{changed} of 16 jittered");
+    }
+
+    #[test]
+    fn greyscale_turns_about_its_share_grey_and_keeps_the_crops() {
+        let plain = Augment::standard(8).with_vertical_flip(true);
+        let greyed = plain.with_greyscale(0.5);
+        // Reddish with one white pixel: the crop and flips are drawn before the greyscale.
+        let mut image: Vec<u8> = [200u8, 60, 40].repeat(8 * 8);
+        image[3 * (2 * 8 + 5)..][..3].fill(255);
+        let run = |aug: &Augment, seed: u64| {
+            let mut out = vec![0.0; 3 * 8 * 8];
+            aug.apply(
+                &image,
+                8,
+                &UNIT,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+                &mut out,
+            );
+            out
+        };
+        let is_grey = |out: &[f32]| {
+            let (r, rest) = out.split_at(64);
+            let (g, b) = rest.split_at(64);
+            (0..64).all(|i| (r[i] - g[i]).abs() < 0.01 && (g[i] - b[i]).abs() < 0.01)
+        };
+        let white = |out: &[f32]| out[..64].iter().position(|&v| v > 0.99);
+        let mut grey = 0;
+        for seed in 0..64 {
+            let (a, b) = (run(&plain, seed), run(&greyed, seed));
+            assert!(!is_grey(&a));
+            assert_eq!(white(&a), white(&b), "seed {seed}: same crop and flips");
+            if is_grey(&b) {
+                grey += 1;
+            } else {
+                assert_eq!(a, b, "seed {seed}: an image left in colour is untouched");
+            }
+            assert_eq!(b, run(&greyed, seed), "deterministic under seed {seed}");
+        }
+        assert!((20..=44).contains(&grey), "{grey} of 64 grey");
+        let always = plain.with_greyscale(1.0);
+        assert!((0..8).all(|seed| is_grey(&run(&always, seed))));
     }
 
     #[test]
