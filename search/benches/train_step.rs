@@ -98,6 +98,7 @@ fn main() -> Result<()> {
         label_smoothing: 0.0,
         grad_clip: 5.0,
         drop_prob: bench.drop_path,
+        mixup: 0.0,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let (b, s) = (bench.batch, bench.size);

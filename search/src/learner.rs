@@ -185,6 +185,7 @@ impl Learner {
             label_smoothing: args.regularisation.label_smoothing,
             grad_clip: args.optimiser.grad_clip,
             drop_prob,
+            mixup: args.regularisation.mixup,
         };
         let (network, loader) = (&self.network, &data.train_loader);
         let trained = train_epoch(

@@ -20,6 +20,7 @@ pub mod hessian;
 pub mod latency;
 pub mod learner;
 pub mod memory;
+pub mod mixup;
 pub mod optim;
 pub mod outputs;
 pub mod pdarts;

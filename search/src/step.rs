@@ -9,6 +9,7 @@ use candle_core::{DType, Tensor, D};
 use hands_models::nn::network::{DropPath, Network};
 use rand::Rng;
 
+use crate::mixup::Mixup;
 use crate::optim::{clip_grad_norm, Sgd};
 
 /// Loss settings of a training step.
@@ -25,6 +26,8 @@ pub struct StepConfig {
     pub grad_clip: f64,
     /// Drop path probability (0 disables it).
     pub drop_prob: f64,
+    /// Mixup's `alpha` (see [`crate::mixup`]; 0 disables it).
+    pub mixup: f64,
 }
 
 /// What one step measured.
@@ -40,7 +43,8 @@ pub struct StepOutcome {
     pub grad_norm: f64,
 }
 
-/// Runs one step on `images` `[B, 3, S, S]` with `labels` `[B]`. A non-finite loss is an
+/// Runs one step on `images` `[B, 3, S, S]` with `labels` `[B]` (blended by mixup first when
+/// it is on; the returned logits are those of the blended images). A non-finite loss is an
 /// error before any weight changes.
 pub fn train_step<R: Rng>(
     network: &Network,
@@ -50,16 +54,37 @@ pub fn train_step<R: Rng>(
     config: &StepConfig,
     rng: &mut R,
 ) -> Result<StepOutcome> {
+    let mixup = match config.mixup > 0.0 {
+        true => Some(Mixup::draw(
+            config.mixup,
+            images.dim(0)?,
+            images.device(),
+            rng,
+        )?),
+        false => None,
+    };
+    let images = match &mixup {
+        Some(mixup) => mixup.blend(images)?,
+        None => images.clone(),
+    };
     let drop_path = (config.drop_prob > 0.0).then_some(DropPath {
         prob: config.drop_prob,
         rng,
     });
-    let output = network.forward_t(images, true, drop_path)?;
+    let output = network.forward_t(&images, true, drop_path)?;
     let weights = config.class_weights.as_ref();
-    let main = cross_entropy(&output.logits, labels, config.label_smoothing, weights)?;
+    let loss_of = |logits: &Tensor| {
+        let against =
+            |labels: &Tensor| cross_entropy(logits, labels, config.label_smoothing, weights);
+        match &mixup {
+            Some(mixup) => mixup.loss(labels, against),
+            None => against(labels),
+        }
+    };
+    let main = loss_of(&output.logits)?;
     let loss = match &output.aux_logits {
         Some(aux) => {
-            let aux = cross_entropy(aux, labels, config.label_smoothing, weights)?;
+            let aux = loss_of(aux)?;
             (&main + (aux * config.auxiliary_weight)?)?
         }
         None => main.clone(),

@@ -724,6 +724,7 @@ fn train_steps_match_reference_sgd() {
             label_smoothing: 0.0,
             grad_clip,
             drop_prob: 0.0,
+            mixup: 0.0,
         };
         let outcome =
             train_step(&network, &mut sgd, &images, &labels(), &config, &mut rng).unwrap();

@@ -522,3 +522,36 @@ fn a_strided_stem_trains_and_its_card_says_so() {
     let logits = model.network.logits(&images(2, 32, 1)).unwrap();
     assert_eq!(logits.dims(), [2, 2]);
 }
+
+#[test]
+fn mixup_changes_the_training_reproducibly_and_resumes_to_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 10);
+    let run = |mixup: f64, stop_after: Option<usize>, name: &str| {
+        let mut args = tiny_args(&data, &dir.path().join(name));
+        args.regularisation.mixup = mixup;
+        args.run.stop_after = stop_after;
+        if stop_after.is_some() {
+            train(&args).unwrap();
+            args.run.stop_after = None;
+            args.run.resume = true;
+        }
+        train(&args).unwrap();
+        model_tensors(&dir.path().join(name).join("model.safetensors"))
+    };
+    let plain = run(0.0, None, "plain");
+    let mixed = run(0.4, None, "mixed");
+    let again = run(0.4, None, "again");
+    let resumed = run(0.4, Some(1), "resumed");
+    let differs = |a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>| {
+        a.iter().any(|(name, t)| max_abs_diff(t, &b[name]) > 0.0)
+    };
+    assert!(differs(&plain, &mixed), "mixup changed nothing");
+    assert!(!differs(&mixed, &again), "mixup is not reproducible");
+    assert!(!differs(&mixed, &resumed), "a resumed mixup run differs");
+    let card = load_model(&dir.path().join("mixed/model.safetensors"), &Device::Cpu)
+        .unwrap()
+        .card;
+    assert_eq!(card.provenance.train["mixup"], 0.4);
+}
