@@ -54,14 +54,11 @@ pub fn train_step<R: Rng>(
     config: &StepConfig,
     rng: &mut R,
 ) -> Result<StepOutcome> {
-    let mixup = match config.mixup > 0.0 {
-        true => Some(Mixup::draw(
-            config.mixup,
-            images.dim(0)?,
-            images.device(),
-            rng,
-        )?),
-        false => None,
+    let mixup = if config.mixup > 0.0 {
+        let batch = images.dim(0)?;
+        Some(Mixup::draw(config.mixup, batch, images.device(), rng)?)
+    } else {
+        None
     };
     let images = match &mixup {
         Some(mixup) => mixup.blend(images)?,

@@ -124,8 +124,8 @@ pub struct RegularisationArgs {
     #[arg(long, value_name = "J", value_parser = flags::fraction)]
     #[serde(default)]
     pub colour_jitter: Option<f64>,
-    /// Probability of turning a training image grey (its luma in all three channels), so
-    /// that the network cannot lean on skin colour alone; in [0, 1).
+    /// Probability of turning a training image grey (its luma in all three channels, as
+    /// torchvision's `RandomGrayscale`); in [0, 1).
     #[arg(long, value_name = "P", default_value_t = RegularisationArgs::DEFAULT.greyscale,
           value_parser = flags::fraction)]
     #[serde(default)]

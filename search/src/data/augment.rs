@@ -2,7 +2,7 @@
 //! padding, horizontal flip, cutout) and a recipe for photos of hands (random resized crop,
 //! small rotation, flip, brightness / contrast / saturation jitter, cutout); either may add
 //! a vertical flip, for hands that point up in some photos and down in others, and random
-//! greyscale, so that a network cannot lean on the colour of the skin alone.
+//! greyscale.
 
 use clap::ValueEnum;
 use image::RgbImage;
