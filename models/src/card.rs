@@ -203,6 +203,24 @@ pub struct CrossValidation {
     pub per_side: BTreeMap<String, MeanStd>,
     /// Accuracy of always answering the training folds' majority class, on the same folds.
     pub majority_accuracy: MeanStd,
+    /// The same figures on the test images of each source: `originals` (photos as shot, 4:3,
+    /// like a user's own: the figure that stands for them) and `copies` (square copies).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_source: BTreeMap<String, SourceFigures>,
+}
+
+/// Cross-validated figures on the test images of one source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFigures {
+    /// Accuracy over the folds.
+    pub accuracy: MeanStd,
+    /// Mean per-class accuracy over the folds.
+    pub mean_class_accuracy: MeanStd,
+    /// Accuracy per label.
+    pub per_class: BTreeMap<String, MeanStd>,
+    /// Accuracy per side of the hand (`dorsal`, `palmar`).
+    pub per_side: BTreeMap<String, MeanStd>,
 }
 
 impl CrossValidation {
@@ -229,7 +247,16 @@ impl CrossValidation {
         ]
         .into_iter()
         .chain(self.per_class.iter().map(|(k, v)| (k.as_str(), v)))
-        .chain(self.per_side.iter().map(|(k, v)| (k.as_str(), v)));
+        .chain(self.per_side.iter().map(|(k, v)| (k.as_str(), v)))
+        .chain(self.per_source.iter().flat_map(|(source, f)| {
+            [
+                (source.as_str(), &f.accuracy),
+                (source.as_str(), &f.mean_class_accuracy),
+            ]
+            .into_iter()
+            .chain(f.per_class.iter().map(|(k, v)| (k.as_str(), v)))
+            .chain(f.per_side.iter().map(|(k, v)| (k.as_str(), v)))
+        }));
         for (name, figure) in figures {
             if !(0.0..=1.0).contains(&figure.mean) || !(0.0..=1.0).contains(&figure.std) {
                 return invalid(format!(
@@ -644,6 +671,15 @@ mod tests {
             per_class: BTreeMap::from([("female".into(), figure), ("male".into(), figure)]),
             per_side: BTreeMap::from([("dorsal".into(), figure)]),
             majority_accuracy: figure,
+            per_source: BTreeMap::from([(
+                "originals".into(),
+                SourceFigures {
+                    accuracy: figure,
+                    mean_class_accuracy: figure,
+                    per_class: BTreeMap::from([("female".into(), figure)]),
+                    per_side: BTreeMap::from([("palmar".into(), figure)]),
+                },
+            )]),
         }
     }
 
@@ -669,6 +705,13 @@ mod tests {
         refused(
             set(|cv| cv.per_side.get_mut("dorsal").unwrap().std = -0.1),
             "dorsal",
+        );
+        refused(
+            set(|cv| {
+                let originals = cv.per_source.get_mut("originals").unwrap();
+                originals.per_side.get_mut("palmar").unwrap().mean = 1.5;
+            }),
+            "palmar",
         );
         refused(
             set(|cv| cv.protocol = "x".repeat(5000)),

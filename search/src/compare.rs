@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use hands_models::card::MeanStd;
 use serde::Serialize;
 
@@ -26,6 +26,10 @@ pub struct CompareArgs {
     /// The genotype folder measured against it, of a run on the same folds of the same data.
     #[arg(value_name = "CANDIDATE_DIR")]
     pub candidate: PathBuf,
+    /// Pair the figures of one source's test images only: `originals` (photos as shot, like
+    /// a user's) or `copies` (the square copies).
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
     /// Print the comparison as JSON instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -33,7 +37,7 @@ pub struct CompareArgs {
 
 /// `hands-search compare`.
 pub fn run_compare(args: &CompareArgs) -> Result<()> {
-    let comparison = compare(&args.base, &args.candidate)?;
+    let comparison = compare(&args.base, &args.candidate, args.source.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&comparison)?);
     } else {
@@ -64,6 +68,8 @@ pub struct Comparison {
     pub base: String,
     /// The candidate's genotype folder.
     pub candidate: String,
+    /// The source whose test images alone were paired, if one was chosen.
+    pub source: Option<String>,
     /// The folds both have finished, in order.
     pub paired: Vec<PairedFold>,
     /// The folds one or both have not finished.
@@ -78,8 +84,9 @@ pub struct Comparison {
 }
 
 /// Pairs the folds of the genotype folders `base` and `candidate` (refused unless their
-/// runs measured the same data on the same folds).
-pub fn compare(base: &Path, candidate: &Path) -> Result<Comparison> {
+/// runs measured the same data on the same folds), on all their test images or on those of
+/// `source` (`originals`, `copies`) only.
+pub fn compare(base: &Path, candidate: &Path, source: Option<&str>) -> Result<Comparison> {
     let base = CvGenotype::open(base)?;
     let candidate = CvGenotype::open(candidate)?;
     let (dataset, folds) = base.load_folds()?;
@@ -87,8 +94,15 @@ pub fn compare(base: &Path, candidate: &Path) -> Result<Comparison> {
     let mut paired = Vec::new();
     let mut unpaired = Vec::new();
     for fold in 0..folds.len() {
-        match (base.finished_fold(fold)?, candidate.finished_fold(fold)?) {
-            (Some(b), Some(c)) => paired.push(PairedFold::new(fold, b.plain, c.plain)),
+        match (
+            base.finished_fold(fold, &dataset)?,
+            candidate.finished_fold(fold, &dataset)?,
+        ) {
+            (Some(b), Some(c)) => paired.push(PairedFold::new(
+                fold,
+                of_source(b.plain, source, &base, fold)?,
+                of_source(c.plain, source, &candidate, fold)?,
+            )),
             _ => unpaired.push(fold),
         }
     }
@@ -96,11 +110,38 @@ pub fn compare(base: &Path, candidate: &Path) -> Result<Comparison> {
     Ok(Comparison {
         base: base.name(),
         candidate: candidate.name(),
+        source: source.map(str::to_string),
         difference: (!differences.is_empty()).then(|| MeanStd::of(&differences)),
         candidate_ahead: differences.iter().filter(|&&d| d > 0.0).count(),
         base_ahead: differences.iter().filter(|&&d| d < 0.0).count(),
         paired,
         unpaired,
+    })
+}
+
+/// A fold's figures, or those of its `source` images (refused, naming the sources it has,
+/// when it has none of that source).
+fn of_source(
+    figures: FoldFigures,
+    source: Option<&str>,
+    run: &CvGenotype,
+    fold: usize,
+) -> Result<FoldFigures> {
+    let Some(source) = source else {
+        return Ok(figures);
+    };
+    let known: Vec<String> = figures.per_source.keys().cloned().collect();
+    let mut per_source = figures.per_source;
+    per_source.remove(source).with_context(|| {
+        format!(
+            "{}, fold {fold}: no test images of source `{source}` (it has {})",
+            run.name(),
+            if known.is_empty() {
+                "no known sources".to_string()
+            } else {
+                known.join(", ")
+            }
+        )
     })
 }
 
@@ -129,10 +170,11 @@ impl Comparison {
             .first()
             .map(|p| p.side_differences.keys().collect())
             .unwrap_or_default();
-        let mut out = format!(
-            "base: {}\ncandidate: {}\n\n| fold | base | candidate | difference |",
-            self.base, self.candidate
-        );
+        let mut out = format!("base: {}\ncandidate: {}\n", self.base, self.candidate);
+        if let Some(source) = &self.source {
+            let _ = writeln!(out, "test images: {source} only");
+        }
+        out.push_str("\n| fold | base | candidate | difference |");
         for side in &sides {
             let _ = write!(out, " {side} accuracy difference |");
         }

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use hands_models::card::{CrossValidation, MeanStd};
+use hands_models::card::{CrossValidation, MeanStd, SourceFigures};
 use hands_models::Genotype;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,7 @@ use crate::args::train::TrainArgs;
 use crate::data::{ChannelStats, Dataset, Folds, ImageCache, Loader, Split};
 use crate::device::open_device;
 use crate::eval::{load_model, predict_probabilities, write_predictions, Evaluation};
+use crate::kept_predictions::{slots, KeptPredictions};
 use crate::outputs::{in_folder, Inputs};
 use crate::resume::{self, changed_settings};
 use crate::run_dir::{
@@ -43,22 +44,15 @@ pub struct FoldFigures {
     pub per_class: BTreeMap<String, f64>,
     /// Accuracy per side of the hand (`dorsal`, `palmar`), where the data records aspects.
     pub per_side: BTreeMap<String, f64>,
+    /// The same figures for the test images of each source (`originals`, `copies`), where
+    /// the images' sources are known (empty in folds measured before sources were).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_source: BTreeMap<String, FoldFigures>,
 }
 
 impl FoldFigures {
     /// The figures of an evaluation.
     pub fn of(evaluation: &Evaluation) -> FoldFigures {
-        let mut sides: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-        for (aspect, group) in &evaluation.per_aspect {
-            let side = aspect
-                .split_whitespace()
-                .next()
-                .unwrap_or(aspect)
-                .to_string();
-            let entry = sides.entry(side).or_default();
-            entry.0 += group.images;
-            entry.1 += group.correct;
-        }
         FoldFigures {
             accuracy: evaluation.accuracy,
             mean_class_accuracy: evaluation.mean_class_accuracy,
@@ -67,9 +61,15 @@ impl FoldFigures {
                 .iter()
                 .map(|(label, g)| (label.clone(), g.accuracy))
                 .collect(),
-            per_side: sides
+            per_side: evaluation
+                .per_side()
                 .into_iter()
-                .map(|(side, (images, correct))| (side, correct as f64 / images.max(1) as f64))
+                .map(|(side, g)| (side, g.accuracy))
+                .collect(),
+            per_source: evaluation
+                .per_source
+                .iter()
+                .map(|(source, e)| (source.clone(), FoldFigures::of(e)))
                 .collect(),
         }
     }
@@ -108,6 +108,9 @@ pub struct Summary {
     pub per_class: BTreeMap<String, MeanStd>,
     /// Per side of the hand.
     pub per_side: BTreeMap<String, MeanStd>,
+    /// The same for each source of images, over the folds that have images of it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_source: BTreeMap<String, Summary>,
 }
 
 impl Summary {
@@ -133,6 +136,14 @@ impl Summary {
                 .map(|k| {
                     let s = spread(&|f| f.per_side.get(&k).copied());
                     (k, s)
+                })
+                .collect(),
+            per_source: keys(&|f| f.per_source.keys().cloned().collect())
+                .into_iter()
+                .map(|k| {
+                    let of_source: Vec<&FoldFigures> =
+                        folds.clone().filter_map(|f| f.per_source.get(&k)).collect();
+                    (k, Summary::of(of_source.iter().copied()))
                 })
                 .collect(),
         }
@@ -206,28 +217,44 @@ impl CvReport {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
+        let sources: Vec<String> = self
+            .rows
+            .iter()
+            .flat_map(|r| r.plain.per_source.keys().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .rev() // `originals` first: the figure for users' photos
+            .collect();
         let mut out = String::new();
-        let mut header = vec![
-            "".to_string(),
-            "parameters".into(),
-            "accuracy".into(),
-            "mean per-class".into(),
-        ];
+        let mut header = vec!["".to_string(), "parameters".into()];
+        for source in &sources {
+            header.push(format!("{source}: mean per-class"));
+            header.extend(sides.iter().map(|side| format!("{source}: {side}")));
+        }
+        header.extend(["accuracy".into(), "mean per-class".into()]);
         header.extend(labels.iter().cloned());
         header.extend(sides.iter().cloned());
         header.push("mean per-class, flip TTA".into());
         let _ = writeln!(out, "| {} |", header.join(" | "));
         let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
         for row in &self.rows {
-            let mut cells = vec![
-                row.name.clone(),
-                row.parameters.to_string(),
-                row.plain.accuracy.to_string(),
-                row.plain.mean_class_accuracy.to_string(),
-            ];
             let get = |m: &BTreeMap<String, MeanStd>, k: &String| {
                 m.get(k).map_or("-".to_string(), MeanStd::to_string)
             };
+            let mut cells = vec![row.name.clone(), row.parameters.to_string()];
+            for source in &sources {
+                match row.plain.per_source.get(source) {
+                    Some(figures) => {
+                        cells.push(figures.mean_class_accuracy.to_string());
+                        cells.extend(sides.iter().map(|side| get(&figures.per_side, side)));
+                    }
+                    None => cells.extend(std::iter::repeat_n("-".to_string(), 1 + sides.len())),
+                }
+            }
+            cells.extend([
+                row.plain.accuracy.to_string(),
+                row.plain.mean_class_accuracy.to_string(),
+            ]);
             cells.extend(labels.iter().map(|l| get(&row.plain.per_class, l)));
             cells.extend(sides.iter().map(|s| get(&row.plain.per_side, s)));
             cells.push(row.flip.mean_class_accuracy.to_string());
@@ -253,6 +280,20 @@ impl CvReport {
             per_class: row.plain.per_class.clone(),
             per_side: row.plain.per_side.clone(),
             majority_accuracy: majority.plain.accuracy,
+            per_source: row
+                .plain
+                .per_source
+                .iter()
+                .map(|(source, s)| {
+                    let figures = SourceFigures {
+                        accuracy: s.accuracy,
+                        mean_class_accuracy: s.mean_class_accuracy,
+                        per_class: s.per_class.clone(),
+                        per_side: s.per_side.clone(),
+                    };
+                    (source.clone(), figures)
+                })
+                .collect(),
         })
     }
 }
@@ -309,7 +350,8 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
         for (fold, split) in splits.iter().enumerate() {
             let fold_run = RunDir::new(out.join(slug(genotype))).fold_run(fold);
             if let Some(result) = FoldResult::read(&fold_run)? {
-                results.push(result);
+                let test = split.0.test.indices(&dataset);
+                results.push(result.with_sources(&dataset, &test, &fold_run)?);
                 continue;
             }
             if !args.trains_fold(fold) {
@@ -617,6 +659,39 @@ impl FoldResult {
     }
 }
 
+impl FoldResult {
+    /// A fold measured before image sources were reported, measured again from its kept
+    /// `test_predictions.csv` (`test`: the fold's test images) so that it has the
+    /// per-source figures too; as it is when it has them or the images' sources are unknown.
+    pub(crate) fn with_sources(
+        self,
+        dataset: &Dataset,
+        test: &[usize],
+        fold_run: &RunDir,
+    ) -> Result<FoldResult> {
+        let known = test
+            .iter()
+            .any(|&i| dataset.samples()[i].image_source.is_some());
+        if !known || !self.plain.per_source.is_empty() {
+            return Ok(self);
+        }
+        let path = fold_run.file(TEST_PREDICTIONS);
+        let kept = KeptPredictions::read(&path, dataset.labels(), &slots(dataset, test))
+            .with_context(|| format!("{}: measuring it per image source", path.display()))?;
+        let figures = |probabilities: &[Vec<f32>]| {
+            let rows: Vec<&[f32]> = probabilities.iter().map(Vec::as_slice).collect();
+            FoldFigures::of(&Evaluation::from_probabilities(
+                "test", dataset, test, &rows,
+            ))
+        };
+        Ok(FoldResult {
+            plain: figures(&kept.plain),
+            flip: figures(&kept.flip),
+            ..self
+        })
+    }
+}
+
 /// The cross-validated figures of a training's recipe: the row of `genotype` in the
 /// finished cross-validation run `dir`, whose training settings must be those of `args`
 /// (the genotype, run folder, split, seed, device and resume settings aside) on the same
@@ -691,7 +766,7 @@ pub(crate) fn majority_row(dataset: &Dataset, splits: &[(Split, PathBuf)]) -> Ro
                 dataset,
                 &test,
                 &vec![majority; test.len()],
-                0.0,
+                &vec![0.0; test.len()],
             );
             let figures = FoldFigures::of(&evaluation);
             FoldResult {

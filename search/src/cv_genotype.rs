@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::args::cv::CvArgs;
 use crate::cv::FoldResult;
-use crate::data::{Dataset, Folds};
+use crate::data::{Dataset, Folds, Split};
 use crate::run_dir::{RunDir, FOLDS};
 
 /// One genotype folder of a cross-validation run.
@@ -100,17 +100,31 @@ impl CvGenotype {
         Ok(())
     }
 
-    /// The figures `fold` kept (`fold.json`), or `None` while it is not finished.
-    pub(crate) fn finished_fold(&self, fold: usize) -> Result<Option<FoldResult>> {
-        FoldResult::read(&self.fold(fold))
+    /// The figures `fold` kept (`fold.json`; with per-source figures measured from its kept
+    /// predictions where it has none, see [`FoldResult::with_sources`]), or `None` while it
+    /// is not finished. `dataset`: the run's data.
+    pub(crate) fn finished_fold(
+        &self,
+        fold: usize,
+        dataset: &Dataset,
+    ) -> Result<Option<FoldResult>> {
+        let fold_run = self.fold(fold);
+        let Some(result) = FoldResult::read(&fold_run)? else {
+            return Ok(None);
+        };
+        let path = self.run.fold_split(fold);
+        let split = Split::load(&path)?;
+        split.check(dataset, &path)?;
+        let test = split.test.indices(dataset);
+        Ok(Some(result.with_sources(dataset, &test, &fold_run)?))
     }
 
-    /// Each of the `folds` folds' figures as the run measured them; refused while one is
-    /// not finished.
-    pub(crate) fn fold_results(&self, folds: usize) -> Result<Vec<FoldResult>> {
+    /// Each of the `folds` folds' figures as the run measured them (see
+    /// [`CvGenotype::finished_fold`]); refused while one is not finished.
+    pub(crate) fn fold_results(&self, folds: usize, dataset: &Dataset) -> Result<Vec<FoldResult>> {
         (0..folds)
             .map(|fold| {
-                self.finished_fold(fold)?.with_context(|| {
+                self.finished_fold(fold, dataset)?.with_context(|| {
                     format!(
                         "{}: fold {fold} is not finished (no fold.json): finish it with \
                          `hands-search cv --resume --out {}`",

@@ -5,14 +5,15 @@
 //! table beside the majority class and each member alone. Nothing is trained or written.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::cv::{majority_row, CvReport, FoldFigures, FoldResult, Row};
 use crate::cv_genotype::CvGenotype;
 use crate::data::{Dataset, Split};
 use crate::eval::Evaluation;
+use crate::kept_predictions::{slots, KeptPredictions};
 use crate::run_dir::TEST_PREDICTIONS;
 
 /// Settings of `hands-search ensemble`.
@@ -73,7 +74,10 @@ pub fn ensemble(members: &[PathBuf]) -> Result<CvReport> {
 
     let mut rows = vec![majority_row(&dataset, &splits)];
     for member in &members {
-        rows.push(Row::new(member.name(), member.fold_results(folds.len())?));
+        rows.push(Row::new(
+            member.name(),
+            member.fold_results(folds.len(), &dataset)?,
+        ));
     }
     let averaged = splits
         .iter()
@@ -118,11 +122,7 @@ struct AveragedFold<'a> {
 
 impl<'a> AveragedFold<'a> {
     fn new(dataset: &'a Dataset, fold: usize, test: Vec<usize>) -> Self {
-        let slot_of = test
-            .iter()
-            .enumerate()
-            .map(|(slot, &i)| (dataset.samples()[i].path.display().to_string(), slot))
-            .collect();
+        let slot_of = slots(dataset, &test);
         AveragedFold {
             dataset,
             fold,
@@ -139,7 +139,7 @@ impl<'a> AveragedFold<'a> {
         let mut flip = plain.clone();
         for member in members {
             let path = member.fold(self.fold).file(TEST_PREDICTIONS);
-            let kept = read_predictions(&path, self.dataset.labels(), &self.slot_of)?;
+            let kept = KeptPredictions::read(&path, self.dataset.labels(), &self.slot_of)?;
             add_rows(&mut plain, &kept.plain);
             add_rows(&mut flip, &kept.flip);
         }
@@ -170,85 +170,4 @@ fn add_rows(sums: &mut [Vec<f32>], rows: &[Vec<f32>]) {
     for (sum, row) in sums.iter_mut().zip(rows) {
         sum.iter_mut().zip(row).for_each(|(s, p)| *s += p);
     }
-}
-
-/// A member's probabilities of a fold's test images, in the fold's order.
-struct KeptPredictions {
-    plain: Vec<Vec<f32>>,
-    flip: Vec<Vec<f32>>,
-}
-
-/// Reads `test_predictions.csv` and puts each image's row in its slot (`slot_of`, by path);
-/// refused unless it holds exactly those images, each once, with every label's probability.
-fn read_predictions(
-    path: &Path,
-    labels: &[String],
-    slot_of: &HashMap<String, usize>,
-) -> Result<KeptPredictions> {
-    let context = || format!("cannot read {}", path.display());
-    let mut reader = csv::Reader::from_path(path).with_context(context)?;
-    let header = reader.headers().with_context(context)?.clone();
-    let column = |name: &str| {
-        header.iter().position(|h| h == name).with_context(|| {
-            format!(
-                "{}: no column {name} (header {:?}): not a test_predictions.csv of this data",
-                path.display(),
-                header.iter().collect::<Vec<_>>().join(",")
-            )
-        })
-    };
-    let path_column = column("path")?;
-    let plain_columns = labels
-        .iter()
-        .map(|l| column(&format!("p_{l}")))
-        .collect::<Result<Vec<_>>>()?;
-    let flip_columns = labels
-        .iter()
-        .map(|l| column(&format!("p_{l}_flip")))
-        .collect::<Result<Vec<_>>>()?;
-    let mut plain = vec![Vec::new(); slot_of.len()];
-    let mut flip = vec![Vec::new(); slot_of.len()];
-    for (line, record) in reader.records().enumerate() {
-        let record = record.with_context(context)?;
-        let line = line + 2;
-        let image = record.get(path_column).unwrap_or_default();
-        let slot = slot_of.get(image).with_context(|| {
-            format!(
-                "{}, line {line}: {image} is not a test image of this fold",
-                path.display()
-            )
-        })?;
-        if !plain[*slot].is_empty() {
-            bail!("{}, line {line}: {image} a second time", path.display());
-        }
-        let read = |columns: &[usize]| -> Result<Vec<f32>> {
-            columns
-                .iter()
-                .map(|&c| {
-                    let cell = record.get(c).unwrap_or_default();
-                    cell.parse::<f32>()
-                        .ok()
-                        .filter(|p| (0.0..=1.0).contains(p))
-                        .with_context(|| {
-                            format!(
-                                "{}, line {line}: {} is {cell:?}, not a probability",
-                                path.display(),
-                                &header[c]
-                            )
-                        })
-                })
-                .collect()
-        };
-        plain[*slot] = read(&plain_columns)?;
-        flip[*slot] = read(&flip_columns)?;
-    }
-    let missing = plain.iter().filter(|p| p.is_empty()).count();
-    if missing > 0 {
-        bail!(
-            "{}: {missing} of the fold's {} test images have no row",
-            path.display(),
-            slot_of.len()
-        );
-    }
-    Ok(KeptPredictions { plain, flip })
 }

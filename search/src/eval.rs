@@ -18,7 +18,9 @@ use hands_models::ModelCard;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::load_varmap;
-use crate::data::{AspectFilter, ChannelStats, Dataset, ImageCache, Loader, PartName, Split};
+use crate::data::{
+    AspectFilter, ChannelStats, Dataset, ImageCache, ImageSource, Loader, PartName, Split,
+};
 use crate::device::open_device;
 use crate::outputs::Inputs;
 use crate::provenance::{trained_aspects, Selection};
@@ -85,19 +87,53 @@ pub struct Evaluation {
     pub per_aspect: BTreeMap<String, GroupAccuracy>,
     /// `confusion[true][predicted]` image counts.
     pub confusion: Vec<Vec<usize>>,
+    /// The same figures for the images of each source (`originals`, `copies`; see
+    /// [`ImageSource`]), where the images' sources are known.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_source: BTreeMap<String, Evaluation>,
 }
 
 impl Evaluation {
     /// Tallies predictions: `indices[i]` (a sample of `dataset`) was predicted `predicted[i]`;
-    /// `loss_sum` is the summed cross-entropy of those images.
+    /// `losses[i]` is that image's cross-entropy. The images of each known source are
+    /// tallied again on their own (`per_source`).
     pub fn from_predictions(
+        split: &str,
+        dataset: &Dataset,
+        indices: &[usize],
+        predicted: &[usize],
+        losses: &[f64],
+    ) -> Evaluation {
+        assert_eq!(indices.len(), predicted.len(), "one prediction per image");
+        assert_eq!(indices.len(), losses.len(), "one loss per image");
+        let mut evaluation =
+            Evaluation::tally(split, dataset, indices, predicted, losses.iter().sum());
+        for source in ImageSource::ALL {
+            let of_source: Vec<usize> = (0..indices.len())
+                .filter(|&i| dataset.samples()[indices[i]].image_source == Some(source))
+                .collect();
+            if of_source.is_empty() {
+                continue;
+            }
+            let pick = |values: &[usize]| of_source.iter().map(|&i| values[i]).collect::<Vec<_>>();
+            let loss_sum = of_source.iter().map(|&i| losses[i]).sum();
+            let figures =
+                Evaluation::tally(split, dataset, &pick(indices), &pick(predicted), loss_sum);
+            evaluation
+                .per_source
+                .insert(source.name().to_string(), figures);
+        }
+        evaluation
+    }
+
+    /// The figures of `indices` predicted `predicted`, without the per-source breakdown.
+    fn tally(
         split: &str,
         dataset: &Dataset,
         indices: &[usize],
         predicted: &[usize],
         loss_sum: f64,
     ) -> Evaluation {
-        assert_eq!(indices.len(), predicted.len(), "one prediction per image");
         let labels = dataset.labels().to_vec();
         let k = labels.len();
         let mut confusion = vec![vec![0usize; k]; k];
@@ -150,7 +186,23 @@ impl Evaluation {
                 .map(|(a, (images, correct))| (a, GroupAccuracy::new(images, correct)))
                 .collect(),
             confusion,
+            per_source: BTreeMap::new(),
         }
+    }
+
+    /// Accuracy per side of the hand (`dorsal`, `palmar`: the aspects' first words).
+    pub fn per_side(&self) -> BTreeMap<String, GroupAccuracy> {
+        let mut sides: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for (aspect, group) in &self.per_aspect {
+            let side = aspect.split_whitespace().next().unwrap_or(aspect);
+            let entry = sides.entry(side.to_string()).or_default();
+            entry.0 += group.images;
+            entry.1 += group.correct;
+        }
+        sides
+            .into_iter()
+            .map(|(side, (images, correct))| (side, GroupAccuracy::new(images, correct)))
+            .collect()
     }
 
     /// The figures a model card records; refused when a class had no image (its mean class
@@ -235,6 +287,27 @@ impl fmt::Display for Evaluation {
                 )?;
             }
         }
+        if !self.per_source.is_empty() {
+            writeln!(f, "  per source (mean class accuracy, accuracy, per side):")?;
+            for (source, e) in &self.per_source {
+                let sides: Vec<String> = e
+                    .per_side()
+                    .iter()
+                    .map(|(side, g)| {
+                        format!("{side} {:.4} ({}/{})", g.accuracy, g.correct, g.images)
+                    })
+                    .collect();
+                writeln!(
+                    f,
+                    "    {source:<width$}  {:.4}  {:.4}  ({} images){}{}",
+                    e.mean_class_accuracy,
+                    e.accuracy,
+                    e.images,
+                    if sides.is_empty() { "" } else { "  " },
+                    sides.join(", ")
+                )?;
+            }
+        }
         writeln!(f, "  confusion (rows: true, columns: predicted):")?;
         let cell = self
             .labels
@@ -273,19 +346,19 @@ pub fn evaluate(
     let bar = progress_bar(epoch.num_batches() as u64, split);
     let mut predicted = Vec::with_capacity(indices.len());
     let mut order = Vec::with_capacity(indices.len());
-    let mut loss_sum = 0.0;
+    let mut losses = Vec::with_capacity(indices.len());
     for batch in epoch {
         let batch = batch?;
         let logits = network.logits(&batch.images)?;
-        let (loss, preds) = loss_and_predictions(&logits, &batch.labels)?;
-        loss_sum += loss * batch.indices.len() as f64;
+        let (batch_losses, preds) = losses_and_predictions(&logits, &batch.labels)?;
+        losses.extend(batch_losses);
         predicted.extend(preds);
         order.extend_from_slice(&batch.indices);
         bar.inc(1);
     }
     bar.finish_and_clear();
     Ok(Evaluation::from_predictions(
-        split, dataset, &order, &predicted, loss_sum,
+        split, dataset, &order, &predicted, &losses,
     ))
 }
 
@@ -401,32 +474,40 @@ impl Evaluation {
         indices: &[usize],
         probabilities: &[&[f32]],
     ) -> Evaluation {
-        let mut loss_sum = 0.0;
-        let predicted: Vec<usize> = indices
+        let losses: Vec<f64> = indices
             .iter()
             .zip(probabilities)
             .map(|(&i, p)| {
                 let truth = dataset.samples()[i].label;
-                loss_sum -= f64::from(p[truth].max(f32::MIN_POSITIVE)).ln();
-                argmax(p)
+                -f64::from(p[truth].max(f32::MIN_POSITIVE)).ln()
             })
             .collect();
-        Evaluation::from_predictions(split, dataset, indices, &predicted, loss_sum)
+        let predicted: Vec<usize> = probabilities.iter().map(|p| argmax(p)).collect();
+        Evaluation::from_predictions(split, dataset, indices, &predicted, &losses)
     }
 }
 
-/// The mean cross-entropy of `logits` `[B, K]` against `labels` `[B]` and the argmax
+/// The cross-entropy of each row of `logits` `[B, K]` against `labels` `[B]` and the argmax
 /// prediction of each row.
-pub fn loss_and_predictions(logits: &Tensor, labels: &Tensor) -> Result<(f64, Vec<usize>)> {
+pub fn losses_and_predictions(logits: &Tensor, labels: &Tensor) -> Result<(Vec<f64>, Vec<usize>)> {
     let logits = logits.to_dtype(DType::F32)?;
-    let loss = candle_nn::loss::cross_entropy(&logits, labels)?.to_scalar::<f32>()? as f64;
+    let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let labels = labels.to_dtype(DType::U32)?;
+    let losses = log_p
+        .gather(&labels.unsqueeze(1)?, 1)?
+        .squeeze(1)?
+        .neg()?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(f64::from)
+        .collect();
     let preds = logits
         .argmax(D::Minus1)?
         .to_vec1::<u32>()?
         .into_iter()
         .map(|p| p as usize)
         .collect();
-    Ok((loss, preds))
+    Ok((losses, preds))
 }
 
 /// A trained model read back from its file: the network of its card with the file's
@@ -715,6 +796,12 @@ mod tests {
             subject: subject.to_string(),
             label,
             aspect: Some(aspect.to_string()),
+            // Images 0 and 3 are originals, 1 a copy, 2 of unknown source.
+            image_source: match i {
+                0 | 3 => Some(ImageSource::Original),
+                1 => Some(ImageSource::SquareCopy),
+                _ => None,
+            },
         };
         Dataset::from_samples(
             Source::Folder {
@@ -735,7 +822,13 @@ mod tests {
     fn tallies_accuracy_mean_class_aspects_and_confusion() {
         let d = dataset();
         // Predictions: female right, female wrong, female right, male right.
-        let e = Evaluation::from_predictions("test", &d, &[0, 1, 2, 3], &[0, 1, 0, 1], 2.0);
+        let e = Evaluation::from_predictions(
+            "test",
+            &d,
+            &[0, 1, 2, 3],
+            &[0, 1, 0, 1],
+            &[0.5, 1.0, 0.25, 0.25],
+        );
         assert_eq!(e.images, 4);
         assert_eq!(e.subjects, 3);
         assert_eq!(e.accuracy, 0.75);
@@ -751,6 +844,26 @@ mod tests {
         let table = e.to_string();
         assert!(
             table.contains("confusion") && table.contains("dorsal left"),
+            "{table}"
+        );
+
+        // Per source: originals 0 (female, right) and 3 (male, right); the copy 1 (female,
+        // wrong); image 2, of unknown source, in neither.
+        assert_eq!(
+            e.per_source.keys().collect::<Vec<_>>(),
+            ["copies", "originals"]
+        );
+        let originals = &e.per_source["originals"];
+        assert_eq!((originals.images, originals.subjects), (2, 2));
+        assert_eq!(originals.mean_class_accuracy, 1.0);
+        assert_eq!(originals.loss, 0.375);
+        assert_eq!(originals.per_side()["dorsal"].correct, 2);
+        assert!(originals.per_source.is_empty());
+        let copies = &e.per_source["copies"];
+        assert_eq!((copies.images, copies.accuracy, copies.loss), (1, 0.0, 1.0));
+        assert_eq!(copies.absent_classes, ["male"]);
+        assert!(
+            table.contains("per source") && table.contains("1.0000  1.0000  (2 images)"),
             "{table}"
         );
     }

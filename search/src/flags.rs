@@ -75,6 +75,16 @@ pub fn fraction(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses a number in `(0, 1)` (a share that leaves something on either side).
+pub fn open_fraction(text: &str) -> Result<f64, String> {
+    let value = finite(text)?;
+    if value > 0.0 && value < 1.0 {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not in (0, 1)"))
+    }
+}
+
 fn finite(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(value) if value.is_finite() => Ok(value),

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::args::train::TrainArgs;
 use crate::checkpoint::{self, load_varmap, varmap_tensors};
-use crate::data::{ChannelStats, Dataset, ImageCache, Loader, Split};
+use crate::data::{ChannelStats, Dataset, ImageCache, Loader, SourceShare, Split};
 use crate::eval::evaluate;
 use crate::optim::{Sgd, SgdConfig};
 use crate::records::TrainEpoch;
@@ -46,6 +46,9 @@ pub(crate) struct EpochData<'a> {
     pub(crate) eval_loader: Loader<'a>,
     /// Per-class loss weights (`--class-weight`).
     pub(crate) class_weights: Option<Tensor>,
+    /// Each epoch's training images when `--originals-share` sets their sources' shares
+    /// (else every training image once).
+    pub(crate) source_share: Option<SourceShare>,
 }
 
 impl<'a> EpochData<'a> {
@@ -83,7 +86,20 @@ impl<'a> EpochData<'a> {
             .weights(&split.train.label_images)
             .map(|w| Tensor::new(w.as_slice(), device))
             .transpose()?;
+        let source_share = args
+            .regularisation
+            .originals_share
+            .map(|share| SourceShare::new(dataset, &train, share))
+            .transpose()?;
+        if let Some(sampler) = &source_share {
+            eprintln!(
+                "each epoch: {} originals of {} training images (--originals-share)",
+                sampler.originals_per_epoch(),
+                train.len()
+            );
+        }
         Ok(EpochData {
+            source_share,
             train,
             val,
             stats,
@@ -188,11 +204,15 @@ impl Learner {
             mixup: args.regularisation.mixup,
         };
         let (network, loader) = (&self.network, &data.train_loader);
+        let drawn = data
+            .source_share
+            .as_ref()
+            .map(|sampler| sampler.epoch(&mut state.rng));
         let trained = train_epoch(
             network,
             &mut self.sgd,
             loader,
-            &data.train,
+            drawn.as_deref().unwrap_or(&data.train),
             &config,
             epoch,
             &mut state.rng,

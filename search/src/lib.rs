@@ -17,6 +17,7 @@ pub mod ensemble;
 pub mod eval;
 pub mod flags;
 pub mod hessian;
+mod kept_predictions;
 pub mod latency;
 pub mod learner;
 pub mod memory;

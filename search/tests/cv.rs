@@ -13,14 +13,15 @@ use hands_search::args::train::TrainArgs;
 use hands_search::compare::compare;
 use hands_search::cv::{cross_validate, CvReport, FoldResult};
 use hands_search::data::{
-    Augment, ChannelStats, Dataset, Folds, ImageCache, Loader, PartName, Sample, Source, Split,
+    AspectFilter, Augment, ChannelStats, Dataset, Folds, ImageCache, ImageSource, Loader, PartName,
+    Sample, Source, Split,
 };
 use hands_search::ensemble::ensemble;
 use hands_search::eval::load_model;
 use hands_search::eval::mirror;
 use hands_search::step::cross_entropy;
 use hands_search::train::{train, ClassWeight, SelectBy};
-use hands_tests::datasets::class_folders;
+use hands_tests::datasets::{class_folders, class_folders_of_two_sources};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -42,6 +43,7 @@ fn subjects_dataset(females: usize, males: usize) -> Dataset {
                         }
                         .into(),
                     ),
+                    image_source: None,
                 });
             }
         }
@@ -700,7 +702,7 @@ fn compare_pairs_the_folds_both_finished_and_refuses_other_folds() {
     let (a, b) = tiny.genotypes();
 
     // Against itself: every difference zero, neither ahead.
-    let same = compare(&a, &a).unwrap();
+    let same = compare(&a, &a, None).unwrap();
     assert_eq!(same.paired.len(), 2);
     assert!(same.unpaired.is_empty());
     assert_eq!(
@@ -732,7 +734,7 @@ fn compare_pairs_the_folds_both_finished_and_refuses_other_folds() {
             std::fs::write(fold_json(genotype, fold), text).unwrap();
         }
     }
-    let both = compare(&a, &b).unwrap();
+    let both = compare(&a, &b, None).unwrap();
     let differences: Vec<f64> = both.paired.iter().map(|p| p.difference).collect();
     assert_eq!(differences, [0.25, -0.125]);
     for (paired, shift) in both.paired.iter().zip([0.25, -0.125]) {
@@ -757,7 +759,7 @@ fn compare_pairs_the_folds_both_finished_and_refuses_other_folds() {
 
     // A fold the candidate has not finished is left out of the pairing and named.
     std::fs::remove_file(fold_json(&b, 1)).unwrap();
-    let part = compare(&a, &b).unwrap();
+    let part = compare(&a, &b, None).unwrap();
     assert_eq!(part.paired.iter().map(|p| p.fold).collect::<Vec<_>>(), [0]);
     assert_eq!(part.unpaired, [1]);
     assert_eq!(
@@ -771,10 +773,111 @@ fn compare_pairs_the_folds_both_finished_and_refuses_other_folds() {
 
     // Another seed draws other folds: refused, naming the folder.
     let other = tiny.other_folds();
-    let err = format!("{:#}", compare(&a, &other).unwrap_err());
+    let err = format!("{:#}", compare(&a, &other, None).unwrap_err());
     let named = other.display().to_string();
     assert!(
         err.contains("other folds") && err.contains("a comparison") && err.contains(&named),
+        "{err}"
+    );
+}
+
+#[test]
+fn cv_reports_each_image_source_and_measures_older_folds_from_their_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders_of_two_sources(&data, 8);
+    let out = dir.path().join("cv");
+    let mut args = tiny_cv(&data, &out);
+    args.baselines.clear();
+    let report = cross_validate(&args).unwrap().report.expect("finished");
+    let dataset = Dataset::load(&data, &AspectFilter::All).unwrap();
+
+    // Each fold's figures per source are those of its kept predictions of that source's
+    // images alone, and the two sources together are the fold's test images.
+    let row = &report.rows[1];
+    for fold in &row.folds {
+        let per_source = &fold.plain.per_source;
+        assert_eq!(
+            per_source.keys().collect::<Vec<_>>(),
+            ["copies", "originals"],
+            "fold {}",
+            fold.fold
+        );
+        let csv = out.join(format!("DARTS_V2/fold-{}/test_predictions.csv", fold.fold));
+        let mut reader = csv::Reader::from_path(&csv).unwrap();
+        let mut right: BTreeMap<(bool, String), (usize, usize)> = BTreeMap::new();
+        for record in reader.records() {
+            let record = record.unwrap();
+            let path = Path::new(&record[0]);
+            let sample = dataset.samples().iter().find(|s| s.path == path).unwrap();
+            let original = sample.image_source == Some(ImageSource::Original);
+            let p_female: f32 = record[4].parse().unwrap();
+            let predicted = if p_female >= 0.5 { "female" } else { "male" };
+            let entry = right.entry((original, record[2].to_string())).or_default();
+            entry.0 += 1;
+            entry.1 += usize::from(predicted == &record[2]);
+        }
+        for (source, original) in [("originals", true), ("copies", false)] {
+            let recall = |label: &str| {
+                let (n, r) = right[&(original, label.to_string())];
+                r as f64 / n as f64
+            };
+            let expected = (recall("female") + recall("male")) / 2.0;
+            let measured = per_source[source].mean_class_accuracy;
+            assert!(
+                (measured - expected).abs() < 1e-12,
+                "fold {} {source}: {measured} against {expected}",
+                fold.fold
+            );
+        }
+    }
+    let originals = &row.plain.per_source["originals"];
+    let folds: Vec<f64> = row
+        .folds
+        .iter()
+        .map(|f| f.plain.per_source["originals"].mean_class_accuracy)
+        .collect();
+    assert_eq!(originals.mean_class_accuracy, MeanStd::of(&folds));
+    let table = report.table();
+    assert!(
+        table.contains("| originals: mean per-class |")
+            && table.contains(&originals.mean_class_accuracy.to_string()),
+        "{table}"
+    );
+    let card = report.card_section("DARTS_V2").unwrap();
+    assert_eq!(
+        card.per_source["originals"].mean_class_accuracy,
+        originals.mean_class_accuracy
+    );
+
+    // A run measured before sources were reported: its folds are measured again from
+    // their kept predictions, to the same figures.
+    for fold in 0..2 {
+        let path = out.join(format!("DARTS_V2/fold-{fold}/fold.json"));
+        let mut older: serde_json::Value = read_json(&path);
+        for pass in ["plain", "flip"] {
+            older[pass].as_object_mut().unwrap().remove("per_source");
+        }
+        std::fs::write(&path, older.to_string()).unwrap();
+    }
+    args.train.run.resume = true;
+    let again = cross_validate(&args).unwrap().report.expect("finished");
+    assert_eq!(again.rows, report.rows);
+
+    // compare pairs one source's figures on request, and names the sources it has.
+    let genotype = out.join("DARTS_V2");
+    let same = compare(&genotype, &genotype, Some("originals")).unwrap();
+    assert_eq!(
+        same.paired[0].base,
+        row.folds[0].plain.per_source["originals"]
+    );
+    assert!(same.table().contains("test images: originals only"));
+    let err = format!(
+        "{:#}",
+        compare(&genotype, &genotype, Some("scans")).unwrap_err()
+    );
+    assert!(
+        err.contains("no test images of source `scans`") && err.contains("copies, originals"),
         "{err}"
     );
 }

@@ -18,7 +18,7 @@ use hands_search::checkpoint;
 use hands_search::data::{AspectFilter, Dataset, Folds, PartName, Split};
 use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
 use hands_search::train::{inference_tensors, train, write_model, SelectBy};
-use hands_tests::datasets::class_folders;
+use hands_tests::datasets::{class_folders, class_folders_of_two_sources};
 use hands_tests::max_abs_diff;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -554,4 +554,48 @@ fn mixup_changes_the_training_reproducibly_and_resumes_to_the_same_weights() {
         .unwrap()
         .card;
     assert_eq!(card.provenance.train["mixup"], 0.4);
+}
+
+#[test]
+fn originals_share_changes_the_training_reproducibly_resumes_and_needs_both_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders_of_two_sources(&data, 10);
+    let run = |share: Option<f64>, stop_after: Option<usize>, name: &str| {
+        let mut args = tiny_args(&data, &dir.path().join(name));
+        args.regularisation.originals_share = share;
+        args.run.stop_after = stop_after;
+        if stop_after.is_some() {
+            train(&args).unwrap();
+            args.run.stop_after = None;
+            args.run.resume = true;
+        }
+        train(&args).unwrap();
+        model_tensors(&dir.path().join(name).join("model.safetensors"))
+    };
+    let plain = run(None, None, "plain");
+    let shared = run(Some(0.75), None, "shared");
+    let again = run(Some(0.75), None, "again");
+    let resumed = run(Some(0.75), Some(1), "resumed");
+    let differs = |a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>| {
+        a.iter().any(|(name, t)| max_abs_diff(t, &b[name]) > 0.0)
+    };
+    assert!(differs(&plain, &shared), "the share changed nothing");
+    assert!(!differs(&shared, &again), "the share is not reproducible");
+    assert!(!differs(&shared, &resumed), "a resumed run differs");
+    let card = load_model(&dir.path().join("shared/model.safetensors"), &Device::Cpu)
+        .unwrap()
+        .card;
+    assert_eq!(card.provenance.train["originals_share"], 0.75);
+
+    // Square images only: nothing to raise the share of, said before training.
+    let squares = dir.path().join("squares");
+    class_folders(&squares, 10);
+    let mut args = tiny_args(&squares, &dir.path().join("refused"));
+    args.regularisation.originals_share = Some(0.5);
+    let err = format!("{:#}", train(&args).unwrap_err());
+    assert!(
+        err.contains("--originals-share") && err.contains("0 originals"),
+        "{err}"
+    );
 }

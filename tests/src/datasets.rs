@@ -29,6 +29,20 @@ pub fn class_folders(root: &Path, per_class: usize) {
     }
 }
 
+/// [`class_folders`] whose odd-numbered images are 4:3 photos (32x24, of the same colours)
+/// instead of squares: a dataset of both image sources, originals and square copies.
+pub fn class_folders_of_two_sources(root: &Path, per_class: usize) {
+    class_folders(root, per_class);
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    for (label, base) in LABELS {
+        for i in (1..per_class).step_by(2) {
+            let square = noisy_square(SIDE * 4 / 3, base, &mut rng);
+            let photo = image::imageops::crop_imm(&square, 0, 0, SIDE * 4 / 3, SIDE).to_image();
+            std::fs::write(root.join(label).join(format!("{i}.png")), png(&photo)).unwrap();
+        }
+    }
+}
+
 /// An 11K Hands layout under `root` (`HandInfo.csv` + `images/`): `subjects` female and
 /// `subjects` male subjects (the female ones left out when `female` is false), two dorsal
 /// images each.

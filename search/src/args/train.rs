@@ -136,6 +136,13 @@ pub struct RegularisationArgs {
           value_parser = flags::non_negative)]
     #[serde(default)]
     pub mixup: f64,
+    /// Share of original photos (images that are not square: 11K Hands' 4:3 originals, like
+    /// a user's own) in each training epoch, in (0, 1): originals drawn more often and the
+    /// square copies less (or the reverse), the epoch's length kept. Default: the training
+    /// images' own share.
+    #[arg(long, value_name = "S", value_parser = flags::open_fraction)]
+    #[serde(default)]
+    pub originals_share: Option<f64>,
 }
 
 impl RegularisationArgs {
@@ -152,6 +159,7 @@ impl RegularisationArgs {
         colour_jitter: None,
         greyscale: 0.0,
         mixup: 0.0,
+        originals_share: None,
     };
 
     /// The training augmentation at input side `size`: the recipe with the cutout, vertical
@@ -180,6 +188,9 @@ impl RegularisationArgs {
         flags::check_value("mixup", self.mixup, flags::non_negative)?;
         if let Some(jitter) = self.colour_jitter {
             flags::check_value("colour-jitter", jitter, flags::fraction)?;
+        }
+        if let Some(share) = self.originals_share {
+            flags::check_value("originals-share", share, flags::open_fraction)?;
         }
         flags::check_value("label-smoothing", self.label_smoothing, flags::fraction)
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{folder, hands, AspectFilter, Error};
+use super::{folder, hands, AspectFilter, Error, ImageSource};
 
 /// One image of a dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,10 @@ pub struct Sample {
     pub label: usize,
     /// The hand aspect (`"dorsal right"`, ...) where the source records it.
     pub aspect: Option<String>,
+    /// Whether the image is an original photo or a square copy, from its header (`None` when
+    /// it could not be read).
+    #[serde(default)]
+    pub image_source: Option<ImageSource>,
 }
 
 /// Where a dataset was read from.

@@ -145,6 +145,9 @@ pub enum Error {
     /// A malformed in-memory image buffer.
     #[error("image cache: {0}")]
     Cache(String),
+    /// A training sampler that cannot be built from the training images.
+    #[error("--originals-share: {0}")]
+    Sampling(String),
     /// A tensor could not be built.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Dataset, Error, Sample, Source};
+use super::{Dataset, Error, ImageSource, Sample, Source};
 
 /// File extensions (lower case) read as images.
 pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
@@ -87,6 +87,7 @@ pub(crate) fn load(root: &Path) -> Result<Dataset, Error> {
                 .collect::<Vec<_>>()
                 .join("/");
             samples.push(Sample {
+                image_source: ImageSource::of_file(&path),
                 path,
                 subject,
                 label,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::aspect::canonical_aspect;
-use super::{AspectFilter, Dataset, Error, Sample, Source};
+use super::{AspectFilter, Dataset, Error, ImageSource, Sample, Source};
 
 /// The metadata file's name in the 11K Hands layout.
 pub const CSV_NAME: &str = "HandInfo.csv";
@@ -93,10 +93,11 @@ pub(crate) fn load(csv_path: &Path, images: &Path, filter: AspectFilter) -> Resu
             });
         }
         samples.push(Sample {
-            path,
             subject: row.id,
             label,
             aspect: Some(aspect.to_string()),
+            image_source: ImageSource::of_file(&path),
+            path,
         });
     }
 

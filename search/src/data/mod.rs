@@ -32,6 +32,8 @@ mod dataset;
 mod error;
 mod folder;
 mod hands;
+mod image_source;
+mod source_share;
 mod split;
 
 pub use aspect::{AspectFilter, ASPECTS};
@@ -42,4 +44,6 @@ pub use dataset::{Dataset, Sample, Source};
 pub use error::Error;
 pub use folder::{is_image_path, IMAGE_EXTENSIONS};
 pub use hands::{CSV_NAME, HANDS_LABELS};
+pub use image_source::ImageSource;
+pub use source_share::SourceShare;
 pub use split::{Folds, Fractions, Part, PartName, Split};
