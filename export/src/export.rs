@@ -242,8 +242,8 @@ fn check_folding(
     let folded_tensors: HashMap<String, Tensor> = folded.iter().cloned().collect();
     let folded = build_network(card, folded_tensors, &Device::Cpu)?;
     let difference = max_abs_diff(
-        &candle_outputs(&folded, inputs)?.logits,
-        &candle_outputs(original, inputs)?.logits,
+        &candle_outputs(&folded, inputs, 1.0)?.logits,
+        &candle_outputs(original, inputs, 1.0)?.logits,
     );
     if difference > PARITY_TOLERANCE {
         return Err(Error::Parity(format!(
@@ -273,7 +273,7 @@ fn check_runtime(
     let mut parity = Vec::new();
     for &n in batches {
         let images = inputs.narrow(0, 0, n)?;
-        let result = compare(&predictor, original, &images)?;
+        let result = compare(&predictor, original, &images, card.temperature())?;
         if !result.within(PARITY_TOLERANCE) {
             return Err(Error::Parity(format!(
                 "batch {n}: ONNX Runtime differs from candle by {:e} on logits and {:e} on \

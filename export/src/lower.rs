@@ -189,10 +189,19 @@ pub fn lower(
         &[("transB", Attr::Int(1))],
         Some(LOGITS_NAME),
     );
+    // A calibrated model's probabilities are softmax(logits / T); its logits stay raw.
+    let temperature = card.temperature();
+    let scaled = if temperature == 1.0 {
+        logits.clone()
+    } else {
+        let t =
+            l.g.initializer_f32("calibration.temperature", &[], &[temperature as f32]);
+        l.g.node("calibration", "Div", &[&logits, &t], &[])
+    };
     let probs = l.g.node_with_output(
         PROBABILITIES_NAME,
         "Softmax",
-        &[&logits],
+        &[&scaled],
         &[("axis", Attr::Int(1))],
         Some(PROBABILITIES_NAME),
     );

@@ -76,10 +76,11 @@ pub fn onnx_outputs(predictor: &Predictor, images: &Tensor) -> Result<Outputs> {
     Ok(outputs)
 }
 
-/// Candle's eval-mode logits and probabilities of `network` on `images`.
-pub fn candle_outputs(network: &Network, images: &Tensor) -> Result<Outputs> {
+/// Candle's eval-mode logits of `network` on `images` and its probabilities at
+/// `temperature` (`softmax(logits / temperature)`; 1 for an uncalibrated model).
+pub fn candle_outputs(network: &Network, images: &Tensor, temperature: f64) -> Result<Outputs> {
     let logits = network.logits(images)?;
-    let probabilities = softmax(&logits, 1)?;
+    let probabilities = softmax(&(&logits / temperature)?, 1)?;
     Ok(Outputs {
         logits: logits.flatten_all()?.to_vec1()?,
         probabilities: probabilities.flatten_all()?.to_vec1()?,
@@ -105,10 +106,15 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Compares the predictor's outputs on `images` with candle's.
-pub fn compare(predictor: &Predictor, network: &Network, images: &Tensor) -> Result<BatchParity> {
+/// Compares the predictor's outputs on `images` with candle's at `temperature` (the card's).
+pub fn compare(
+    predictor: &Predictor,
+    network: &Network,
+    images: &Tensor,
+    temperature: f64,
+) -> Result<BatchParity> {
     let ours = onnx_outputs(predictor, images)?;
-    let reference = candle_outputs(network, images)?;
+    let reference = candle_outputs(network, images, temperature)?;
     Ok(BatchParity {
         batch: images.dim(0)?,
         logits_max_abs: max_abs_diff(&ours.logits, &reference.logits),

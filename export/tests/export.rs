@@ -66,11 +66,13 @@ fn check_export(genotype_name: &str, genotype: &Genotype, with_ort: bool) {
     let a = hands_export::parity::candle_outputs(
         &original.network(&candle_core::Device::Cpu).unwrap(),
         &x,
+        1.0,
     )
     .unwrap();
     let b = hands_export::parity::candle_outputs(
         &exported.network(&candle_core::Device::Cpu).unwrap(),
         &x,
+        1.0,
     )
     .unwrap();
     let d = hands_export::parity::max_abs_diff(&a.logits, &b.logits);
@@ -464,4 +466,52 @@ fn overwriting_the_input_and_bad_settings_are_refused() {
     opts.name = "../x".into();
     assert!(export(&model, dir.path(), &opts).is_err());
     assert_eq!(files_in(dir.path()), ["model.safetensors"]);
+}
+
+#[test]
+fn a_calibrated_card_divides_the_logits_by_its_temperature_in_the_graph() {
+    if !ort_available("a_calibrated_card_divides_the_logits_by_its_temperature_in_the_graph") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let genotype = Genotype::published("DARTS_V2").unwrap();
+    let (tensors, params) = random_tensors(&genotype, 9);
+    let mut card = card(&genotype, true, params);
+    card.calibration = Some(hands_models::card::Calibration {
+        method: "temperature scaling".into(),
+        temperature: 2.5,
+        fitted_on: "a test".into(),
+        images: 10,
+        bins: 15,
+        ece_before: 0.1,
+        ece_after: 0.05,
+    });
+    let model = dir.path().join("model.safetensors");
+    write_model(&model, &tensors, Some(&card));
+    let mut opts = options(BatchSize::Dynamic, true);
+    opts.latency_threads = None;
+    let report = export(&model, &dir.path().join("out"), &opts).unwrap();
+    assert_eq!(report.card.temperature(), 2.5);
+
+    // ONNX Runtime's probabilities are candle's softmax(logits / 2.5), and not its plain
+    // softmax; the logits output stays the raw logits.
+    let predictor = hands_infer::Predictor::open(&report.onnx).unwrap();
+    let exported = hands_export::ModelFile::read(&report.safetensors).unwrap();
+    let network = exported.network(&Device::Cpu).unwrap();
+    let x = hands_export::parity::synthetic_batch(4, SIZE as usize, 3).unwrap();
+    let onnx = hands_export::parity::onnx_outputs(&predictor, &x).unwrap();
+    let calibrated = hands_export::parity::candle_outputs(&network, &x, 2.5).unwrap();
+    let plain = hands_export::parity::candle_outputs(&network, &x, 1.0).unwrap();
+    let max_abs = hands_export::parity::max_abs_diff;
+    assert!(max_abs(&onnx.probabilities, &calibrated.probabilities) <= 1e-6);
+    assert!(max_abs(&onnx.logits, &calibrated.logits) <= 1e-4);
+    assert!(max_abs(&onnx.probabilities, &plain.probabilities) > 1e-3);
+    for (row, logits) in calibrated
+        .probabilities
+        .chunks(2)
+        .zip(calibrated.logits.chunks(2))
+    {
+        let p_male = 1.0 / (1.0 + ((logits[0] - logits[1]) / 2.5).exp());
+        assert!((row[1] - p_male).abs() <= 1e-6, "{row:?} {logits:?}");
+    }
 }

@@ -224,6 +224,10 @@ fn raw_outputs_hold_the_logits_whose_softmax_the_predictions_are() {
         })
         .collect();
     let refs: Vec<&hands_infer::Input> = inputs.iter().collect();
+    assert!(
+        predictor.card().calibration.is_some(),
+        "the shipped model is calibrated"
+    );
     let outputs = predictor.outputs(&refs).unwrap();
     let predictions = predictor.predict_inputs(&refs).unwrap();
     assert_eq!(outputs.len(), 3);
@@ -232,8 +236,10 @@ fn raw_outputs_hold_the_logits_whose_softmax_the_predictions_are() {
             .logits
             .as_ref()
             .expect("hands-export writes the logits");
+        // A calibrated card's probabilities are softmax(logits / T).
+        let t = predictor.card().temperature() as f32;
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+        let exp: Vec<f32> = logits.iter().map(|l| ((l - max) / t).exp()).collect();
         let softmax: Vec<f32> = exp.iter().map(|e| e / exp.iter().sum::<f32>()).collect();
         assert!(
             close(&softmax, &output.probabilities),

@@ -305,8 +305,67 @@ pub struct ModelCard {
     /// the headline figures of a model trained on every subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cross_validation: Option<CrossValidation>,
+    /// Temperature scaling of the probabilities, when the model was calibrated after
+    /// training: its probabilities are `softmax(logits / temperature)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
     /// Data and settings provenance.
     pub provenance: Provenance,
+}
+
+/// How a model's probabilities were calibrated (see [`crate::calibration`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// The method: `temperature scaling`.
+    pub method: String,
+    /// The temperature the logits are divided by, in [`crate::calibration::TEMPERATURES`].
+    pub temperature: f64,
+    /// What it was fitted on, in words (the cross-validation run whose out-of-fold
+    /// predictions were used).
+    pub fitted_on: String,
+    /// Images of that fit.
+    pub images: usize,
+    /// Equal-width confidence bins of the expected calibration errors.
+    pub bins: usize,
+    /// Expected calibration error of those predictions before scaling.
+    pub ece_before: f64,
+    /// And after.
+    pub ece_after: f64,
+}
+
+impl Calibration {
+    fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason: String| Err(Error::InvalidCard(reason));
+        if !crate::calibration::TEMPERATURES.contains(&self.temperature) {
+            return invalid(format!(
+                "calibration temperature {} is outside {}..={}",
+                self.temperature,
+                crate::calibration::TEMPERATURES.start(),
+                crate::calibration::TEMPERATURES.end()
+            ));
+        }
+        if self.method.len() > MAX_PROTOCOL_BYTES || self.fitted_on.len() > MAX_PROTOCOL_BYTES {
+            return invalid(format!(
+                "calibration method or fitted_on longer than {MAX_PROTOCOL_BYTES} bytes"
+            ));
+        }
+        if !(1..=1000).contains(&self.bins) {
+            return invalid(format!(
+                "calibration bins {} is outside 1..=1000",
+                self.bins
+            ));
+        }
+        for (name, value) in [
+            ("ece_before", self.ece_before),
+            ("ece_after", self.ece_after),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return invalid(format!("calibration {name} = {value} is not in [0, 1]"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl ModelCard {
@@ -323,6 +382,12 @@ impl ModelCard {
             serde_json::from_str(json).map_err(|e| Error::InvalidCard(e.to_string()))?;
         card.validate()?;
         Ok(card)
+    }
+
+    /// The temperature the logits are divided by before the softmax (1 without
+    /// calibration).
+    pub fn temperature(&self) -> f64 {
+        self.calibration.as_ref().map_or(1.0, |c| c.temperature)
     }
 
     /// The compact JSON stored in model files.
@@ -421,6 +486,9 @@ impl ModelCard {
         }
         if let Some(cv) = &self.cross_validation {
             cv.validate()?;
+        }
+        if let Some(calibration) = &self.calibration {
+            calibration.validate()?;
         }
         self.genotype
             .validate()
@@ -523,6 +591,7 @@ mod tests {
                 per_aspect: BTreeMap::from([("dorsal left".into(), 0.9)]),
             }),
             cross_validation: None,
+            calibration: None,
             provenance: Provenance {
                 data: "data".into(),
                 genotype_source: "DARTS_V2".into(),
@@ -720,6 +789,48 @@ mod tests {
     }
 
     #[test]
+    fn a_calibration_round_trips_sets_the_temperature_and_is_bounded() {
+        let mut c = card();
+        assert_eq!(c.temperature(), 1.0);
+        c.calibration = Some(Calibration {
+            method: "temperature scaling".into(),
+            temperature: 1.7,
+            fitted_on: "out-of-fold predictions".into(),
+            images: 1923,
+            bins: 15,
+            ece_before: 0.07,
+            ece_after: 0.02,
+        });
+        assert_eq!(c.temperature(), 1.7);
+        assert_eq!(ModelCard::from_json(&c.to_json()).unwrap(), c);
+        assert!(
+            !card().to_json().contains("calibration"),
+            "older cards unchanged"
+        );
+        let set = |edit: fn(&mut Calibration)| {
+            move |card: &mut ModelCard| {
+                let mut calibration = c_calibration();
+                edit(&mut calibration);
+                card.calibration = Some(calibration);
+            }
+        };
+        fn c_calibration() -> Calibration {
+            Calibration {
+                method: "temperature scaling".into(),
+                temperature: 1.7,
+                fitted_on: "x".into(),
+                images: 10,
+                bins: 15,
+                ece_before: 0.1,
+                ece_after: 0.05,
+            }
+        }
+        refused(set(|c| c.temperature = 0.0), "temperature 0");
+        refused(set(|c| c.bins = 0), "bins 0");
+        refused(set(|c| c.ece_after = 1.5), "ece_after = 1.5");
+    }
+
+    #[test]
     fn mean_std_is_the_sample_deviation() {
         let s = MeanStd::of(&[0.8, 0.9, 1.0]);
         assert!((s.mean - 0.9).abs() < 1e-12 && (s.std - 0.1).abs() < 1e-12);
@@ -822,6 +933,7 @@ mod tests {
                 metrics,
                 cross_validation: None,
                 provenance,
+                calibration: None,
             },
         )
     }

@@ -1,6 +1,7 @@
 //! What the `hands` programs share: the operation vocabulary, genotypes, the model card and
 //! the exported graph's interface, image preprocessing and, behind the `candle` feature, the network building blocks.
 
+pub mod calibration;
 pub mod card;
 pub mod cost;
 pub mod device;

@@ -806,7 +806,14 @@ fn measure_fold(
     };
     let loader = Loader::new(cache, stats, batch, device);
     let test = split.test.indices(dataset);
-    let probabilities = predict_probabilities(&model.network, &loader, &test, "test", true)?;
+    let probabilities = predict_probabilities(
+        &model.network,
+        &loader,
+        &test,
+        "test",
+        true,
+        model.card.temperature(),
+    )?;
     write_predictions(&fold_run.file(TEST_PREDICTIONS), dataset, &probabilities)?;
     let indices: Vec<usize> = probabilities.iter().map(|p| p.index).collect();
     let plain: Vec<&[f32]> = probabilities.iter().map(|p| p.plain.as_slice()).collect();

@@ -375,24 +375,27 @@ pub struct ImageProbabilities {
 }
 
 /// Runs `network` in evaluation mode over the images `indices` (in order, no
-/// augmentation) and returns each image's probabilities, with flip averaging too when
-/// `flip`.
+/// augmentation) and returns each image's probabilities at `temperature`
+/// (`softmax(logits / temperature)`, 1 for an uncalibrated model: see the card's
+/// calibration), with flip averaging too when `flip`.
 pub fn predict_probabilities(
     network: &Network,
     loader: &Loader<'_>,
     indices: &[usize],
     label: &str,
     flip: bool,
+    temperature: f64,
 ) -> Result<Vec<ImageProbabilities>> {
     let epoch = loader.in_order(indices);
     let bar = progress_bar(epoch.num_batches() as u64, label);
     let mut out = Vec::with_capacity(indices.len());
+    let probabilities =
+        |logits: Tensor| candle_nn::ops::softmax(&(logits / temperature)?, D::Minus1);
     for batch in epoch {
         let batch = batch?;
-        let plain = candle_nn::ops::softmax(&network.logits(&batch.images)?, D::Minus1)?;
+        let plain = probabilities(network.logits(&batch.images)?)?;
         let flip_mean = if flip {
-            let mirrored = network.logits(&mirror(&batch.images)?)?;
-            let mirrored = candle_nn::ops::softmax(&mirrored, D::Minus1)?;
+            let mirrored = probabilities(network.logits(&mirror(&batch.images)?)?)?;
             let mean = ((&plain + mirrored)? * 0.5)?;
             mean.to_dtype(DType::F32)?
                 .to_vec2::<f32>()?
@@ -410,6 +413,30 @@ pub fn predict_probabilities(
                 flip_mean,
             });
         }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// Runs `network` in evaluation mode over the images `indices` (in order, no augmentation)
+/// and returns each image's sample index and logits.
+pub fn predict_logits(
+    network: &Network,
+    loader: &Loader<'_>,
+    indices: &[usize],
+    label: &str,
+) -> Result<Vec<(usize, Vec<f32>)>> {
+    let epoch = loader.in_order(indices);
+    let bar = progress_bar(epoch.num_batches() as u64, label);
+    let mut out = Vec::with_capacity(indices.len());
+    for batch in epoch {
+        let batch = batch?;
+        let logits = network
+            .logits(&batch.images)?
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?;
+        out.extend(batch.indices.iter().copied().zip(logits));
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -680,6 +707,7 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
         &indices,
         split_name.get_name(),
         false,
+        card.temperature(),
     )?;
     let seconds = started.elapsed().as_secs_f64();
     let measured: Vec<usize> = probabilities.iter().map(|p| p.index).collect();

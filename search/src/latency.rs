@@ -191,6 +191,7 @@ fn untrained_card(genotype: &Genotype, network: FinalNetwork) -> ModelCard {
         },
         metrics: None,
         cross_validation: None,
+        calibration: None,
         provenance: Provenance {
             data: String::new(),
             genotype_source: genotype.to_string(),

@@ -4,6 +4,7 @@
 pub mod architect;
 pub mod args;
 pub mod budget;
+pub mod calibrate;
 pub mod checkpoint;
 pub mod compare;
 pub mod cost;

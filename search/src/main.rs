@@ -8,6 +8,7 @@ use hands_search::args::cv::CvArgs;
 use hands_search::args::search::SearchArgs;
 use hands_search::args::stored::complete_resume;
 use hands_search::args::train::TrainArgs;
+use hands_search::calibrate::{run_calibrate, CalibrateArgs};
 use hands_search::compare::{run_compare, CompareArgs};
 use hands_search::cost::{run_cost, CostArgs};
 use hands_search::cv::run_cv;
@@ -46,6 +47,10 @@ enum Command {
     /// Is one recipe better than another? Pairs two cross-validation runs on the same folds
     /// fold by fold (those both finished): the differences, their mean ± std, the wins.
     Compare(CompareArgs),
+    /// How far can its probabilities be trusted? Fits the temperature of a recipe's
+    /// probabilities on its cross-validation's out-of-fold predictions (ECE before and after,
+    /// a reliability diagram) and writes a model file of the recipe calibrated.
+    Calibrate(CalibrateArgs),
     /// What the network of a genotype costs for one image: parameters, multiply-adds, peak
     /// activation memory, and its ONNX Runtime CPU latency measured here.
     Cost(CostArgs),
@@ -80,6 +85,7 @@ fn main() -> Result<()> {
         Command::Eval(_)
         | Command::Ensemble(_)
         | Command::Compare(_)
+        | Command::Calibrate(_)
         | Command::Plot(_)
         | Command::Cost(_) => {}
     }
@@ -95,6 +101,7 @@ fn main() -> Result<()> {
         Command::Cv(args) => run_cv(args),
         Command::Ensemble(args) => run_ensemble(args),
         Command::Compare(args) => run_compare(args),
+        Command::Calibrate(args) => run_calibrate(args),
         Command::Plot(args) => run_plot(args),
         Command::Cost(args) => run_cost(args),
     }

@@ -327,7 +327,7 @@ fn value_range(values: impl Iterator<Item = f64>) -> Range<f64> {
 }
 
 /// Draws into an SVG document of `size` pixels and returns it.
-fn render_svg(
+pub(crate) fn render_svg(
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<()>,
 ) -> Result<String> {

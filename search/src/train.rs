@@ -667,6 +667,7 @@ fn model_card(
         },
         metrics: test.as_ref().map(Evaluation::card_metrics).transpose()?,
         cross_validation: trained.cross_validation.clone(),
+        calibration: None,
         provenance: Provenance {
             data: args.data.path.display().to_string(),
             genotype_source: args.genotype.clone(),

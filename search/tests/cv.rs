@@ -10,6 +10,7 @@ use hands_models::card::MeanStd;
 use hands_models::graph::argmax;
 use hands_search::args::cv::CvArgs;
 use hands_search::args::train::TrainArgs;
+use hands_search::calibrate::{run_calibrate, CalibrateArgs};
 use hands_search::compare::compare;
 use hands_search::cv::{cross_validate, CvReport, FoldResult};
 use hands_search::data::{
@@ -17,8 +18,8 @@ use hands_search::data::{
     Sample, Source, Split,
 };
 use hands_search::ensemble::ensemble;
-use hands_search::eval::load_model;
 use hands_search::eval::mirror;
+use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
 use hands_search::step::cross_entropy;
 use hands_search::train::{train, ClassWeight, SelectBy};
 use hands_tests::datasets::{class_folders, class_folders_of_two_sources};
@@ -880,4 +881,94 @@ fn cv_reports_each_image_source_and_measures_older_folds_from_their_predictions(
         err.contains("no test images of source `scans`") && err.contains("copies, originals"),
         "{err}"
     );
+}
+
+#[test]
+fn calibrate_fits_the_out_of_fold_predictions_and_writes_the_model_calibrated() {
+    let tiny = TinyCv::finished();
+    let (darts, random) = tiny.genotypes();
+    let model = darts.join("fold-0/model.safetensors");
+    let out = tiny.dir.path().join("calibrated.safetensors");
+    let diagram = tiny.dir.path().join("reliability.svg");
+    let args = CalibrateArgs {
+        cv: darts.clone(),
+        model: Some(model.clone()),
+        out: Some(out.clone()),
+        diagram: Some(diagram.clone()),
+        json: false,
+        batch: 8,
+    };
+    run_calibrate(&args).unwrap();
+
+    // The same weights, the card with the fit on every image of the cross-validation.
+    let original = load_model(&model, &Device::Cpu).unwrap();
+    let calibrated = load_model(&out, &Device::Cpu).unwrap();
+    let calibration = calibrated.card.calibration.clone().expect("calibrated");
+    assert_eq!((calibration.images, calibration.bins), (16, 15));
+    assert!(calibration.fitted_on.contains("out-of-fold"));
+    assert_eq!(calibrated.card.temperature(), calibration.temperature);
+    let weights = |m: &hands_search::eval::LoadedModel| {
+        let mut named: Vec<(String, Vec<f32>)> = m
+            .varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, v)| (n.clone(), v.flatten_all().unwrap().to_vec1().unwrap()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    };
+    assert_eq!(weights(&original), weights(&calibrated));
+    let svg = std::fs::read_to_string(&diagram).unwrap();
+    roxmltree::Document::parse(&svg).unwrap();
+    assert!(svg.contains("reliability"), "{svg}");
+
+    // eval gives the calibrated probabilities: softmax(logits / T), the same argmax.
+    let predictions = |model: &Path, name: &str| {
+        let csv = tiny.dir.path().join(name);
+        eval_model(&EvalArgs {
+            model: model.to_path_buf(),
+            data: tiny.data.clone(),
+            split: EvalSplit::All,
+            split_file: None,
+            aspect: None,
+            json: None,
+            predictions: Some(csv.clone()),
+            batch: 8,
+            device: Default::default(),
+        })
+        .unwrap();
+        let mut reader = csv::Reader::from_path(&csv).unwrap();
+        reader
+            .records()
+            .map(|r| r.unwrap()[5].parse::<f64>().unwrap())
+            .collect::<Vec<f64>>()
+    };
+    let t = calibration.temperature;
+    for (plain, scaled) in predictions(&model, "plain.csv")
+        .into_iter()
+        .zip(predictions(&out, "scaled.csv"))
+    {
+        let logit = (plain / (1.0 - plain)).ln();
+        let expected = 1.0 / (1.0 + (-logit / t).exp());
+        assert!(
+            (scaled - expected).abs() < 1e-4,
+            "{plain} -> {scaled}, not {expected}"
+        );
+        assert_eq!(plain >= 0.5, scaled >= 0.5);
+    }
+
+    // Refused: a model of another recipe, writing over an input, an unfinished run.
+    let mut other = args.clone();
+    other.model = Some(random.join("fold-0/model.safetensors"));
+    other.out = Some(tiny.dir.path().join("other.safetensors"));
+    let err = format!("{:#}", run_calibrate(&other).unwrap_err());
+    assert!(err.contains("not a model of the recipe"), "{err}");
+    let mut over = args.clone();
+    over.out = Some(model.clone());
+    assert!(run_calibrate(&over).is_err());
+    std::fs::remove_file(darts.join("fold-1/fold.json")).unwrap();
+    let err = format!("{:#}", run_calibrate(&args).unwrap_err());
+    assert!(err.contains("fold 1 is not finished"), "{err}");
 }

@@ -149,6 +149,7 @@ fn card(genotype: &Genotype, parameters: usize) -> ModelCard {
         },
         metrics: None,
         cross_validation: None,
+        calibration: None,
         provenance: Provenance {
             data: "test".into(),
             genotype_source: "DARTS_V2".into(),

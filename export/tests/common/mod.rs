@@ -45,6 +45,7 @@ pub fn card(genotype: &Genotype, auxiliary: bool, parameters: usize) -> ModelCar
         },
         metrics: None,
         cross_validation: None,
+        calibration: None,
         provenance: Provenance {
             data: "synthetic".into(),
             genotype_source: "test".into(),

@@ -1,0 +1,210 @@
+//! Calibration of a network's probabilities by temperature scaling (Guo et al. 2017, "On
+//! Calibration of Modern Neural Networks"): one temperature `T` divides the logits before the
+//! softmax, fitted by minimising the negative log-likelihood of predictions on images the
+//! network never saw; and the measures of calibration, the reliability bins and the expected
+//! calibration error (ECE).
+//!
+//! Dividing the logits by `T` changes no prediction (the argmax is the same), only how sure
+//! the probabilities say the network is.
+
+use serde::{Deserialize, Serialize};
+
+/// The temperatures a fit searches (and a card may record).
+pub const TEMPERATURES: std::ops::RangeInclusive<f64> = 0.01..=100.0;
+
+/// The number of equal-width confidence bins of the expected calibration error, as in Guo et
+/// al.
+pub const ECE_BINS: usize = 15;
+
+/// `softmax(logits / temperature)`, computed in f64.
+pub fn softmax(logits: &[f32], temperature: f64) -> Vec<f64> {
+    let scaled: Vec<f64> = logits.iter().map(|&z| f64::from(z) / temperature).collect();
+    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = scaled.iter().map(|z| (z - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// The mean negative log-likelihood of `labels` under `softmax(logits / temperature)`.
+pub fn negative_log_likelihood(logits: &[Vec<f32>], labels: &[usize], temperature: f64) -> f64 {
+    let total: f64 = logits
+        .iter()
+        .zip(labels)
+        .map(|(row, &label)| {
+            let scaled: Vec<f64> = row.iter().map(|&z| f64::from(z) / temperature).collect();
+            let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let log_sum = max + scaled.iter().map(|z| (z - max).exp()).sum::<f64>().ln();
+            log_sum - scaled[label]
+        })
+        .sum();
+    total / logits.len().max(1) as f64
+}
+
+/// The temperature in [`TEMPERATURES`] that minimises [`negative_log_likelihood`]: a
+/// golden-section search over `ln T` (the likelihood is convex in `1 / T`, so it has one
+/// minimum along `ln T`), to a relative precision of about 1e-9.
+pub fn fit_temperature(logits: &[Vec<f32>], labels: &[usize]) -> f64 {
+    assert_eq!(logits.len(), labels.len(), "one label per row of logits");
+    let nll = |log_t: f64| negative_log_likelihood(logits, labels, log_t.exp());
+    let ratio = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut a, mut b) = (TEMPERATURES.start().ln(), TEMPERATURES.end().ln());
+    let mut c = b - ratio * (b - a);
+    let mut d = a + ratio * (b - a);
+    let (mut fc, mut fd) = (nll(c), nll(d));
+    while b - a > 1e-9 {
+        if fc <= fd {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - ratio * (b - a);
+            fc = nll(c);
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + ratio * (b - a);
+            fd = nll(d);
+        }
+    }
+    ((a + b) / 2.0).exp()
+}
+
+/// One equal-width confidence bin of a reliability diagram.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReliabilityBin {
+    /// The bin's lower confidence bound (exclusive, but 0 is in the first bin).
+    pub lower: f64,
+    /// Its upper bound (inclusive).
+    pub upper: f64,
+    /// Images whose confidence (the largest probability) falls in it.
+    pub images: usize,
+    /// Their mean confidence (0 when empty).
+    pub confidence: f64,
+    /// The share of them predicted right (0 when empty).
+    pub accuracy: f64,
+}
+
+/// The reliability bins of `probabilities` (one row per image) against `labels`: `bins`
+/// equal-width bins of the confidence, each with its images' mean confidence and accuracy.
+pub fn reliability(
+    probabilities: &[Vec<f64>],
+    labels: &[usize],
+    bins: usize,
+) -> Vec<ReliabilityBin> {
+    assert!(bins > 0, "at least one bin");
+    let mut sums = vec![(0usize, 0f64, 0usize); bins];
+    for (row, &label) in probabilities.iter().zip(labels) {
+        let (predicted, confidence) =
+            row.iter()
+                .copied()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |best, (i, p)| {
+                    if p > best.1 {
+                        (i, p)
+                    } else {
+                        best
+                    }
+                });
+        let bin = ((confidence * bins as f64).ceil() as usize).clamp(1, bins) - 1;
+        sums[bin].0 += 1;
+        sums[bin].1 += confidence;
+        sums[bin].2 += usize::from(predicted == label);
+    }
+    sums.into_iter()
+        .enumerate()
+        .map(|(b, (images, confidence, right))| ReliabilityBin {
+            lower: b as f64 / bins as f64,
+            upper: (b + 1) as f64 / bins as f64,
+            images,
+            confidence: if images == 0 {
+                0.0
+            } else {
+                confidence / images as f64
+            },
+            accuracy: if images == 0 {
+                0.0
+            } else {
+                right as f64 / images as f64
+            },
+        })
+        .collect()
+}
+
+/// The expected calibration error of reliability `bins`: the image-weighted mean of
+/// `|accuracy - confidence|` over the bins.
+pub fn expected_calibration_error(bins: &[ReliabilityBin]) -> f64 {
+    let images: usize = bins.iter().map(|b| b.images).sum();
+    if images == 0 {
+        return 0.0;
+    }
+    bins.iter()
+        .map(|b| b.images as f64 * (b.accuracy - b.confidence).abs())
+        .sum::<f64>()
+        / images as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    /// Two-class logits whose labels are drawn from `softmax(true_logits / t)`, the logits
+    /// given to the fit being `true_logits`: the fit must find `t`.
+    fn synthetic(t: f64, n: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut logits = Vec::with_capacity(n);
+        let mut labels = Vec::with_capacity(n);
+        for _ in 0..n {
+            let z: f32 = rng.random_range(-8.0..8.0);
+            let p = softmax(&[0.0, z], t);
+            labels.push(usize::from(rng.random::<f64>() < p[1]));
+            logits.push(vec![0.0, z]);
+        }
+        (logits, labels)
+    }
+
+    #[test]
+    fn the_fit_recovers_a_known_temperature() {
+        for t in [0.5, 1.0, 2.5] {
+            let (logits, labels) = synthetic(t, 20_000, 3);
+            let fitted = fit_temperature(&logits, &labels);
+            assert!((fitted / t - 1.0).abs() < 0.05, "fitted {fitted} for {t}");
+            // The fit is the minimum of the likelihood.
+            let at = |t| negative_log_likelihood(&logits, &labels, t);
+            assert!(at(fitted) <= at(fitted * 1.01) && at(fitted) <= at(fitted / 1.01));
+        }
+    }
+
+    #[test]
+    fn softmax_with_temperature_and_the_likelihood_by_hand() {
+        let p = softmax(&[0.0, 2.0], 2.0);
+        let e = 1f64.exp();
+        assert!((p[1] - e / (1.0 + e)).abs() < 1e-15);
+        assert!((p[0] + p[1] - 1.0).abs() < 1e-15);
+        let nll = negative_log_likelihood(&[vec![0.0, 2.0], vec![0.0, 2.0]], &[1, 0], 2.0);
+        assert!((nll - (-(p[1].ln()) - p[0].ln()) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn reliability_bins_and_ece_by_hand() {
+        // Confidences 0.95 (right), 0.95 (wrong), 0.6 (right), 0.55 (right), three bins.
+        let probabilities = vec![
+            vec![0.95, 0.05],
+            vec![0.05, 0.95],
+            vec![0.6, 0.4],
+            vec![0.45, 0.55],
+        ];
+        let bins = reliability(&probabilities, &[0, 0, 0, 1], 3);
+        assert_eq!(bins.iter().map(|b| b.images).collect::<Vec<_>>(), [0, 2, 2]);
+        assert!((bins[1].confidence - 0.575).abs() < 1e-12 && bins[1].accuracy == 1.0);
+        assert!((bins[2].confidence - 0.95).abs() < 1e-12 && bins[2].accuracy == 0.5);
+        let ece = expected_calibration_error(&bins);
+        assert!(
+            (ece - (2.0 * 0.425 + 2.0 * 0.45) / 4.0).abs() < 1e-12,
+            "{ece}"
+        );
+        assert_eq!(expected_calibration_error(&reliability(&[], &[], 15)), 0.0);
+    }
+}

@@ -1,0 +1,306 @@
+//! The `calibrate` subcommand: fits the temperature of a recipe's probabilities (see
+//! [`hands_models::calibration`]) on the out-of-fold predictions of its cross-validation (each
+//! fold's test images, predicted by the fold's network that never saw their subjects), reports
+//! the expected calibration error before and after with a reliability diagram, and writes a
+//! copy of a model file of that recipe whose card carries the temperature (its weights
+//! unchanged), so that `hands-export` bakes it into the ONNX graph and `eval`, `hands-infer`
+//! and the library all give the calibrated probabilities.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use hands_models::calibration::{
+    expected_calibration_error, fit_temperature, reliability, softmax, ReliabilityBin, ECE_BINS,
+};
+use hands_models::card::Calibration;
+use hands_models::nn::model_file::ModelFile;
+use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::cv_genotype::CvGenotype;
+use crate::data::{ChannelStats, Dataset, ImageCache, Loader, Split};
+use crate::eval::{load_model, predict_logits};
+use crate::outputs::Inputs;
+use crate::plot::render_svg;
+use crate::train::write_model;
+
+/// Settings of `hands-search calibrate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CalibrateArgs {
+    /// The genotype folder of a finished cross-validation run of the recipe (`RUN/GENOTYPE`,
+    /// the folder holding fold-0/, fold-1/, ...): its fold networks predict their test
+    /// subjects, and the temperature is fitted on those predictions.
+    #[arg(value_name = "GENOTYPE_DIR")]
+    pub cv: PathBuf,
+    /// A model file of the same recipe (e.g. the final training on every subject) to write
+    /// calibrated to --out: the same weights, its card with the temperature.
+    #[arg(long, requires = "out")]
+    pub model: Option<PathBuf>,
+    /// Where the calibrated model file goes (with --model).
+    #[arg(long, requires = "model")]
+    pub out: Option<PathBuf>,
+    /// Also draw the reliability diagram (before and after) into this SVG file.
+    #[arg(long)]
+    pub diagram: Option<PathBuf>,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Images per forward pass (1 to 1024).
+    #[arg(long, default_value_t = 64, value_parser = crate::flags::usize_in(crate::flags::BATCH))]
+    pub batch: usize,
+}
+
+/// What a calibration measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibrationReport {
+    /// The card section it gives a model.
+    pub calibration: Calibration,
+    /// Mean negative log-likelihood of the out-of-fold labels before scaling.
+    pub nll_before: f64,
+    /// And after.
+    pub nll_after: f64,
+    /// The reliability bins before scaling.
+    pub bins_before: Vec<ReliabilityBin>,
+    /// And after.
+    pub bins_after: Vec<ReliabilityBin>,
+}
+
+impl fmt::Display for CalibrationReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.calibration;
+        writeln!(f, "temperature {:.4} ({})", c.temperature, c.fitted_on)?;
+        writeln!(
+            f,
+            "expected calibration error ({} equal-width bins): {:.4} before, {:.4} after",
+            c.bins, c.ece_before, c.ece_after
+        )?;
+        writeln!(
+            f,
+            "negative log-likelihood: {:.4} before, {:.4} after",
+            self.nll_before, self.nll_after
+        )?;
+        writeln!(
+            f,
+            "| confidence | images | accuracy | mean confidence before | after |"
+        )?;
+        writeln!(f, "|---|---|---|---|---|")?;
+        for (before, after) in self.bins_before.iter().zip(&self.bins_after) {
+            if before.images == 0 && after.images == 0 {
+                continue;
+            }
+            writeln!(
+                f,
+                "| ({:.3}, {:.3}] | {} / {} | {:.3} / {:.3} | {:.3} | {:.3} |",
+                before.lower,
+                before.upper,
+                before.images,
+                after.images,
+                before.accuracy,
+                after.accuracy,
+                before.confidence,
+                after.confidence
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `hands-search calibrate`.
+pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
+    let genotype = CvGenotype::open(&args.cv)?;
+    let (dataset, folds) = genotype.load_folds()?;
+    let mut inputs = Inputs::of_data(&genotype.config.train.data.path, &dataset);
+    inputs.add(&args.cv);
+    if let Some(model) = &args.model {
+        inputs.add(model);
+    }
+    inputs.check(args.out.iter().chain(&args.diagram))?;
+    let (logits, labels) = out_of_fold_logits(&genotype, &dataset, folds.len(), args.batch)?;
+    let fitted_on = format!(
+        "out-of-fold predictions of the {}-fold cross-validation {} ({} images of {} subjects)",
+        folds.len(),
+        genotype.name(),
+        labels.len(),
+        dataset.subjects().len()
+    );
+    let report = calibrate(&logits, &labels, fitted_on);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    if let Some(path) = &args.diagram {
+        hands_models::output::write_atomic(path, reliability_diagram(&report)?.as_bytes())?;
+        eprintln!("written: {}", path.display());
+    }
+    if let (Some(model), Some(out)) = (&args.model, &args.out) {
+        write_calibrated(model, out, &genotype, &report.calibration)?;
+        eprintln!("written: {}", out.display());
+    }
+    Ok(())
+}
+
+/// Fits the temperature of `logits` (one row per image) against `labels` and measures the
+/// calibration before and after; `fitted_on` says what the logits are.
+pub fn calibrate(logits: &[Vec<f32>], labels: &[usize], fitted_on: String) -> CalibrationReport {
+    let temperature = fit_temperature(logits, labels);
+    let probabilities =
+        |t: f64| -> Vec<Vec<f64>> { logits.iter().map(|z| softmax(z, t)).collect() };
+    let bins_before = reliability(&probabilities(1.0), labels, ECE_BINS);
+    let bins_after = reliability(&probabilities(temperature), labels, ECE_BINS);
+    let nll = |t| hands_models::calibration::negative_log_likelihood(logits, labels, t);
+    CalibrationReport {
+        calibration: Calibration {
+            method: "temperature scaling".into(),
+            temperature,
+            fitted_on,
+            images: labels.len(),
+            bins: ECE_BINS,
+            ece_before: expected_calibration_error(&bins_before),
+            ece_after: expected_calibration_error(&bins_after),
+        },
+        nll_before: nll(1.0),
+        nll_after: nll(temperature),
+        bins_before,
+        bins_after,
+    }
+}
+
+/// Each fold network's logits on its fold's test images, all folds together, with the
+/// images' labels.
+fn out_of_fold_logits(
+    genotype: &CvGenotype,
+    dataset: &Dataset,
+    folds: usize,
+    batch: usize,
+) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
+    let device = Device::Cpu;
+    let mut cache: Option<ImageCache> = None;
+    let (mut logits, mut labels) = (Vec::new(), Vec::new());
+    for fold in 0..folds {
+        let fold_run = genotype.fold(fold);
+        if genotype.finished_fold(fold, dataset)?.is_none() {
+            bail!(
+                "{}: fold {fold} is not finished: finish the cross-validation first \
+                 (`hands-search cv --resume --out {}`)",
+                genotype.name(),
+                genotype.run.path().display()
+            );
+        }
+        let model = load_model(&fold_run.model(), &device)?;
+        if model.card.temperature() != 1.0 {
+            bail!(
+                "{}: the fold's network is already calibrated",
+                fold_run.model().display()
+            );
+        }
+        let size = model.card.input.size;
+        let cache = match &cache {
+            Some(cache) if cache.size() == size => cache,
+            _ => cache.insert(ImageCache::build(dataset, size)?),
+        };
+        let stats = ChannelStats {
+            mean: model.card.input.mean,
+            std: model.card.input.std,
+        };
+        let loader = Loader::new(cache, stats, batch, &device);
+        let split_path = genotype.run.fold_split(fold);
+        let split = Split::load(&split_path)?;
+        split.check(dataset, &split_path)?;
+        let test = split.test.indices(dataset);
+        for (index, row) in predict_logits(&model.network, &loader, &test, "test")? {
+            logits.push(row);
+            labels.push(dataset.samples()[index].label);
+        }
+    }
+    Ok((logits, labels))
+}
+
+/// Writes `model`'s tensors to `out` with `calibration` in its card, after checking that the
+/// cross-validation measured its genotype, input size and labels.
+fn write_calibrated(
+    model: &Path,
+    out: &Path,
+    genotype: &CvGenotype,
+    calibration: &Calibration,
+) -> Result<()> {
+    let file = ModelFile::read(model)?;
+    let fold = load_model(&genotype.fold(0).model(), &Device::Cpu)?;
+    let (card, theirs) = (&file.card, &fold.card);
+    if card.genotype != theirs.genotype
+        || card.input.size != theirs.input.size
+        || card.labels != theirs.labels
+        || card.network.init_channels != theirs.network.init_channels
+        || card.network.layers != theirs.network.layers
+    {
+        bail!(
+            "{}: not a model of the recipe {} cross-validated (its genotype, input size, \
+             labels or network shape differ)",
+            model.display(),
+            genotype.name()
+        );
+    }
+    let mut card = file.card.clone();
+    card.calibration = Some(calibration.clone());
+    let mut tensors: Vec<(String, Tensor)> = file.tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    write_model(out, &tensors, &card)
+        .with_context(|| format!("writing the calibrated {}", model.display()))
+}
+
+/// The reliability diagram: per confidence bin, the accuracy against the mean confidence,
+/// before and after scaling, with the diagonal of perfect calibration.
+fn reliability_diagram(report: &CalibrationReport) -> Result<String> {
+    let c = &report.calibration;
+    render_svg((640, 560), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                format!(
+                    "reliability: ECE {:.3} before, {:.3} at T = {:.2}",
+                    c.ece_before, c.ece_after, c.temperature
+                ),
+                ("sans-serif", 20),
+            )
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
+        chart
+            .configure_mesh()
+            .x_desc("mean confidence of the bin")
+            .y_desc("accuracy of the bin")
+            .light_line_style(TRANSPARENT)
+            .label_style(("sans-serif", 14))
+            .draw()?;
+        chart
+            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.4)))?
+            .label("perfect calibration")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.4)));
+        for (bins, label, color) in [
+            (&report.bins_before, "before", RED),
+            (&report.bins_after, "after", BLUE),
+        ] {
+            let points: Vec<(f64, f64)> = bins
+                .iter()
+                .filter(|b| b.images > 0)
+                .map(|b| (b.confidence, b.accuracy))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)).point_size(4))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()?;
+        Ok(())
+    })
+}
