@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use hands_models::calibration::{threshold_for, CoveragePoint};
 use hands_models::card::{ModelCard, CARD_METADATA_KEY};
 use hands_models::graph::{argmax, INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME};
 use hands_models::preprocess;
@@ -55,6 +56,11 @@ pub struct Options {
     /// likely is labelled [`UNCERTAIN`] (its probabilities are kept). `None`: always answer.
     /// Must lie in [0, 1].
     pub min_confidence: Option<f32>,
+    /// Abstain so as to reach this accuracy: the threshold is the lowest confidence at which
+    /// the model card's cross-validated accuracy-coverage curve reaches it (a calibrated
+    /// card has one, see `hands-search calibrate`). In (0.5, 1); one of this and
+    /// `min_confidence`.
+    pub target_accuracy: Option<f64>,
 }
 
 impl Default for Options {
@@ -66,6 +72,7 @@ impl Default for Options {
             threads: None,
             ort_library: None,
             min_confidence: None,
+            target_accuracy: None,
         }
     }
 }
@@ -165,6 +172,29 @@ pub struct Predictor {
     fixed_batch: Option<usize>,
     library: PathBuf,
     min_confidence: Option<f32>,
+    /// The point of the card's accuracy-coverage curve `target_accuracy` chose.
+    coverage: Option<CoveragePoint>,
+}
+
+/// The point of `card`'s accuracy-coverage curve with the lowest threshold whose accuracy is
+/// at least `target`; refused, in words, without a curve or above its best accuracy.
+fn coverage_for(card: &ModelCard, target: f64) -> Result<CoveragePoint, String> {
+    let curve = card
+        .calibration
+        .as_ref()
+        .map(|c| c.coverage.as_slice())
+        .filter(|curve| !curve.is_empty())
+        .ok_or_else(|| {
+            "its card has no accuracy-coverage curve, which a target accuracy needs (calibrate \
+             the model with `hands-search calibrate`, or give a minimum confidence instead)"
+                .to_string()
+        })?;
+    threshold_for(curve, target).cloned().map_err(|best| {
+        format!(
+            "no confidence threshold reaches accuracy {target} on its card's curve; the best \
+             reachable is {best:.4}"
+        )
+    })
 }
 
 /// Converts any `ort` error (including the builder's recoverable ones) into ours.
@@ -253,6 +283,19 @@ impl Predictor {
                 )));
             }
         }
+        if let Some(target) = options.target_accuracy {
+            if options.min_confidence.is_some() {
+                return Err(Error::Usage(
+                    "a minimum confidence and a target accuracy set the same threshold: give one"
+                        .into(),
+                ));
+            }
+            if !(target > 0.5 && target < 1.0) {
+                return Err(Error::Usage(format!(
+                    "target accuracy {target} is not in (0.5, 1)"
+                )));
+            }
+        }
         let (session, provider, runtime) = open_session(bytes, name, options)?;
         let card_json = session
             .metadata()
@@ -266,12 +309,21 @@ impl Predictor {
             })?;
         let card =
             ModelCard::from_json(&card_json).map_err(|e| Error::model(name, e.to_string()))?;
-        if options.min_confidence.is_some() && card.labels.iter().any(|l| l == UNCERTAIN) {
+        let abstains = options.min_confidence.is_some() || options.target_accuracy.is_some();
+        if abstains && card.labels.iter().any(|l| l == UNCERTAIN) {
             return Err(Error::model(
                 name,
                 format!("a label is named `{UNCERTAIN}`, which --min-confidence uses to abstain"),
             ));
         }
+        let coverage = options
+            .target_accuracy
+            .map(|target| coverage_for(&card, target).map_err(|r| Error::model(name, r)))
+            .transpose()?;
+        let min_confidence = match &coverage {
+            Some(point) => Some(point.threshold as f32),
+            None => options.min_confidence,
+        };
         let fixed_batch = check_signature(&session, &card).map_err(|r| Error::model(name, r))?;
         crate::graph::check_softmax_output(bytes, PROBABILITIES_NAME)
             .map_err(|r| Error::model(name, r))?;
@@ -289,7 +341,8 @@ impl Predictor {
             provider,
             fixed_batch,
             library: runtime.library().to_path_buf(),
-            min_confidence: options.min_confidence,
+            min_confidence,
+            coverage,
         })
     }
 
@@ -321,6 +374,13 @@ impl Predictor {
     /// The probability below which a prediction is [`UNCERTAIN`], if any.
     pub fn min_confidence(&self) -> Option<f32> {
         self.min_confidence
+    }
+
+    /// The point of the card's accuracy-coverage curve that [`Options::target_accuracy`]
+    /// chose: its threshold, the share of images the cross-validation kept at it and their
+    /// accuracy.
+    pub fn coverage(&self) -> Option<&CoveragePoint> {
+        self.coverage.as_ref()
     }
 
     /// The execution provider the session runs on.

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{fixture, have_ort, sample_images, write_zoo};
+use common::{first_images, fixture, have_ort, sample_images, write_zoo};
 use hands_infer::{DeviceChoice, Error, Options, Predictor};
 use hands_models::preprocess;
 
@@ -250,4 +250,67 @@ fn raw_outputs_hold_the_logits_whose_softmax_the_predictions_are() {
     // An input of the wrong length is refused, not run.
     let short = hands_infer::Input::from_data(vec![0.0; 5]);
     assert!(predictor.outputs(&[&short]).is_err());
+}
+
+#[test]
+fn a_target_accuracy_picks_the_threshold_from_the_cards_curve() {
+    if !have_ort("a_target_accuracy_picks_the_threshold_from_the_cards_curve") {
+        return;
+    }
+    let with = |min_confidence: Option<f32>, target_accuracy: Option<f64>| Options {
+        device: DeviceChoice::Cpu,
+        threads: Some(1),
+        min_confidence,
+        target_accuracy,
+        ..Options::default()
+    };
+    // The shipped, calibrated model: the lowest threshold of its curve that reaches 0.95.
+    let predictor = Predictor::default_model(&with(None, Some(0.95))).unwrap();
+    let curve = &predictor.card().calibration.as_ref().unwrap().coverage;
+    let point = predictor.coverage().unwrap().clone();
+    assert!(point.accuracy >= 0.95);
+    assert!(curve
+        .iter()
+        .filter(|p| p.threshold < point.threshold)
+        .all(|p| p.accuracy < 0.95));
+    assert_eq!(predictor.min_confidence(), Some(point.threshold as f32));
+    // Answers below it are uncertain, with their probabilities kept.
+    if let Some(images) =
+        sample_images("a_target_accuracy_picks_the_threshold_from_the_cards_curve")
+    {
+        for path in first_images(&images, 40) {
+            let prediction = predictor.predict_path(&path).unwrap();
+            let top = prediction
+                .probabilities
+                .iter()
+                .copied()
+                .fold(0f32, f32::max);
+            assert_eq!(prediction.confident, top >= point.threshold as f32);
+            assert_eq!(prediction.label == "uncertain", !prediction.confident);
+        }
+    }
+
+    // Refused: above the curve (naming the best reachable), outside (0.5, 1), with a
+    // minimum confidence too, and on a card without a curve.
+    let best = curve.iter().map(|p| p.accuracy).fold(0.0, f64::max);
+    let err = Predictor::default_model(&with(None, Some(0.999)))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no confidence threshold reaches accuracy 0.999")
+            && err.contains(&format!("{best:.4}")),
+        "{err}"
+    );
+    for target in [0.5, 1.0, 0.3, f64::NAN] {
+        let err = Predictor::default_model(&with(None, Some(target))).unwrap_err();
+        assert!(matches!(err, Error::Usage(_)), "{target}: {err}");
+    }
+    let err = Predictor::default_model(&with(Some(0.8), Some(0.95))).unwrap_err();
+    assert!(err.to_string().contains("give one"), "{err}");
+    let err = Predictor::open_with(fixture("tiny.onnx"), &with(None, Some(0.95)))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no accuracy-coverage curve"), "{err}");
+    // An uncalibrated card still opens and answers without a target.
+    assert!(Predictor::open_with(fixture("tiny.onnx"), &with(None, None)).is_ok());
 }

@@ -115,6 +115,48 @@ fn below_the_minimum_confidence_the_answer_is_uncertain() {
     }
     let nan = Predictor::open_with(fixture("tiny.onnx"), &options(Some(f32::NAN)));
     assert!(matches!(nan, Err(hands_infer::Error::Usage(_))));
+
+    // --target-accuracy with the shipped model: the threshold and what the card expects in
+    // the summary; out of range, beside --min-confidence or on a card without a curve, the
+    // run does not start (exit 2) and says why.
+    let run = hands_infer(&[Path::new("--target-accuracy"), Path::new("0.95"), &files[0]]);
+    let stderr = text(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the model card expects") && stderr.contains("photos kept at accuracy"),
+        "{stderr}"
+    );
+    for (args, says) in [
+        (
+            vec!["--target-accuracy", "1.2"],
+            "not an accuracy in (0.5, 1)",
+        ),
+        (
+            vec!["--target-accuracy", "0.95", "--min-confidence", "0.8"],
+            "cannot be used with",
+        ),
+        (vec!["--target-accuracy", "0.9999"], "best reachable"),
+    ] {
+        let mut args: Vec<&Path> = args.iter().map(Path::new).collect();
+        args.push(&files[0]);
+        let run = hands_infer(&args);
+        assert_eq!(run.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&run.stderr).contains(says),
+            "{args:?}: {}",
+            text(&run.stderr)
+        );
+    }
+    let tiny = fixture("tiny.onnx");
+    let run = hands_infer(&[
+        Path::new("--model"),
+        &tiny,
+        Path::new("--target-accuracy"),
+        Path::new("0.9"),
+        &files[0],
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(text(&run.stderr).contains("no accuracy-coverage curve"));
 }
 
 #[test]

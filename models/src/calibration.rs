@@ -143,6 +143,98 @@ pub fn expected_calibration_error(bins: &[ReliabilityBin]) -> f64 {
         / images as f64
 }
 
+/// One point of the accuracy-coverage curve: what keeping only the answers at least
+/// `threshold` sure leaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoveragePoint {
+    /// The confidence (largest probability) an answer needs to be kept.
+    pub threshold: f64,
+    /// The share of the images kept.
+    pub kept: f64,
+    /// The accuracy of the kept answers (0 when none is kept).
+    pub accuracy: f64,
+    /// Their mean per-class accuracy, over the classes with kept images.
+    pub mean_class_accuracy: f64,
+}
+
+/// The thresholds of [`coverage_curve`]: 0.50 to 0.99 by 0.01.
+pub fn coverage_thresholds() -> impl Iterator<Item = f64> {
+    (50..=99).map(|p| p as f64 / 100.0)
+}
+
+/// The accuracy-coverage curve of `probabilities` (one row per image, over `classes`
+/// classes) against `labels`, at each of [`coverage_thresholds`].
+pub fn coverage_curve(probabilities: &[Vec<f64>], labels: &[usize]) -> Vec<CoveragePoint> {
+    let classes = probabilities.first().map_or(0, Vec::len);
+    let answers: Vec<(usize, f64, usize)> = probabilities
+        .iter()
+        .zip(labels)
+        .map(|(row, &label)| {
+            let (predicted, confidence) =
+                row.iter()
+                    .copied()
+                    .enumerate()
+                    .fold((0, f64::NEG_INFINITY), |best, (i, p)| {
+                        if p > best.1 {
+                            (i, p)
+                        } else {
+                            best
+                        }
+                    });
+            (predicted, confidence, label)
+        })
+        .collect();
+    coverage_thresholds()
+        .map(|threshold| {
+            let mut per_class = vec![(0usize, 0usize); classes];
+            for &(predicted, confidence, label) in &answers {
+                if confidence >= threshold {
+                    per_class[label].0 += 1;
+                    per_class[label].1 += usize::from(predicted == label);
+                }
+            }
+            let kept: usize = per_class.iter().map(|c| c.0).sum();
+            let right: usize = per_class.iter().map(|c| c.1).sum();
+            let recalls: Vec<f64> = per_class
+                .iter()
+                .filter(|c| c.0 > 0)
+                .map(|&(n, r)| r as f64 / n as f64)
+                .collect();
+            CoveragePoint {
+                threshold,
+                kept: kept as f64 / answers.len().max(1) as f64,
+                accuracy: if kept == 0 {
+                    0.0
+                } else {
+                    right as f64 / kept as f64
+                },
+                mean_class_accuracy: if recalls.is_empty() {
+                    0.0
+                } else {
+                    recalls.iter().sum::<f64>() / recalls.len() as f64
+                },
+            }
+        })
+        .collect()
+}
+
+/// The point of `curve` with the lowest threshold whose accuracy is at least `target`; when
+/// none reaches it, the error is the best accuracy the curve reaches.
+pub fn threshold_for(curve: &[CoveragePoint], target: f64) -> Result<&CoveragePoint, f64> {
+    curve
+        .iter()
+        .filter(|p| p.kept > 0.0 && p.accuracy >= target)
+        .min_by(|a, b| a.threshold.total_cmp(&b.threshold))
+        .ok_or_else(|| {
+            curve
+                .iter()
+                .filter(|p| p.kept > 0.0)
+                .map(|p| p.accuracy)
+                .fold(0.0, f64::max)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use rand::{Rng, SeedableRng};
@@ -175,6 +267,42 @@ mod tests {
             let at = |t| negative_log_likelihood(&logits, &labels, t);
             assert!(at(fitted) <= at(fitted * 1.01) && at(fitted) <= at(fitted / 1.01));
         }
+    }
+
+    #[test]
+    fn the_coverage_curve_and_the_threshold_of_a_target_by_hand() {
+        // Confidences 0.95 right, 0.9 wrong, 0.8 right, 0.6 wrong (labels 0, 1, 1, 0).
+        let probabilities = vec![
+            vec![0.95, 0.05],
+            vec![0.9, 0.1],
+            vec![0.2, 0.8],
+            vec![0.4, 0.6],
+        ];
+        let curve = coverage_curve(&probabilities, &[0, 1, 1, 0]);
+        assert_eq!(curve.len(), 50);
+        let at = |t: f64| {
+            curve
+                .iter()
+                .find(|p| (p.threshold - t).abs() < 1e-9)
+                .unwrap()
+        };
+        assert_eq!((at(0.5).kept, at(0.5).accuracy), (1.0, 0.5));
+        assert_eq!((at(0.7).kept, at(0.7).accuracy), (0.75, 2.0 / 3.0));
+        // Kept at 0.85: label 0 right (0.95), label 1 wrong (0.9): recalls 1 and 0.
+        assert_eq!(at(0.85).mean_class_accuracy, 0.5);
+        assert_eq!((at(0.91).kept, at(0.91).accuracy), (0.25, 1.0));
+        assert_eq!(at(0.99).kept, 0.0);
+        assert_eq!(threshold_for(&curve, 0.6).unwrap().threshold, 0.61);
+        assert_eq!(threshold_for(&curve, 0.99).unwrap().threshold, 0.91);
+        // A hand-made curve whose best is 0.9: a higher target names it.
+        let flat: Vec<CoveragePoint> = curve
+            .iter()
+            .map(|p| CoveragePoint {
+                accuracy: p.accuracy.min(0.9),
+                ..p.clone()
+            })
+            .collect();
+        assert_eq!(threshold_for(&flat, 0.95), Err(0.9));
     }
 
     #[test]

@@ -332,6 +332,10 @@ pub struct Calibration {
     pub ece_before: f64,
     /// And after.
     pub ece_after: f64,
+    /// The accuracy-coverage curve of the same predictions, calibrated: for each confidence
+    /// threshold, the share of images whose answer is kept and the accuracy of those.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coverage: Vec<crate::calibration::CoveragePoint>,
 }
 
 impl Calibration {
@@ -356,10 +360,25 @@ impl Calibration {
                 self.bins
             ));
         }
-        for (name, value) in [
+        if self.coverage.len() > 1000 {
+            return invalid(format!(
+                "calibration coverage of {} points (at most 1000)",
+                self.coverage.len()
+            ));
+        }
+        let coverage = self.coverage.iter().flat_map(|p| {
+            [
+                ("coverage threshold", p.threshold),
+                ("coverage kept", p.kept),
+                ("coverage accuracy", p.accuracy),
+                ("coverage mean_class_accuracy", p.mean_class_accuracy),
+            ]
+        });
+        let fractions = [
             ("ece_before", self.ece_before),
             ("ece_after", self.ece_after),
-        ] {
+        ];
+        for (name, value) in fractions.into_iter().chain(coverage) {
             if !(0.0..=1.0).contains(&value) {
                 return invalid(format!("calibration {name} = {value} is not in [0, 1]"));
             }
@@ -800,6 +819,12 @@ mod tests {
             bins: 15,
             ece_before: 0.07,
             ece_after: 0.02,
+            coverage: vec![crate::calibration::CoveragePoint {
+                threshold: 0.9,
+                kept: 0.7,
+                accuracy: 0.95,
+                mean_class_accuracy: 0.94,
+            }],
         });
         assert_eq!(c.temperature(), 1.7);
         assert_eq!(ModelCard::from_json(&c.to_json()).unwrap(), c);
@@ -823,11 +848,23 @@ mod tests {
                 bins: 15,
                 ece_before: 0.1,
                 ece_after: 0.05,
+                coverage: Vec::new(),
             }
         }
         refused(set(|c| c.temperature = 0.0), "temperature 0");
         refused(set(|c| c.bins = 0), "bins 0");
         refused(set(|c| c.ece_after = 1.5), "ece_after = 1.5");
+        refused(
+            set(|c| {
+                c.coverage = vec![crate::calibration::CoveragePoint {
+                    threshold: 0.9,
+                    kept: 1.2,
+                    accuracy: 0.9,
+                    mean_class_accuracy: 0.9,
+                }]
+            }),
+            "coverage kept = 1.2",
+        );
     }
 
     #[test]

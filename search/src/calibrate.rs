@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use hands_models::calibration::{
-    expected_calibration_error, fit_temperature, reliability, softmax, ReliabilityBin, ECE_BINS,
+    coverage_curve, expected_calibration_error, fit_temperature, reliability, softmax,
+    threshold_for, ReliabilityBin, ECE_BINS,
 };
 use hands_models::card::Calibration;
 use hands_models::nn::model_file::ModelFile;
@@ -81,6 +82,20 @@ impl fmt::Display for CalibrationReport {
             "negative log-likelihood: {:.4} before, {:.4} after",
             self.nll_before, self.nll_after
         )?;
+        for target in [0.90, 0.95, 0.97] {
+            match threshold_for(&c.coverage, target) {
+                Ok(point) => writeln!(
+                    f,
+                    "accuracy {target:.2}: answers at least {:.2} sure, {:.1}% of the images \
+                     kept, accuracy {:.4}, mean per-class {:.4}",
+                    point.threshold,
+                    100.0 * point.kept,
+                    point.accuracy,
+                    point.mean_class_accuracy
+                )?,
+                Err(best) => writeln!(f, "accuracy {target:.2}: not reached (best {best:.4})")?,
+            }
+        }
         writeln!(
             f,
             "| confidence | images | accuracy | mean confidence before | after |"
@@ -149,7 +164,8 @@ pub fn calibrate(logits: &[Vec<f32>], labels: &[usize], fitted_on: String) -> Ca
     let probabilities =
         |t: f64| -> Vec<Vec<f64>> { logits.iter().map(|z| softmax(z, t)).collect() };
     let bins_before = reliability(&probabilities(1.0), labels, ECE_BINS);
-    let bins_after = reliability(&probabilities(temperature), labels, ECE_BINS);
+    let calibrated = probabilities(temperature);
+    let bins_after = reliability(&calibrated, labels, ECE_BINS);
     let nll = |t| hands_models::calibration::negative_log_likelihood(logits, labels, t);
     CalibrationReport {
         calibration: Calibration {
@@ -160,6 +176,7 @@ pub fn calibrate(logits: &[Vec<f32>], labels: &[usize], fitted_on: String) -> Ca
             bins: ECE_BINS,
             ece_before: expected_calibration_error(&bins_before),
             ece_after: expected_calibration_error(&bins_after),
+            coverage: coverage_curve(&calibrated, labels),
         },
         nll_before: nll(1.0),
         nll_after: nll(temperature),

@@ -105,6 +105,7 @@ impl Machine {
             threads: Some(self.threads),
             ort_library: Some(self.ort_library.clone()),
             min_confidence: None,
+            target_accuracy: None,
         }
     }
 }

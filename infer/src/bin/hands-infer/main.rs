@@ -45,6 +45,13 @@ struct Cli {
     /// the label `uncertain` (its probabilities are still written); the summary counts them.
     #[arg(long, value_name = "P", value_parser = parse_probability)]
     min_confidence: Option<f32>,
+    /// Abstain so as to reach accuracy A on the answers given: the threshold is the lowest
+    /// confidence at which the model card's cross-validated accuracy-coverage curve reaches A
+    /// (a calibrated model's card has one); images below it get `uncertain` and the summary
+    /// says the share kept and the accuracy expected. In (0.5, 1).
+    #[arg(long, value_name = "A", conflicts_with = "min_confidence",
+          value_parser = parse_target_accuracy)]
+    target_accuracy: Option<f64>,
     /// Also write, for each predicted image, DIR/NAME.explain.png: the photo at its own size
     /// with an occlusion-sensitivity map over it (red: regions the answer relied on, blue:
     /// regions that argued against it; 49 extra network passes per image). DIR is created.
@@ -100,6 +107,13 @@ fn parse_probability(s: &str) -> Result<f32, String> {
     }
 }
 
+fn parse_target_accuracy(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(a) if a > 0.5 && a < 1.0 => Ok(a),
+        _ => Err(format!("`{s}` is not an accuracy in (0.5, 1)")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet);
@@ -140,6 +154,7 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         threads: Some(threads),
         ort_library: cli.ort_lib.clone(),
         min_confidence: cli.min_confidence,
+        target_accuracy: cli.target_accuracy,
     };
     let predictor = match &model {
         Some(path) => Predictor::open_with(path, &options)?,
@@ -290,9 +305,17 @@ fn summary(
     if resumed > 0 {
         skipped += &format!(", {resumed} images already in the resumed output skipped");
     }
-    let uncertain = match cli.min_confidence {
-        Some(p) => format!(", {} uncertain (below {p})", counts.uncertain),
-        None => String::new(),
+    let uncertain = match (predictor.coverage(), predictor.min_confidence()) {
+        (Some(point), _) => format!(
+            ", {} uncertain (below {:.2}: the model card expects {:.1}% of photos kept at \
+             accuracy {:.3})",
+            counts.uncertain,
+            point.threshold,
+            100.0 * point.kept,
+            point.accuracy
+        ),
+        (None, Some(p)) => format!(", {} uncertain (below {p})", counts.uncertain),
+        (None, None) => String::new(),
     };
     format!(
         "hands-infer: {images} images, {} failures{uncertain} in {seconds:.2} s: {:.1} images/s ({}, batch {}, {threads} threads{skipped})",
