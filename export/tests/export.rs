@@ -486,6 +486,7 @@ fn a_calibrated_card_divides_the_logits_by_its_temperature_in_the_graph() {
         ece_before: 0.1,
         ece_after: 0.05,
         coverage: Vec::new(),
+        per_person: None,
     });
     let model = dir.path().join("model.safetensors");
     write_model(&model, &tensors, Some(&card));

@@ -48,6 +48,7 @@ mod error;
 pub mod explain;
 pub mod files;
 mod graph;
+pub mod group;
 pub mod pipeline;
 pub mod predictor;
 pub mod runtime;
@@ -56,6 +57,7 @@ pub mod timing;
 pub use device::ExecutionProvider;
 pub use error::Error;
 pub use explain::{Explanation, Occlusion};
+pub use group::GroupPrediction;
 pub use hands_models::device::DeviceChoice;
 pub use hands_models::ModelCard;
 pub use predictor::{

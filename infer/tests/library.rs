@@ -314,3 +314,35 @@ fn a_target_accuracy_picks_the_threshold_from_the_cards_curve() {
     // An uncalibrated card still opens and answers without a target.
     assert!(Predictor::open_with(fixture("tiny.onnx"), &with(None, None)).is_ok());
 }
+
+#[test]
+fn predict_group_combines_the_photos_it_can_read() {
+    if !have_ort("predict_group_combines_the_photos_it_can_read") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = write_zoo(dir.path());
+    let good: Vec<std::path::PathBuf> = zoo
+        .good
+        .iter()
+        .take(3)
+        .map(|n| dir.path().join(n))
+        .collect();
+    let bad = dir.path().join(zoo.bad[0].0);
+    let predictor = open();
+    let alone: Vec<Vec<f32>> = good
+        .iter()
+        .map(|p| predictor.predict_path(p).unwrap().probabilities)
+        .collect();
+    let mut paths = good.clone();
+    paths.push(bad.clone());
+    let group = predictor.predict_group(&paths).unwrap();
+    assert_eq!((group.images, group.failed), (3, 1));
+    let mean_log = |k: usize| alone.iter().map(|p| f64::from(p[k]).ln()).sum::<f64>() / 3.0;
+    let (a, b) = (mean_log(0).exp(), mean_log(1).exp());
+    assert!((f64::from(group.probabilities[0]) - a / (a + b)).abs() < 1e-5);
+    assert_eq!(group.label, predictor.labels()[group.index]);
+    // Nothing readable: an error, not an answer.
+    let err = predictor.predict_group(&[bad]).unwrap_err().to_string();
+    assert!(err.contains("no photo of the group"), "{err}");
+}

@@ -476,3 +476,155 @@ fn a_named_library_is_loaded_without_asking_python() {
     run(&[]);
     assert!(mark.exists(), "the search did not ask python");
 }
+
+#[test]
+fn groups_combine_their_photos_and_bad_group_files_are_refused() {
+    if !have_ort("groups_combine_their_photos_and_bad_group_files_are_refused") {
+        return;
+    }
+    // Two people as folders: `ann` with three photos, `bob` with one photo and one broken
+    // file, `cy` with only a broken file.
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path().join("zoo");
+    std::fs::create_dir(&zoo).unwrap();
+    let files = good_files(&zoo);
+    let people = dir.path().join("people");
+    for (person, photos, broken) in [
+        ("ann", 0..3, false),
+        ("bob", 3..4, true),
+        ("cy", 0..0, true),
+    ] {
+        let folder = people.join(person);
+        std::fs::create_dir_all(&folder).unwrap();
+        for file in &files[photos] {
+            std::fs::copy(file, folder.join(file.file_name().unwrap())).unwrap();
+        }
+        if broken {
+            std::fs::write(folder.join("broken.jpg"), b"not a photo").unwrap();
+        }
+    }
+    let groups = dir.path().join("groups.csv");
+    let run = hands_infer(&[
+        Path::new("--recursive"),
+        Path::new("--group-by"),
+        Path::new("folder"),
+        Path::new("--groups"),
+        &groups,
+        &people,
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run.stderr)); // the broken files
+    let photos = csv_rows(&run.stdout);
+    let mut reader = csv::Reader::from_path(&groups).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["group", "images", "failed", "label", "p_female", "p_male", "error"]
+    );
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
+        let members: Vec<&(String, String, String, String, String)> = photos
+            .iter()
+            .filter(|p| Path::new(&p.0).parent() == Some(Path::new(&row[0])))
+            .collect();
+        let predicted: Vec<(f64, f64)> = members
+            .iter()
+            .filter(|p| p.4.is_empty())
+            .map(|p| (p.2.parse().unwrap(), p.3.parse().unwrap()))
+            .collect();
+        assert_eq!(row[1].parse::<usize>().unwrap(), predicted.len(), "{row:?}");
+        assert_eq!(
+            row[2].parse::<usize>().unwrap(),
+            members.len() - predicted.len()
+        );
+        if predicted.is_empty() {
+            assert!(row[3].is_empty() && row[6].contains("no photo"), "{row:?}");
+            continue;
+        }
+        // The normalised geometric mean of the photos' probabilities.
+        let n = predicted.len() as f64;
+        let female: f64 = predicted.iter().map(|p| p.0.ln() / n).sum::<f64>().exp();
+        let male: f64 = predicted.iter().map(|p| p.1.ln() / n).sum::<f64>().exp();
+        let expected = female / (female + male);
+        let p_female: f64 = row[4].parse().unwrap();
+        assert!((p_female - expected).abs() < 1e-4, "{row:?}: {expected}");
+        let label = if p_female >= 0.5 { "female" } else { "male" };
+        assert_eq!(&row[3], label);
+    }
+
+    // A group file naming an image twice, an unknown image, an empty group, or leaving an
+    // image out: refused before anything runs, the groups file kept as it was.
+    let kept = std::fs::read(&groups).unwrap();
+    let listed: Vec<PathBuf> = photos.iter().map(|p| PathBuf::from(&p.0)).collect();
+    let body = |rows: &[(String, &str)]| {
+        let mut text = String::from("path,group\n");
+        for (path, group) in rows {
+            text.push_str(&format!("{path},{group}\n"));
+        }
+        text
+    };
+    let all: Vec<(String, &str)> = listed
+        .iter()
+        .map(|p| (p.display().to_string(), "x"))
+        .collect();
+    let mut twice = all.clone();
+    twice.push(all[0].clone());
+    let mut unknown = all.clone();
+    unknown.push((zoo.join("photo.jpg").display().to_string(), "x"));
+    let mut empty = all.clone();
+    empty[0].1 = "";
+    for (rows, says) in [
+        (twice, "is listed again"),
+        (unknown, "is not among the images given"),
+        (empty, "has an empty group"),
+        (all[1..].to_vec(), "no group for"),
+    ] {
+        let csv = dir.path().join("by.csv");
+        std::fs::write(&csv, body(&rows)).unwrap();
+        let by = PathBuf::from(format!("csv:{}", csv.display()));
+        let run = hands_infer(&[
+            Path::new("--recursive"),
+            Path::new("--group-by"),
+            &by,
+            Path::new("--groups"),
+            &groups,
+            &people,
+        ]);
+        assert_eq!(run.status.code(), Some(2), "{says}");
+        assert!(
+            text(&run.stderr).contains(says),
+            "{says}: {}",
+            text(&run.stderr)
+        );
+        assert_eq!(std::fs::read(&groups).unwrap(), kept, "{says}");
+    }
+    // The same groups from a CSV give the same rows.
+    let csv = dir.path().join("by.csv");
+    let named: Vec<(String, String)> = listed
+        .iter()
+        .map(|p| {
+            (
+                p.display().to_string(),
+                p.parent().unwrap().display().to_string(),
+            )
+        })
+        .collect();
+    let mut text_csv = String::from("path,group\n");
+    for (path, group) in &named {
+        text_csv.push_str(&format!("{path},{group}\n"));
+    }
+    std::fs::write(&csv, text_csv).unwrap();
+    let again = dir.path().join("again.csv");
+    let by = PathBuf::from(format!("csv:{}", csv.display()));
+    hands_infer(&[
+        Path::new("--recursive"),
+        Path::new("--group-by"),
+        &by,
+        Path::new("--groups"),
+        &again,
+        &people,
+    ]);
+    assert_eq!(std::fs::read(&again).unwrap(), kept);
+    // --groups needs --group-by.
+    let run = hands_infer(&[Path::new("--groups"), &again, &people]);
+    assert_eq!(run.status.code(), Some(2));
+}

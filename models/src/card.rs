@@ -336,6 +336,24 @@ pub struct Calibration {
     /// threshold, the share of images whose answer is kept and the accuracy of those.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub coverage: Vec<crate::calibration::CoveragePoint>,
+    /// One answer per person: all of a test subject's photos combined (see
+    /// [`crate::calibration::combine_photos`]), over the same predictions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_person: Option<PersonFigures>,
+}
+
+/// The figures of one combined answer per person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonFigures {
+    /// People (subjects) measured.
+    pub people: usize,
+    /// The share of them whose combined answer is right.
+    pub accuracy: f64,
+    /// The mean over labels of the share of that label's people answered right.
+    pub mean_class_accuracy: f64,
+    /// The expected calibration error of the combined probabilities (same bins).
+    pub ece: f64,
 }
 
 impl Calibration {
@@ -374,11 +392,20 @@ impl Calibration {
                 ("coverage mean_class_accuracy", p.mean_class_accuracy),
             ]
         });
+        let person = self.per_person.iter().flat_map(|p| {
+            [
+                ("per_person accuracy", p.accuracy),
+                ("per_person mean_class_accuracy", p.mean_class_accuracy),
+                ("per_person ece", p.ece),
+            ]
+        });
         let fractions = [
             ("ece_before", self.ece_before),
             ("ece_after", self.ece_after),
-        ];
-        for (name, value) in fractions.into_iter().chain(coverage) {
+        ]
+        .into_iter()
+        .chain(person);
+        for (name, value) in fractions.chain(coverage) {
             if !(0.0..=1.0).contains(&value) {
                 return invalid(format!("calibration {name} = {value} is not in [0, 1]"));
             }
@@ -825,6 +852,12 @@ mod tests {
                 accuracy: 0.95,
                 mean_class_accuracy: 0.94,
             }],
+            per_person: Some(PersonFigures {
+                people: 123,
+                accuracy: 0.95,
+                mean_class_accuracy: 0.94,
+                ece: 0.04,
+            }),
         });
         assert_eq!(c.temperature(), 1.7);
         assert_eq!(ModelCard::from_json(&c.to_json()).unwrap(), c);
@@ -849,6 +882,7 @@ mod tests {
                 ece_before: 0.1,
                 ece_after: 0.05,
                 coverage: Vec::new(),
+                per_person: None,
             }
         }
         refused(set(|c| c.temperature = 0.0), "temperature 0");

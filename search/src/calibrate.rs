@@ -6,16 +6,17 @@
 //! unchanged), so that `hands-export` bakes it into the ONNX graph and `eval`, `hands-infer`
 //! and the library all give the calibrated probabilities.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use hands_models::calibration::{
-    coverage_curve, expected_calibration_error, fit_temperature, reliability, softmax,
-    threshold_for, ReliabilityBin, ECE_BINS,
+    combine_photos, coverage_curve, expected_calibration_error, fit_temperature, reliability,
+    softmax, threshold_for, ReliabilityBin, ECE_BINS,
 };
-use hands_models::card::Calibration;
+use hands_models::card::{Calibration, PersonFigures};
 use hands_models::nn::model_file::ModelFile;
 use plotters::prelude::*;
 use serde::Serialize;
@@ -82,6 +83,14 @@ impl fmt::Display for CalibrationReport {
             "negative log-likelihood: {:.4} before, {:.4} after",
             self.nll_before, self.nll_after
         )?;
+        if let Some(person) = &c.per_person {
+            writeln!(
+                f,
+                "one answer per person ({} people, all of each one's photos combined): \
+                 accuracy {:.4}, mean per-class {:.4}, expected calibration error {:.4}",
+                person.people, person.accuracy, person.mean_class_accuracy, person.ece
+            )?;
+        }
         for target in [0.90, 0.95, 0.97] {
             match threshold_for(&c.coverage, target) {
                 Ok(point) => writeln!(
@@ -132,7 +141,11 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
         inputs.add(model);
     }
     inputs.check(args.out.iter().chain(&args.diagram))?;
-    let (logits, labels) = out_of_fold_logits(&genotype, &dataset, folds.len(), args.batch)?;
+    let OutOfFold {
+        logits,
+        labels,
+        subjects,
+    } = out_of_fold_logits(&genotype, &dataset, folds.len(), args.batch)?;
     let fitted_on = format!(
         "out-of-fold predictions of the {}-fold cross-validation {} ({} images of {} subjects)",
         folds.len(),
@@ -140,7 +153,7 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
         labels.len(),
         dataset.subjects().len()
     );
-    let report = calibrate(&logits, &labels, fitted_on);
+    let report = calibrate(&logits, &labels, &subjects, fitted_on);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -158,8 +171,14 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
 }
 
 /// Fits the temperature of `logits` (one row per image) against `labels` and measures the
-/// calibration before and after; `fitted_on` says what the logits are.
-pub fn calibrate(logits: &[Vec<f32>], labels: &[usize], fitted_on: String) -> CalibrationReport {
+/// calibration before and after, per image and per person (`subjects`: each image's);
+/// `fitted_on` says what the logits are.
+pub fn calibrate(
+    logits: &[Vec<f32>],
+    labels: &[usize],
+    subjects: &[String],
+    fitted_on: String,
+) -> CalibrationReport {
     let temperature = fit_temperature(logits, labels);
     let probabilities =
         |t: f64| -> Vec<Vec<f64>> { logits.iter().map(|z| softmax(z, t)).collect() };
@@ -177,6 +196,7 @@ pub fn calibrate(logits: &[Vec<f32>], labels: &[usize], fitted_on: String) -> Ca
             ece_before: expected_calibration_error(&bins_before),
             ece_after: expected_calibration_error(&bins_after),
             coverage: coverage_curve(&calibrated, labels),
+            per_person: Some(per_person(&calibrated, labels, subjects)),
         },
         nll_before: nll(1.0),
         nll_after: nll(temperature),
@@ -185,17 +205,76 @@ pub fn calibrate(logits: &[Vec<f32>], labels: &[usize], fitted_on: String) -> Ca
     }
 }
 
+/// The figures of one combined answer per person: each subject's photos combined by
+/// [`combine_photos`].
+fn per_person(probabilities: &[Vec<f64>], labels: &[usize], subjects: &[String]) -> PersonFigures {
+    let mut photos: BTreeMap<&str, (usize, Vec<&[f64]>)> = BTreeMap::new();
+    for ((row, &label), subject) in probabilities.iter().zip(labels).zip(subjects) {
+        let entry = photos.entry(subject).or_insert((label, Vec::new()));
+        entry.1.push(row);
+    }
+    let (mut combined, mut person_labels) = (Vec::new(), Vec::new());
+    for (label, rows) in photos.into_values() {
+        combined.push(combine_photos(&rows).expect("a subject has a photo"));
+        person_labels.push(label);
+    }
+    let classes = probabilities.first().map_or(0, Vec::len);
+    let mut per_class = vec![(0usize, 0usize); classes];
+    for (row, &label) in combined.iter().zip(&person_labels) {
+        let predicted = argmax_f64(row);
+        per_class[label].0 += 1;
+        per_class[label].1 += usize::from(predicted == label);
+    }
+    let present: Vec<f64> = per_class
+        .iter()
+        .filter(|c| c.0 > 0)
+        .map(|&(n, r)| r as f64 / n as f64)
+        .collect();
+    let people = person_labels.len();
+    PersonFigures {
+        people,
+        accuracy: per_class.iter().map(|c| c.1).sum::<usize>() as f64 / people.max(1) as f64,
+        mean_class_accuracy: present.iter().sum::<f64>() / present.len().max(1) as f64,
+        ece: expected_calibration_error(&reliability(&combined, &person_labels, ECE_BINS)),
+    }
+}
+
+/// The index of the largest value (the first on ties).
+fn argmax_f64(row: &[f64]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (i, &p)| {
+            if p > best.1 {
+                (i, p)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+/// The out-of-fold predictions of a cross-validation: one entry per test image of every
+/// fold.
+struct OutOfFold {
+    /// The logits of the fold network that never saw the image's subject.
+    logits: Vec<Vec<f32>>,
+    /// The image's label.
+    labels: Vec<usize>,
+    /// The image's subject.
+    subjects: Vec<String>,
+}
+
 /// Each fold network's logits on its fold's test images, all folds together, with the
-/// images' labels.
+/// images' labels and subjects.
 fn out_of_fold_logits(
     genotype: &CvGenotype,
     dataset: &Dataset,
     folds: usize,
     batch: usize,
-) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
+) -> Result<OutOfFold> {
     let device = Device::Cpu;
     let mut cache: Option<ImageCache> = None;
-    let (mut logits, mut labels) = (Vec::new(), Vec::new());
+    let (mut logits, mut labels, mut subjects) = (Vec::new(), Vec::new(), Vec::new());
     for fold in 0..folds {
         let fold_run = genotype.fold(fold);
         if genotype.finished_fold(fold, dataset)?.is_none() {
@@ -230,9 +309,14 @@ fn out_of_fold_logits(
         for (index, row) in predict_logits(&model.network, &loader, &test, "test")? {
             logits.push(row);
             labels.push(dataset.samples()[index].label);
+            subjects.push(dataset.samples()[index].subject.clone());
         }
     }
-    Ok((logits, labels))
+    Ok(OutOfFold {
+        logits,
+        labels,
+        subjects,
+    })
 }
 
 /// Writes `model`'s tensors to `out` with `calibration` in its card, after checking that the

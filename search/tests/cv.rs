@@ -905,6 +905,11 @@ fn calibrate_fits_the_out_of_fold_predictions_and_writes_the_model_calibrated() 
     let calibrated = load_model(&out, &Device::Cpu).unwrap();
     let calibration = calibrated.card.calibration.clone().expect("calibrated");
     assert_eq!((calibration.images, calibration.bins), (16, 15));
+    // Each image of class folders is its own subject: one person per photo.
+    let person = calibration.per_person.clone().unwrap();
+    assert_eq!(person.people, 16);
+    assert!((0.0..=1.0).contains(&person.accuracy));
+    assert_eq!(calibration.coverage.len(), 50);
     assert!(calibration.fitted_on.contains("out-of-fold"));
     assert_eq!(calibrated.card.temperature(), calibration.temperature);
     let weights = |m: &hands_search::eval::LoadedModel| {

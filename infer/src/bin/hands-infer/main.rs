@@ -1,5 +1,6 @@
 //! `hands-infer`: predicts the gender of hands on image files and folders, one row per image.
 
+mod groups;
 mod output;
 mod resume;
 
@@ -17,6 +18,7 @@ use hands_models::output::{ensure_not_input, write_atomic, InputSet, OutputFile}
 use hands_models::preprocess;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use groups::{GroupBy, Groups};
 use output::{Format, RowWriter};
 
 /// Predicts male / female from hand photographs with an ONNX model exported by hands-export.
@@ -52,6 +54,21 @@ struct Cli {
     #[arg(long, value_name = "A", conflicts_with = "min_confidence",
           value_parser = parse_target_accuracy)]
     target_accuracy: Option<f64>,
+    /// Put the images into groups, e.g. one per person: `folder` (the folder holding an
+    /// image is its group) or `csv:FILE` (a CSV with columns `path,group` naming every image
+    /// given once). Needs --groups.
+    #[arg(long, value_name = "folder|csv:FILE", requires = "groups")]
+    group_by: Option<GroupBy>,
+    /// Write one CSV row per group to FILE: `group,images,failed,label,p_LABEL...,error`,
+    /// the group's photos combined by their mean log-probability (the label `uncertain` by
+    /// the same threshold as a photo's). Needs --group-by.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "group_by",
+        conflicts_with = "resume"
+    )]
+    groups: Option<PathBuf>,
     /// Also write, for each predicted image, DIR/NAME.explain.png: the photo at its own size
     /// with an occlusion-sensitivity map over it (red: regions the answer relied on, blue:
     /// regions that argued against it; 49 extra network passes per image). DIR is created.
@@ -197,7 +214,34 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         Some(dir) => Some(Explainer::new(dir, &cli.paths, &collected.files)?),
         None => None,
     };
-    let (counts, resumed) = predict_to_output(cli, &predictor, &mut collected, &pool, &explainer)?;
+    let mut groups = match (&cli.group_by, &cli.groups) {
+        (Some(by), Some(path)) => {
+            refuse_inputs(path, &cli.paths, &collected.files, &predictor)?;
+            if let GroupBy::Csv(csv) = by {
+                ensure_not_input(path, &[csv.as_path()])?;
+            }
+            if cli.output.as_deref() == Some(path.as_path()) {
+                bail!(
+                    "--groups and --output name the same file {}",
+                    path.display()
+                );
+            }
+            Some(Groups::new(by, &collected.files)?)
+        }
+        _ => None,
+    };
+    let (counts, resumed) = predict_to_output(
+        cli,
+        &predictor,
+        &mut collected,
+        &pool,
+        &explainer,
+        &mut groups,
+    )?;
+    if let (Some(groups), Some(path)) = (&groups, &cli.groups) {
+        let csv = groups.csv(predictor.labels(), predictor.min_confidence())?;
+        write_atomic(path, &csv)?;
+    }
     eprintln!(
         "{}",
         summary(cli, &predictor, &collected, counts, resumed, start, threads)
@@ -235,6 +279,7 @@ fn predict_to_output(
     collected: &mut files::Collected,
     pool: &rayon::ThreadPool,
     explainer: &Option<Explainer>,
+    groups: &mut Option<Groups>,
 ) -> anyhow::Result<(Counts, usize)> {
     let mut resumed = 0;
     let counts = match (&cli.output, &cli.resume) {
@@ -242,7 +287,8 @@ fn predict_to_output(
             refuse_inputs(path, &cli.paths, &collected.files, predictor)?;
             let file = OutputFile::create(path)?;
             let rows = RowWriter::new(cli.format, file, predictor.labels(), false)?;
-            let (counts, file) = write_rows(cli, predictor, collected, pool, rows, explainer)?;
+            let (counts, file) =
+                write_rows(cli, predictor, collected, pool, rows, explainer, groups)?;
             if let Some(file) = file {
                 file.commit()?;
             }
@@ -256,7 +302,8 @@ fn predict_to_output(
             resumed = before - collected.files.len();
             let out = BufWriter::new(earlier.file);
             let rows = RowWriter::new(earlier.format, out, predictor.labels(), earlier.continued)?;
-            let (counts, out) = write_rows(cli, predictor, collected, pool, rows, explainer)?;
+            let (counts, out) =
+                write_rows(cli, predictor, collected, pool, rows, explainer, groups)?;
             if let Some(out) = out {
                 out.into_inner()
                     .map_err(|e| e.into_error())
@@ -268,7 +315,7 @@ fn predict_to_output(
         (None, None) => {
             let stdout = BufWriter::new(std::io::stdout().lock());
             let rows = RowWriter::new(cli.format, stdout, predictor.labels(), false)?;
-            write_rows(cli, predictor, collected, pool, rows, explainer)?.0
+            write_rows(cli, predictor, collected, pool, rows, explainer, groups)?.0
         }
     };
     Ok((counts, resumed))
@@ -371,11 +418,15 @@ fn write_rows<W: Write>(
     pool: &rayon::ThreadPool,
     mut writer: RowWriter<W>,
     explainer: &Option<Explainer>,
+    groups: &mut Option<Groups>,
 ) -> anyhow::Result<(Counts, Option<W>)> {
     let progress = progress_bar(collected.files.len() as u64, cli.quiet);
     let mut counts = Counts::default();
     let mut write_error = None;
     let mut sink = |outcome: Outcome| {
+        if let Some(groups) = groups.as_mut() {
+            groups.add(&outcome);
+        }
         match &outcome.result {
             Err(e) => {
                 counts.failures += 1;
