@@ -1,7 +1,7 @@
 //! One answer per person from several photos: [`Predictor::predict_group`] predicts each
 //! photo and combines their probabilities with
-//! [`hands_models::calibration::combine_photos`] (the normalised geometric mean: a person's
-//! photos are not independent evidence, so they count as one surer photo, not as many).
+//! [`hands_models::calibration::combine_photos`] (the normalised geometric mean of their
+//! probabilities, at the temperature the card fitted per person).
 
 use std::path::Path;
 
@@ -31,20 +31,22 @@ pub struct GroupPrediction {
 
 impl GroupPrediction {
     /// The answer of the photos with probabilities `rows` (`failed` more could not be
-    /// predicted), labelled with `labels` and abstaining below `min_confidence`; `None`
-    /// without a photo.
+    /// predicted) at the card's group `temperature` (see
+    /// [`hands_models::ModelCard::group_temperature`]), labelled with `labels` and abstaining
+    /// below `min_confidence`; `None` without a photo.
     pub fn combine(
         rows: &[&[f32]],
         failed: usize,
         labels: &[String],
         min_confidence: Option<f32>,
+        temperature: f64,
     ) -> Option<GroupPrediction> {
         let rows64: Vec<Vec<f64>> = rows
             .iter()
             .map(|r| r.iter().map(|&p| f64::from(p)).collect())
             .collect();
         let refs: Vec<&[f64]> = rows64.iter().map(Vec::as_slice).collect();
-        let probabilities: Vec<f32> = combine_photos(&refs)?
+        let probabilities: Vec<f32> = combine_photos(&refs, temperature)?
             .into_iter()
             .map(|p| p as f32)
             .collect();
@@ -79,14 +81,20 @@ impl Predictor {
             .map(|p| p.probabilities.as_slice())
             .collect();
         let failed = results.len() - rows.len();
-        GroupPrediction::combine(&rows, failed, self.labels(), self.min_confidence()).ok_or_else(
-            || {
-                Error::Usage(format!(
-                    "no photo of the group could be predicted ({} given, {failed} failed)",
-                    paths.len()
-                ))
-            },
+        let temperature = self.card().group_temperature();
+        GroupPrediction::combine(
+            &rows,
+            failed,
+            self.labels(),
+            self.min_confidence(),
+            temperature,
         )
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no photo of the group could be predicted ({} given, {failed} failed)",
+                paths.len()
+            ))
+        })
     }
 }
 
@@ -98,7 +106,7 @@ mod tests {
     fn a_group_combines_its_photos_and_abstains_by_the_same_rule() {
         let labels = vec!["female".to_string(), "male".to_string()];
         let group =
-            GroupPrediction::combine(&[&[0.9, 0.1], &[0.4, 0.6]], 1, &labels, None).unwrap();
+            GroupPrediction::combine(&[&[0.9, 0.1], &[0.4, 0.6]], 1, &labels, None, 1.0).unwrap();
         let (a, b) = ((0.9f64 * 0.4).sqrt(), (0.1f64 * 0.6).sqrt());
         assert!((f64::from(group.probabilities[0]) - a / (a + b)).abs() < 1e-6);
         assert_eq!((group.images, group.failed), (2, 1));
@@ -107,11 +115,12 @@ mod tests {
             ("female", 0, true)
         );
         let unsure =
-            GroupPrediction::combine(&[&[0.9, 0.1], &[0.4, 0.6]], 0, &labels, Some(0.9)).unwrap();
+            GroupPrediction::combine(&[&[0.9, 0.1], &[0.4, 0.6]], 0, &labels, Some(0.9), 1.0)
+                .unwrap();
         assert_eq!(
             (unsure.label.as_str(), unsure.confident),
             (UNCERTAIN, false)
         );
-        assert_eq!(GroupPrediction::combine(&[], 3, &labels, None), None);
+        assert_eq!(GroupPrediction::combine(&[], 3, &labels, None, 1.0), None);
     }
 }

@@ -504,6 +504,14 @@ fn groups_combine_their_photos_and_bad_group_files_are_refused() {
         }
     }
     let groups = dir.path().join("groups.csv");
+    let group_temperature = Predictor::default_model(&options(None))
+        .unwrap()
+        .card()
+        .group_temperature();
+    assert!(
+        group_temperature != 1.0,
+        "the shipped card has a per-person temperature"
+    );
     let run = hands_infer(&[
         Path::new("--recursive"),
         Path::new("--group-by"),
@@ -540,11 +548,11 @@ fn groups_combine_their_photos_and_bad_group_files_are_refused() {
             assert!(row[3].is_empty() && row[6].contains("no photo"), "{row:?}");
             continue;
         }
-        // The normalised geometric mean of the photos' probabilities.
+        // softmax(mean log-probability / the card's group temperature).
         let n = predicted.len() as f64;
-        let female: f64 = predicted.iter().map(|p| p.0.ln() / n).sum::<f64>().exp();
-        let male: f64 = predicted.iter().map(|p| p.1.ln() / n).sum::<f64>().exp();
-        let expected = female / (female + male);
+        let female: f64 = predicted.iter().map(|p| p.0.ln() / n).sum();
+        let male: f64 = predicted.iter().map(|p| p.1.ln() / n).sum();
+        let expected = 1.0 / (1.0 + ((male - female) / group_temperature).exp());
         let p_female: f64 = row[4].parse().unwrap();
         assert!((p_female - expected).abs() < 1e-4, "{row:?}: {expected}");
         let label = if p_female >= 0.5 { "female" } else { "male" };

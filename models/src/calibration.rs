@@ -143,15 +143,9 @@ pub fn expected_calibration_error(bins: &[ReliabilityBin]) -> f64 {
         / images as f64
 }
 
-/// One answer for several photos of the same person: the normalised geometric mean of their
-/// probabilities (`softmax` of the mean log-probability per label).
-///
-/// This treats the photos as one piece of evidence, not as independent ones: a person's
-/// photos share the hand, the light and the camera, so multiplying their probabilities as
-/// if independent would make the combined answer far surer than it has reason to be. Its
-/// calibration is measured on the cross-validation (`hands-search calibrate`, per person).
-/// `None` for no photo.
-pub fn combine_photos(rows: &[&[f64]]) -> Option<Vec<f64>> {
+/// The mean log-probability of each label over several photos of the same person: the
+/// logits of their combined answer (see [`combine_photos`]). `None` for no photo.
+pub fn mean_log_probabilities(rows: &[&[f64]]) -> Option<Vec<f64>> {
     let first = rows.first()?;
     let mut mean_log = vec![0f64; first.len()];
     for row in rows {
@@ -159,8 +153,24 @@ pub fn combine_photos(rows: &[&[f64]]) -> Option<Vec<f64>> {
             *sum += p.max(f64::MIN_POSITIVE).ln() / rows.len() as f64;
         }
     }
+    Some(mean_log)
+}
+
+/// One answer for several photos of the same person: `softmax(mean log-probability /
+/// temperature)`. At temperature 1 that is the normalised geometric mean of the photos'
+/// probabilities, which counts the photos as one piece of evidence, not as independent ones:
+/// a person's photos share the hand, the light and the camera, so multiplying their
+/// probabilities as if independent would make the answer far surer than it has reason to
+/// be. The temperature that makes the combined answers calibrated is fitted per person on the
+/// cross-validation (`hands-search calibrate`; a temperature below 1 says the photos add up
+/// to more than one). `None` for no photo.
+pub fn combine_photos(rows: &[&[f64]], temperature: f64) -> Option<Vec<f64>> {
+    let mean_log = mean_log_probabilities(rows)?;
     let max = mean_log.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exps: Vec<f64> = mean_log.iter().map(|l| (l - max).exp()).collect();
+    let exps: Vec<f64> = mean_log
+        .iter()
+        .map(|l| ((l - max) / temperature).exp())
+        .collect();
     let sum: f64 = exps.iter().sum();
     Some(exps.into_iter().map(|e| e / sum).collect())
 }
@@ -330,18 +340,24 @@ mod tests {
     #[test]
     fn photos_combine_by_their_mean_log_probability() {
         // sqrt(0.9 * 0.6) against sqrt(0.1 * 0.4), normalised.
-        let combined = combine_photos(&[&[0.9, 0.1], &[0.6, 0.4]]).unwrap();
+        let combined = combine_photos(&[&[0.9, 0.1], &[0.6, 0.4]], 1.0).unwrap();
         let (a, b) = ((0.9f64 * 0.6).sqrt(), (0.1f64 * 0.4).sqrt());
         assert!((combined[0] - a / (a + b)).abs() < 1e-12, "{combined:?}");
         assert!((combined[0] + combined[1] - 1.0).abs() < 1e-12);
         // One photo is itself; the same photo twice is no surer than once.
-        assert_eq!(combine_photos(&[&[0.7, 0.3]]).unwrap()[0], 0.7);
-        let twice = combine_photos(&[&[0.7, 0.3], &[0.7, 0.3]]).unwrap();
+        assert_eq!(combine_photos(&[&[0.7, 0.3]], 1.0).unwrap()[0], 0.7);
+        let twice = combine_photos(&[&[0.7, 0.3], &[0.7, 0.3]], 1.0).unwrap();
         assert!((twice[0] - 0.7).abs() < 1e-12);
         // A zero probability does not make the others' evidence vanish into NaN.
-        let zero = combine_photos(&[&[1.0, 0.0], &[0.2, 0.8]]).unwrap();
+        let zero = combine_photos(&[&[1.0, 0.0], &[0.2, 0.8]], 1.0).unwrap();
         assert!(zero.iter().all(|p| p.is_finite()) && zero[0] > 0.99);
-        assert_eq!(combine_photos(&[]), None);
+        assert_eq!(combine_photos(&[], 1.0), None);
+        // A temperature of 1/2 squares the geometric means before normalising.
+        let sharp = combine_photos(&[&[0.9, 0.1], &[0.6, 0.4]], 0.5).unwrap();
+        assert!(
+            (sharp[0] - a * a / (a * a + b * b)).abs() < 1e-12,
+            "{sharp:?}"
+        );
     }
 
     #[test]

@@ -352,8 +352,14 @@ pub struct PersonFigures {
     pub accuracy: f64,
     /// The mean over labels of the share of that label's people answered right.
     pub mean_class_accuracy: f64,
-    /// The expected calibration error of the combined probabilities (same bins).
-    pub ece: f64,
+    /// The temperature of the combined answers (see
+    /// [`crate::calibration::combine_photos`]), fitted on these people.
+    pub temperature: f64,
+    /// The expected calibration error of the combined probabilities (same bins) at
+    /// temperature 1.
+    pub ece_before: f64,
+    /// And at `temperature`.
+    pub ece_after: f64,
 }
 
 impl Calibration {
@@ -396,7 +402,8 @@ impl Calibration {
             [
                 ("per_person accuracy", p.accuracy),
                 ("per_person mean_class_accuracy", p.mean_class_accuracy),
-                ("per_person ece", p.ece),
+                ("per_person ece_before", p.ece_before),
+                ("per_person ece_after", p.ece_after),
             ]
         });
         let fractions = [
@@ -405,6 +412,16 @@ impl Calibration {
         ]
         .into_iter()
         .chain(person);
+        if let Some(person) = &self.per_person {
+            if !crate::calibration::TEMPERATURES.contains(&person.temperature) {
+                return invalid(format!(
+                    "per_person temperature {} is outside {}..={}",
+                    person.temperature,
+                    crate::calibration::TEMPERATURES.start(),
+                    crate::calibration::TEMPERATURES.end()
+                ));
+            }
+        }
         for (name, value) in fractions.chain(coverage) {
             if !(0.0..=1.0).contains(&value) {
                 return invalid(format!("calibration {name} = {value} is not in [0, 1]"));
@@ -428,6 +445,15 @@ impl ModelCard {
             serde_json::from_str(json).map_err(|e| Error::InvalidCard(e.to_string()))?;
         card.validate()?;
         Ok(card)
+    }
+
+    /// The temperature a person's combined photos are scaled by (1 without a per-person
+    /// calibration), see [`crate::calibration::combine_photos`].
+    pub fn group_temperature(&self) -> f64 {
+        self.calibration
+            .as_ref()
+            .and_then(|c| c.per_person.as_ref())
+            .map_or(1.0, |p| p.temperature)
     }
 
     /// The temperature the logits are divided by before the softmax (1 without
@@ -856,7 +882,9 @@ mod tests {
                 people: 123,
                 accuracy: 0.95,
                 mean_class_accuracy: 0.94,
-                ece: 0.04,
+                temperature: 0.7,
+                ece_before: 0.06,
+                ece_after: 0.04,
             }),
         });
         assert_eq!(c.temperature(), 1.7);

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use hands_models::calibration::{
-    combine_photos, coverage_curve, expected_calibration_error, fit_temperature, reliability,
-    softmax, threshold_for, ReliabilityBin, ECE_BINS,
+    coverage_curve, expected_calibration_error, fit_temperature, mean_log_probabilities,
+    reliability, softmax, threshold_for, ReliabilityBin, ECE_BINS,
 };
 use hands_models::card::{Calibration, PersonFigures};
 use hands_models::nn::model_file::ModelFile;
@@ -87,8 +87,14 @@ impl fmt::Display for CalibrationReport {
             writeln!(
                 f,
                 "one answer per person ({} people, all of each one's photos combined): \
-                 accuracy {:.4}, mean per-class {:.4}, expected calibration error {:.4}",
-                person.people, person.accuracy, person.mean_class_accuracy, person.ece
+                 accuracy {:.4}, mean per-class {:.4}; their temperature {:.4}, expected \
+                 calibration error {:.4} before, {:.4} after",
+                person.people,
+                person.accuracy,
+                person.mean_class_accuracy,
+                person.temperature,
+                person.ece_before,
+                person.ece_after
             )?;
         }
         for target in [0.90, 0.95, 0.97] {
@@ -206,18 +212,27 @@ pub fn calibrate(
 }
 
 /// The figures of one combined answer per person: each subject's photos combined by
-/// [`combine_photos`].
+/// [`combine_photos`], at the temperature fitted on these people.
 fn per_person(probabilities: &[Vec<f64>], labels: &[usize], subjects: &[String]) -> PersonFigures {
     let mut photos: BTreeMap<&str, (usize, Vec<&[f64]>)> = BTreeMap::new();
     for ((row, &label), subject) in probabilities.iter().zip(labels).zip(subjects) {
         let entry = photos.entry(subject).or_insert((label, Vec::new()));
         entry.1.push(row);
     }
-    let (mut combined, mut person_labels) = (Vec::new(), Vec::new());
+    let (mut mean_logs, mut person_labels) = (Vec::new(), Vec::new());
     for (label, rows) in photos.into_values() {
-        combined.push(combine_photos(&rows).expect("a subject has a photo"));
+        let mean_log = mean_log_probabilities(&rows).expect("a subject has a photo");
+        mean_logs.push(mean_log.iter().map(|&l| l as f32).collect::<Vec<f32>>());
         person_labels.push(label);
     }
+    // The mean log-probabilities are the combined answer's logits: fit their temperature.
+    let temperature = fit_temperature(&mean_logs, &person_labels);
+    let combined_at =
+        |t: f64| -> Vec<Vec<f64>> { mean_logs.iter().map(|l| softmax(l, t)).collect() };
+    let ece_at = |t: f64| {
+        expected_calibration_error(&reliability(&combined_at(t), &person_labels, ECE_BINS))
+    };
+    let combined = combined_at(temperature);
     let classes = probabilities.first().map_or(0, Vec::len);
     let mut per_class = vec![(0usize, 0usize); classes];
     for (row, &label) in combined.iter().zip(&person_labels) {
@@ -235,7 +250,9 @@ fn per_person(probabilities: &[Vec<f64>], labels: &[usize], subjects: &[String])
         people,
         accuracy: per_class.iter().map(|c| c.1).sum::<usize>() as f64 / people.max(1) as f64,
         mean_class_accuracy: present.iter().sum::<f64>() / present.len().max(1) as f64,
-        ece: expected_calibration_error(&reliability(&combined, &person_labels, ECE_BINS)),
+        temperature,
+        ece_before: ece_at(1.0),
+        ece_after: ece_at(temperature),
     }
 }
 

@@ -909,6 +909,7 @@ fn calibrate_fits_the_out_of_fold_predictions_and_writes_the_model_calibrated() 
     let person = calibration.per_person.clone().unwrap();
     assert_eq!(person.people, 16);
     assert!((0.0..=1.0).contains(&person.accuracy));
+    assert!(person.temperature > 0.0 && person.ece_after <= 1.0);
     assert_eq!(calibration.coverage.len(), 50);
     assert!(calibration.fitted_on.contains("out-of-fold"));
     assert_eq!(calibrated.card.temperature(), calibration.temperature);

@@ -75,8 +75,14 @@ impl Groups {
     }
 
     /// The CSV of the groups: `group,images,failed,label,p_LABEL...,error`, one row per
-    /// group in name order; a group with no photo predicted has an error and no label.
-    pub fn csv(&self, labels: &[String], min_confidence: Option<f32>) -> anyhow::Result<Vec<u8>> {
+    /// group in name order, combined at the card's group `temperature`; a group with no
+    /// photo predicted has an error and no label.
+    pub fn csv(
+        &self,
+        labels: &[String],
+        min_confidence: Option<f32>,
+        temperature: f64,
+    ) -> anyhow::Result<Vec<u8>> {
         let mut writer = csv::Writer::from_writer(Vec::new());
         let mut header = vec![
             "group".to_string(),
@@ -90,7 +96,7 @@ impl Groups {
         for (group, (rows, failed)) in &self.gathered {
             let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
             let mut record = vec![group.clone(), rows.len().to_string(), failed.to_string()];
-            match GroupPrediction::combine(&refs, *failed, labels, min_confidence) {
+            match GroupPrediction::combine(&refs, *failed, labels, min_confidence, temperature) {
                 Some(answer) => {
                     record.push(answer.label);
                     record.extend(answer.probabilities.iter().map(|p| format!("{p:.6}")));

@@ -239,7 +239,11 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         &mut groups,
     )?;
     if let (Some(groups), Some(path)) = (&groups, &cli.groups) {
-        let csv = groups.csv(predictor.labels(), predictor.min_confidence())?;
+        let csv = groups.csv(
+            predictor.labels(),
+            predictor.min_confidence(),
+            predictor.card().group_temperature(),
+        )?;
         write_atomic(path, &csv)?;
     }
     eprintln!(
