@@ -69,6 +69,22 @@ pub fn fit_temperature(logits: &[Vec<f32>], labels: &[usize]) -> f64 {
     ((a + b) / 2.0).exp()
 }
 
+/// The answer of one row of probabilities: the most probable label (the first on ties) and
+/// its probability, the confidence.
+pub fn answer(probabilities: &[f64]) -> (usize, f64) {
+    probabilities
+        .iter()
+        .copied()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (i, p)| {
+            if p > best.1 {
+                (i, p)
+            } else {
+                best
+            }
+        })
+}
+
 /// One equal-width confidence bin of a reliability diagram.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReliabilityBin {
@@ -94,17 +110,7 @@ pub fn reliability(
     assert!(bins > 0, "at least one bin");
     let mut sums = vec![(0usize, 0f64, 0usize); bins];
     for (row, &label) in probabilities.iter().zip(labels) {
-        let (predicted, confidence) =
-            row.iter()
-                .copied()
-                .enumerate()
-                .fold((0, f64::NEG_INFINITY), |best, (i, p)| {
-                    if p > best.1 {
-                        (i, p)
-                    } else {
-                        best
-                    }
-                });
+        let (predicted, confidence) = answer(row);
         let bin = ((confidence * bins as f64).ceil() as usize).clamp(1, bins) - 1;
         sums[bin].0 += 1;
         sums[bin].1 += confidence;
@@ -203,17 +209,7 @@ pub fn coverage_curve(probabilities: &[Vec<f64>], labels: &[usize]) -> Vec<Cover
         .iter()
         .zip(labels)
         .map(|(row, &label)| {
-            let (predicted, confidence) =
-                row.iter()
-                    .copied()
-                    .enumerate()
-                    .fold((0, f64::NEG_INFINITY), |best, (i, p)| {
-                        if p > best.1 {
-                            (i, p)
-                        } else {
-                            best
-                        }
-                    });
+            let (predicted, confidence) = answer(row);
             (predicted, confidence, label)
         })
         .collect();

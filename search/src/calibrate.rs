@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use hands_models::calibration::{
-    coverage_curve, expected_calibration_error, fit_temperature, mean_log_probabilities,
+    answer, coverage_curve, expected_calibration_error, fit_temperature, mean_log_probabilities,
     reliability, softmax, threshold_for, ReliabilityBin, ECE_BINS,
 };
 use hands_models::card::{Calibration, PersonFigures};
@@ -236,7 +236,7 @@ fn per_person(probabilities: &[Vec<f64>], labels: &[usize], subjects: &[String])
     let classes = probabilities.first().map_or(0, Vec::len);
     let mut per_class = vec![(0usize, 0usize); classes];
     for (row, &label) in combined.iter().zip(&person_labels) {
-        let predicted = argmax_f64(row);
+        let (predicted, _) = answer(row);
         per_class[label].0 += 1;
         per_class[label].1 += usize::from(predicted == label);
     }
@@ -254,20 +254,6 @@ fn per_person(probabilities: &[Vec<f64>], labels: &[usize], subjects: &[String])
         ece_before: ece_at(1.0),
         ece_after: ece_at(temperature),
     }
-}
-
-/// The index of the largest value (the first on ties).
-fn argmax_f64(row: &[f64]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f64::NEG_INFINITY), |best, (i, &p)| {
-            if p > best.1 {
-                (i, p)
-            } else {
-                best
-            }
-        })
-        .0
 }
 
 /// The out-of-fold predictions of a cross-validation: one entry per test image of every
