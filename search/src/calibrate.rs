@@ -160,11 +160,7 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
         dataset.subjects().len()
     );
     let report = calibrate(&logits, &labels, &subjects, fitted_on);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{report}");
-    }
+    // The files first: a reader that stops reading the report (`| head`) loses none of them.
     if let Some(path) = &args.diagram {
         hands_models::output::write_atomic(path, reliability_diagram(&report)?.as_bytes())?;
         eprintln!("written: {}", path.display());
@@ -172,6 +168,11 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
     if let (Some(model), Some(out)) = (&args.model, &args.out) {
         write_calibrated(model, out, &genotype, &report.calibration)?;
         eprintln!("written: {}", out.display());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
     }
     Ok(())
 }
