@@ -16,26 +16,29 @@ pub const TEMPERATURES: std::ops::RangeInclusive<f64> = 0.01..=100.0;
 /// al.
 pub const ECE_BINS: usize = 15;
 
-/// `softmax(logits / temperature)`, computed in f64.
-pub fn softmax(logits: &[f32], temperature: f64) -> Vec<f64> {
-    let scaled: Vec<f64> = logits.iter().map(|&z| f64::from(z) / temperature).collect();
-    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exps: Vec<f64> = scaled.iter().map(|z| (z - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
+/// `log(softmax(logits / temperature))`, shifted by the largest logit so that no `exp`
+/// overflows.
+fn log_softmax(logits: &[f64], temperature: f64) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let shifted: Vec<f64> = logits.iter().map(|z| (z - max) / temperature).collect();
+    let log_sum = shifted.iter().map(|z| z.exp()).sum::<f64>().ln();
+    shifted.into_iter().map(|z| z - log_sum).collect()
+}
+
+/// `softmax(logits / temperature)`.
+pub fn softmax(logits: &[f64], temperature: f64) -> Vec<f64> {
+    log_softmax(logits, temperature)
+        .into_iter()
+        .map(f64::exp)
+        .collect()
 }
 
 /// The mean negative log-likelihood of `labels` under `softmax(logits / temperature)`.
-pub fn negative_log_likelihood(logits: &[Vec<f32>], labels: &[usize], temperature: f64) -> f64 {
+pub fn negative_log_likelihood(logits: &[Vec<f64>], labels: &[usize], temperature: f64) -> f64 {
     let total: f64 = logits
         .iter()
         .zip(labels)
-        .map(|(row, &label)| {
-            let scaled: Vec<f64> = row.iter().map(|&z| f64::from(z) / temperature).collect();
-            let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let log_sum = max + scaled.iter().map(|z| (z - max).exp()).sum::<f64>().ln();
-            log_sum - scaled[label]
-        })
+        .map(|(row, &label)| -log_softmax(row, temperature)[label])
         .sum();
     total / logits.len().max(1) as f64
 }
@@ -43,7 +46,7 @@ pub fn negative_log_likelihood(logits: &[Vec<f32>], labels: &[usize], temperatur
 /// The temperature in [`TEMPERATURES`] that minimises [`negative_log_likelihood`]: a
 /// golden-section search over `ln T` (the likelihood is convex in `1 / T`, so it has one
 /// minimum along `ln T`), to a relative precision of about 1e-9.
-pub fn fit_temperature(logits: &[Vec<f32>], labels: &[usize]) -> f64 {
+pub fn fit_temperature(logits: &[Vec<f64>], labels: &[usize]) -> f64 {
     assert_eq!(logits.len(), labels.len(), "one label per row of logits");
     let nll = |log_t: f64| negative_log_likelihood(logits, labels, log_t.exp());
     let ratio = (5f64.sqrt() - 1.0) / 2.0;
@@ -171,14 +174,7 @@ pub fn mean_log_probabilities(rows: &[&[f64]]) -> Option<Vec<f64>> {
 /// cross-validation (`hands-search calibrate`; a temperature below 1 says the photos add up
 /// to more than one). `None` for no photo.
 pub fn combine_photos(rows: &[&[f64]], temperature: f64) -> Option<Vec<f64>> {
-    let mean_log = mean_log_probabilities(rows)?;
-    let max = mean_log.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exps: Vec<f64> = mean_log
-        .iter()
-        .map(|l| ((l - max) / temperature).exp())
-        .collect();
-    let sum: f64 = exps.iter().sum();
-    Some(exps.into_iter().map(|e| e / sum).collect())
+    Some(softmax(&mean_log_probabilities(rows)?, temperature))
 }
 
 /// One point of the accuracy-coverage curve: what keeping only the answers at least
@@ -272,12 +268,12 @@ mod tests {
 
     /// Two-class logits whose labels are drawn from `softmax(true_logits / t)`, the logits
     /// given to the fit being `true_logits`: the fit must find `t`.
-    fn synthetic(t: f64, n: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {
+    fn synthetic(t: f64, n: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<usize>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut logits = Vec::with_capacity(n);
         let mut labels = Vec::with_capacity(n);
         for _ in 0..n {
-            let z: f32 = rng.random_range(-8.0..8.0);
+            let z: f64 = rng.random_range(-8.0..8.0);
             let p = softmax(&[0.0, z], t);
             labels.push(usize::from(rng.random::<f64>() < p[1]));
             logits.push(vec![0.0, z]);

@@ -365,13 +365,21 @@ pub struct PersonFigures {
 impl Calibration {
     fn validate(&self) -> Result<(), Error> {
         let invalid = |reason: String| Err(Error::InvalidCard(reason));
-        if !crate::calibration::TEMPERATURES.contains(&self.temperature) {
-            return invalid(format!(
-                "calibration temperature {} is outside {}..={}",
-                self.temperature,
-                crate::calibration::TEMPERATURES.start(),
-                crate::calibration::TEMPERATURES.end()
-            ));
+        let temperatures = self
+            .per_person
+            .iter()
+            .map(|p| ("per_person temperature", p.temperature));
+        for (name, t) in [("calibration temperature", self.temperature)]
+            .into_iter()
+            .chain(temperatures)
+        {
+            if !crate::calibration::TEMPERATURES.contains(&t) {
+                return invalid(format!(
+                    "{name} {t} is outside {}..={}",
+                    crate::calibration::TEMPERATURES.start(),
+                    crate::calibration::TEMPERATURES.end()
+                ));
+            }
         }
         if self.method.len() > MAX_PROTOCOL_BYTES || self.fitted_on.len() > MAX_PROTOCOL_BYTES {
             return invalid(format!(
@@ -412,16 +420,6 @@ impl Calibration {
         ]
         .into_iter()
         .chain(person);
-        if let Some(person) = &self.per_person {
-            if !crate::calibration::TEMPERATURES.contains(&person.temperature) {
-                return invalid(format!(
-                    "per_person temperature {} is outside {}..={}",
-                    person.temperature,
-                    crate::calibration::TEMPERATURES.start(),
-                    crate::calibration::TEMPERATURES.end()
-                ));
-            }
-        }
         for (name, value) in fractions.chain(coverage) {
             if !(0.0..=1.0).contains(&value) {
                 return invalid(format!("calibration {name} = {value} is not in [0, 1]"));

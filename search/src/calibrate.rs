@@ -21,6 +21,7 @@ use hands_models::nn::model_file::ModelFile;
 use plotters::prelude::*;
 use serde::Serialize;
 
+use crate::cv::FoldResult;
 use crate::cv_genotype::CvGenotype;
 use crate::data::{ChannelStats, Dataset, ImageCache, Loader, Split};
 use crate::eval::{load_model, predict_logits};
@@ -181,7 +182,7 @@ pub fn run_calibrate(args: &CalibrateArgs) -> Result<()> {
 /// calibration before and after, per image and per person (`subjects`: each image's);
 /// `fitted_on` says what the logits are.
 pub fn calibrate(
-    logits: &[Vec<f32>],
+    logits: &[Vec<f64>],
     labels: &[usize],
     subjects: &[String],
     fitted_on: String,
@@ -222,8 +223,7 @@ fn per_person(probabilities: &[Vec<f64>], labels: &[usize], subjects: &[String])
     }
     let (mut mean_logs, mut person_labels) = (Vec::new(), Vec::new());
     for (label, rows) in photos.into_values() {
-        let mean_log = mean_log_probabilities(&rows).expect("a subject has a photo");
-        mean_logs.push(mean_log.iter().map(|&l| l as f32).collect::<Vec<f32>>());
+        mean_logs.push(mean_log_probabilities(&rows).expect("a subject has a photo"));
         person_labels.push(label);
     }
     // The mean log-probabilities are the combined answer's logits: fit their temperature.
@@ -261,7 +261,7 @@ fn per_person(probabilities: &[Vec<f64>], labels: &[usize], subjects: &[String])
 /// fold.
 struct OutOfFold {
     /// The logits of the fold network that never saw the image's subject.
-    logits: Vec<Vec<f32>>,
+    logits: Vec<Vec<f64>>,
     /// The image's label.
     labels: Vec<usize>,
     /// The image's subject.
@@ -281,7 +281,7 @@ fn out_of_fold_logits(
     let (mut logits, mut labels, mut subjects) = (Vec::new(), Vec::new(), Vec::new());
     for fold in 0..folds {
         let fold_run = genotype.fold(fold);
-        if genotype.finished_fold(fold, dataset)?.is_none() {
+        if FoldResult::read(&fold_run)?.is_none() {
             bail!(
                 "{}: fold {fold} is not finished: finish the cross-validation first \
                  (`hands-search cv --resume --out {}`)",
@@ -311,7 +311,7 @@ fn out_of_fold_logits(
         split.check(dataset, &split_path)?;
         let test = split.test.indices(dataset);
         for (index, row) in predict_logits(&model.network, &loader, &test, "test")? {
-            logits.push(row);
+            logits.push(row.into_iter().map(f64::from).collect());
             labels.push(dataset.samples()[index].label);
             subjects.push(dataset.samples()[index].subject.clone());
         }

@@ -524,30 +524,46 @@ fn a_strided_stem_trains_and_its_card_says_so() {
     assert_eq!(logits.dims(), [2, 2]);
 }
 
+/// Trains `tiny_args` on `data` into `dir/name` with `set` applied, straight through or, with
+/// `stop_after`, stopped after that many epochs and resumed; returns the model's tensors.
+fn trained_tensors(
+    data: &Path,
+    dir: &Path,
+    name: &str,
+    stop_after: Option<usize>,
+    set: impl Fn(&mut TrainArgs),
+) -> HashMap<String, Tensor> {
+    let mut args = tiny_args(data, &dir.join(name));
+    set(&mut args);
+    args.run.stop_after = stop_after;
+    if stop_after.is_some() {
+        train(&args).unwrap();
+        args.run.stop_after = None;
+        args.run.resume = true;
+    }
+    train(&args).unwrap();
+    model_tensors(&dir.join(name).join("model.safetensors"))
+}
+
+/// Whether two models' tensors differ anywhere.
+fn differs(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> bool {
+    a.iter().any(|(name, t)| max_abs_diff(t, &b[name]) > 0.0)
+}
+
 #[test]
 fn mixup_changes_the_training_reproducibly_and_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     class_folders(&data, 10);
     let run = |mixup: f64, stop_after: Option<usize>, name: &str| {
-        let mut args = tiny_args(&data, &dir.path().join(name));
-        args.regularisation.mixup = mixup;
-        args.run.stop_after = stop_after;
-        if stop_after.is_some() {
-            train(&args).unwrap();
-            args.run.stop_after = None;
-            args.run.resume = true;
-        }
-        train(&args).unwrap();
-        model_tensors(&dir.path().join(name).join("model.safetensors"))
+        trained_tensors(&data, dir.path(), name, stop_after, |args| {
+            args.regularisation.mixup = mixup
+        })
     };
     let plain = run(0.0, None, "plain");
     let mixed = run(0.4, None, "mixed");
     let again = run(0.4, None, "again");
     let resumed = run(0.4, Some(1), "resumed");
-    let differs = |a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>| {
-        a.iter().any(|(name, t)| max_abs_diff(t, &b[name]) > 0.0)
-    };
     assert!(differs(&plain, &mixed), "mixup changed nothing");
     assert!(!differs(&mixed, &again), "mixup is not reproducible");
     assert!(!differs(&mixed, &resumed), "a resumed mixup run differs");
@@ -563,24 +579,14 @@ fn originals_share_changes_the_training_reproducibly_resumes_and_needs_both_sour
     let data = dir.path().join("data");
     class_folders_of_two_sources(&data, 10);
     let run = |share: Option<f64>, stop_after: Option<usize>, name: &str| {
-        let mut args = tiny_args(&data, &dir.path().join(name));
-        args.regularisation.originals_share = share;
-        args.run.stop_after = stop_after;
-        if stop_after.is_some() {
-            train(&args).unwrap();
-            args.run.stop_after = None;
-            args.run.resume = true;
-        }
-        train(&args).unwrap();
-        model_tensors(&dir.path().join(name).join("model.safetensors"))
+        trained_tensors(&data, dir.path(), name, stop_after, |args| {
+            args.regularisation.originals_share = share
+        })
     };
     let plain = run(None, None, "plain");
     let shared = run(Some(0.75), None, "shared");
     let again = run(Some(0.75), None, "again");
     let resumed = run(Some(0.75), Some(1), "resumed");
-    let differs = |a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>| {
-        a.iter().any(|(name, t)| max_abs_diff(t, &b[name]) > 0.0)
-    };
     assert!(differs(&plain, &shared), "the share changed nothing");
     assert!(!differs(&shared, &again), "the share is not reproducible");
     assert!(!differs(&shared, &resumed), "a resumed run differs");
