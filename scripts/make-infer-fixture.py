@@ -4,7 +4,8 @@
 They stand in for a trained network: conv 3x3 -> ReLU -> global average pool -> Gemm ->
 Softmax, with input `image` [N, 3, size, size] (dynamic batch), outputs `logits` and
 `probabilities` [N, 2], opset 17, and a valid model card in `metadata_props["hands.card"]`
-exactly as hands-export writes it. Weights come from a fixed seed, so reruns give the same
+as hands-export wrote it before models were sealed (no `hands.seal_crc32`: hands-infer
+opens them with a warning, as any older export). Weights come from a fixed seed, so reruns give the same
 bytes.
 
     scripts/make-infer-fixture.py OUT.onnx [--size 32] [--card-size N] [--input-name image] [--no-card]

@@ -19,6 +19,7 @@ use hands_models::cost::network_cost;
 use hands_models::nn::model_file::{self, build_network, ModelFile};
 use hands_models::nn::network::Network;
 use hands_models::output::{ensure_not_input, OutputFile};
+use hands_models::seal::{Seal, SEAL_METADATA_KEY};
 use hands_models::ModelCard;
 use prost::Message;
 
@@ -327,14 +328,18 @@ fn measure_latency(
         .collect()
 }
 
-/// Stores `card` as the card of `model`, in place of the one the lowering stored.
+/// Stores `card` as the card of `model`, with its seal, in place of those the lowering stored.
 fn set_card(model: &mut ModelProto, card: &ModelCard) {
-    let entry = model
-        .metadata_props
-        .iter_mut()
-        .find(|entry| entry.key.as_deref() == Some(CARD_METADATA_KEY))
-        .expect("the lowering stores a card");
-    entry.value = Some(card.to_json());
+    let card_json = card.to_json();
+    let seal = Seal::of_card(&card_json).finish();
+    for (key, value) in [(CARD_METADATA_KEY, card_json), (SEAL_METADATA_KEY, seal)] {
+        let entry = model
+            .metadata_props
+            .iter_mut()
+            .find(|entry| entry.key.as_deref() == Some(key))
+            .expect("the lowering stores a card and its seal");
+        entry.value = Some(value);
+    }
 }
 
 /// Longest output base name, in bytes: `.NAME.card.json.XXXXXX.tmp` must fit the 255 bytes

@@ -20,6 +20,7 @@ use hands_models::nn::layers::BN_EPS;
 use hands_models::plan::{
     edge_scope, CellPlan, NetworkPlan, CLASSIFIER, PREPROCESS0, PREPROCESS1, STEM_BN, STEM_CONV,
 };
+use hands_models::seal::{Seal, SEAL_METADATA_KEY};
 use hands_models::{ModelCard, Op};
 
 use crate::fold::{fold_concat, fold_conv, BnAffine, FoldedConv};
@@ -223,10 +224,14 @@ pub fn lower(
         });
     }
     let card_json = card.to_json();
+    let seal = Seal::of_card(&card_json).finish();
     let model = crate::onnx::model(
         l.g.build(),
         options.opset,
-        &[(hands_models::card::CARD_METADATA_KEY, card_json.as_str())],
+        &[
+            (hands_models::card::CARD_METADATA_KEY, card_json.as_str()),
+            (SEAL_METADATA_KEY, seal.as_str()),
+        ],
     );
     Ok(Lowered {
         model,

@@ -49,7 +49,16 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    let args = Args::parse();
+    init_logging();
+    if let Err(e) = hands_models::interrupt::exit_on_signals(
+        "hands-export",
+        "the files of an earlier export are kept as they were",
+    ) {
+        eprintln!("hands-export: error: cannot handle signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hands-export: error: {e:#}");
@@ -164,4 +173,17 @@ fn image_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         anyhow::ensure!(meta.is_file(), "{}: not a regular file", file.display());
     }
     Ok(files)
+}
+
+/// Warnings (an unsealed model file, say) on stderr; `RUST_LOG` chooses more.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_target(false)
+        .init();
 }

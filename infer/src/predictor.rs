@@ -8,6 +8,7 @@ use hands_models::calibration::{threshold_for, CoveragePoint};
 use hands_models::card::{ModelCard, CARD_METADATA_KEY};
 use hands_models::graph::{argmax, INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME};
 use hands_models::preprocess;
+use hands_models::seal::{self, Seal, SealCheck, SEAL_METADATA_KEY};
 use image::DynamicImage;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
@@ -174,6 +175,8 @@ pub struct Predictor {
     min_confidence: Option<f32>,
     /// The point of the card's accuracy-coverage curve `target_accuracy` chose.
     coverage: Option<CoveragePoint>,
+    /// The CRC-32 of the model's bytes (8 hex digits).
+    identity: String,
 }
 
 /// The point of `card`'s accuracy-coverage curve with the lowest threshold whose accuracy is
@@ -309,6 +312,16 @@ impl Predictor {
             })?;
         let card =
             ModelCard::from_json(&card_json).map_err(|e| Error::model(name, e.to_string()))?;
+        let stored_seal = session
+            .metadata()
+            .map_err(ort_error)?
+            .custom(SEAL_METADATA_KEY);
+        let computed = Seal::of_card(&card_json).finish();
+        let checked =
+            seal::check(stored_seal.as_deref(), computed).map_err(|r| Error::model(name, r))?;
+        if checked == SealCheck::Unsealed {
+            tracing::warn!("{}", seal::unsealed_warning(name));
+        }
         let abstains = options.min_confidence.is_some() || options.target_accuracy.is_some();
         if abstains && card.labels.iter().any(|l| l == UNCERTAIN) {
             return Err(Error::model(
@@ -343,7 +356,14 @@ impl Predictor {
             library: runtime.library().to_path_buf(),
             min_confidence,
             coverage,
+            identity: format!("{:08x}", crc32fast::hash(bytes)),
         })
+    }
+
+    /// What tells this model's outputs from another's: the CRC-32 of the ONNX file's bytes,
+    /// as 8 hex digits (`hands-infer` writes it on every row).
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// The model card read from the file.

@@ -42,6 +42,17 @@ pub enum Error {
     /// A model file whose tensors do not fit the network.
     #[error("{0}")]
     Weights(String),
+    /// A run folder or output that another process is writing.
+    #[error("{path} is in use by {}; wait for it to end or stop it (its lock file is {lock})",
+            holder.map_or("another process".to_string(), |pid| format!("process {pid}")))]
+    Locked {
+        /// The run folder or output.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// The holder's process id, as it wrote it in the lock file.
+        holder: Option<u32>,
+    },
     /// A tensor the network needs is absent from the model file.
     #[error("{path}: missing tensor `{name}` (expected shape {expected:?}); the file does not hold this network")]
     MissingTensor {

@@ -8,12 +8,15 @@ pub mod device;
 mod error;
 pub mod genotype;
 pub mod graph;
+pub mod interrupt;
+pub mod lock;
 #[cfg(feature = "candle")]
 pub mod nn;
 pub mod ops;
 pub mod output;
 pub mod plan;
 pub mod preprocess;
+pub mod seal;
 
 pub use card::ModelCard;
 pub use error::Error;

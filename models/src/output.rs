@@ -5,12 +5,16 @@
 //! run starts (file identity, so a symlink or a `./x/../x` spelling is caught too), then
 //! [`write_atomic`] for a file written at once or [`OutputFile`] for one written as a stream.
 //! Both write a temporary file beside the target and rename it over the target only when
-//! everything was written, so a failed or killed run leaves the earlier file untouched.
+//! everything was written, so a failed or killed run leaves the earlier file untouched. The
+//! replaced file keeps its nature: a symlink is written through to the file it names, and
+//! an existing file's mode (and owner, where allowed) carry over to its replacement. The
+//! temporary file is removed if the program is interrupted (see [`crate::interrupt`]).
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::interrupt::RemoveOnInterrupt;
 use crate::Error;
 
 /// Refuses `output` when it is the same file or folder as one of `inputs` (compared by
@@ -83,10 +87,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 /// An output file written as a stream and committed at the end.
 ///
-/// A regular file (or a new path) is written to a hidden temporary file in the same folder,
-/// synced and renamed over `path` by [`OutputFile::commit`]; dropped without a commit, the
-/// temporary file is deleted and `path` keeps what it held. A path that exists and is not a
-/// regular file (`/dev/stdout`, a pipe) is written directly: there is nothing to replace.
+/// A regular file (or a new path) is written to a hidden temporary file in the folder of
+/// the file it names (through its symlinks), synced and renamed over that file by
+/// [`OutputFile::commit`]; dropped without a commit, the temporary file is deleted and the
+/// file keeps what it held. A path that exists and is not a regular file (`/dev/stdout`, a
+/// pipe) is written directly: there is nothing to replace.
 #[derive(Debug)]
 pub struct OutputFile {
     path: PathBuf,
@@ -95,7 +100,12 @@ pub struct OutputFile {
 
 #[derive(Debug)]
 enum Target {
-    Temporary(BufWriter<tempfile::NamedTempFile>),
+    Temporary {
+        writer: BufWriter<tempfile::NamedTempFile>,
+        /// The file renamed over: `path`, or the file its symlinks lead to.
+        real: PathBuf,
+        _registered: RemoveOnInterrupt,
+    },
     Direct(BufWriter<File>),
 }
 
@@ -110,7 +120,14 @@ impl OutputFile {
                 .map_err(|e| Error::io(path, e))?;
             Target::Direct(BufWriter::new(file))
         } else {
-            Target::Temporary(BufWriter::new(temporary_beside(path)?))
+            let real = follow_symlinks(path)?;
+            let temporary = temporary_beside(&real)?;
+            let registered = RemoveOnInterrupt::new(temporary.path());
+            Target::Temporary {
+                writer: BufWriter::new(temporary),
+                real,
+                _registered: registered,
+            }
         };
         Ok(OutputFile {
             path: path.to_path_buf(),
@@ -128,13 +145,17 @@ impl OutputFile {
         let path = self.path;
         match self.target {
             Target::Direct(mut writer) => writer.flush().map_err(|e| Error::io(&path, e)),
-            Target::Temporary(writer) => {
+            Target::Temporary {
+                writer,
+                real,
+                _registered,
+            } => {
                 let tmp = writer
                     .into_inner()
                     .map_err(|e| Error::io(&path, e.into_error()))?;
                 tmp.as_file().sync_all().map_err(|e| Error::io(&path, e))?;
-                tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-                sync_parent(&path);
+                tmp.persist(&real).map_err(|e| Error::io(&path, e.error))?;
+                sync_parent(&real);
                 Ok(())
             }
         }
@@ -144,21 +165,47 @@ impl OutputFile {
 impl Write for OutputFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.target {
-            Target::Temporary(w) => w.write(buf),
+            Target::Temporary { writer, .. } => writer.write(buf),
             Target::Direct(w) => w.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.target {
-            Target::Temporary(w) => w.flush(),
+            Target::Temporary { writer, .. } => writer.flush(),
             Target::Direct(w) => w.flush(),
         }
     }
 }
 
-/// A hidden temporary file in `path`'s folder (`.NAME.XXXXXX.tmp`), mode 0644 like an
-/// ordinary output rather than tempfile's private 0600.
+/// How many symlinks a path may go through before it is refused, as Linux's `ELOOP`.
+const MAX_SYMLINKS: usize = 40;
+
+/// The path a write to `path` lands on: `path` itself, or the file its symlinks lead to
+/// (which need not exist yet).
+fn follow_symlinks(path: &Path) -> Result<PathBuf, Error> {
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_SYMLINKS {
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = std::fs::read_link(&current).map_err(|e| Error::io(&current, e))?;
+                current = match current.parent() {
+                    Some(parent) => parent.join(target),
+                    None => target,
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(Error::io(
+        path,
+        io::Error::other(format!("more than {MAX_SYMLINKS} symlinks to follow")),
+    ))
+}
+
+/// A hidden temporary file in `path`'s folder (`.NAME.XXXXXX.tmp`) with the mode (and,
+/// where allowed, the owner) of the file at `path`, or mode 0644 like an ordinary output
+/// (rather than tempfile's private 0600) when there is none.
 fn temporary_beside(path: &Path) -> Result<tempfile::NamedTempFile, Error> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -174,9 +221,24 @@ fn temporary_beside(path: &Path) -> Result<tempfile::NamedTempFile, Error> {
     let prefix = format!(".{name}.");
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix).suffix(".tmp");
+    let existing = std::fs::metadata(path).ok().filter(|m| m.is_file());
     #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = existing
+            .as_ref()
+            .map_or(0o644, |m| m.permissions().mode() & 0o7777);
+        builder.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    let temporary = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+    #[cfg(unix)]
+    if let Some(meta) = &existing {
+        use std::os::unix::fs::MetadataExt;
+        // Only root (or the owner, for the group) may change these: otherwise the new file
+        // is the writer's, as any file it creates.
+        let _ = std::os::unix::fs::fchown(temporary.as_file(), Some(meta.uid()), Some(meta.gid()));
+    }
+    Ok(temporary)
 }
 
 /// Syncs the folder holding `path` so that the rename itself is durable (best effort: not
@@ -247,6 +309,38 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         write_atomic(&path, b"whole").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_replaced_file_keeps_its_mode_and_a_symlink_keeps_pointing_at_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("private.csv");
+        std::fs::write(&real, b"old").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link.csv");
+        std::os::unix::fs::symlink("private.csv", &link).unwrap();
+
+        write_atomic(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+        let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+
+        // A new file is an ordinary 0644 output, and a dangling link creates its target.
+        let dangling = dir.path().join("dangling.csv");
+        std::os::unix::fs::symlink("made.csv", &dangling).unwrap();
+        write_atomic(&dangling, b"rows").unwrap();
+        let made = dir.path().join("made.csv");
+        assert_eq!(std::fs::read(&made).unwrap(), b"rows");
+        let mode = std::fs::metadata(&made).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        // Nothing else was left in the folder.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use hands_models::nn::model_file;
+use hands_models::seal::Seal;
 use serde::Serialize;
 
 /// Metadata key of the run state JSON in a checkpoint.
@@ -94,7 +95,8 @@ pub fn load(
     })?;
     let parsed = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| CheckpointError::format(path, format!("not a valid safetensors file: {e}")))?;
-    let actual = format!("{:08x}", checksum(parsed.tensors()));
+    let tensors = parsed.tensors();
+    let actual = checksum(tensors.iter().map(|(name, view)| (name.as_str(), view)));
     if *stored != actual {
         return Err(CheckpointError::format(
             path,
@@ -128,8 +130,8 @@ fn write_safetensors(
 ) -> Result<(), CheckpointError> {
     let cpu = model_file::serializable(tensors).map_err(|e| CheckpointError::format(path, e))?;
     if with_checksum {
-        let crc = checksum(cpu.iter().map(|(name, t)| (name.to_string(), t)));
-        metadata.insert(CHECKSUM_METADATA_KEY.to_string(), format!("{crc:08x}"));
+        let crc = checksum(cpu.iter().map(|(name, t)| (*name, t)));
+        metadata.insert(CHECKSUM_METADATA_KEY.to_string(), crc);
     }
     let bytes = safetensors::serialize(cpu, Some(metadata))
         .map_err(|e| CheckpointError::format(path, e))?;
@@ -137,22 +139,12 @@ fn write_safetensors(
     Ok(())
 }
 
-/// CRC-32 of tensors in name order: each one's name, dtype, shape and little-endian bytes.
-fn checksum<V: safetensors::View>(tensors: impl IntoIterator<Item = (String, V)>) -> u32 {
-    let mut tensors: Vec<(String, V)> = tensors.into_iter().collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut hasher = crc32fast::Hasher::new();
-    for (name, view) in &tensors {
-        hasher.update(&(name.len() as u64).to_le_bytes());
-        hasher.update(name.as_bytes());
-        hasher.update(format!("{:?}", view.dtype()).as_bytes());
-        hasher.update(&(view.shape().len() as u64).to_le_bytes());
-        for &dim in view.shape() {
-            hasher.update(&(dim as u64).to_le_bytes());
-        }
-        hasher.update(&view.data());
-    }
-    hasher.finalize()
+/// CRC-32 of tensors in name order: each one's name, dtype, shape and little-endian bytes
+/// (a model file's seal without the card, see [`hands_models::seal`]).
+fn checksum<'a, V: safetensors::View>(tensors: impl IntoIterator<Item = (&'a str, V)>) -> String {
+    let mut seal = Seal::default();
+    model_file::seal_tensors(&mut seal, tensors);
+    seal.finish()
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use hands_models::card::{CrossValidation, MeanStd, SourceFigures};
+use hands_models::lock::RunLock;
 use hands_models::Genotype;
 use serde::{Deserialize, Serialize};
 
@@ -335,6 +336,7 @@ pub fn run_cv(args: &CvArgs) -> Result<()> {
 pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     let out = cli.out_dir();
     let run = RunDir::new(&out);
+    let _lock = RunLock::folder(run.path())?;
     let args = open_config(cli, &run)?;
     let genotypes = checked_genotypes(&args)?;
     let dataset = Dataset::load(&args.train.data.path, &args.train.data.aspect)?;
@@ -350,6 +352,7 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
         for (fold, split) in splits.iter().enumerate() {
             let fold_run = RunDir::new(out.join(slug(genotype))).fold_run(fold);
             if let Some(result) = FoldResult::read(&fold_run)? {
+                check_fold_settings(&fold_run, &fold_args(&args, genotype, split, &fold_run))?;
                 let test = split.0.test.indices(&dataset);
                 results.push(result.with_sources(&dataset, &test, &fold_run)?);
                 continue;
@@ -605,16 +608,8 @@ fn train_fold(
     device: &candle_core::Device,
 ) -> Result<FoldResult> {
     let dir = fold_run.path();
-    let (split, split_path) = data.split;
-    let mut fold_args = args.train.clone();
-    fold_args.genotype = genotype.to_string();
-    fold_args.split_file = Some(split_path.clone());
-    fold_args.run.seed = args.training_seed();
-    fold_args.run.out = Some(dir.to_path_buf());
-    fold_args.run.resume = fold_run.checkpoint().is_file();
-    fold_args.run.extend_epochs = false;
-    fold_args.run.explicit = None;
-    let outcome = train(&fold_args)?;
+    let split = &data.split.0;
+    let outcome = train(&fold_args(args, genotype, data.split, fold_run))?;
     let metrics = outcome
         .metrics
         .with_context(|| format!("{}: the training did not finish", dir.display()))?;
@@ -642,6 +637,49 @@ fn train_fold(
         data.fold, result.plain.mean_class_accuracy, result.flip.mean_class_accuracy
     );
     Ok(result)
+}
+
+/// The settings fold `fold_run` of `genotype` trains with: the cross-validation's, on the
+/// fold's split, resumed when the fold has a checkpoint.
+fn fold_args(
+    args: &CvArgs,
+    genotype: &str,
+    (_, split_path): &(Split, PathBuf),
+    fold_run: &RunDir,
+) -> TrainArgs {
+    let mut fold_args = args.train.clone();
+    fold_args.genotype = genotype.to_string();
+    fold_args.split_file = Some(split_path.clone());
+    fold_args.run.seed = args.training_seed();
+    fold_args.run.out = Some(fold_run.path().to_path_buf());
+    fold_args.run.resume = fold_run.checkpoint().is_file();
+    fold_args.run.extend_epochs = false;
+    fold_args.run.explicit = None;
+    fold_args
+}
+
+/// Refuses a finished fold whose training ran under settings other than `given`: its
+/// result is not this cross-validation's.
+fn check_fold_settings(fold_run: &RunDir, given: &TrainArgs) -> Result<()> {
+    let path = fold_run.config();
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let stored: TrainArgs = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not the settings of a training run", path.display()))?;
+    let changes = changed_settings(&stored, given, None, &resume::PER_INVOCATION)?;
+    if !changes.is_empty() {
+        bail!(
+            "{} was trained under other settings than this cross-validation's ({}); its \
+             result is not reused: remove the folder to train the fold again",
+            fold_run.path().display(),
+            changes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    Ok(())
 }
 
 impl FoldResult {

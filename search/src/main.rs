@@ -1,5 +1,7 @@
 //! `hands-search`: architecture search, training and evaluation on hand photographs.
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Subcommand};
@@ -69,7 +71,27 @@ fn explicit_settings(matches: &ArgMatches) -> Option<Vec<String>> {
     )
 }
 
-fn main() -> Result<()> {
+/// Runs the subcommand; errors are one line on stderr (the cause chain joined by `: `)
+/// and exit status 1.
+fn main() -> ExitCode {
+    init_logging();
+    if let Err(e) = hands_models::interrupt::exit_on_signals(
+        "hands-search",
+        "files written before are kept; a run goes on from its last checkpoint with --resume",
+    ) {
+        eprintln!("hands-search: error: cannot handle signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hands-search: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let command = Cli::command();
     let argv = complete_resume(&command, std::env::args_os().collect())?;
     let matches = command.get_matches_from(argv);
@@ -105,4 +127,17 @@ fn main() -> Result<()> {
         Command::Plot(args) => run_plot(args),
         Command::Cost(args) => run_cost(args),
     }
+}
+
+/// Warnings (an unsealed model file, say) on stderr; `RUST_LOG` chooses more.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_target(false)
+        .init();
 }

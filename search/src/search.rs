@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
+use hands_models::lock::RunLock;
 use hands_models::{Genotype, Op};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -98,6 +99,7 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("runs/search-{}", args.algo.as_arg()))),
     );
+    let _lock = RunLock::folder(run.path())?;
     let device = open_device(args.run.device)?;
     let (mut state, mut tensors) = open_state(args, &run, &device)?;
     let args = state.args.clone();

@@ -18,6 +18,7 @@ use hands_models::card::{
     CARD_SCHEMA_VERSION,
 };
 use hands_models::cost::network_cost;
+use hands_models::lock::RunLock;
 use hands_models::nn::model_file;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::plan::{is_under, AUXILIARY};
@@ -193,6 +194,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
 /// Trains as `hands-search train` does and returns what it produced.
 pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
     let run = RunDir::new(cli.out_dir());
+    let _lock = RunLock::folder(run.path())?;
     let device = open_device(cli.run.device)?;
     let (mut state, tensors) = open_state(cli, &run, &device)?;
     let args = state.args.clone();

@@ -13,6 +13,7 @@ use candle_nn::{VarBuilder, VarMap};
 use super::network::{Network, NetworkConfig};
 use crate::card::{ModelCard, CARD_METADATA_KEY};
 use crate::plan::{is_under, NETWORK_SCOPES};
+use crate::seal::{self, Seal, SealCheck, SEAL_METADATA_KEY};
 use crate::Error;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -48,6 +49,11 @@ impl ModelFile {
         let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| model_err(format!("not a safetensors file: {e}")))?;
         let card = ModelCard::from_metadata(metadata.metadata().as_ref(), path)?;
+        check_seal(
+            &bytes,
+            metadata.metadata().as_ref().unwrap_or(&HashMap::new()),
+            path,
+        )?;
         let loaded = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .map_err(|e| model_err(format!("cannot read tensors: {e}")))?;
 
@@ -169,12 +175,58 @@ pub fn build_network(
 }
 
 /// The bytes of a model file: `tensors` (brought to the CPU, contiguous) with `card`, which
-/// is validated first, in the metadata under [`CARD_METADATA_KEY`].
+/// is validated first, in the metadata under [`CARD_METADATA_KEY`], sealed (see
+/// [`crate::seal`]).
 pub fn serialize(tensors: &[(String, Tensor)], card: &ModelCard) -> Result<Vec<u8>> {
     card.validate()?;
-    let metadata = HashMap::from([(CARD_METADATA_KEY.to_string(), card.to_json())]);
-    safetensors::serialize(serializable(tensors)?, Some(metadata))
+    let card_json = card.to_json();
+    let cpu = serializable(tensors)?;
+    let mut seal = Seal::of_card(&card_json);
+    seal_tensors(&mut seal, cpu.iter().map(|(name, t)| (*name, t)));
+    let metadata = HashMap::from([
+        (CARD_METADATA_KEY.to_string(), card_json),
+        (SEAL_METADATA_KEY.to_string(), seal.finish()),
+    ]);
+    safetensors::serialize(cpu, Some(metadata))
         .map_err(|e| Error::Weights(format!("cannot serialise the tensors: {e}")))
+}
+
+/// Adds `tensors` to `seal` in name order (each one's name, dtype, shape and bytes).
+pub fn seal_tensors<'a, V: safetensors::View>(
+    seal: &mut Seal,
+    tensors: impl IntoIterator<Item = (&'a str, V)>,
+) {
+    let mut tensors: Vec<(&str, V)> = tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, view) in &tensors {
+        let dtype = format!("{:?}", view.dtype());
+        seal.tensor(name, &dtype, view.shape(), &view.data());
+    }
+}
+
+/// Checks the seal of the model file `bytes` (read from `path`, whose `__metadata__` is
+/// `metadata`); warns when it has none.
+fn check_seal(bytes: &[u8], metadata: &HashMap<String, String>, path: &Path) -> Result<()> {
+    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::ModelFile {
+        path: path.to_path_buf(),
+        reason: format!("not a safetensors file: {e}"),
+    })?;
+    let card_json = metadata.get(CARD_METADATA_KEY).map_or("", String::as_str);
+    let mut seal = Seal::of_card(card_json);
+    let tensors = file.tensors();
+    seal_tensors(
+        &mut seal,
+        tensors.iter().map(|(name, view)| (name.as_str(), view)),
+    );
+    let stored = metadata.get(SEAL_METADATA_KEY).map(String::as_str);
+    let checked = seal::check(stored, seal.finish()).map_err(|reason| Error::ModelFile {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    if checked == SealCheck::Unsealed {
+        tracing::warn!("{}", seal::unsealed_warning(path));
+    }
+    Ok(())
 }
 
 /// `tensors` ready for `safetensors::serialize`: names checked unique, each tensor on the

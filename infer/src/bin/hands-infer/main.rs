@@ -14,6 +14,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use hands_infer::pipeline::Outcome;
 use hands_infer::{explain, files, pipeline, DeviceChoice, Options, Prediction, Predictor};
+use hands_models::lock::RunLock;
 use hands_models::output::{ensure_not_input, write_atomic, InputSet, OutputFile};
 use hands_models::preprocess;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -25,8 +26,9 @@ use output::{Format, RowWriter};
 ///
 /// Writes one row per image (path, label, probability of each label, or the error that kept
 /// it from being predicted) and a summary on stderr. Exit status: 0 when every image was
-/// predicted, 1 when some could not be, 2 when the run could not start or stopped. A reader
-/// that closes the pipe early (e.g. `| head`) ends the run quietly with the status so far.
+/// predicted, 1 when some could not be, 2 when the run could not start or stopped (a reader
+/// that closes the output early, e.g. `| head`, stops it), 128 + N when signal N stopped it
+/// (SIGINT, SIGTERM, SIGHUP; an unfinished --output is removed, nothing else is touched).
 ///
 /// Paths are written losslessly in both formats: a byte that is not valid UTF-8 is written
 /// as `\xNN` (two hex digits) and a backslash as `\\`; every other character as it is.
@@ -134,14 +136,30 @@ fn parse_target_accuracy(s: &str) -> Result<f64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet);
+    if let Err(e) = hands_models::interrupt::exit_on_signals(
+        "hands-infer",
+        "an --output file keeps what it held, a --resume file the rows written so far",
+    ) {
+        eprintln!("hands-infer: error: cannot handle signals: {e}");
+        return ExitCode::from(2);
+    }
     match run(&cli) {
-        Ok(0) => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
+        Ok(Delivered::All { failures: 0 }) => ExitCode::SUCCESS,
+        Ok(Delivered::All { .. }) => ExitCode::from(1),
+        Ok(Delivered::Cut) => ExitCode::from(2),
         Err(e) => {
             eprintln!("hands-infer: error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// What a run delivered.
+enum Delivered {
+    /// A row for every image; `failures` of them errors.
+    All { failures: usize },
+    /// The output was closed before the last row (the summary says so).
+    Cut,
 }
 
 fn init_logging(quiet: bool) {
@@ -157,8 +175,8 @@ fn init_logging(quiet: bool) {
         .init();
 }
 
-/// Runs the command; returns the number of images that failed.
-fn run(cli: &Cli) -> anyhow::Result<usize> {
+/// Runs the command; returns what it delivered.
+fn run(cli: &Cli) -> anyhow::Result<Delivered> {
     let threads = cli.threads.map(|t| t as usize).unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -194,7 +212,7 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
             images as f64 / seconds,
             size = predictor.input_size()
         );
-        return Ok(failures);
+        return Ok(Delivered::All { failures });
     }
 
     if cli.network_only {
@@ -207,11 +225,24 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
             run.seconds,
             run.images as f64 / run.seconds
         );
-        return Ok(run.failures);
+        return Ok(Delivered::All {
+            failures: run.failures,
+        });
     }
 
     let explainer = match &cli.explain {
-        Some(dir) => Some(Explainer::new(dir, &cli.paths, &collected.files)?),
+        Some(dir) => {
+            let before = collected.files.len();
+            collected.files.retain(|f| !is_explanation_in(f, dir));
+            let earlier = before - collected.files.len();
+            if earlier > 0 {
+                tracing::info!(
+                    "left out {earlier} explanations in {} (outputs of an earlier run, not photos)",
+                    dir.display()
+                );
+            }
+            Some(Explainer::new(dir, &cli.paths, &collected.files)?)
+        }
         None => None,
     };
     let mut groups = match (&cli.group_by, &cli.groups) {
@@ -250,7 +281,13 @@ fn run(cli: &Cli) -> anyhow::Result<usize> {
         "{}",
         summary(cli, &predictor, &collected, counts, resumed, start, threads)
     );
-    Ok(counts.failures)
+    Ok(if counts.output_closed {
+        Delivered::Cut
+    } else {
+        Delivered::All {
+            failures: counts.failures,
+        }
+    })
 }
 
 /// The image files the arguments name; refused when there is none (and no folder failed).
@@ -286,11 +323,13 @@ fn predict_to_output(
     groups: &mut Option<Groups>,
 ) -> anyhow::Result<(Counts, usize)> {
     let mut resumed = 0;
+    let model = predictor.identity();
     let counts = match (&cli.output, &cli.resume) {
         (Some(path), _) => {
             refuse_inputs(path, &cli.paths, &collected.files, predictor)?;
+            let _lock = lock_output(path)?;
             let file = OutputFile::create(path)?;
-            let rows = RowWriter::new(cli.format, file, predictor.labels(), false)?;
+            let rows = RowWriter::new(cli.format, file, predictor.labels(), model, false)?;
             let (counts, file) =
                 write_rows(cli, predictor, collected, pool, rows, explainer, groups)?;
             if let Some(file) = file {
@@ -300,12 +339,19 @@ fn predict_to_output(
         }
         (None, Some(path)) => {
             refuse_inputs(path, &cli.paths, &collected.files, predictor)?;
-            let earlier = resume::open(path, cli.format, predictor.labels())?;
+            let _lock = lock_output(path)?;
+            let earlier = resume::open(path, cli.format, predictor.labels(), model)?;
             let before = collected.files.len();
             collected.files.retain(|f| !earlier.done.contains(f));
             resumed = before - collected.files.len();
             let out = BufWriter::new(earlier.file);
-            let rows = RowWriter::new(earlier.format, out, predictor.labels(), earlier.continued)?;
+            let rows = RowWriter::new(
+                earlier.format,
+                out,
+                predictor.labels(),
+                model,
+                earlier.continued,
+            )?;
             let (counts, out) =
                 write_rows(cli, predictor, collected, pool, rows, explainer, groups)?;
             if let Some(out) = out {
@@ -318,11 +364,20 @@ fn predict_to_output(
         }
         (None, None) => {
             let stdout = BufWriter::new(std::io::stdout().lock());
-            let rows = RowWriter::new(cli.format, stdout, predictor.labels(), false)?;
+            let rows = RowWriter::new(cli.format, stdout, predictor.labels(), model, false)?;
             write_rows(cli, predictor, collected, pool, rows, explainer, groups)?.0
         }
     };
     Ok((counts, resumed))
+}
+
+/// Holds the lock of the output file `path` for the run (a second hands-infer writing it is
+/// refused, naming this one); a pipe or device needs none.
+fn lock_output(path: &Path) -> anyhow::Result<Option<RunLock>> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Ok(None);
+    }
+    Ok(Some(RunLock::file(path)?))
 }
 
 /// The closing line: images, failures, abstentions, rate, provider and what was skipped.
@@ -340,7 +395,7 @@ fn summary(
     if counts.output_closed {
         // Rows past the closing were neither predicted nor written: no rate to report.
         return format!(
-            "hands-infer: stopped after {seconds:.2} s: the reader closed the output before the last of {images} images"
+            "hands-infer: error: the output was closed before the last of {images} rows: the run stopped after {seconds:.2} s, incomplete"
         );
     }
     let mut skipped = String::new();
@@ -427,7 +482,13 @@ fn write_rows<W: Write>(
     let progress = progress_bar(collected.files.len() as u64, cli.quiet);
     let mut counts = Counts::default();
     let mut write_error = None;
-    let mut sink = |outcome: Outcome| {
+    let mut sink = |mut outcome: Outcome| {
+        if let (Some(explainer), Ok(prediction)) = (explainer, &outcome.result) {
+            // An explanation that cannot be written fails its image, not the run.
+            if let Err(e) = explainer.explain(predictor, &outcome.path, prediction) {
+                outcome.result = Err(e);
+            }
+        }
         if let Some(groups) = groups.as_mut() {
             groups.add(&outcome);
         }
@@ -436,15 +497,7 @@ fn write_rows<W: Write>(
                 counts.failures += 1;
                 progress.suspend(|| tracing::warn!("{}", describe_error(&outcome.path, e)));
             }
-            Ok(prediction) => {
-                counts.uncertain += usize::from(!prediction.confident);
-                if let Some(explainer) = explainer {
-                    if let Err(e) = explainer.explain(predictor, &outcome.path, prediction) {
-                        write_error = Some(e);
-                        return ControlFlow::Break(());
-                    }
-                }
-            }
+            Ok(prediction) => counts.uncertain += usize::from(!prediction.confident),
         }
         progress.inc(1);
         match writer.write(&outcome) {
@@ -487,6 +540,26 @@ fn write_rows<W: Write>(
     }
 }
 
+/// The end of an explanation's file name.
+const EXPLANATION_SUFFIX: &str = ".explain.png";
+
+/// Whether `path` is an explanation that `--explain DIR` writes (an earlier run's, among
+/// the images listed, is an output of hands-infer, not a photo).
+fn is_explanation_in(path: &Path, dir: &Path) -> bool {
+    let named = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with(EXPLANATION_SUFFIX));
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    named
+        && matches!(
+            (std::fs::canonicalize(parent), std::fs::canonicalize(dir)),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
 /// `--explain DIR`: one PNG per predicted image, never over one of the run's inputs.
 struct Explainer {
     dir: PathBuf,
@@ -507,13 +580,14 @@ impl Explainer {
         })
     }
 
-    /// Writes the explanation of `prediction` for the image at `path`.
+    /// Writes the explanation of `prediction` for the image at `path`; an error names the
+    /// explanation file and what kept it from being written.
     fn explain(
         &self,
         predictor: &Predictor,
         path: &Path,
         prediction: &Prediction,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), hands_infer::Error> {
         let bytes = preprocess::read_image_file(path)?;
         let input = predictor.preprocess_bytes(&bytes, path)?;
         let explanation = predictor.explain(&input)?;
@@ -521,13 +595,26 @@ impl Explainer {
         let photo = preprocess::decode_oriented(&bytes, u32::MAX, path)?;
         let painted = explain::overlay(&photo, &explanation);
         let target = self.dir.join(self.file_name(path));
-        self.inputs.ensure_not_input(&target)?;
+        let failed = |reason: String| {
+            hands_infer::Error::Image(hands_models::Error::Image {
+                path: target.clone(),
+                reason: format!(
+                    "cannot write the explanation of {}: {reason}",
+                    path.display()
+                ),
+            })
+        };
+        self.inputs
+            .ensure_not_input(&target)
+            .map_err(|e| failed(e.to_string()))?;
         let mut png = Vec::new();
         painted
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .with_context(|| format!("cannot encode {}", target.display()))?;
-        write_atomic(&target, &png)?;
-        Ok(())
+            .map_err(|e| failed(e.to_string()))?;
+        write_atomic(&target, &png).map_err(|e| match e {
+            hands_models::Error::Io { error, .. } => failed(error.to_string()),
+            other => failed(other.to_string()),
+        })
     }
 
     /// `NAME.explain.png` for an image named NAME, `NAME.K.explain.png` for the K-th image
@@ -541,7 +628,7 @@ impl Explainer {
             if k > 1 {
                 candidate.push(format!(".{k}"));
             }
-            candidate.push(".explain.png");
+            candidate.push(EXPLANATION_SUFFIX);
             if names.insert(candidate.clone()) {
                 return candidate;
             }

@@ -9,34 +9,41 @@ use hands_infer::pipeline::Outcome;
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// `path,label,p_<label>...,error` with a header row.
+    /// `path,label,p_<label>...,error,model` with a header row.
     Csv,
-    /// One JSON object per line: `{"path", "label", "probabilities": {label: p}}` or
-    /// `{"path", "error"}`.
+    /// One JSON object per line: `{"path", "label", "probabilities": {label: p}, "model"}`
+    /// or `{"path", "error", "model"}`.
     Jsonl,
 }
 
-/// Writes outcomes in one format into `W`.
+/// Writes outcomes in one format into `W`; every row names the model that wrote it (its
+/// [`identity`](hands_infer::Predictor::identity)).
 pub enum RowWriter<W: Write> {
     /// CSV, with the number of labels.
-    Csv(Box<csv::Writer<W>>, usize),
+    Csv(Box<csv::Writer<W>>, usize, String),
     /// JSON lines.
-    Jsonl(W, Vec<String>),
+    Jsonl(W, Vec<String>, String),
 }
 
 impl<W: Write> RowWriter<W> {
-    /// A writer for `labels`; CSV writes its header now unless `continued` (the rows go on
-    /// an earlier output that has it).
-    pub fn new(format: Format, out: W, labels: &[String], continued: bool) -> anyhow::Result<Self> {
+    /// A writer for the model `model` with `labels`; CSV writes its header now unless
+    /// `continued` (the rows go on an earlier output that has it).
+    pub fn new(
+        format: Format,
+        out: W,
+        labels: &[String],
+        model: &str,
+        continued: bool,
+    ) -> anyhow::Result<Self> {
         Ok(match format {
             Format::Csv => {
                 let mut writer = csv::Writer::from_writer(out);
                 if !continued {
                     writer.write_record(csv_header(labels))?;
                 }
-                RowWriter::Csv(Box::new(writer), labels.len())
+                RowWriter::Csv(Box::new(writer), labels.len(), model.to_string())
             }
-            Format::Jsonl => RowWriter::Jsonl(out, labels.to_vec()),
+            Format::Jsonl => RowWriter::Jsonl(out, labels.to_vec(), model.to_string()),
         })
     }
 
@@ -44,7 +51,7 @@ impl<W: Write> RowWriter<W> {
     pub fn write(&mut self, outcome: &Outcome) -> anyhow::Result<()> {
         let path = path_text(&outcome.path);
         match self {
-            RowWriter::Csv(writer, labels) => {
+            RowWriter::Csv(writer, labels, model) => {
                 let mut record = vec![path];
                 match &outcome.result {
                     Ok(p) => {
@@ -57,9 +64,10 @@ impl<W: Write> RowWriter<W> {
                         record.push(e.to_string());
                     }
                 }
+                record.push(model.clone());
                 writer.write_record(&record)?;
             }
-            RowWriter::Jsonl(out, labels) => {
+            RowWriter::Jsonl(out, labels, model) => {
                 let value = match &outcome.result {
                     Ok(p) => {
                         let probabilities: serde_json::Map<String, serde_json::Value> = labels
@@ -71,9 +79,14 @@ impl<W: Write> RowWriter<W> {
                             "path": path,
                             "label": p.label,
                             "probabilities": probabilities,
+                            "model": model,
                         })
                     }
-                    Err(e) => serde_json::json!({ "path": path, "error": e.to_string() }),
+                    Err(e) => serde_json::json!({
+                        "path": path,
+                        "error": e.to_string(),
+                        "model": model,
+                    }),
                 };
                 // Serialised first, so that a failed write is a plain I/O error.
                 let mut line = serde_json::to_vec(&value)?;
@@ -87,8 +100,8 @@ impl<W: Write> RowWriter<W> {
     /// Flushes buffered rows and hands back the output.
     pub fn finish(self) -> anyhow::Result<W> {
         Ok(match self {
-            RowWriter::Csv(writer, _) => writer.into_inner().map_err(|e| e.into_error())?,
-            RowWriter::Jsonl(mut out, _) => {
+            RowWriter::Csv(writer, ..) => writer.into_inner().map_err(|e| e.into_error())?,
+            RowWriter::Jsonl(mut out, ..) => {
                 out.flush()?;
                 out
             }
@@ -96,11 +109,12 @@ impl<W: Write> RowWriter<W> {
     }
 }
 
-/// The CSV header for `labels`: `path,label,p_<label>...,error`.
+/// The CSV header for `labels`: `path,label,p_<label>...,error,model`.
 pub fn csv_header(labels: &[String]) -> Vec<String> {
     let mut header = vec!["path".to_string(), "label".to_string()];
     header.extend(labels.iter().map(|l| format!("p_{l}")));
     header.push("error".into());
+    header.push("model".into());
     header
 }
 

@@ -26,11 +26,17 @@ pub struct Resumed {
     pub file: File,
 }
 
-/// Reads the rows of `path` (an output of hands-infer for a model with `labels`), drops a
-/// last row cut short by the earlier run's end (said on stderr), and opens it to append.
-/// An empty file starts afresh in `format`; a file without one complete row, or whose rows
-/// are not this model's output, is refused untouched.
-pub fn open(path: &Path, format: Format, labels: &[String]) -> anyhow::Result<Resumed> {
+/// Reads the rows of `path` (an output of hands-infer for the model `model` with `labels`),
+/// drops a last row cut short by the earlier run's end (said on stderr), and opens it to
+/// append. An empty file starts afresh in `format`; a file without one complete row, or
+/// whose rows are not this model's output (another header, another model's rows, rows
+/// that are not hands-infer's), is refused untouched.
+pub fn open(
+    path: &Path,
+    format: Format,
+    labels: &[String],
+    model: &str,
+) -> anyhow::Result<Resumed> {
     let metadata =
         std::fs::metadata(path).with_context(|| format!("--resume {}", path.display()))?;
     if !metadata.is_file() {
@@ -50,8 +56,7 @@ pub fn open(path: &Path, format: Format, labels: &[String]) -> anyhow::Result<Re
     File::open(path)
         .and_then(|f| f.take(MAX_RESUME_BYTES).read_to_end(&mut bytes))
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    if complete == 0 && !bytes.is_empty() {
+    if !bytes.is_empty() && !bytes.contains(&b'\n') {
         // Not even a header: nothing here shows it is an output, so it is left alone.
         bail!(
             "--resume {}: {} bytes without one complete row; not an output of hands-infer (an empty file starts afresh)",
@@ -59,81 +64,157 @@ pub fn open(path: &Path, format: Format, labels: &[String]) -> anyhow::Result<Re
             bytes.len()
         );
     }
-    let (format, done) = if complete == 0 {
-        (format, HashSet::new())
+    let (format, rows) = if bytes.is_empty() {
+        (format, Rows::default())
     } else {
-        let rows = &bytes[..complete];
-        let format = if rows.starts_with(b"{") {
+        let format = if bytes.starts_with(b"{") {
             Format::Jsonl
         } else {
             Format::Csv
         };
-        let done = match format {
-            Format::Csv => csv_paths(rows, labels),
-            Format::Jsonl => jsonl_paths(rows),
+        let rows = match format {
+            Format::Csv => csv_rows(&bytes, labels, model),
+            Format::Jsonl => jsonl_rows(&bytes, labels, model),
         }
         .with_context(|| format!("--resume {}: not an output of this model", path.display()))?;
-        (format, done)
+        (format, rows)
     };
     let file = std::fs::OpenOptions::new()
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open {} to append", path.display()))?;
-    if complete < bytes.len() {
+    if rows.complete < bytes.len() {
         eprintln!(
             "hands-infer: {}: dropped a last row cut short ({} bytes); its image is predicted again",
             path.display(),
-            bytes.len() - complete
+            bytes.len() - rows.complete
         );
-        file.set_len(complete as u64)
+        file.set_len(rows.complete as u64)
             .with_context(|| format!("cannot cut {} to its complete rows", path.display()))?;
     }
     Ok(Resumed {
         format,
-        continued: complete > 0,
-        done,
+        continued: rows.complete > 0,
+        done: rows.done,
         file,
     })
 }
 
-/// The paths of a CSV output whose header is this model's.
-fn csv_paths(rows: &[u8], labels: &[String]) -> anyhow::Result<HashSet<PathBuf>> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(rows);
-    let header: Vec<String> = reader
-        .headers()
-        .context("no CSV header")?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let expected = csv_header(labels);
-    if header != expected {
-        bail!(
-            "its header is `{}`, this model writes `{}`",
-            header.join(","),
-            expected.join(",")
-        );
-    }
-    let mut done = HashSet::new();
-    for (line, record) in reader.records().enumerate() {
-        let record = record.with_context(|| format!("row {}", line + 1))?;
-        done.insert(row_path(&record[0], line + 1)?);
-    }
-    Ok(done)
+/// What an earlier output holds: the paths with a row, and the length of its complete rows
+/// (the header included).
+#[derive(Debug, Default)]
+struct Rows {
+    done: HashSet<PathBuf>,
+    complete: usize,
 }
 
-/// The paths of a JSON-lines output.
-fn jsonl_paths(rows: &[u8]) -> anyhow::Result<HashSet<PathBuf>> {
-    let text = std::str::from_utf8(rows).context("not UTF-8 text")?;
+/// The rows of a CSV output whose header is this model's and whose rows name `model`. A
+/// last row is complete when it reads back to exactly its bytes, newline included (a row
+/// cut inside a quoted file name, even just after a newline in it, is not).
+fn csv_rows(bytes: &[u8], labels: &[String], model: &str) -> anyhow::Result<Rows> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(bytes);
+    let expected = csv_header(labels);
+    let mut record = csv::ByteRecord::new();
+    let mut rows = Rows::default();
+    let mut line = 0;
+    loop {
+        let start = reader.position().byte() as usize;
+        if !reader.read_byte_record(&mut record)? {
+            break;
+        }
+        let end = reader.position().byte() as usize;
+        if end == bytes.len() && !written_as(&record, &bytes[start..end]) {
+            break; // cut short: dropped
+        }
+        if line == 0 {
+            let header: Vec<String> = record
+                .iter()
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .collect();
+            if header != expected {
+                bail!(
+                    "its header is `{}`, this model writes `{}`",
+                    header.join(","),
+                    expected.join(",")
+                );
+            }
+        } else {
+            if record.len() != expected.len() {
+                bail!(
+                    "row {line} has {} fields, this model's rows have {}",
+                    record.len(),
+                    expected.len()
+                );
+            }
+            let field = |i: usize| String::from_utf8_lossy(&record[i]).into_owned();
+            check_model(&field(record.len() - 1), model, line)?;
+            rows.done.insert(row_path(&field(0), line)?);
+        }
+        rows.complete = end;
+        line += 1;
+    }
+    if line == 0 {
+        bail!("its first row is cut short: not a header");
+    }
+    Ok(rows)
+}
+
+/// Whether `raw` is exactly what the CSV writer writes for `record`.
+fn written_as(record: &csv::ByteRecord, raw: &[u8]) -> bool {
+    let mut writer = csv::Writer::from_writer(Vec::with_capacity(raw.len() + 1));
+    writer.write_byte_record(record).is_ok()
+        && writer.into_inner().is_ok_and(|written| written == raw)
+}
+
+/// The rows of a JSON-lines output: each one this model's row for one path (a label and
+/// the probability of each of `labels`, or an error). A newline is only ever a row's end
+/// in JSON lines (strings escape theirs), so a last line without one is cut short.
+fn jsonl_rows(bytes: &[u8], labels: &[String], model: &str) -> anyhow::Result<Rows> {
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let text = std::str::from_utf8(&bytes[..complete]).context("not UTF-8 text")?;
     let mut done = HashSet::new();
     for (line, row) in text.lines().enumerate() {
+        let line = line + 1;
         let value: serde_json::Value =
-            serde_json::from_str(row).with_context(|| format!("line {}", line + 1))?;
-        let Some(path) = value.get("path").and_then(|p| p.as_str()) else {
-            bail!("line {} has no \"path\"", line + 1);
+            serde_json::from_str(row).with_context(|| format!("line {line}"))?;
+        let field = |name: &str| value.get(name).and_then(|v| v.as_str());
+        let Some(path) = field("path") else {
+            bail!("line {line} has no \"path\"");
         };
-        done.insert(row_path(path, line + 1)?);
+        check_model(field("model").unwrap_or(""), model, line)?;
+        let predicted = field("label").is_some()
+            && value
+                .get("probabilities")
+                .and_then(|p| p.as_object())
+                .is_some_and(|p| {
+                    p.len() == labels.len() && labels.iter().all(|l| p.contains_key(l))
+                });
+        if !predicted && field("error").is_none() {
+            bail!(
+                "line {line} is neither a prediction over {} nor an error",
+                labels.join(", ")
+            );
+        }
+        done.insert(row_path(path, line)?);
     }
-    Ok(done)
+    Ok(Rows { done, complete })
+}
+
+/// Refuses a row written by another model than `model` (or by an older hands-infer, which
+/// did not name it).
+fn check_model(found: &str, model: &str, row: usize) -> anyhow::Result<()> {
+    if found.is_empty() {
+        bail!(
+            "row {row} does not name the model that wrote it (an output of an older hands-infer); start a new output"
+        );
+    }
+    if found != model {
+        bail!("row {row} was written by model {found}, this model is {model}");
+    }
+    Ok(())
 }
 
 fn row_path(text: &str, row: usize) -> anyhow::Result<PathBuf> {
