@@ -371,9 +371,9 @@ fn a_model_whose_card_was_edited_is_refused_and_an_unsealed_one_warned_about() {
 
     // The label order reversed by hand: every answer would turn around.
     let mut bytes = std::fs::read(&shipped).unwrap();
-    let from = b"[\"female\", \"male\"]";
+    let from = b"\"labels\":[\"female\",\"male\"]";
     let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
-    bytes[at..at + from.len()].copy_from_slice(b"[\"male\", \"female\"]");
+    bytes[at..at + from.len()].copy_from_slice(b"\"labels\":[\"male\",\"female\"]");
     let edited = dir.path().join("edited.onnx");
     std::fs::write(&edited, bytes).unwrap();
     let refused = run(&[p("--model"), &edited, &photo]);

@@ -233,7 +233,10 @@ fn run(cli: &Cli) -> anyhow::Result<Delivered> {
     let explainer = match &cli.explain {
         Some(dir) => {
             let before = collected.files.len();
-            collected.files.retain(|f| !is_explanation_in(f, dir));
+            // Files named on the command line are the user's photos, whatever their names.
+            collected
+                .files
+                .retain(|f| cli.paths.contains(f) || !is_explanation_in(f, dir));
             let earlier = before - collected.files.len();
             if earlier > 0 {
                 tracing::info!(
