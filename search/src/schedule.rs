@@ -25,18 +25,19 @@ pub fn linear_ramp(epoch: usize, epochs: usize, max: f64) -> f64 {
 }
 
 /// The Beta-Decay weight (`crate::architect::add_beta_decay`) at `epoch` of a stage of
-/// `epochs` whose first `warmup` epochs have no architecture step: 0 there, then a
-/// [`linear_ramp`] over the architecture epochs that reaches `final_weight` at the last one
-/// (our schedule: β-DARTS lets its weight grow through the search).
+/// `epochs` whose first `warmup` epochs have no architecture step: 0 there and at the first
+/// architecture epoch, then rising linearly to `final_weight` at the last one (our schedule:
+/// β-DARTS lets its weight grow through the search). A stage with a single architecture
+/// epoch has none.
 pub fn beta_decay_weight(final_weight: f64, epoch: usize, epochs: usize, warmup: usize) -> f64 {
     if epoch < warmup {
         return 0.0;
     }
-    linear_ramp(
-        epoch - warmup + 1,
-        epochs.saturating_sub(warmup),
-        final_weight,
-    )
+    let arch_epochs = epochs.saturating_sub(warmup);
+    if arch_epochs < 2 {
+        return 0.0;
+    }
+    final_weight * (epoch - warmup) as f64 / (arch_epochs - 1) as f64
 }
 
 #[cfg(test)]

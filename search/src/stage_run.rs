@@ -293,14 +293,16 @@ impl<'a> StageRun<'a> {
                     };
                     architect::first_order(self.net, val, Some(dropout))?
                 };
-                if beta_decay > 0.0 {
-                    architect::add_beta_decay(self.net, beta_decay, &mut arch.grads)?;
-                }
                 if let Some(budget) = &self.budget {
                     budget.add_gradient(self.net, &mut arch.grads)?;
                 }
                 if let Some(clip) = self.arch_grad_clip {
                     clip_grad_norm(&self.arch_vars, &mut arch.grads, clip)?;
+                }
+                // After the clip: the regulariser's weight is its schedule's, not scaled
+                // down with the validation loss's gradient.
+                if beta_decay > 0.0 {
+                    architect::add_beta_decay(self.net, beta_decay, &mut arch.grads)?;
                 }
                 self.adam.step(&arch.grads)?;
                 Some((arch.val_loss, arch.val_correct))

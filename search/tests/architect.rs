@@ -326,8 +326,13 @@ fn beta_decay_adds_the_gradient_of_the_smooth_maximum() {
 
 #[test]
 fn beta_decay_rises_linearly_over_the_architecture_epochs() {
+    // Warm-up: none; from 0 at the first architecture epoch to the weight at the last.
     assert_eq!(beta_decay_weight(2.0, 3, 10, 5), 0.0);
-    assert_eq!(beta_decay_weight(2.0, 5, 10, 5), 0.4);
+    assert_eq!(beta_decay_weight(2.0, 5, 10, 5), 0.0);
+    assert_eq!(beta_decay_weight(2.0, 6, 10, 5), 0.5);
     assert_eq!(beta_decay_weight(2.0, 9, 10, 5), 2.0);
-    assert_eq!(beta_decay_weight(2.0, 0, 4, 0), 0.5);
+    assert_eq!(beta_decay_weight(2.0, 0, 4, 0), 0.0);
+    assert_eq!(beta_decay_weight(3.0, 3, 4, 0), 3.0);
+    // One architecture epoch: none.
+    assert_eq!(beta_decay_weight(2.0, 4, 5, 4), 0.0);
 }
