@@ -94,20 +94,32 @@ pub fn architecture_eigenvalue(
     dominant_eigenvalue(&vars, gradient, iterations, rng)
 }
 
-/// DARTS-ES: with `eigenvalues[e]` the eigenvalue after epoch `e`, the epoch to go back to
-/// when the mean over the last `window` epochs exceeds `factor` times the mean over the
-/// `window` epochs before them (R-DARTS: window 5, factor 1 / 0.75); `None` while it does
-/// not (or fewer than `2 window` epochs are known). The epoch returned is the last one of the
-/// earlier window, whose genotype the search keeps.
-pub fn early_stop_epoch(eigenvalues: &[f64], window: usize, factor: f64) -> Option<usize> {
+/// DARTS-ES: with `eigenvalues[i]` the eigenvalue after epoch `first_epoch + i` (only
+/// epochs with architecture steps are recorded), the index of the epoch to go back to when
+/// the mean over the last `window` epochs exceeds `factor` times the mean over the `window`
+/// epochs before them (R-DARTS: window 5, factor 1 / 0.75); `None` while it does not, while
+/// fewer than `2 window` epochs are known, or while the epoch to go back to is before
+/// `start_epoch` (R-DARTS' `es_start_epoch`, 10: an earlier genotype is not trusted). The
+/// epoch returned is the last one of the earlier window, whose genotype the search keeps.
+pub fn early_stop_epoch(
+    eigenvalues: &[f64],
+    window: usize,
+    factor: f64,
+    first_epoch: usize,
+    start_epoch: usize,
+) -> Option<usize> {
     let n = eigenvalues.len();
     if window == 0 || n < 2 * window {
+        return None;
+    }
+    let kept = n - window - 1;
+    if first_epoch + kept < start_epoch {
         return None;
     }
     let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
     let now = mean(&eigenvalues[n - window..]);
     let before = mean(&eigenvalues[n - 2 * window..n - window]);
-    (before > 0.0 && now > factor * before).then_some(n - window - 1)
+    (before > 0.0 && now > factor * before).then_some(kept)
 }
 
 fn dot(a: &[Tensor], b: &[Tensor]) -> Result<f64> {
@@ -185,13 +197,25 @@ mod tests {
     #[test]
     fn darts_es_stops_when_the_windowed_eigenvalue_grows_by_the_factor() {
         let flat = [1.0, 1.1, 0.9, 1.0];
-        assert_eq!(early_stop_epoch(&flat, 2, 1.3), None);
+        assert_eq!(early_stop_epoch(&flat, 2, 1.3, 0, 0), None);
         // Windows [1.0, 1.1] -> [1.5, 1.6]: mean 1.05 -> 1.55, more than 1.3 times.
         let rising = [0.8, 1.0, 1.1, 1.5, 1.6];
-        assert_eq!(early_stop_epoch(&rising, 2, 1.3), Some(2));
-        assert_eq!(early_stop_epoch(&rising, 2, 1.5), None);
+        assert_eq!(early_stop_epoch(&rising, 2, 1.3, 0, 0), Some(2));
+        assert_eq!(early_stop_epoch(&rising, 2, 1.5, 0, 0), None);
         // Too few epochs for two windows.
-        assert_eq!(early_stop_epoch(&rising[..3], 2, 1.3), None);
-        assert_eq!(early_stop_epoch(&rising, 0, 1.3), None);
+        assert_eq!(early_stop_epoch(&rising[..3], 2, 1.3, 0, 0), None);
+        assert_eq!(early_stop_epoch(&rising, 0, 1.3, 0, 0), None);
+    }
+
+    /// R-DARTS stops only from its start epoch on: the same rise four epochs into the
+    /// architecture steps keeps epoch 2 of them, which is epoch 17 after a 15-epoch
+    /// warm-up (kept) but epoch 2 of a search without one (too early to trust).
+    #[test]
+    fn darts_es_keeps_no_genotype_from_before_its_start_epoch() {
+        let rising = [0.8, 1.0, 1.1, 1.5, 1.6];
+        assert_eq!(early_stop_epoch(&rising, 2, 1.3, 15, 10), Some(2));
+        assert_eq!(early_stop_epoch(&rising, 2, 1.3, 0, 10), None);
+        assert_eq!(early_stop_epoch(&rising, 2, 1.3, 8, 10), Some(2));
+        assert_eq!(early_stop_epoch(&rising, 2, 1.3, 7, 10), None);
     }
 }

@@ -356,17 +356,21 @@ impl Search<'_> {
             let mut stats =
                 stage_run.epoch(&self.loader, &self.w_idx, &self.a_idx, stage, state)?;
             if let Some(batch) = &self.hessian_batch {
-                let eigenvalue = stage_run.hessian_eigenvalue(
+                stats.hessian_eigenvalue = Some(stage_run.hessian_eigenvalue(
                     batch,
                     args.architecture.hessian_iterations,
                     args.run.seed ^ state.global_epoch as u64,
-                )?;
-                stats.hessian_eigenvalue = Some(eigenvalue);
-                state.eigenvalues.push(eigenvalue);
+                )?);
             }
+            let eigenvalue = stats.hessian_eigenvalue;
             let genotype = self.record_epoch(&stage_run, stage, state, stats, log)?;
-            if args.architecture.early_stop_factor.is_some() {
-                state.genotypes.push(genotype.clone());
+            // The early stop compares only epochs with architecture steps: a warm-up epoch's
+            // eigenvalue and genotype come from untrained architecture weights.
+            if let Some(eigenvalue) = eigenvalue.filter(|_| state.epoch >= stage.warmup) {
+                state.eigenvalues.push(eigenvalue);
+                if args.architecture.early_stop_factor.is_some() {
+                    state.genotypes.push(genotype.clone());
+                }
             }
             state.epoch += 1;
             state.global_epoch += 1;
@@ -403,16 +407,24 @@ impl Search<'_> {
         let Some(factor) = self.args.architecture.early_stop_factor else {
             return Ok(false);
         };
-        let window = self.args.architecture.early_stop_window;
-        let Some(kept) = hessian::early_stop_epoch(&state.eigenvalues, window, factor) else {
+        let architecture = &self.args.architecture;
+        let warmup = self.plan[state.stage].warmup;
+        let Some(kept) = hessian::early_stop_epoch(
+            &state.eigenvalues,
+            architecture.early_stop_window,
+            factor,
+            warmup,
+            architecture.early_stop_start,
+        ) else {
             return Ok(false);
         };
+        let window = architecture.early_stop_window;
         let genotype = state.genotypes[kept].clone();
         self.write_genotype(&genotype)?;
         let stage_start = state.global_epoch - state.epoch;
         let stop = EarlyStop {
             stopped_after: state.global_epoch - 1,
-            kept_epoch: stage_start + kept,
+            kept_epoch: stage_start + warmup + kept,
         };
         eprintln!(
             "early stop (DARTS-ES): the Hessian eigenvalue rose more than {factor} times over \

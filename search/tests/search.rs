@@ -249,7 +249,10 @@ fn beta_decay_is_not_clipped_with_the_architecture_gradient() {
     });
     // Clipped with it, the regulariser's gradient was scaled to 1e-12 as well and the two
     // runs logged the same weights (0 apart); now 8e-5.
-    let apart = max_difference(&clipped[1]["alphas_normal"], &regularised[1]["alphas_normal"]);
+    let apart = max_difference(
+        &clipped[1]["alphas_normal"],
+        &regularised[1]["alphas_normal"],
+    );
     assert!(apart > 1e-5, "{apart}");
 }
 
@@ -292,6 +295,7 @@ fn the_early_stop_ends_the_search_where_the_eigenvalue_rule_fires() {
     args.architecture.hessian_iterations = 3;
     args.architecture.early_stop_window = 1;
     args.architecture.early_stop_factor = Some(1e-6);
+    args.architecture.early_stop_start = 0;
     run_search(&args).unwrap();
     let log = log_without_seconds(&run);
     let eigenvalues: Vec<f64> = log
@@ -299,7 +303,7 @@ fn the_early_stop_ends_the_search_where_the_eigenvalue_rule_fires() {
         .map(|r| r["hessian_eigenvalue"].as_f64().unwrap())
         .collect();
     let fired = (1..=eigenvalues.len())
-        .find_map(|n| early_stop_epoch(&eigenvalues[..n], 1, 1e-6).map(|kept| (n - 1, kept)));
+        .find_map(|n| early_stop_epoch(&eigenvalues[..n], 1, 1e-6, 0, 0).map(|kept| (n - 1, kept)));
     let finished: Finished =
         serde_json::from_str(&std::fs::read_to_string(run.join(FINISHED)).unwrap()).unwrap();
     let (stopped_after, kept) = fired.expect("the rule fires on these eigenvalues (all positive)");
@@ -309,6 +313,35 @@ fn the_early_stop_ends_the_search_where_the_eigenvalue_rule_fires() {
     let kept_genotype: Genotype = serde_json::from_value(log[kept]["genotype"].clone()).unwrap();
     assert_eq!(finished.genotype, kept_genotype);
     assert_eq!(genotype(&run), kept_genotype);
+}
+
+/// Warm-up epochs (no architecture step) are not compared, and no genotype from before the
+/// start epoch is kept: with a 2-epoch warm-up and the start at epoch 3, the rule that fired
+/// at once above can first keep epoch 3, and stops after epoch 4.
+#[test]
+fn the_early_stop_skips_the_warm_up_and_starts_at_its_start_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 12);
+    let run = dir.path().join("run");
+    let mut args = tiny(&data, run.clone(), Algo::Darts);
+    args.optimiser.epochs = 6;
+    args.architecture.arch_warmup_epochs = Some(2);
+    args.architecture.hessian_iterations = 2;
+    args.architecture.early_stop_window = 1;
+    args.architecture.early_stop_factor = Some(1e-6);
+    args.architecture.early_stop_start = 3;
+    run_search(&args).unwrap();
+    let finished: Finished =
+        serde_json::from_str(&std::fs::read_to_string(run.join(FINISHED)).unwrap()).unwrap();
+    let stop = finished
+        .early_stop
+        .expect("the rule fires (all eigenvalues positive)");
+    assert_eq!((stop.kept_epoch, stop.stopped_after), (3, 4));
+    let log = log_without_seconds(&run);
+    assert_eq!(log.len(), 5);
+    let kept: Genotype = serde_json::from_value(log[3]["genotype"].clone()).unwrap();
+    assert_eq!(finished.genotype, kept);
 }
 
 #[test]

@@ -135,6 +135,13 @@ pub struct ArchitectureArgs {
           value_parser = flags::usize_in(1..=100))]
     #[serde(default = "default_early_stop_window")]
     pub early_stop_window: usize,
+    /// The early stop's first epoch: it never goes back to an epoch before this one
+    /// (R-DARTS' `es_start_epoch`: 10), and it compares only epochs with architecture steps
+    /// (after --arch-warmup-epochs).
+    #[arg(long, default_value_t = ArchitectureArgs::DEFAULT.early_stop_start,
+          value_parser = flags::usize_in(0..=*flags::EPOCHS.end()))]
+    #[serde(default = "default_early_stop_start")]
+    pub early_stop_start: usize,
 }
 
 impl ArchitectureArgs {
@@ -150,6 +157,7 @@ impl ArchitectureArgs {
         hessian_iterations: 0,
         early_stop_factor: None,
         early_stop_window: 5,
+        early_stop_start: 10,
     };
 }
 
@@ -577,6 +585,11 @@ impl Algo {
 /// The early-stop window of runs written before it existed.
 fn default_early_stop_window() -> usize {
     ArchitectureArgs::DEFAULT.early_stop_window
+}
+
+/// The early stop's first epoch for runs written before it existed.
+fn default_early_stop_start() -> usize {
+    ArchitectureArgs::DEFAULT.early_stop_start
 }
 
 #[cfg(test)]
