@@ -1,12 +1,14 @@
-//! The dominant eigenvalue of the Hessian of the validation loss with respect to the
+//! The largest eigenvalue of the Hessian of the validation loss with respect to the
 //! architecture parameters, and the early stop it drives (Zela et al., "Understanding and
 //! Robustifying Differentiable Architecture Search", ICLR 2020: R-DARTS' DARTS-ES).
 //!
 //! A DARTS search that collapses into parameter-free operations does so while the validation
-//! loss grows sharp in alpha: the dominant eigenvalue rises. It is found by power iteration on
+//! loss grows sharp in alpha: the largest eigenvalue rises. It is found by power iteration on
 //! finite-difference Hessian-vector products, `H v ~ (g(a + eps v) - g(a - eps v)) / 2 eps`
 //! with `g` the architecture gradient (the product the second-order step takes with respect
-//! to the weights), on one validation batch at the end of each epoch. DARTS-ES stops the
+//! to the weights), on one validation batch at the end of each epoch. Power iteration finds
+//! the eigenvalue of largest magnitude; when that one is negative, a second run on
+//! `H - lambda I` finds the largest algebraic one, which R-DARTS reports. DARTS-ES stops the
 //! search when the eigenvalue, averaged over a window of epochs, has grown by a factor since
 //! the window before, and keeps the genotype of the epoch before that growth.
 
@@ -20,20 +22,87 @@ use crate::supernet::Supernet;
 /// Finite-difference radius of the Hessian-vector products, along a unit vector.
 pub const EPSILON: f64 = 1e-3;
 
-/// The eigenvalue of largest magnitude of the Hessian of `gradient` (the gradient of a loss
-/// at the current values of `vars`, one tensor per variable) after `iterations` power
-/// iterations from a random unit vector drawn from `rng`. The variables are restored before
-/// returning.
-pub fn dominant_eigenvalue(
+/// Relative change of the eigenvalue estimate between two iterations below which the power
+/// iteration has converged.
+pub const TOLERANCE: f64 = 1e-4;
+
+/// An eigenvalue estimate and how it was reached.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Eigenvalue {
+    /// The estimate.
+    pub value: f64,
+    /// Hessian-vector products taken (each costs two gradients).
+    pub products: usize,
+    /// Whether the last estimate moved by less than the tolerance.
+    pub converged: bool,
+}
+
+/// How the power iteration runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PowerIteration {
+    /// Iterations at most, per run (a negative dominant eigenvalue takes a second run).
+    pub iterations: usize,
+    /// Relative change that counts as converged.
+    pub tolerance: f64,
+    /// Finite-difference radius of the Hessian-vector products.
+    pub epsilon: f64,
+}
+
+impl PowerIteration {
+    /// `iterations` at most, [`TOLERANCE`], [`EPSILON`].
+    pub fn new(iterations: usize) -> PowerIteration {
+        PowerIteration {
+            iterations,
+            tolerance: TOLERANCE,
+            epsilon: EPSILON,
+        }
+    }
+}
+
+/// The largest (algebraic) eigenvalue of the Hessian of `gradient` (the gradient of a loss
+/// at the current values of `vars`, one tensor per variable), by power iteration from a
+/// random unit vector drawn from `rng`: first on `H`; when the eigenvalue of largest
+/// magnitude it finds is negative, again on `H - lambda I`, whose largest eigenvalue plus
+/// `lambda` is `H`'s. The variables are restored before returning.
+pub fn largest_eigenvalue(
     vars: &[Var],
     mut gradient: impl FnMut() -> Result<Vec<Tensor>>,
-    iterations: usize,
+    power: PowerIteration,
     rng: &mut impl Rng,
-) -> Result<f64> {
+) -> Result<Eigenvalue> {
     let start: Vec<Tensor> = vars
         .iter()
         .map(|v| v.as_tensor().copy())
         .collect::<Result<_>>()?;
+    let first = run_power_iteration(vars, &start, &mut gradient, power, 0.0, rng);
+    let result = match first {
+        Ok(dominant) if dominant.value < 0.0 => {
+            run_power_iteration(vars, &start, &mut gradient, power, dominant.value, rng).map(
+                |shifted| Eigenvalue {
+                    value: shifted.value,
+                    products: dominant.products + shifted.products,
+                    converged: shifted.converged,
+                },
+            )
+        }
+        other => other,
+    };
+    for (var, a) in vars.iter().zip(&start) {
+        var.set(a)?;
+    }
+    result
+}
+
+/// Power iteration on `H - shift I` from a random unit vector; returns the Rayleigh
+/// quotient plus `shift` (an eigenvalue of `H`).
+fn run_power_iteration(
+    vars: &[Var],
+    start: &[Tensor],
+    gradient: &mut impl FnMut() -> Result<Vec<Tensor>>,
+    power: PowerIteration,
+    shift: f64,
+    rng: &mut impl Rng,
+) -> Result<Eigenvalue> {
     let random = |t: &Tensor, rng: &mut dyn rand::RngCore| -> Result<Tensor> {
         let values: Vec<f32> = (0..t.elem_count())
             .map(|_| <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng) as f32)
@@ -46,11 +115,11 @@ pub fn dominant_eigenvalue(
             .map(|t| random(t, rng))
             .collect::<Result<_>>()?,
     )?;
-    let mut eigenvalue = 0.0;
-    for _ in 0..iterations {
+    let mut estimate: Option<f64> = None;
+    for products in 1..=power.iterations {
         let mut at = |sign: f64| -> Result<Vec<Tensor>> {
-            for ((var, a), d) in vars.iter().zip(&start).zip(&v) {
-                var.set(&(a + (d * (sign * EPSILON))?)?)?;
+            for ((var, a), d) in vars.iter().zip(start).zip(&v) {
+                var.set(&(a + (d * (sign * power.epsilon))?)?)?;
             }
             gradient()
         };
@@ -58,29 +127,38 @@ pub fn dominant_eigenvalue(
         let hv: Vec<Tensor> = plus
             .iter()
             .zip(&minus)
-            .map(|(p, m)| (p - m)? / (2.0 * EPSILON))
+            .zip(&v)
+            .map(|((p, m), d)| ((p - m)? / (2.0 * power.epsilon))? - (d * shift)?)
             .collect::<Result<_>>()?;
-        eigenvalue = dot(&v, &hv)?;
-        if norm(&hv)? == 0.0 {
-            break;
+        let value = dot(&v, &hv)?;
+        let converged = estimate
+            .is_some_and(|last| (value - last).abs() <= power.tolerance * value.abs().max(1e-12));
+        estimate = Some(value);
+        if converged || norm(&hv)? == 0.0 {
+            return Ok(Eigenvalue {
+                value: value + shift,
+                products,
+                converged: true,
+            });
         }
         v = unit(hv)?;
     }
-    for (var, a) in vars.iter().zip(&start) {
-        var.set(a)?;
-    }
-    Ok(eigenvalue)
+    Ok(Eigenvalue {
+        value: estimate.unwrap_or(0.0) + shift,
+        products: power.iterations,
+        converged: false,
+    })
 }
 
-/// The dominant eigenvalue of the Hessian of `net`'s validation loss on `batch` with respect
+/// The largest eigenvalue of the Hessian of `net`'s validation loss on `batch` with respect
 /// to its architecture parameters (no skip dropout: the loss must be the same function at
 /// every point it is taken).
 pub fn architecture_eigenvalue(
     net: &Supernet,
     batch: LabelledBatch<'_>,
-    iterations: usize,
+    power: PowerIteration,
     rng: &mut impl Rng,
-) -> Result<f64> {
+) -> Result<Eigenvalue> {
     let vars: Vec<Var> = net.arch_vars().into_iter().map(|(_, v)| v).collect();
     let gradient = || -> Result<Vec<Tensor>> {
         let grads = evaluate(net, batch, None)?.loss.backward()?;
@@ -91,7 +169,7 @@ pub fn architecture_eigenvalue(
             })
             .collect()
     };
-    dominant_eigenvalue(&vars, gradient, iterations, rng)
+    largest_eigenvalue(&vars, gradient, power, rng)
 }
 
 /// DARTS-ES: with `eigenvalues[i]` the eigenvalue after epoch `first_epoch + i` (only
@@ -149,33 +227,48 @@ mod tests {
     use candle_core::Device;
     use rand::SeedableRng;
 
-    /// A quadratic loss `0.5 a^T A a` over two variables (3 + 2 values) with the symmetric
-    /// `A` of eigenvalues 6, 3, 2, -1, 0.5: its Hessian is `A` everywhere.
-    #[test]
-    fn power_iteration_finds_the_largest_eigenvalue_of_a_quadratic() {
-        let a = [
-            [6.0, 0.0, 0.0, 0.0, 0.0],
+    /// The gradient of the quadratic loss `0.5 a^T A a` over two variables (3 + 2 values):
+    /// its Hessian is `A` everywhere.
+    fn quadratic(a: [[f64; 5]; 5], x: &Var, y: &Var) -> impl FnMut() -> Result<Vec<Tensor>> {
+        let matrix = Tensor::new(&a, &Device::Cpu).unwrap();
+        let (x, y) = (x.clone(), y.clone());
+        move || {
+            let all = Tensor::cat(&[x.as_tensor(), y.as_tensor()], 0)?;
+            let g = matrix.matmul(&all.unsqueeze(1)?)?.squeeze(1)?;
+            Ok(vec![g.narrow(0, 0, 3)?, g.narrow(0, 3, 2)?])
+        }
+    }
+
+    /// `A` with eigenvalues `top`, 3, 2, -1, 0.5.
+    fn matrix_with(top: f64) -> [[f64; 5]; 5] {
+        [
+            [top, 0.0, 0.0, 0.0, 0.0],
             [0.0, 2.5, 0.5, 0.0, 0.0],
             [0.0, 0.5, 2.5, 0.0, 0.0],
             [0.0, 0.0, 0.0, -1.0, 0.0],
             [0.0, 0.0, 0.0, 0.0, 0.5],
-        ];
-        let matrix = Tensor::new(&a, &Device::Cpu).unwrap();
+        ]
+    }
+
+    #[test]
+    fn power_iteration_finds_the_largest_eigenvalue_of_a_quadratic() {
         let x = Var::new(&[0.3f64, -0.2, 0.1], &Device::Cpu).unwrap();
         let y = Var::new(&[0.7f64, 0.4], &Device::Cpu).unwrap();
-        let gradient = || -> Result<Vec<Tensor>> {
-            let all = Tensor::cat(&[x.as_tensor(), y.as_tensor()], 0)?;
-            let g = matrix.matmul(&all.unsqueeze(1)?)?.squeeze(1)?;
-            Ok(vec![g.narrow(0, 0, 3)?, g.narrow(0, 3, 2)?])
-        };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let before = (
             x.as_tensor().to_vec1::<f64>().unwrap(),
             y.as_tensor().to_vec1::<f64>().unwrap(),
         );
-        let eigenvalue =
-            dominant_eigenvalue(&[x.clone(), y.clone()], gradient, 60, &mut rng).unwrap();
-        assert!((eigenvalue - 6.0).abs() < 1e-6, "{eigenvalue}");
+        let power = PowerIteration {
+            iterations: 200,
+            tolerance: 1e-12,
+            epsilon: EPSILON,
+        };
+        let vars = [x.clone(), y.clone()];
+        let found = largest_eigenvalue(&vars, quadratic(matrix_with(6.0), &x, &y), power, &mut rng)
+            .unwrap();
+        assert!((found.value - 6.0).abs() < 1e-6, "{found:?}");
+        assert!(found.converged && found.products < 200, "{found:?}");
         let after = (
             x.as_tensor().to_vec1::<f64>().unwrap(),
             y.as_tensor().to_vec1::<f64>().unwrap(),
@@ -183,15 +276,47 @@ mod tests {
         assert_eq!(before, after, "the variables are restored");
     }
 
+    /// A negative eigenvalue of larger magnitude (-8) does not hide the largest one (3),
+    /// which plain power iteration would miss (it returned -8).
+    #[test]
+    fn a_dominant_negative_eigenvalue_does_not_hide_the_largest() {
+        let x = Var::new(&[0.3f64, -0.2, 0.1], &Device::Cpu).unwrap();
+        let y = Var::new(&[0.7f64, 0.4], &Device::Cpu).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let power = PowerIteration {
+            iterations: 500,
+            tolerance: 1e-12,
+            epsilon: EPSILON,
+        };
+        let vars = [x.clone(), y.clone()];
+        let found =
+            largest_eigenvalue(&vars, quadratic(matrix_with(-8.0), &x, &y), power, &mut rng)
+                .unwrap();
+        assert!((found.value - 3.0).abs() < 1e-6, "{found:?}");
+        // Too few iterations: an estimate, said not to have converged.
+        let short = PowerIteration {
+            iterations: 2,
+            ..power
+        };
+        let rough =
+            largest_eigenvalue(&vars, quadratic(matrix_with(-8.0), &x, &y), short, &mut rng)
+                .unwrap();
+        assert!(!rough.converged, "{rough:?}");
+    }
+
     #[test]
     fn a_flat_loss_has_eigenvalue_zero() {
         let x = Var::new(&[1.0f64, 2.0], &Device::Cpu).unwrap();
         let gradient = || -> Result<Vec<Tensor>> { Ok(vec![x.as_tensor().zeros_like()?]) };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
-        assert_eq!(
-            dominant_eigenvalue(std::slice::from_ref(&x), gradient, 5, &mut rng).unwrap(),
-            0.0
-        );
+        let found = largest_eigenvalue(
+            std::slice::from_ref(&x),
+            gradient,
+            PowerIteration::new(5),
+            &mut rng,
+        )
+        .unwrap();
+        assert_eq!(found.value, 0.0);
     }
 
     #[test]

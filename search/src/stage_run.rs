@@ -230,7 +230,7 @@ impl<'a> StageRun<'a> {
         })
     }
 
-    /// The dominant eigenvalue of the Hessian of the validation loss on `batch` with respect
+    /// The largest eigenvalue of the Hessian of the validation loss on `batch` with respect
     /// to the architecture parameters ([`hessian::architecture_eigenvalue`]), from a start
     /// vector drawn from `seed`.
     pub(crate) fn hessian_eigenvalue(
@@ -245,9 +245,8 @@ impl<'a> StageRun<'a> {
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(HESSIAN_STREAM);
-        Ok(hessian::architecture_eigenvalue(
-            self.net, batch, iterations, &mut rng,
-        )?)
+        let power = hessian::PowerIteration::new(iterations);
+        Ok(hessian::architecture_eigenvalue(self.net, batch, power, &mut rng)?.value)
     }
 
     /// One search step: an architecture step on `val` (when given), then a weight step on

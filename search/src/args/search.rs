@@ -115,10 +115,12 @@ pub struct ArchitectureArgs {
           value_parser = flags::non_negative)]
     #[serde(default)]
     pub beta_decay: f64,
-    /// R-DARTS' sharpness diagnostic: power iterations for the dominant eigenvalue of the
-    /// Hessian of the validation loss w.r.t. the architecture parameters, taken after every
-    /// epoch on one fixed batch of the architecture half and logged as `hessian_eigenvalue`
-    /// (0 = off, at most 100; each iteration costs two forward-backward passes).
+    /// R-DARTS' sharpness diagnostic: the largest eigenvalue of the Hessian of the
+    /// validation loss w.r.t. the architecture parameters, by at most this many power
+    /// iterations (fewer once it changes by less than 1e-4 relative; a second run when a
+    /// negative eigenvalue dominates), taken after every epoch on one fixed batch of the
+    /// architecture half and logged as `hessian_eigenvalue` (0 = off, at most 100; each
+    /// iteration costs two forward-backward passes).
     #[arg(long, default_value_t = ArchitectureArgs::DEFAULT.hessian_iterations,
           value_parser = flags::usize_in(0..=100))]
     #[serde(default)]
