@@ -58,15 +58,23 @@ pub fn derive_genotype(
 /// `cost` (the final network's cost in the budget's unit). While it is over, the node whose
 /// replacement pair of edges (any two of its inputs, each with any non-`none` candidate)
 /// saves the most cost per derivation weight given up is replaced: a greedy knapsack
-/// heuristic, which keeps the argmax genotype when it is within the target. Refused when no
-/// replacement saves anything and the genotype is still over.
+/// heuristic, which keeps the argmax genotype when it is within the target. With
+/// `max_skip` (P-DARTS' skip limit), no replacement brings the normal cell's skips past it.
+/// Refused when no replacement saves anything and the genotype is still over.
 pub fn fit_to_budget(
     genotype: Genotype,
     normal: CellWeights<'_>,
     reduce: CellWeights<'_>,
     cost: impl Fn(&Genotype) -> f64,
     target: f64,
+    max_skip: Option<usize>,
 ) -> anyhow::Result<Genotype> {
+    let skips = |g: &Genotype| {
+        g.normal
+            .iter()
+            .filter(|(op, _)| *op == Op::SkipConnect)
+            .count()
+    };
     let mut genotype = genotype;
     let mut current = cost(&genotype);
     while current > target {
@@ -83,6 +91,9 @@ pub fn fit_to_budget(
                     };
                     edges[EDGES_PER_NODE * node..EDGES_PER_NODE * (node + 1)]
                         .copy_from_slice(&pair);
+                    if max_skip.is_some_and(|max| skips(&trial) > max.max(skips(&genotype))) {
+                        continue;
+                    }
                     let saved = current - cost(&trial);
                     if saved <= 0.0 {
                         continue;
@@ -169,10 +180,10 @@ mod tests {
         assert_eq!(convs(&argmax), 16.0);
         let cell = (weights.as_slice(), candidates.as_slice());
         // Within the target: the argmax genotype as it is.
-        let same = fit_to_budget(argmax.clone(), cell, cell, convs, 16.0).unwrap();
+        let same = fit_to_budget(argmax.clone(), cell, cell, convs, 16.0, None).unwrap();
         assert_eq!(same, argmax);
         // Two convolutions too many: node 3 of one cell, the weakest, gives up both.
-        let fitted = fit_to_budget(argmax.clone(), cell, cell, convs, 14.0).unwrap();
+        let fitted = fit_to_budget(argmax.clone(), cell, cell, convs, 14.0, None).unwrap();
         assert_eq!(convs(&fitted), 14.0);
         fitted.validate().unwrap();
         let changed: Vec<usize> = (0..EDGES_PER_NODE * NODES)
@@ -183,8 +194,37 @@ mod tests {
             .collect();
         assert!(changed.iter().all(|&node| node == 3), "{changed:?}");
         // Nothing cheaper than pools and skips: a target below zero convolutions is refused.
-        let err = fit_to_budget(argmax, cell, cell, |g| convs(g) + 1.0, 0.5).unwrap_err();
+        let err = fit_to_budget(argmax, cell, cell, |g| convs(g) + 1.0, 0.5, None).unwrap_err();
         assert!(err.to_string().contains("--cost-strict"), "{err}");
+    }
+
+    /// Under P-DARTS' skip limit the budget's replacements add no skip past it: the cheapest
+    /// trade (a free skip for a convolution) is taken without the limit, not with it.
+    #[test]
+    fn a_strict_budget_keeps_the_skip_limit() {
+        let candidates = vec![Op::ALL.to_vec(); EDGES];
+        // Every edge prefers sep_conv_5x5, then skip_connect, then max_pool_3x3.
+        let weights = vec![vec![0.0, 0.1, 0.0, 0.3, 0.0, 0.6, 0.0, 0.0]; EDGES];
+        let argmax = derive_genotype(&weights, &candidates, &weights, &candidates);
+        let convs = |g: &Genotype| {
+            g.normal
+                .iter()
+                .chain(&g.reduce)
+                .filter(|(op, _)| op.convolution().is_some())
+                .count() as f64
+        };
+        let skips = |g: &Genotype| {
+            g.normal
+                .iter()
+                .filter(|(op, _)| *op == Op::SkipConnect)
+                .count()
+        };
+        let cell = (weights.as_slice(), candidates.as_slice());
+        let free = fit_to_budget(argmax.clone(), cell, cell, convs, 12.0, None).unwrap();
+        assert!(skips(&free) > 0, "{free:?}");
+        let limited = fit_to_budget(argmax, cell, cell, convs, 12.0, Some(0)).unwrap();
+        assert_eq!(skips(&limited), 0, "{limited:?}");
+        assert!(convs(&limited) <= 12.0);
     }
 
     #[test]

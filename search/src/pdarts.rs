@@ -5,6 +5,7 @@ use hands_models::genotype::{Genotype, EDGES_PER_NODE};
 use hands_models::Op;
 
 use crate::derive::derive_genotype;
+use crate::supernet::{node_edges, NODES};
 
 /// One stage of a search (DARTS and PC-DARTS have a single one).
 #[derive(Debug, Clone, PartialEq)]
@@ -62,46 +63,124 @@ pub fn prune_candidates(weights: &[Vec<f64>], candidates: &[Vec<Op>], keep: usiz
         .collect()
 }
 
-/// Derives the genotype, then while the normal cell has more than `max_skip`
-/// skip connections, zeroes the skip weight of the weakest chosen skip edge and derives
-/// again, so that edge takes its next best operation or input (P-DARTS'
-/// `delete_min_sk_prob` loop, restricted to edges the genotype uses).
+/// The candidates of each normal edge in the stage before the last, other than `none` and
+/// `skip_connect`, strongest first: what [`limit_skips`] may give an edge whose last-stage
+/// candidates are all skips (`--stage-ops ...,1`).
+pub fn skip_fallback(weights: &[Vec<f64>], candidates: &[Vec<Op>]) -> Vec<Vec<Op>> {
+    weights
+        .iter()
+        .zip(candidates)
+        .map(|(w, ops)| {
+            let mut ranked: Vec<(f64, Op)> = w
+                .iter()
+                .copied()
+                .zip(ops.iter().copied())
+                .filter(|&(_, op)| op != Op::None && op != Op::SkipConnect)
+                .collect();
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+            ranked.into_iter().map(|(_, op)| op).collect()
+        })
+        .collect()
+}
+
+/// Derives the genotype, then while the normal cell has more than `max_skip` skip
+/// connections, takes `skip_connect` away from the weakest chosen skip edge and derives
+/// again, so that edge takes its next best operation or the node another input (P-DARTS'
+/// `delete_min_sk_prob` loop). An edge with no other candidate gets its best `fallback`
+/// operation (from the stage before) at weight 0; without one it may lose its skip only if
+/// its node keeps two other inputs. Each round takes one skip away for good, so the loop
+/// ends; when no chosen skip can go, the limit cannot be met and is refused, naming why.
 pub fn limit_skips(
     normal: &[Vec<f64>],
     normal_candidates: &[Vec<Op>],
     reduce: &[Vec<f64>],
     reduce_candidates: &[Vec<Op>],
     max_skip: usize,
-) -> Genotype {
-    let mut normal = normal.to_vec();
+    fallback: &[Vec<Op>],
+) -> anyhow::Result<Genotype> {
+    let mut weights = normal.to_vec();
+    let mut candidates = normal_candidates.to_vec();
     loop {
-        let genotype = derive_genotype(&normal, normal_candidates, reduce, reduce_candidates);
-        let skips = genotype
-            .normal
-            .iter()
-            .filter(|(op, _)| *op == Op::SkipConnect)
-            .count();
-        if skips <= max_skip {
-            return genotype;
-        }
-        // The chosen skip edges, by their edge index in the 14-edge cell.
-        let weakest = genotype
+        let genotype = derive_genotype(&weights, &candidates, reduce, reduce_candidates);
+        let chosen: Vec<(f64, usize)> = genotype
             .normal
             .iter()
             .enumerate()
             .filter(|(_, (op, _))| *op == Op::SkipConnect)
             .map(|(k, &(_, from))| {
-                let edge = crate::supernet::node_edges(k / EDGES_PER_NODE).start + from;
-                let col = normal_candidates[edge]
-                    .iter()
-                    .position(|&op| op == Op::SkipConnect)
-                    .expect("a chosen op is a candidate");
-                (normal[edge][col], edge, col)
+                let edge = node_edges(k / EDGES_PER_NODE).start + from;
+                (
+                    weight_of(&weights[edge], &candidates[edge], Op::SkipConnect),
+                    edge,
+                )
             })
-            .min_by(|a, b| a.0.total_cmp(&b.0))
-            .expect("more skips than the limit means at least one");
-        normal[weakest.1][weakest.2] = 0.0;
+            .collect();
+        if chosen.len() <= max_skip {
+            return Ok(genotype);
+        }
+        let mut weakest_first = chosen;
+        weakest_first.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let removable = weakest_first
+            .iter()
+            .map(|&(_, edge)| edge)
+            .find(|&edge| can_lose_skip(edge, &candidates, fallback));
+        let Some(edge) = removable else {
+            anyhow::bail!(
+                "the skip limit --max-skip {max_skip} cannot be met: the normal cell's edges \
+                 {} have no candidate but skip_connect left in the last stage and their nodes \
+                 no other inputs to take; keep more candidates in the last stage (the last \
+                 --stage-ops) or allow more skips",
+                weakest_first
+                    .iter()
+                    .map(|(_, e)| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        let col = candidates[edge]
+            .iter()
+            .position(|&op| op == Op::SkipConnect)
+            .expect("a chosen op is a candidate");
+        candidates[edge].remove(col);
+        weights[edge].remove(col);
+        if !has_choice(&candidates[edge]) {
+            if let Some(&op) = fallback.get(edge).and_then(|ops| ops.first()) {
+                candidates[edge].push(op);
+                weights[edge].push(0.0);
+            }
+        }
     }
+}
+
+/// The weight of `op` among an edge's candidates (0 when it is not one).
+fn weight_of(weights: &[f64], candidates: &[Op], op: Op) -> f64 {
+    candidates
+        .iter()
+        .position(|&c| c == op)
+        .map_or(0.0, |i| weights[i])
+}
+
+/// Whether an edge's candidates hold an operation other than `none` and `skip_connect`.
+fn has_choice(candidates: &[Op]) -> bool {
+    candidates
+        .iter()
+        .any(|&op| op != Op::None && op != Op::SkipConnect)
+}
+
+/// Whether `edge` can lose its skip and its node still be derived: the edge keeps another
+/// operation (its own or a fallback), or the node has two other inputs with one.
+fn can_lose_skip(edge: usize, candidates: &[Vec<Op>], fallback: &[Vec<Op>]) -> bool {
+    if has_choice(&candidates[edge]) || fallback.get(edge).is_some_and(|ops| !ops.is_empty()) {
+        return true;
+    }
+    let node = (0..NODES)
+        .find(|&n| node_edges(n).contains(&edge))
+        .expect("an edge of the cell");
+    let others = node_edges(node)
+        .filter(|&e| e != edge)
+        .filter(|&e| candidates[e].iter().any(|&op| op != Op::None))
+        .count();
+    others >= EDGES_PER_NODE
 }
 
 #[cfg(test)]
@@ -152,7 +231,7 @@ mod tests {
                 .count(),
             8
         );
-        let limited = limit_skips(&normal, &candidates, &normal, &candidates, 2);
+        let limited = limit_skips(&normal, &candidates, &normal, &candidates, 2, &[]).unwrap();
         let skips: Vec<usize> = limited
             .normal
             .iter()
@@ -165,6 +244,60 @@ mod tests {
         assert_eq!(skips, vec![6, 7]);
         assert_eq!(limited.reduce, unlimited.reduce);
         limited.validate().unwrap();
+    }
+
+    /// With one candidate per edge (`--stage-ops ...,1`) and skips everywhere, the limit
+    /// used to zero the same skip forever. Now it takes each skip away once: with the stage
+    /// before's candidates to fall back on it meets any limit; without, the edges of nodes
+    /// with spare inputs give theirs up, and a limit the first node's two skips cannot meet
+    /// is refused, naming the edges.
+    #[test]
+    fn the_skip_limit_always_ends() {
+        let skips_only = vec![vec![Op::SkipConnect]; EDGES];
+        let normal: Vec<Vec<f64>> = (0..EDGES).map(|e| vec![0.5 + 0.01 * e as f64]).collect();
+        let count = |g: &Genotype| {
+            g.normal
+                .iter()
+                .filter(|(op, _)| *op == Op::SkipConnect)
+                .count()
+        };
+        let fallback = vec![vec![Op::SepConv3x3, Op::MaxPool3x3]; EDGES];
+        let limited =
+            limit_skips(&normal, &skips_only, &normal, &skips_only, 0, &fallback).unwrap();
+        assert_eq!(count(&limited), 0);
+        assert!(limited.normal.iter().all(|(op, _)| *op == Op::SepConv3x3));
+        limited.validate().unwrap();
+
+        let err = limit_skips(&normal, &skips_only, &normal, &skips_only, 0, &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("--max-skip 0 cannot be met"),
+            "{err}"
+        );
+        // `8,4,2 --max-skip 1`: `none` and a skip on every edge, nothing to fall back on.
+        let with_none = vec![vec![Op::None, Op::SkipConnect]; EDGES];
+        let two: Vec<Vec<f64>> = (0..EDGES)
+            .map(|e| vec![0.1, 0.5 + 0.01 * e as f64])
+            .collect();
+        let err = limit_skips(&two, &with_none, &two, &with_none, 1, &[]).unwrap_err();
+        assert!(err.to_string().contains("cannot be met"), "{err}");
+        // Every node keeps two skip edges: eight, the most a cell has, is met at once.
+        let all = limit_skips(&two, &with_none, &two, &with_none, 8, &[]).unwrap();
+        assert_eq!(count(&all), 8);
+    }
+
+    #[test]
+    fn the_fallback_ranks_the_stage_befores_other_operations() {
+        let candidates = vec![vec![
+            Op::None,
+            Op::SkipConnect,
+            Op::SepConv3x3,
+            Op::DilConv5x5,
+        ]];
+        let weights = vec![vec![0.4, 0.3, 0.1, 0.2]];
+        assert_eq!(
+            skip_fallback(&weights, &candidates),
+            vec![vec![Op::DilConv5x5, Op::SepConv3x3]]
+        );
     }
 
     #[test]

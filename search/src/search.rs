@@ -23,7 +23,7 @@ use crate::device::open_device;
 use crate::hessian;
 use crate::latency::{LatencyModel, Machine};
 use crate::outputs::{in_folder, Inputs};
-use crate::pdarts::{prune_candidates, StagePlan};
+use crate::pdarts::{prune_candidates, skip_fallback, StagePlan};
 use crate::records::{EpochStats, SearchEpoch};
 use crate::resume::{self, changed_settings, Epochs};
 use crate::run_dir::{RunDir, SEARCH_FILES};
@@ -56,6 +56,10 @@ pub(crate) struct SearchState {
     /// Where the early stop ended the search, if it did.
     #[serde(default)]
     pub(crate) early_stop: Option<EarlyStop>,
+    /// Per normal edge, the previous stage's candidates other than `none` and skips,
+    /// strongest first: what the skip limit may give an edge left with skips only.
+    #[serde(default)]
+    pub(crate) skip_fallback: Vec<Vec<Op>>,
 }
 
 /// Where R-DARTS' early stop ended a search.
@@ -211,6 +215,7 @@ fn open_state(
         eigenvalues: Vec::new(),
         genotypes: Vec::new(),
         early_stop: None,
+        skip_fallback: Vec::new(),
     };
     Ok((state, None))
 }
@@ -384,6 +389,7 @@ impl Search<'_> {
                 // Prune for the next stage, which starts from fresh weights.
                 let next_ops = self.plan[state.stage + 1].ops;
                 let (normal, reduce) = stage_run.op_weights()?;
+                state.skip_fallback = skip_fallback(&normal, &state.normal_candidates);
                 state.normal_candidates =
                     prune_candidates(&normal, &state.normal_candidates, next_ops);
                 state.reduce_candidates =
@@ -455,7 +461,8 @@ impl Search<'_> {
         stats: EpochStats,
         log: &mut RunLog,
     ) -> Result<Genotype> {
-        let genotype = stage_run.genotype(self.args, state.stage + 1 == self.plan.len())?;
+        let final_stage = state.stage + 1 == self.plan.len();
+        let genotype = stage_run.genotype(self.args, final_stage, &state.skip_fallback)?;
         self.write_genotype(&genotype)?;
         let ArchValues {
             alphas_normal,

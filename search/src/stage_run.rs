@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use hands_models::Genotype;
+use hands_models::Op;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -365,18 +366,25 @@ impl<'a> StageRun<'a> {
     }
 
     /// The genotype the architecture parameters derive now (with P-DARTS' skip limit at the
-    /// final stage).
-    pub(crate) fn genotype(&self, args: &SearchArgs, final_stage: bool) -> Result<Genotype> {
+    /// final stage, which may give an edge left with skips only its `skip_fallback`).
+    pub(crate) fn genotype(
+        &self,
+        args: &SearchArgs,
+        final_stage: bool,
+        skip_fallback: &[Vec<Op>],
+    ) -> Result<Genotype> {
         let (normal, reduce) = self.op_weights()?;
         let config = self.net.config();
-        let genotype = if args.algo == Algo::Pdarts && final_stage {
+        let max_skip = (args.algo == Algo::Pdarts && final_stage).then_some(args.pdarts.max_skip);
+        let genotype = if let Some(max_skip) = max_skip {
             limit_skips(
                 &normal,
                 &config.normal_candidates,
                 &reduce,
                 &config.reduce_candidates,
-                args.pdarts.max_skip,
-            )
+                max_skip,
+                skip_fallback,
+            )?
         } else {
             derive_genotype(
                 &normal,
@@ -392,6 +400,7 @@ impl<'a> StageRun<'a> {
                 (&reduce, &config.reduce_candidates),
                 |g| budget.cost_of(g),
                 budget.target,
+                max_skip,
             )?,
             _ => genotype,
         };

@@ -142,6 +142,33 @@ fn pcdarts_logs_betas_and_resumes_to_the_same_genotype() {
     assert_eq!(log[0]["betas_normal"].as_array().unwrap().len(), 14);
 }
 
+/// `--stage-ops 8,5,1 --max-skip 0`: the last stage has one candidate per edge, so an edge
+/// whose one candidate is a skip takes its best other operation of the stage before; the
+/// search ends (it used to loop forever) with no skip in the normal cell.
+#[test]
+fn pdarts_with_one_op_in_the_last_stage_meets_the_skip_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 12);
+    let run = dir.path().join("run");
+    let mut args = tiny(&data, run.clone(), Algo::Pdarts);
+    args.pdarts.stages = vec![3, 3, 3];
+    args.pdarts.stage_ops = vec![8, 5, 1];
+    args.pdarts.skip_dropout = vec![0.0, 0.0, 0.0];
+    args.pdarts.stage_warmup = 0;
+    args.pdarts.max_skip = 0;
+    run_search(&args).unwrap();
+    let found = genotype(&run);
+    assert!(
+        found
+            .normal
+            .iter()
+            .all(|(op, _)| *op != hands_models::Op::SkipConnect),
+        "{found:?}"
+    );
+    found.validate().unwrap();
+}
+
 #[test]
 fn pdarts_prunes_between_stages_and_resumes_mid_stage() {
     let dir = tempfile::tempdir().unwrap();
