@@ -2,10 +2,12 @@
 """Compares one hands-search supernet with the PyTorch reference ../shared/bench/darts_ref.py.
 
 Reads what `cargo run -p hands-search --example supernet_dump` wrote (weights, architecture
-parameters, input batches, logits, loss, gradients, the unrolled second-order architecture
-gradient, all f64), builds the same supernet with darts_ref's SearchNetwork in float64, loads
-the exact weights and architecture parameters into it, and recomputes everything. Exits 1
-naming the first tensor whose relative difference (max |a - b| / max |b|) exceeds 1e-4.
+parameters, input batches, logits, loss, gradients, Beta-Decay's gradient, the weights and
+momentum buffers after three SGD steps with momentum, weight decay and the gradient clip, and
+the unrolled second-order architecture gradient at those weights, all f64), builds the same
+supernet with darts_ref's SearchNetwork in float64, loads the exact weights and architecture
+parameters into it, and recomputes everything. Exits 1 naming the first tensor whose relative
+difference (max |a - b| / max |b|) exceeds 1e-8.
 
     check_against_pytorch.py DUMP --algo darts|pcdarts [--second-order] [--reference PATH]
 """
@@ -18,7 +20,9 @@ import types
 import torch
 from safetensors.torch import load_file
 
-TOLERANCE = 1e-4
+TOLERANCE = 1e-8
+# Weight steps the dump took before the unrolled step (supernet_dump's WEIGHT_STEPS).
+WEIGHT_STEPS = 3
 
 
 def reference_module(path):
@@ -99,15 +103,36 @@ def main():
     worst = max(weight_errors, key=weight_errors.get)
     results.append((f"grad of {len(mapped)} weights (worst: {worst})", weight_errors[worst]))
 
+    # Beta-Decay: the gradient of the mean over edges of each edge's logsumexp, per cell.
+    for theirs, ours in arch_names.items():
+        if theirs.startswith("alpha") and theirs in params:
+            alpha = params[theirs]
+            smooth_max = torch.logsumexp(alpha, dim=-1).mean()
+            (grad,) = torch.autograd.grad(smooth_max, [alpha])
+            check(f"Beta-Decay grad {ours}", dump[f"beta_decay/{ours}"], grad)
+
+    options = types.SimpleNamespace(lr=0.025, momentum=0.9, wd=3e-4, arch_lr=0.0,
+                                    arch_wd=0.0, grad_only=False, grad_clip=5.0)
+    searcher = ref.Searcher(net, options)
+    for _ in range(WEIGHT_STEPS):
+        searcher.weight_step(x, y)
+    step_errors = {o: relative(params[t].detach(), dump[f"stepped/{o}"]) for t, o in mapped.items()}
+    worst = max(step_errors, key=step_errors.get)
+    results.append((f"{WEIGHT_STEPS} SGD steps: {len(mapped)} weights (worst: {worst})",
+                    step_errors[worst]))
+    buffer_errors = {
+        o: relative(searcher.w_opt.state[params[t]]["momentum_buffer"], dump[f"momentum/{o}"])
+        for t, o in mapped.items()
+    }
+    worst = max(buffer_errors, key=buffer_errors.get)
+    results.append((f"momentum buffers (worst: {worst})", buffer_errors[worst]))
+
     if args.second_order:
-        options = types.SimpleNamespace(lr=0.025, momentum=0.9, wd=3e-4, arch_lr=0.0,
-                                        arch_wd=0.0, grad_only=False, grad_clip=5.0)
-        searcher = ref.Searcher(net, options)
         xv, yv = dump["input/val"], dump["input/val_labels"].long()
         searcher.arch_step_second_order(x, y, xv, yv)
         for theirs, ours in arch_names.items():
             if theirs in params:
-                check(f"second-order grad {ours}", dump[f"second_order/{ours}"],
+                check(f"second-order grad {ours} (momentum)", dump[f"second_order/{ours}"],
                       params[theirs].grad)
 
     failed = False

@@ -1,7 +1,9 @@
 //! Writes one supernet's exact numbers for `scripts/check-against-pytorch`: its weights and
 //! architecture parameters, an input batch, the logits and loss of a forward pass in training
-//! mode, the gradients of every weight and architecture parameter, and the unrolled
-//! second-order architecture gradient; all in f64, as one safetensors file.
+//! mode, the gradients of every weight and architecture parameter, Beta-Decay's gradient, the
+//! weights and momentum buffers after three SGD steps (momentum, weight decay, the gradient
+//! clip), and the unrolled second-order architecture gradient at those weights with those
+//! buffers; all in f64, as one safetensors file.
 //!
 //! ```text
 //! cargo run -p hands-search --example supernet_dump -- --algo darts|pcdarts --out FILE
@@ -12,7 +14,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::Parser;
-use hands_search::architect::{evaluate, second_order, LabelledBatch, Unrolling};
+use hands_search::architect::{add_beta_decay, evaluate, second_order, LabelledBatch, Unrolling};
+use hands_search::optim::{clip_grad_norm, Sgd, SgdConfig};
 use hands_search::supernet::{Supernet, SupernetConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -49,6 +52,11 @@ struct Args {
 }
 
 /// Virtual step size, momentum and weight decay of the second-order gradient.
+/// Weight steps taken before the unrolled step, to fill the momentum buffers.
+const WEIGHT_STEPS: usize = 3;
+/// The weight step's gradient clip (DARTS: 5).
+const GRAD_CLIP: f64 = 5.0;
+
 const UNROLLING: Unrolling = Unrolling {
     xi: 0.025,
     momentum: 0.9,
@@ -131,9 +139,54 @@ fn main() -> Result<()> {
         out.push((format!("grad/{name}"), grad.clone()));
     }
 
-    // The unrolled second-order architecture gradient (no momentum buffers yet).
+    // Beta-Decay's gradient alone (weight 1): the gradient of the mean smooth maximum of each
+    // edge's logits, summed over the two cells.
+    let mut beta_grads = eval.loss.backward()?;
+    for (_, var) in net.arch_vars() {
+        beta_grads.remove(var.as_tensor());
+    }
+    add_beta_decay(&net, 1.0, &mut beta_grads)?;
+    for (name, var) in net
+        .arch_vars()
+        .iter()
+        .filter(|(n, _)| n.starts_with("alphas"))
+    {
+        let grad = beta_grads
+            .get(var.as_tensor())
+            .with_context(|| format!("no Beta-Decay gradient for {name}"))?;
+        out.push((format!("beta_decay/{name}"), grad.clone()));
+    }
+
+    // Real weight steps on the training batch (SGD with momentum and weight decay, the
+    // gradient clipped at norm 5, as a search's weight step), so that the momentum buffers
+    // the unrolled step reads are filled; the weights and buffers after them.
     let weight_vars: Vec<_> = weights.iter().map(|(_, v)| v.clone()).collect();
-    let buffers = vec![None; weight_vars.len()];
+    let mut sgd = Sgd::new(
+        weight_vars.clone(),
+        SgdConfig {
+            lr: UNROLLING.xi,
+            momentum: UNROLLING.momentum,
+            weight_decay: UNROLLING.weight_decay,
+        },
+    )?;
+    for _ in 0..WEIGHT_STEPS {
+        let mut grads = evaluate(&net, train, None)?.loss.backward()?;
+        clip_grad_norm(&weight_vars, &mut grads, GRAD_CLIP)?;
+        sgd.step(&grads)?;
+    }
+    let buffers: Vec<Option<Tensor>> = (0..weight_vars.len())
+        .map(|i| sgd.momentum_buffer(i).cloned())
+        .collect();
+    for ((name, var), buffer) in weights.iter().zip(&buffers) {
+        out.push((format!("stepped/{name}"), var.as_tensor().copy()?));
+        let buffer = buffer
+            .as_ref()
+            .context("a momentum buffer after the steps")?;
+        out.push((format!("momentum/{name}"), buffer.clone()));
+    }
+
+    // The unrolled second-order architecture gradient at the stepped weights, with their
+    // momentum buffers.
     let unrolled = second_order(&net, &weight_vars, &buffers, train, val, UNROLLING)?;
     for (name, var) in net.arch_vars() {
         let grad = unrolled
