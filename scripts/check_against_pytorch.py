@@ -44,6 +44,38 @@ def relative(a, b):
     return (a - b).abs().max().item() / max(scale, 1e-300)
 
 
+class MaskedIdentity(torch.nn.Module):
+    """The skip candidate under dropout: its input times the next of a shared list of masks."""
+
+    def __init__(self, masks):
+        super().__init__()
+        self.masks = masks
+
+    def forward(self, x):
+        return x * next(self.masks)
+
+
+def with_skip_masks(ref, net, masks, run):
+    """`run()` with every stride-1 skip candidate of `net` multiplied by `masks` in order;
+    fails unless each mask is used once. Restores the candidates afterwards."""
+    skip = ref.PRIMITIVES.index("skip_connect")
+    shared = iter(masks)
+    patched = []
+    for cell in net.cells:
+        for edge in cell.edges:
+            if isinstance(edge.ops[skip], torch.nn.Identity):
+                patched.append((edge, edge.ops[skip]))
+                edge.ops[skip] = MaskedIdentity(shared)
+    try:
+        result = run()
+    finally:
+        for edge, identity in patched:
+            edge.ops[skip] = identity
+    if next(shared, None) is not None:
+        sys.exit("skip dropout: hands-search drew more masks than PyTorch's skips used")
+    return result
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dump")
@@ -102,6 +134,18 @@ def main():
     weight_errors = {o: relative(grads[t], dump[f"grad/{o}"]) for t, o in mapped.items()}
     worst = max(weight_errors, key=weight_errors.get)
     results.append((f"grad of {len(mapped)} weights (worst: {worst})", weight_errors[worst]))
+
+    # P-DARTS' skip dropout: the identity candidates' outputs times hands-search's masks, in
+    # the order it drew them (cell by cell, edge by edge).
+    masks = [dump[k] for k in sorted(k for k in dump if k.startswith("dropout/mask/"))]
+    if masks:
+        dropped_loss = with_skip_masks(
+            ref, net, masks, lambda: torch.nn.functional.cross_entropy(net(x), y))
+        check("skip dropout: loss", dump["dropout/loss"], dropped_loss.reshape(1))
+        grads = torch.autograd.grad(dropped_loss, [params[t] for t in arch_names if t in params])
+        for (theirs, ours), grad in zip([(t, o) for t, o in arch_names.items() if t in params],
+                                        grads):
+            check(f"skip dropout: grad {ours}", dump[f"dropout/grad/{ours}"], grad)
 
     # Beta-Decay: the gradient of the mean over edges of each edge's logsumexp, per cell.
     for theirs, ours in arch_names.items():

@@ -1,6 +1,7 @@
 //! Writes one supernet's exact numbers for `scripts/check-against-pytorch`: its weights and
 //! architecture parameters, an input batch, the logits and loss of a forward pass in training
-//! mode, the gradients of every weight and architecture parameter, Beta-Decay's gradient, the
+//! mode, the gradients of every weight and architecture parameter, the loss and architecture
+//! gradients under P-DARTS' skip dropout with the masks drawn, Beta-Decay's gradient, the
 //! weights and momentum buffers after three SGD steps (momentum, weight decay, the gradient
 //! clip), and the unrolled second-order architecture gradient at those weights with those
 //! buffers; all in f64, as one safetensors file.
@@ -16,7 +17,7 @@ use candle_core::{DType, Device, Tensor};
 use clap::Parser;
 use hands_search::architect::{add_beta_decay, evaluate, second_order, LabelledBatch, Unrolling};
 use hands_search::optim::{clip_grad_norm, Sgd, SgdConfig};
-use hands_search::supernet::{Supernet, SupernetConfig};
+use hands_search::supernet::{SkipDropout, Supernet, SupernetConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -52,6 +53,9 @@ struct Args {
 }
 
 /// Virtual step size, momentum and weight decay of the second-order gradient.
+/// P-DARTS' skip-connect dropout rate for the dropout rows (its first stage's).
+const SKIP_DROPOUT: f64 = 0.3;
+
 /// Weight steps taken before the unrolled step, to fill the momentum buffers.
 const WEIGHT_STEPS: usize = 3;
 /// The weight step's gradient clip (DARTS: 5).
@@ -137,6 +141,30 @@ fn main() -> Result<()> {
             .get(var.as_tensor())
             .with_context(|| format!("no gradient for {name}"))?;
         out.push((format!("grad/{name}"), grad.clone()));
+    }
+
+    // P-DARTS' skip dropout (DARTS' supernet only): the loss and architecture gradients of
+    // a forward pass that drops the identity candidates' outputs, with the masks it drew.
+    if !pcdarts {
+        let mut masks = Vec::new();
+        let mut drop_rng = ChaCha8Rng::seed_from_u64(args.seed + 2);
+        let dropout = SkipDropout {
+            prob: SKIP_DROPOUT,
+            rng: &mut drop_rng,
+            record: Some(&mut masks),
+        };
+        let dropped = evaluate(&net, train, Some(dropout))?;
+        out.push(("dropout/loss".into(), dropped.loss.reshape(1)?));
+        let grads = dropped.loss.backward()?;
+        for (name, var) in net.arch_vars() {
+            let grad = grads
+                .get(var.as_tensor())
+                .with_context(|| format!("no gradient for {name} under skip dropout"))?;
+            out.push((format!("dropout/grad/{name}"), grad.clone()));
+        }
+        for (i, mask) in masks.into_iter().enumerate() {
+            out.push((format!("dropout/mask/{i:03}"), mask));
+        }
     }
 
     // Beta-Decay's gradient alone (weight 1): the gradient of the mean smooth maximum of each

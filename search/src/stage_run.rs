@@ -290,6 +290,7 @@ impl<'a> StageRun<'a> {
                     let dropout = SkipDropout {
                         prob: skip_dropout,
                         rng: &mut *rng,
+                        record: None,
                     };
                     architect::first_order(self.net, val, Some(dropout))?
                 };
@@ -312,6 +313,7 @@ impl<'a> StageRun<'a> {
         let dropout = SkipDropout {
             prob: skip_dropout,
             rng,
+            record: None,
         };
         let eval = architect::evaluate(self.net, train, Some(dropout))?;
         let loss = architect::finite_loss(&eval.loss, "weight step")?;

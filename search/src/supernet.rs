@@ -184,6 +184,9 @@ pub struct SkipDropout<'a> {
     pub prob: f64,
     /// Mask source.
     pub rng: &'a mut rand_chacha::ChaCha8Rng,
+    /// Where the masks drawn go, in the order drawn (edge by edge, cell by cell), when
+    /// asked: the PyTorch cross-check applies the same ones.
+    pub record: Option<&'a mut Vec<Tensor>>,
 }
 
 impl SkipDropout<'_> {
@@ -203,6 +206,9 @@ impl SkipDropout<'_> {
             })
             .collect();
         let mask = Tensor::from_vec(mask, (b, c, h, w), x.device())?.to_dtype(x.dtype())?;
+        if let Some(record) = self.record.as_mut() {
+            record.push(mask.clone());
+        }
         x * mask
     }
 }

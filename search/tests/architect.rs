@@ -275,12 +275,14 @@ fn skip_dropout_reaches_the_architecture_gradient() {
     let off = SkipDropout {
         prob: 0.0,
         rng: &mut rng,
+        record: None,
     };
     let zero = flat_arch_grads(&f.net, &first_order(&f.net, val, Some(off)).unwrap().grads);
     assert_eq!(plain, zero, "a zero rate is no dropout");
     let on = SkipDropout {
         prob: 0.5,
         rng: &mut rng,
+        record: None,
     };
     let dropped = flat_arch_grads(&f.net, &first_order(&f.net, val, Some(on)).unwrap().grads);
     let diff: f64 = plain.iter().zip(&dropped).map(|(a, b)| (a - b).abs()).sum();
