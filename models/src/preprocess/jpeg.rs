@@ -6,7 +6,7 @@
 //! full decode followed by a downscale, and the block averaging is a good anti-aliasing
 //! filter. libjpeg-turbo's x86 SIMD code is built when `nasm` is on the PATH at build time
 //! (mozjpeg-sys feature `nasm_simd`), the C code otherwise; both give the same pixels (the
-//! README's Speed section says how that was checked).
+//! docs/speed.md says how that was checked).
 
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
