@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An operation name that is not one of the eight primitives.
-    #[error("unknown operation `{0}` (known: none, max_pool_3x3, avg_pool_3x3, skip_connect, sep_conv_3x3, sep_conv_5x5, dil_conv_3x3, dil_conv_5x5)")]
+    #[error("unknown operation `{0}` (known: {known})", known = crate::ops::Op::ALL.map(crate::ops::Op::name).join(", "))]
     UnknownOp(String),
     /// A malformed genotype.
     #[error("invalid genotype: {0}")]

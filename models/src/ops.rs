@@ -155,8 +155,12 @@ mod tests {
             assert_eq!(op.name().parse::<Op>().unwrap(), op);
             assert_eq!(Op::ALL[op.index()], op);
         }
-        let err = "conv_7x1_1x7".parse::<Op>().unwrap_err();
-        assert!(err.to_string().contains("conv_7x1_1x7"));
+        let err = "conv_7x1_1x7".parse::<Op>().unwrap_err().to_string();
+        assert!(err.contains("conv_7x1_1x7"));
+        // The message lists the operations from the enum itself, every one of them.
+        for op in Op::ALL {
+            assert!(err.contains(op.name()), "{err} lacks {op}");
+        }
     }
 
     #[test]

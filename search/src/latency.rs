@@ -251,8 +251,9 @@ fn table_ops(kind: EdgeKind) -> impl Iterator<Item = Op> {
     })
 }
 
-/// Unknowns of the fit: the fixed part, each kind's operations, then each kind's ReLUs.
-const UNKNOWNS: usize = 1 + 6 + 7 + 6 + 3;
+/// Unknowns of the fit: the fixed part, each kind's operations (all but `none`, and but the
+/// identity on the two stride-1 kinds: see [`table_ops`]), then each kind's ReLUs.
+const UNKNOWNS: usize = 1 + (Op::ALL.len() - 2) + (Op::ALL.len() - 1) + (Op::ALL.len() - 2) + 3;
 
 /// The first unknown of the ReLUs: the states of a kind that an operation reads through a
 /// ReLU (a convolution or a factorized reduction), each computed once however many edges
@@ -597,6 +598,15 @@ fn least_squares(x: &[[f64; UNKNOWNS]], y: &[f64]) -> Result<[f64; UNKNOWNS]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fit's unknowns follow the operation set: one per operation each kind of edge
+    /// tables, besides the fixed part and one ReLU per kind.
+    #[test]
+    fn the_unknowns_are_counted_from_the_operations() {
+        let tabled: usize = EdgeKind::ALL.iter().map(|&k| table_ops(k).count()).sum();
+        assert_eq!(UNKNOWNS, 1 + tabled + EdgeKind::ALL.len());
+        assert_eq!(RELU_COLUMNS, 1 + tabled);
+    }
 
     #[test]
     fn least_squares_recovers_an_exact_linear_rule() {

@@ -173,8 +173,9 @@ pub struct PdartsArgs {
     #[arg(long, value_delimiter = ',', default_value = "5,11,17",
           value_parser = flags::usize_in(flags::SEARCH_LAYERS))]
     pub stages: Vec<usize>,
-    /// Candidate operations per edge in each stage (1 to 8).
-    #[arg(long, value_delimiter = ',', default_value = "8,5,3",
+    /// Candidate operations per edge in each stage (1 to the number of operations, 8;
+    /// default: all of them, then 5, then 3).
+    #[arg(long, value_delimiter = ',', default_values_t = PdartsArgs::default().stage_ops,
           value_parser = flags::usize_in(1..=Op::ALL.len() as u64))]
     pub stage_ops: Vec<usize>,
     /// Skip-connect dropout rate per stage, in [0, 1).
@@ -191,12 +192,12 @@ pub struct PdartsArgs {
 }
 
 impl Default for PdartsArgs {
-    /// P-DARTS' published stages: 5, 11 and 17 cells with 8, 5 and 3 candidates and skip
-    /// dropout 0.1, 0.4 and 0.7; 10 warm-up epochs; at most 2 skips.
+    /// P-DARTS' published stages: 5, 11 and 17 cells with every operation (8), then 5 and
+    /// 3 candidates and skip dropout 0.1, 0.4 and 0.7; 10 warm-up epochs; at most 2 skips.
     fn default() -> PdartsArgs {
         PdartsArgs {
             stages: vec![5, 11, 17],
-            stage_ops: vec![8, 5, 3],
+            stage_ops: vec![Op::ALL.len(), 5, 3],
             skip_dropout: vec![0.1, 0.4, 0.7],
             stage_warmup: Algo::Pdarts.paper_defaults().arch_warmup,
             max_skip: 2,
@@ -597,6 +598,14 @@ fn default_early_stop_start() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// P-DARTS' first stage searches every operation, however many the enum has.
+    #[test]
+    fn pdarts_starts_from_every_operation() {
+        assert_eq!(PdartsArgs::default().stage_ops[0], Op::ALL.len());
+        let parsed = parse_from(["search", "--data", "d", "--algo", "pdarts"]);
+        assert_eq!(parsed.pdarts.stage_ops, PdartsArgs::default().stage_ops);
+    }
 
     /// Parses [`SearchArgs`] alone, as the `search` subcommand would.
     fn parse_from<const N: usize>(argv: [&str; N]) -> SearchArgs {
