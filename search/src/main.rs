@@ -86,6 +86,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hands-search: error: {e:#}");
+            if std::env::var("HANDS_LOG").is_ok_and(|level| level == "debug") {
+                eprintln!("{e:?}"); // the cause chain, and the backtrace when one was captured
+            }
             ExitCode::FAILURE
         }
     }

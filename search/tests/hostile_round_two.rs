@@ -167,16 +167,28 @@ fn a_model_file_whose_card_or_weights_were_edited_is_refused() {
         assert!(err.contains(&path.display().to_string()), "{err}");
     }
     // Through the programs: eval and export refuse it alike, with one line.
-    // Through the program: one line saying so.
-    let out = Command::new(env!("CARGO_BIN_EXE_hands-search"))
-        .args(["eval", "--model", reversed.to_str().unwrap()])
-        .args(["--data", data.to_str().unwrap()])
-        .output()
-        .unwrap();
+    // Through the program: one line saying so, whatever RUST_BACKTRACE says; the cause
+    // chain only with HANDS_LOG=debug.
+    let eval = |debug: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hands-search"));
+        command
+            .args(["eval", "--model", reversed.to_str().unwrap()])
+            .args(["--data", data.to_str().unwrap()])
+            .env("RUST_BACKTRACE", "1")
+            .env_remove("HANDS_LOG");
+        if debug {
+            command.env("HANDS_LOG", "debug");
+        }
+        command.output().unwrap()
+    };
+    let out = eval(false);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("changed after it was written"), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let debug = eval(true);
+    let stderr = String::from_utf8_lossy(&debug.stderr);
+    assert!(stderr.trim_end().lines().count() > 1, "{stderr}");
 }
 
 #[cfg(unix)]

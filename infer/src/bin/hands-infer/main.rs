@@ -149,6 +149,9 @@ fn main() -> ExitCode {
         Ok(Delivered::Cut) => ExitCode::from(2),
         Err(e) => {
             eprintln!("hands-infer: error: {e:#}");
+            if std::env::var("HANDS_LOG").is_ok_and(|level| level == "debug") {
+                eprintln!("{e:?}"); // the cause chain, and the backtrace when one was captured
+            }
             ExitCode::from(2)
         }
     }
