@@ -179,6 +179,32 @@ pub struct Predictor {
     identity: String,
 }
 
+/// Refuses a minimum confidence outside [0, 1], a target accuracy outside (0.5, 1), and both
+/// at once (they set the same threshold).
+fn check_thresholds(options: &Options) -> Result<(), Error> {
+    if let Some(p) = options.min_confidence {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::Usage(format!(
+                "minimum confidence {p} is not a probability in [0, 1]"
+            )));
+        }
+    }
+    if let Some(target) = options.target_accuracy {
+        if options.min_confidence.is_some() {
+            return Err(Error::Usage(
+                "a minimum confidence and a target accuracy set the same threshold: give one"
+                    .into(),
+            ));
+        }
+        if !(target > 0.5 && target < 1.0) {
+            return Err(Error::Usage(format!(
+                "target accuracy {target} is not in (0.5, 1)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The point of `card`'s accuracy-coverage curve with the lowest threshold whose accuracy is
 /// at least `target`; refused, in words, without a curve or above its best accuracy.
 fn coverage_for(card: &ModelCard, target: f64) -> Result<CoveragePoint, String> {
@@ -279,26 +305,7 @@ impl Predictor {
     /// Opens a model held in memory, as [`Predictor::open_with`] opens a file; `name` stands
     /// for it in errors and in [`Predictor::name`].
     pub fn from_bytes(bytes: &[u8], name: &Path, options: &Options) -> Result<Predictor, Error> {
-        if let Some(p) = options.min_confidence {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(Error::Usage(format!(
-                    "minimum confidence {p} is not a probability in [0, 1]"
-                )));
-            }
-        }
-        if let Some(target) = options.target_accuracy {
-            if options.min_confidence.is_some() {
-                return Err(Error::Usage(
-                    "a minimum confidence and a target accuracy set the same threshold: give one"
-                        .into(),
-                ));
-            }
-            if !(target > 0.5 && target < 1.0) {
-                return Err(Error::Usage(format!(
-                    "target accuracy {target} is not in (0.5, 1)"
-                )));
-            }
-        }
+        check_thresholds(options)?;
         let (session, provider, runtime) = open_session(bytes, name, options)?;
         let card_json = session
             .metadata()

@@ -205,66 +205,18 @@ fn run(cli: &Cli) -> anyhow::Result<Delivered> {
         .build()
         .context("cannot start decoding threads")?;
     let start = Instant::now();
-
     if cli.decode_only {
-        let images = collected.files.len();
-        let failures = pipeline::decode_files(&predictor, &collected.files, &pool);
-        let seconds = start.elapsed().as_secs_f64();
-        eprintln!(
-            "hands-infer: decoded {images} images ({failures} failures) in {seconds:.2} s: {:.1} images/s (decode only, {threads} threads, input {size}x{size})",
-            images as f64 / seconds,
-            size = predictor.input_size()
-        );
-        return Ok(Delivered::All { failures });
+        return Ok(decode_only(&predictor, &collected, &pool, threads));
     }
-
     if cli.network_only {
-        let batch = cli.batch as usize;
-        let run = pipeline::network_only(&predictor, &collected.files, &pool, batch)?;
-        eprintln!(
-            "hands-infer: ran the network on {} images ({} failures) in {:.2} s: {:.1} images/s (network only, {threads} threads, batch {batch})",
-            run.images,
-            run.failures,
-            run.seconds,
-            run.images as f64 / run.seconds
-        );
-        return Ok(Delivered::All {
-            failures: run.failures,
-        });
+        return network_only(cli, &predictor, &collected, &pool, threads);
     }
-
     let explainer = match &cli.explain {
-        Some(dir) => {
-            let before = collected.files.len();
-            // Files named on the command line are the user's photos, whatever their names.
-            collected
-                .files
-                .retain(|f| cli.paths.contains(f) || !is_explanation_in(f, dir));
-            let earlier = before - collected.files.len();
-            if earlier > 0 {
-                tracing::info!(
-                    "left out {earlier} explanations in {} (outputs of an earlier run, not photos)",
-                    dir.display()
-                );
-            }
-            Some(Explainer::new(dir, &cli.paths, &collected.files)?)
-        }
+        Some(dir) => Some(explainer(cli, dir, &mut collected)?),
         None => None,
     };
     let mut groups = match (&cli.group_by, &cli.groups) {
-        (Some(by), Some(path)) => {
-            refuse_inputs(path, &cli.paths, &collected.files, &predictor)?;
-            if let GroupBy::Csv(csv) = by {
-                ensure_not_input(path, &[csv.as_path()])?;
-            }
-            if cli.output.as_deref() == Some(path.as_path()) {
-                bail!(
-                    "--groups and --output name the same file {}",
-                    path.display()
-                );
-            }
-            Some(Groups::new(by, &collected.files)?)
-        }
+        (Some(by), Some(path)) => Some(groups(cli, by, path, &collected, &predictor)?),
         _ => None,
     };
     let (counts, resumed) = predict_to_output(
@@ -294,6 +246,87 @@ fn run(cli: &Cli) -> anyhow::Result<Delivered> {
             failures: counts.failures,
         }
     })
+}
+
+/// `--decode-only`: decodes and preprocesses every image and says how fast.
+fn decode_only(
+    predictor: &Predictor,
+    collected: &files::Collected,
+    pool: &rayon::ThreadPool,
+    threads: usize,
+) -> Delivered {
+    let start = Instant::now();
+    let images = collected.files.len();
+    let failures = pipeline::decode_files(predictor, &collected.files, pool);
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "hands-infer: decoded {images} images ({failures} failures) in {seconds:.2} s: {:.1} images/s (decode only, {threads} threads, input {size}x{size})",
+        images as f64 / seconds,
+        size = predictor.input_size()
+    );
+    Delivered::All { failures }
+}
+
+/// `--network-only`: runs the network on the images decoded beforehand and says how fast.
+fn network_only(
+    cli: &Cli,
+    predictor: &Predictor,
+    collected: &files::Collected,
+    pool: &rayon::ThreadPool,
+    threads: usize,
+) -> anyhow::Result<Delivered> {
+    let batch = cli.batch as usize;
+    let run = pipeline::network_only(predictor, &collected.files, pool, batch)?;
+    eprintln!(
+        "hands-infer: ran the network on {} images ({} failures) in {:.2} s: {:.1} images/s (network only, {threads} threads, batch {batch})",
+        run.images,
+        run.failures,
+        run.seconds,
+        run.images as f64 / run.seconds
+    );
+    Ok(Delivered::All {
+        failures: run.failures,
+    })
+}
+
+/// `--explain DIR`: the explainer, with the explanations an earlier run left in DIR taken
+/// out of the images (files named on the command line are the user's photos, whatever
+/// their names).
+fn explainer(cli: &Cli, dir: &Path, collected: &mut files::Collected) -> anyhow::Result<Explainer> {
+    let before = collected.files.len();
+    collected
+        .files
+        .retain(|f| cli.paths.contains(f) || !is_explanation_in(f, dir));
+    let earlier = before - collected.files.len();
+    if earlier > 0 {
+        tracing::info!(
+            "left out {earlier} explanations in {} (outputs of an earlier run, not photos)",
+            dir.display()
+        );
+    }
+    Explainer::new(dir, &cli.paths, &collected.files)
+}
+
+/// `--group-by BY --groups PATH`: the groups of the images, once PATH is known not to be an
+/// input or the --output.
+fn groups(
+    cli: &Cli,
+    by: &GroupBy,
+    path: &Path,
+    collected: &files::Collected,
+    predictor: &Predictor,
+) -> anyhow::Result<Groups> {
+    refuse_inputs(path, &cli.paths, &collected.files, predictor)?;
+    if let GroupBy::Csv(csv) = by {
+        ensure_not_input(path, &[csv.as_path()])?;
+    }
+    if cli.output.as_deref() == Some(path) {
+        bail!(
+            "--groups and --output name the same file {}",
+            path.display()
+        );
+    }
+    Groups::new(by, &collected.files)
 }
 
 /// The image files the arguments name; refused when there is none (and no folder failed).
