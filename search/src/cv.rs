@@ -381,22 +381,7 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
     }
 
     let report = CvReport {
-        protocol: format!(
-            "{}-fold cross-validation by subject (stratified by label, seed {}); each fold \
-             trained from scratch on the other folds' subjects{}, {}{}, measured on the \
-             fold's subjects only",
-            folds.len(),
-            args.train.run.seed,
-            args.train_seed
-                .map(|seed| format!(" (training seed {seed})"))
-                .unwrap_or_default(),
-            args.train.select.describe(args.val_share),
-            if args.train.precise_bn {
-                ", BatchNorm statistics recomputed on the training subjects"
-            } else {
-                ""
-            },
-        ),
+        protocol: protocol(&args, folds.len()),
         folds: folds.len(),
         seed: args.train.run.seed,
         train_seed: args.train_seed,
@@ -414,6 +399,25 @@ pub fn cross_validate(cli: &CvArgs) -> Result<CvOutcome> {
         out,
         report: Some(report),
     })
+}
+
+/// How a cross-validation of `folds` folds under `args` measures, in words (cv.json).
+fn protocol(args: &CvArgs, folds: usize) -> String {
+    format!(
+        "{folds}-fold cross-validation by subject (stratified by label, seed {}); each fold \
+         trained from scratch on the other folds' subjects{}, {}{}, measured on the fold's \
+         subjects only",
+        args.train.run.seed,
+        args.train_seed
+            .map(|seed| format!(" (training seed {seed})"))
+            .unwrap_or_default(),
+        args.train.select.describe(args.val_share),
+        if args.train.precise_bn {
+            ", BatchNorm statistics recomputed on the training subjects"
+        } else {
+            ""
+        },
+    )
 }
 
 /// The cross-validation's settings: those stored in the run folder under `--resume` (any

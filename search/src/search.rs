@@ -155,19 +155,23 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         }
     }
     let genotype = state.genotype.context("the search ran no epoch")?;
-    let budget = search.budget_outcome(&genotype);
     let finished = Finished {
         epochs: state.global_epoch,
-        genotype: genotype.clone(),
+        budget: search.budget_outcome(&genotype),
+        genotype,
         early_stop: state.early_stop,
-        budget,
     };
+    finish(&run, &finished)
+}
+
+/// Writes `finished.json` and says what the search found (and its cost against the budget).
+fn finish(run: &RunDir, finished: &Finished) -> Result<()> {
     hands_models::output::write_atomic(
         &run.finished(),
-        (serde_json::to_string_pretty(&finished)? + "\n").as_bytes(),
+        (serde_json::to_string_pretty(finished)? + "\n").as_bytes(),
     )?;
-    eprintln!("genotype: {genotype}");
-    if let Some(BudgetOutcome { cost, target }) = budget {
+    eprintln!("genotype: {}", finished.genotype);
+    if let Some(BudgetOutcome { cost, target }) = finished.budget {
         let over = 100.0 * (cost / target - 1.0);
         if over > 0.0 {
             eprintln!("warning: the genotype costs {cost:.3}, {over:.1}% over the target {target}");
