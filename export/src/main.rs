@@ -50,7 +50,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging();
+    hands_models::logging::init("warn");
     if let Err(e) = hands_models::interrupt::exit_on_signals(
         "hands-export",
         "the files of an earlier export are kept as they were",
@@ -176,17 +176,4 @@ fn image_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         anyhow::ensure!(meta.is_file(), "{}: not a regular file", file.display());
     }
     Ok(files)
-}
-
-/// Warnings (an unsealed model file, say) on stderr; `RUST_LOG` chooses more.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .with_target(false)
-        .init();
 }

@@ -49,15 +49,6 @@ fn other_model(dir: &Path) -> PathBuf {
     path
 }
 
-/// The files of `dir` whose names start with a dot (temporary and lock files).
-fn hidden_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect()
-}
-
 #[test]
 fn a_second_writer_of_an_output_is_refused_with_the_holders_process_id() {
     if !have_ort("a_second_writer_of_an_output_is_refused_with_the_holders_process_id") {
@@ -90,9 +81,9 @@ fn a_second_writer_of_an_output_is_refused_with_the_holders_process_id() {
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
     assert_eq!(std::fs::read(&rows).unwrap(), before);
     assert!(
-        hidden_files(dir.path()).is_empty(),
+        hands_tests::hidden_files(dir.path()).is_empty(),
         "{:?}",
-        hidden_files(dir.path())
+        hands_tests::hidden_files(dir.path())
     );
 }
 
@@ -285,7 +276,10 @@ fn a_signal_removes_the_unfinished_output_and_exits_128_plus_its_number() {
             .unwrap();
         // Interrupted while its output is being written (its temporary file exists).
         let start = Instant::now();
-        while !hidden_files(&outputs).iter().any(|n| n.ends_with(".tmp")) {
+        while !hands_tests::hidden_files(&outputs)
+            .iter()
+            .any(|n| n.ends_with(".tmp"))
+        {
             assert!(start.elapsed() < HANG_GUARD, "no temporary output appeared");
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -298,11 +292,11 @@ fn a_signal_removes_the_unfinished_output_and_exits_128_plus_its_number() {
         assert!(stderr.contains(&format!("stopped by {name}")), "{stderr}");
         assert_eq!(std::fs::read(&rows).unwrap(), b"earlier rows\n", "{name}");
         assert!(
-            hidden_files(&outputs).is_empty(),
+            hands_tests::hidden_files(&outputs).is_empty(),
             "{name}: {:?}",
-            hidden_files(&outputs)
+            hands_tests::hidden_files(&outputs)
         );
-        assert!(hidden_files(&explained).is_empty(), "{name}");
+        assert!(hands_tests::hidden_files(&explained).is_empty(), "{name}");
     }
 }
 

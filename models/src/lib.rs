@@ -10,6 +10,8 @@ pub mod genotype;
 pub mod graph;
 pub mod interrupt;
 pub mod lock;
+#[cfg(feature = "logging")]
+pub mod logging;
 #[cfg(feature = "candle")]
 pub mod nn;
 pub mod ops;

@@ -161,6 +161,15 @@ mod tests {
     use super::*;
     use crate::supernet::EDGES;
 
+    /// The convolutions of both cells: the cost the budget tests count.
+    fn convs(g: &Genotype) -> f64 {
+        g.normal
+            .iter()
+            .chain(&g.reduce)
+            .filter(|(op, _)| op.convolution().is_some())
+            .count() as f64
+    }
+
     #[test]
     fn a_strict_budget_trades_the_weakest_choices_for_cheaper_ones() {
         let candidates = vec![Op::ALL.to_vec(); EDGES];
@@ -170,13 +179,6 @@ mod tests {
             weights[e] = vec![0.0, 0.45, 0.0, 0.0, 0.0, 0.55, 0.0, 0.0];
         }
         let argmax = derive_genotype(&weights, &candidates, &weights, &candidates);
-        let convs = |g: &Genotype| {
-            g.normal
-                .iter()
-                .chain(&g.reduce)
-                .filter(|(op, _)| op.convolution().is_some())
-                .count() as f64
-        };
         assert_eq!(convs(&argmax), 16.0);
         let cell = (weights.as_slice(), candidates.as_slice());
         // Within the target: the argmax genotype as it is.
@@ -206,13 +208,6 @@ mod tests {
         // Every edge prefers sep_conv_5x5, then skip_connect, then max_pool_3x3.
         let weights = vec![vec![0.0, 0.1, 0.0, 0.3, 0.0, 0.6, 0.0, 0.0]; EDGES];
         let argmax = derive_genotype(&weights, &candidates, &weights, &candidates);
-        let convs = |g: &Genotype| {
-            g.normal
-                .iter()
-                .chain(&g.reduce)
-                .filter(|(op, _)| op.convolution().is_some())
-                .count() as f64
-        };
         let skips = |g: &Genotype| {
             g.normal
                 .iter()

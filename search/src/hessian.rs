@@ -160,16 +160,24 @@ pub fn architecture_eigenvalue(
     rng: &mut impl Rng,
 ) -> Result<Eigenvalue> {
     let vars: Vec<Var> = net.arch_vars().into_iter().map(|(_, v)| v).collect();
-    let gradient = || -> Result<Vec<Tensor>> {
-        let grads = evaluate(net, batch, None)?.loss.backward()?;
-        vars.iter()
-            .map(|v| match grads.get(v.as_tensor()) {
-                Some(g) => Ok(g.clone()),
-                None => v.as_tensor().zeros_like(),
-            })
-            .collect()
-    };
+    let gradient = || architecture_gradient(net, batch, &vars);
     largest_eigenvalue(&vars, gradient, power, rng)
+}
+
+/// The gradient of `net`'s validation loss on `batch` with respect to `vars` (zeros for a
+/// variable the loss does not reach), without skip dropout.
+pub fn architecture_gradient(
+    net: &Supernet,
+    batch: LabelledBatch<'_>,
+    vars: &[Var],
+) -> Result<Vec<Tensor>> {
+    let grads = evaluate(net, batch, None)?.loss.backward()?;
+    vars.iter()
+        .map(|v| match grads.get(v.as_tensor()) {
+            Some(g) => Ok(g.clone()),
+            None => v.as_tensor().zeros_like(),
+        })
+        .collect()
 }
 
 /// DARTS-ES: with `eigenvalues[i]` the eigenvalue after epoch `first_epoch + i` (only

@@ -74,7 +74,7 @@ fn explicit_settings(matches: &ArgMatches) -> Option<Vec<String>> {
 /// Runs the subcommand; errors are one line on stderr (the cause chain joined by `: `)
 /// and exit status 1.
 fn main() -> ExitCode {
-    init_logging();
+    hands_models::logging::init("warn");
     if let Err(e) = hands_models::interrupt::exit_on_signals(
         "hands-search",
         "files written before are kept; a run goes on from its last checkpoint with --resume",
@@ -130,17 +130,4 @@ fn run() -> Result<()> {
         Command::Plot(args) => run_plot(args),
         Command::Cost(args) => run_cost(args),
     }
-}
-
-/// Warnings (an unsealed model file, say) on stderr; `RUST_LOG` chooses more.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .with_target(false)
-        .init();
 }

@@ -5,9 +5,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::loss::cross_entropy;
 use hands_models::Op;
 use hands_search::architect::{
-    add_beta_decay, evaluate, first_order, second_order, LabelledBatch, Unrolling,
+    add_beta_decay, first_order, second_order, LabelledBatch, Unrolling,
 };
-use hands_search::hessian::{architecture_eigenvalue, PowerIteration};
+use hands_search::hessian::{architecture_eigenvalue, architecture_gradient, PowerIteration};
 use hands_search::schedule::beta_decay_weight;
 use hands_search::supernet::{Supernet, SupernetConfig};
 use rand::{Rng, SeedableRng};
@@ -340,21 +340,6 @@ fn beta_decay_rises_linearly_over_the_architecture_epochs() {
     assert_eq!(beta_decay_weight(2.0, 4, 5, 4), 0.0);
 }
 
-/// The gradient of the validation loss of `net` on `batch` with respect to `vars`.
-fn architecture_gradient(
-    net: &Supernet,
-    batch: LabelledBatch<'_>,
-    vars: &[Var],
-) -> candle_core::Result<Vec<Tensor>> {
-    let grads = evaluate(net, batch, None)?.loss.backward()?;
-    vars.iter()
-        .map(|v| match grads.get(v.as_tensor()) {
-            Some(g) => Ok(g.clone()),
-            None => v.as_tensor().zeros_like(),
-        })
-        .collect()
-}
-
 /// R-DARTS' eigenvalue is the largest of the architecture Hessian of a tiny f64 supernet:
 /// the exact Hessian is built column by column from central differences of the full
 /// gradient (step [`STEP`], inside one linear piece), symmetrised, and its eigenvalues taken
@@ -368,16 +353,18 @@ fn the_architecture_eigenvalue_is_the_largest_of_the_exact_hessian() {
         labels: &labels,
     };
     let vars: Vec<Var> = net.arch_vars().into_iter().map(|(_, v)| v).collect();
-    let start: Vec<Vec<f64>> = vars
-        .iter()
-        .map(|v| {
-            v.as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap()
-        })
-        .collect();
+    let values = |vars: &[Var]| -> Vec<Vec<f64>> {
+        vars.iter()
+            .map(|v| {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let start = values(&vars);
     let flat = |tensors: Vec<Tensor>| -> Vec<f64> {
         tensors
             .iter()
@@ -435,15 +422,5 @@ fn the_architecture_eigenvalue_is_the_largest_of_the_exact_hessian() {
         "power iteration {found:?}, exact largest {largest}, dominant {dominant}"
     );
     // The variables are as they were.
-    let after: Vec<Vec<f64>> = vars
-        .iter()
-        .map(|v| {
-            v.as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(after, start);
+    assert_eq!(values(&vars), start);
 }

@@ -2,14 +2,16 @@
 //! flip averaging, a tiny `cv` run that is stopped and resumed, and what `ensemble` and
 //! `compare` read from such runs.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use common::tiny_cv;
 use hands_models::card::MeanStd;
 use hands_models::graph::argmax;
 use hands_search::args::cv::CvArgs;
-use hands_search::args::train::TrainArgs;
 use hands_search::calibrate::{run_calibrate, CalibrateArgs};
 use hands_search::compare::compare;
 use hands_search::cv::{cross_validate, CvReport, FoldResult};
@@ -225,27 +227,6 @@ fn mirror_reverses_columns() {
     assert_eq!(m[0][0], [3.0, 2.0, 1.0, 0.0]);
     assert_eq!(m[1][2], [23.0, 22.0, 21.0, 20.0]);
     assert_eq!(argmax(&[0.2, 0.7, 0.7]), 1);
-}
-
-fn tiny_cv(data: &Path, out: &Path) -> CvArgs {
-    let mut train = TrainArgs::new(data, "DARTS_V2");
-    train.run.out = Some(out.to_path_buf());
-    train.network.init_channels = 4;
-    train.network.layers = 3;
-    train.data.size = 16;
-    train.optimiser.epochs = 2;
-    train.optimiser.batch = 4;
-    train.regularisation.cutout = 4;
-    train.run.seed = 7;
-    CvArgs {
-        train,
-        baselines: vec!["random:1".into()],
-        folds: 2,
-        val_share: 0.25,
-        train_seed: None,
-        stop_after_runs: None,
-        only_folds: Vec::new(),
-    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> T {

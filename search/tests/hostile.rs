@@ -3,10 +3,13 @@
 //! epoch, an unfinished search is not trained silently, one-class data is refused or
 //! reported as such, and resumed or reused state is checked.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{Device, Tensor};
+use common::tiny_train;
 use hands_models::device::DeviceChoice;
 use hands_search::args::search::{Algo, SearchArgs};
 use hands_search::args::train::TrainArgs;
@@ -28,18 +31,6 @@ fn tiny_search(data: &Path, out: &Path) -> SearchArgs {
     args.network.init_channels = 4;
     args.network.layers = 2;
     args.run.seed = 3;
-    args
-}
-
-fn tiny_train(data: &Path, genotype: &str, out: &Path) -> TrainArgs {
-    let mut args = TrainArgs::new(data, genotype);
-    args.run.out = Some(out.to_path_buf());
-    args.data.size = 16;
-    args.optimiser.batch = 4;
-    args.optimiser.epochs = 1;
-    args.network.init_channels = 4;
-    args.network.layers = 3;
-    args.regularisation.cutout = 0;
     args
 }
 

@@ -2,15 +2,16 @@
 //! folder, nothing in a run folder reused from other settings, model files sealed against
 //! edits of their card, and signals that leave the last checkpoint and no temporary file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{tiny_cv, tiny_train};
 use hands_models::lock::RunLock;
 use hands_models::nn::model_file::ModelFile;
-use hands_search::args::cv::CvArgs;
 use hands_search::args::search::{Algo, SearchArgs};
-use hands_search::args::train::TrainArgs;
 use hands_search::cv::cross_validate;
 use hands_search::search::run_search;
 use hands_search::train::train;
@@ -18,41 +19,6 @@ use hands_tests::datasets::{class_folders, hands_info};
 
 /// How long a run may take before it counts as hung (a guard, not a measurement).
 const HANG_GUARD: Duration = Duration::from_secs(300);
-
-fn tiny_train(data: &Path, out: &Path) -> TrainArgs {
-    let mut args = TrainArgs::new(data, "DARTS_V2");
-    args.run.out = Some(out.to_path_buf());
-    args.data.size = 16;
-    args.optimiser.batch = 4;
-    args.optimiser.epochs = 1;
-    args.network.init_channels = 4;
-    args.network.layers = 3;
-    args.regularisation.cutout = 0;
-    args
-}
-
-fn tiny_cv(data: &Path, out: &Path) -> CvArgs {
-    let mut train = tiny_train(data, out);
-    train.run.seed = 7;
-    CvArgs {
-        train,
-        baselines: Vec::new(),
-        folds: 2,
-        val_share: 0.25,
-        train_seed: None,
-        stop_after_runs: None,
-        only_folds: Vec::new(),
-    }
-}
-
-/// The files of `dir` whose names start with a dot (temporary and lock files).
-fn hidden_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect()
-}
 
 #[test]
 fn a_second_run_in_a_run_folder_is_refused_with_the_holders_process_id() {
@@ -63,7 +29,10 @@ fn a_second_run_in_a_run_folder_is_refused_with_the_holders_process_id() {
 
     let out = dir.path().join("train");
     let held = RunLock::folder(&out).unwrap();
-    let err = format!("{:#}", train(&tiny_train(&data, &out)).unwrap_err());
+    let err = format!(
+        "{:#}",
+        train(&tiny_train(&data, "DARTS_V2", &out)).unwrap_err()
+    );
     assert!(err.contains(&holder), "{err}");
     let mut search = SearchArgs::new(&data, Algo::Darts);
     search.run.out = Some(out.clone());
@@ -76,8 +45,12 @@ fn a_second_run_in_a_run_folder_is_refused_with_the_holders_process_id() {
     assert_eq!(names.len(), 1, "{names:?}");
     drop(held);
 
-    train(&tiny_train(&data, &out)).unwrap();
-    assert!(hidden_files(&out).is_empty(), "{:?}", hidden_files(&out));
+    train(&tiny_train(&data, "DARTS_V2", &out)).unwrap();
+    assert!(
+        hands_tests::hidden_files(&out).is_empty(),
+        "{:?}",
+        hands_tests::hidden_files(&out)
+    );
 }
 
 #[test]
@@ -140,7 +113,7 @@ fn a_model_file_whose_card_or_weights_were_edited_is_refused() {
     let data = dir.path().join("data");
     hands_info(&data, 6, true);
     let run = dir.path().join("train");
-    train(&tiny_train(&data, &run)).unwrap();
+    train(&tiny_train(&data, "DARTS_V2", &run)).unwrap();
     let model = run.join("model.safetensors");
     ModelFile::read(&model).unwrap();
 
@@ -237,7 +210,11 @@ fn a_signal_keeps_the_last_checkpoint_and_removes_the_lock_and_temporaries() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(128 + libc::SIGTERM), "{stderr}");
     assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
-    assert!(hidden_files(&out).is_empty(), "{:?}", hidden_files(&out));
+    assert!(
+        hands_tests::hidden_files(&out).is_empty(),
+        "{:?}",
+        hands_tests::hidden_files(&out)
+    );
 
     // The last checkpoint is whole: a resume would go on from it.
     hands_search::checkpoint::load(&checkpoint, &candle_core::Device::Cpu).unwrap();

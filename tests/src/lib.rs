@@ -23,6 +23,16 @@ use rand_chacha::ChaCha8Rng;
 #[cfg(feature = "tensors")]
 use rand_distr::{Distribution, Normal};
 
+/// The names of the files in `dir` that start with a dot: the hidden temporary and lock
+/// files a program must not leave behind.
+pub fn hidden_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
 /// Whether this is CI's run (`CI=true`), where missing shared data fails a test instead of
 /// skipping it.
 pub fn in_ci() -> bool {

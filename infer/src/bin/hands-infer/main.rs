@@ -166,16 +166,7 @@ enum Delivered {
 }
 
 fn init_logging(quiet: bool) {
-    let default = if quiet { "warn" } else { "hands_infer=info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .without_time()
-        .with_target(false)
-        .init();
+    hands_models::logging::init(if quiet { "warn" } else { "hands_infer=info" });
 }
 
 /// Runs the command; returns what it delivered.
