@@ -287,27 +287,39 @@ impl fmt::Display for Evaluation {
                 )?;
             }
         }
-        if !self.per_source.is_empty() {
-            writeln!(f, "  per source (mean class accuracy, accuracy, per side):")?;
-            for (source, e) in &self.per_source {
-                let sides: Vec<String> = e
-                    .per_side()
-                    .iter()
-                    .map(|(side, g)| {
-                        format!("{side} {:.4} ({}/{})", g.accuracy, g.correct, g.images)
-                    })
-                    .collect();
-                writeln!(
-                    f,
-                    "    {source:<width$}  {:.4}  {:.4}  ({} images){}{}",
-                    e.mean_class_accuracy,
-                    e.accuracy,
-                    e.images,
-                    if sides.is_empty() { "" } else { "  " },
-                    sides.join(", ")
-                )?;
-            }
+        self.write_per_source(f, width)?;
+        self.write_confusion(f, width)
+    }
+}
+
+impl Evaluation {
+    /// The report's per-source lines (none when the sources are unknown).
+    fn write_per_source(&self, f: &mut fmt::Formatter<'_>, width: usize) -> fmt::Result {
+        if self.per_source.is_empty() {
+            return Ok(());
         }
+        writeln!(f, "  per source (mean class accuracy, accuracy, per side):")?;
+        for (source, e) in &self.per_source {
+            let sides: Vec<String> = e
+                .per_side()
+                .iter()
+                .map(|(side, g)| format!("{side} {:.4} ({}/{})", g.accuracy, g.correct, g.images))
+                .collect();
+            writeln!(
+                f,
+                "    {source:<width$}  {:.4}  {:.4}  ({} images){}{}",
+                e.mean_class_accuracy,
+                e.accuracy,
+                e.images,
+                if sides.is_empty() { "" } else { "  " },
+                sides.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The report's confusion matrix (rows: true label, columns: predicted label).
+    fn write_confusion(&self, f: &mut fmt::Formatter<'_>, width: usize) -> fmt::Result {
         writeln!(f, "  confusion (rows: true, columns: predicted):")?;
         let cell = self
             .labels
