@@ -687,17 +687,7 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
             card.labels
         );
     }
-    let mut inputs = Inputs::of_data(&args.data, &dataset);
-    inputs.add(&args.model);
-    if let Some(split) = &args.split_file {
-        inputs.add(split);
-    }
-    if let Some(json) = args.json.as_ref().filter(|p| p.as_os_str() != "-") {
-        inputs.check([json])?;
-    }
-    if let Some(predictions) = &args.predictions {
-        inputs.check([predictions])?;
-    }
+    refuse_outputs_on_inputs(args, &dataset)?;
     let seen = Selection::of_card(card)
         .with_context(|| format!("{}: bad card", args.model.display()))?
         .map(|selection| (selection.train_subjects, selection.val_subjects));
@@ -747,6 +737,23 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
             .count()
     });
     Ok(evaluation)
+}
+
+/// Refuses a `--json` or `--predictions` file that is one of eval's inputs (the data, the
+/// model, the split file).
+fn refuse_outputs_on_inputs(args: &EvalArgs, dataset: &Dataset) -> Result<()> {
+    let mut inputs = Inputs::of_data(&args.data, dataset);
+    inputs.add(&args.model);
+    if let Some(split) = &args.split_file {
+        inputs.add(split);
+    }
+    if let Some(json) = args.json.as_ref().filter(|p| p.as_os_str() != "-") {
+        inputs.check([json])?;
+    }
+    if let Some(predictions) = &args.predictions {
+        inputs.check([predictions])?;
+    }
+    Ok(())
 }
 
 /// The images `--split` names: every image, or a part of the run's split (checked against
