@@ -15,7 +15,6 @@ use candle_core::{Device, Tensor};
 use hands_infer::timing::{cpu_model, latency_batches};
 use hands_infer::{DeviceChoice, GraphTimer, Options, TimingPlan};
 use hands_models::card::{MeasuredLatency, CARD_METADATA_KEY};
-use hands_models::cost::network_cost;
 use hands_models::nn::model_file::{self, build_network, ModelFile};
 use hands_models::nn::network::Network;
 use hands_models::output::{ensure_not_input, OutputFile};
@@ -118,18 +117,9 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     // A latency recorded earlier was of another export's graph.
     card.network.latency.clear();
     // Cards written before the multiply-adds were recorded get them here.
-    card.network.multiply_adds.get_or_insert_with(|| {
-        network_cost(
-            &card.genotype,
-            card.network.init_channels,
-            card.network.layers,
-            card.network.stem_stride,
-            card.input.size as usize,
-            card.labels.len(),
-        )
-        .total
-        .multiply_adds
-    });
+    if card.network.multiply_adds.is_none() {
+        card.network.multiply_adds = Some(card.counted_multiply_adds());
+    }
     let lowered = lower(&card, &file.tensors, &options.onnx).map_err(|e| name_file(e, model))?;
 
     let batches = match batch {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{fixture, hands_infer_command, have_ort, text};
+use common::{fixture, hands_infer_command, have_ort, photo_png, text};
 
 /// How long a run may take before it counts as hung (a guard, not a measurement).
 const HANG_GUARD: Duration = Duration::from_secs(120);
@@ -80,13 +80,6 @@ fn csv_rows(stdout: &[u8]) -> Vec<(String, String, String)> {
             (r[0].to_string(), r[1].to_string(), r[4].to_string())
         })
         .collect()
-}
-
-fn photo_png(dir: &Path, name: impl AsRef<Path>) -> PathBuf {
-    let path = dir.join(name);
-    let image = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 5, y as u8 * 7, 90]));
-    std::fs::write(&path, hands_tests::images::png(&image)).unwrap();
-    path
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fixture, hands_infer_command, have_ort, text};
+use common::{fixture, hands_infer_command, have_ort, photo_png, photo_png_sized, text};
 use hands_models::lock::RunLock;
 
 /// How long a run may take before it counts as hung (a guard, not a measurement).
@@ -22,19 +22,6 @@ fn run(args: &[&Path]) -> Output {
 
 fn p(s: &str) -> &Path {
     Path::new(s)
-}
-
-fn photo_png(dir: &Path, name: impl AsRef<Path>) -> PathBuf {
-    photo_png_sized(dir, name, 40, 30)
-}
-
-fn photo_png_sized(dir: &Path, name: impl AsRef<Path>, width: u32, height: u32) -> PathBuf {
-    let path = dir.join(name);
-    let image = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([(x * 5) as u8, (y * 7) as u8, 90])
-    });
-    std::fs::write(&path, hands_tests::images::png(&image)).unwrap();
-    path
 }
 
 /// A copy of the fixture model with one card value changed: another model, still valid.

@@ -513,14 +513,11 @@ impl ModelCard {
         self.check_multiply_adds()
     }
 
-    /// Refuses a recorded multiply-add count that is not the one of the network the card
-    /// describes (a changed input size, genotype or width).
-    fn check_multiply_adds(&self) -> Result<(), Error> {
+    /// The multiply-adds of one image through the network the card describes (its genotype,
+    /// width, cells, stem stride, input size and labels), counted.
+    pub fn counted_multiply_adds(&self) -> u64 {
         let network = &self.network;
-        let Some(recorded) = network.multiply_adds else {
-            return Ok(());
-        };
-        let counted = crate::cost::network_cost(
+        crate::cost::network_cost(
             &self.genotype,
             network.init_channels,
             network.layers,
@@ -529,7 +526,16 @@ impl ModelCard {
             self.labels.len(),
         )
         .total
-        .multiply_adds;
+        .multiply_adds
+    }
+
+    /// Refuses a recorded multiply-add count that is not the one of the network the card
+    /// describes (a changed input size, genotype or width).
+    fn check_multiply_adds(&self) -> Result<(), Error> {
+        let Some(recorded) = self.network.multiply_adds else {
+            return Ok(());
+        };
+        let counted = self.counted_multiply_adds();
         if recorded != counted {
             return Err(Error::InvalidCard(format!(
                 "network multiply_adds {recorded} is not its network's {counted}"
@@ -775,19 +781,7 @@ mod tests {
         refused(|c| c.network.layers = 10_000, "layers 10000");
         refused(|c| c.network.multiply_adds = Some(12), "multiply_adds 12");
         let mut counted = card();
-        let network = &counted.network;
-        counted.network.multiply_adds = Some(
-            crate::cost::network_cost(
-                &counted.genotype,
-                network.init_channels,
-                network.layers,
-                network.stem_stride,
-                counted.input.size as usize,
-                counted.labels.len(),
-            )
-            .total
-            .multiply_adds,
-        );
+        counted.network.multiply_adds = Some(counted.counted_multiply_adds());
         counted.validate().unwrap();
         assert_eq!(ModelCard::from_json(&counted.to_json()).unwrap(), counted);
         // A strided stem is recorded; a card without the field has stride 1.

@@ -17,7 +17,6 @@ use hands_models::card::{
     ColourOrder, CrossValidation, InputSpec, NetworkSpec, Provenance, ResizeRule, TensorLayout,
     CARD_SCHEMA_VERSION,
 };
-use hands_models::cost::network_cost;
 use hands_models::lock::RunLock;
 use hands_models::nn::model_file;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
@@ -635,7 +634,7 @@ fn model_card(
         val_subjects: split.val.subjects.iter().cloned().collect(),
     }
     .record(args)?;
-    Ok(ModelCard {
+    let mut card = ModelCard {
         schema_version: CARD_SCHEMA_VERSION,
         labels: dataset.labels().to_vec(),
         input: InputSpec {
@@ -653,18 +652,7 @@ fn model_card(
             stem_stride: args.network.stem_stride,
             auxiliary: false,
             parameters,
-            multiply_adds: Some(
-                network_cost(
-                    trained.genotype,
-                    args.network.init_channels,
-                    args.network.layers,
-                    args.network.stem_stride,
-                    args.data.size as usize,
-                    dataset.labels().len(),
-                )
-                .total
-                .multiply_adds,
-            ),
+            multiply_adds: None, // counted from the card below
             latency: Vec::new(),
         },
         metrics: test.as_ref().map(Evaluation::card_metrics).transpose()?,
@@ -677,5 +665,7 @@ fn model_card(
             seed: args.run.seed,
             tool_version: concat!("hands-search ", env!("CARGO_PKG_VERSION")).to_string(),
         },
-    })
+    };
+    card.network.multiply_adds = Some(card.counted_multiply_adds());
+    Ok(card)
 }

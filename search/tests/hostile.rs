@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use candle_core::{Device, Tensor};
-use common::tiny_train;
+use common::{tiny_train, trained_model};
 use hands_models::device::DeviceChoice;
 use hands_search::args::search::{Algo, SearchArgs};
 use hands_search::args::train::TrainArgs;
@@ -32,16 +32,6 @@ fn tiny_search(data: &Path, out: &Path) -> SearchArgs {
     args.network.layers = 2;
     args.run.seed = 3;
     args
-}
-
-/// A model trained for one epoch on a synthetic dataset of 6 + 6 subjects in `dir`:
-/// returns the data folder and the model file.
-fn trained_model(dir: &Path) -> (PathBuf, PathBuf) {
-    let data = dir.join("data");
-    hands_info(&data, 6, true);
-    let run = dir.join("train");
-    train(&tiny_train(&data, "DARTS_V2", &run)).unwrap();
-    (data, run.join("model.safetensors"))
 }
 
 fn eval_args(model: &Path, data: &Path) -> EvalArgs {

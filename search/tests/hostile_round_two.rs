@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{tiny_cv, tiny_train};
+use common::{tiny_cv, tiny_train, trained_model};
 use hands_models::lock::RunLock;
 use hands_models::nn::model_file::ModelFile;
 use hands_search::args::search::{Algo, SearchArgs};
@@ -110,11 +110,7 @@ fn unsealed_copy(path: &Path, to: &Path) {
 #[test]
 fn a_model_file_whose_card_or_weights_were_edited_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    hands_info(&data, 6, true);
-    let run = dir.path().join("train");
-    train(&tiny_train(&data, "DARTS_V2", &run)).unwrap();
-    let model = run.join("model.safetensors");
+    let (data, model) = trained_model(dir.path());
     ModelFile::read(&model).unwrap();
 
     let unsealed = dir.path().join("unsealed.safetensors");

@@ -178,3 +178,18 @@ pub fn write_zoo(dir: &Path) -> Zoo {
         ],
     }
 }
+
+/// A 40x30 PNG photo (a colour gradient) written to `dir/name`.
+pub fn photo_png(dir: &Path, name: impl AsRef<Path>) -> PathBuf {
+    photo_png_sized(dir, name, 40, 30)
+}
+
+/// A `width` x `height` PNG photo (a colour gradient) written to `dir/name`.
+pub fn photo_png_sized(dir: &Path, name: impl AsRef<Path>, width: u32, height: u32) -> PathBuf {
+    let path = dir.join(name);
+    let image = RgbImage::from_fn(width, height, |x, y| {
+        Rgb([(x * 5) as u8, (y * 7) as u8, 90])
+    });
+    std::fs::write(&path, png(&image)).unwrap();
+    path
+}

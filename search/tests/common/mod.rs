@@ -1,10 +1,12 @@
 //! The small runs several of the search crate's test files start from.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hands_search::args::cv::CvArgs;
 use hands_search::args::train::TrainArgs;
+use hands_search::train::train;
+use hands_tests::datasets::hands_info;
 
 /// A one-epoch training of `genotype` at 16 px, batch 4, C 4, 3 cells, no cutout, into `out`.
 pub fn tiny_train(data: &Path, genotype: &str, out: &Path) -> TrainArgs {
@@ -39,4 +41,14 @@ pub fn tiny_cv(data: &Path, out: &Path) -> CvArgs {
         stop_after_runs: None,
         only_folds: Vec::new(),
     }
+}
+
+/// A model trained for one epoch on a synthetic dataset of 6 + 6 subjects in `dir`:
+/// returns the data folder and the model file.
+pub fn trained_model(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
+    hands_info(&data, 6, true);
+    let run = dir.join("train");
+    train(&tiny_train(&data, "DARTS_V2", &run)).unwrap();
+    (data, run.join("model.safetensors"))
 }
