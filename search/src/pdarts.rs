@@ -5,7 +5,7 @@ use hands_models::genotype::{Genotype, EDGES_PER_NODE};
 use hands_models::Op;
 
 use crate::derive::derive_genotype;
-use crate::supernet::{node_edges, NODES};
+use crate::supernet::node_edges;
 
 /// One stage of a search (DARTS and PC-DARTS have a single one).
 #[derive(Debug, Clone, PartialEq)]
@@ -102,17 +102,17 @@ pub fn limit_skips(
     let mut candidates = normal_candidates.to_vec();
     loop {
         let genotype = derive_genotype(&weights, &candidates, reduce, reduce_candidates);
-        let chosen: Vec<(f64, usize)> = genotype
+        // The chosen skips as (weight, edge, node).
+        let chosen: Vec<(f64, usize, usize)> = genotype
             .normal
             .iter()
             .enumerate()
             .filter(|(_, (op, _))| *op == Op::SkipConnect)
             .map(|(k, &(_, from))| {
-                let edge = node_edges(k / EDGES_PER_NODE).start + from;
-                (
-                    weight_of(&weights[edge], &candidates[edge], Op::SkipConnect),
-                    edge,
-                )
+                let node = k / EDGES_PER_NODE;
+                let edge = node_edges(node).start + from;
+                let weight = weight_of(&weights[edge], &candidates[edge], Op::SkipConnect);
+                (weight, edge, node)
             })
             .collect();
         if chosen.len() <= max_skip {
@@ -122,8 +122,8 @@ pub fn limit_skips(
         weakest_first.sort_by(|a, b| a.0.total_cmp(&b.0));
         let removable = weakest_first
             .iter()
-            .map(|&(_, edge)| edge)
-            .find(|&edge| can_lose_skip(edge, &candidates, fallback));
+            .find(|&&(_, edge, node)| can_lose_skip(edge, node, &candidates, fallback))
+            .map(|&(_, edge, _)| edge);
         let Some(edge) = removable else {
             anyhow::bail!(
                 "the skip limit --max-skip {max_skip} cannot be met: the normal cell's edges \
@@ -132,7 +132,7 @@ pub fn limit_skips(
                  --stage-ops) or allow more skips",
                 weakest_first
                     .iter()
-                    .map(|(_, e)| e.to_string())
+                    .map(|(_, e, _)| e.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -167,15 +167,13 @@ fn has_choice(candidates: &[Op]) -> bool {
         .any(|&op| op != Op::None && op != Op::SkipConnect)
 }
 
-/// Whether `edge` can lose its skip and its node still be derived: the edge keeps another
-/// operation (its own or a fallback), or the node has two other inputs with one.
-fn can_lose_skip(edge: usize, candidates: &[Vec<Op>], fallback: &[Vec<Op>]) -> bool {
+/// Whether `edge` (an input of `node`) can lose its skip and its node still be derived: the
+/// edge keeps another operation (its own or a fallback), or the node has two other inputs
+/// with one.
+fn can_lose_skip(edge: usize, node: usize, candidates: &[Vec<Op>], fallback: &[Vec<Op>]) -> bool {
     if has_choice(&candidates[edge]) || fallback.get(edge).is_some_and(|ops| !ops.is_empty()) {
         return true;
     }
-    let node = (0..NODES)
-        .find(|&n| node_edges(n).contains(&edge))
-        .expect("an edge of the cell");
     let others = node_edges(node)
         .filter(|&e| e != edge)
         .filter(|&e| candidates[e].iter().any(|&op| op != Op::None))
