@@ -31,28 +31,57 @@ pub fn predict_files(
     pool: &rayon::ThreadPool,
     mut sink: impl FnMut(Outcome) -> ControlFlow<()>,
 ) -> Result<(), Error> {
+    let preprocess = |path: &PathBuf| predictor.preprocess_path(path);
+    predict_each(
+        predictor,
+        paths,
+        batch,
+        pool,
+        preprocess,
+        |index, result| {
+            sink(Outcome {
+                path: paths[index].clone(),
+                result,
+            })
+        },
+    )
+}
+
+/// Predicts every item of `items` (files, encoded images, pixel arrays: whatever
+/// `preprocess` turns into an [`Input`]), in order, calling `sink` with each item's index and
+/// result until it breaks.
+///
+/// Items are preprocessed `batch` at a time on `pool` by a separate thread, one batch ahead
+/// of the network, so preprocessing and inference overlap. An item that cannot be
+/// preprocessed gets its error and the run goes on; an error of ONNX Runtime itself stops it.
+pub fn predict_each<T: Sync>(
+    predictor: &Predictor,
+    items: &[T],
+    batch: usize,
+    pool: &rayon::ThreadPool,
+    preprocess: impl Fn(&T) -> Result<Input, Error> + Sync,
+    mut sink: impl FnMut(usize, Result<Prediction, Error>) -> ControlFlow<()>,
+) -> Result<(), Error> {
     check_batch(predictor, batch)?;
+    let preprocess = &preprocess;
     std::thread::scope(|scope| {
-        // Capacity 1: one decoded batch waits while the next is being decoded.
+        // Capacity 1: one preprocessed batch waits while the next is being preprocessed.
         let (sender, receiver) = mpsc::sync_channel::<Vec<Result<Input, Error>>>(1);
         scope.spawn(move || {
-            for chunk in paths.chunks(batch) {
-                let decoded = decode_all(predictor, chunk, pool);
-                if sender.send(decoded).is_err() {
+            for chunk in items.chunks(batch) {
+                let ready = pool.install(|| chunk.par_iter().map(preprocess).collect());
+                if sender.send(ready).is_err() {
                     break; // the consumer stopped
                 }
             }
         });
-        for (chunk, decoded) in paths.chunks(batch).zip(receiver) {
-            let results = predictor.predict_results(decoded)?;
-            for (path, result) in chunk.iter().zip(results) {
-                let outcome = Outcome {
-                    path: path.clone(),
-                    result,
-                };
-                if sink(outcome).is_break() {
+        let mut index = 0;
+        for ready in receiver {
+            for result in predictor.predict_results(ready)? {
+                if sink(index, result).is_break() {
                     return Ok(());
                 }
+                index += 1;
             }
         }
         Ok(())
