@@ -12,13 +12,21 @@ pyarrow_parquet = pytest.importorskip("pyarrow.parquet", reason="the [ray] extra
 pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
 
-def test_the_ray_job_writes_the_command_rows_as_parquet(sample_images, command_rows, tmp_path):
+@pytest.mark.parametrize(
+    "scheme, workers",
+    [
+        ("", ["--concurrency", "2", "--threads", "1"]),  # files read by the workers
+        ("local://", []),  # bytes read by Ray Data, as from s3://; the default worker
+    ],
+)
+def test_the_ray_job_writes_the_command_rows_as_parquet(
+    sample_images, command_rows, tmp_path, scheme, workers
+):
     output = tmp_path / "predictions"
     result = subprocess.run(
         [
-            sys.executable, "-m", "hands_infer.ray", "--input", str(sample_images),
-            "--output", str(output), "--num-cpus", "2", "--concurrency", "2",
-            "--batch-size", "32",
+            sys.executable, "-m", "hands_infer.ray", "--input", f"{scheme}{sample_images}",
+            "--output", str(output), "--num-cpus", "2", "--batch-size", "32", *workers,
         ],
         capture_output=True, text=True, check=False, timeout=600,
     )
@@ -61,3 +69,14 @@ def test_bad_files_are_rows_with_errors(tmp_path, sample_images):
     assert rows[0]["error"] is None and rows[0]["label"] in ("female", "male")
     assert "/a/junk.jpg" in rows[1]["error"]
     assert rows[1]["p_male"] is None and rows[1]["label"] is None
+
+
+def test_a_missing_model_is_one_clear_error_before_ray_starts(sample_images, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hands_infer.ray", "--input", str(sample_images),
+         "--output", str(tmp_path / "out"), "--model", str(tmp_path / "nope.onnx")],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert result.returncode == 2
+    assert "nope.onnx: model file not found" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
