@@ -147,7 +147,7 @@ def predict_dataset(
         fn_constructor_kwargs=dict(predictor_args, batch=batch_size),
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=concurrency,
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
         num_cpus=threads,
     )
 
