@@ -21,6 +21,7 @@ pub mod hessian;
 mod kept_predictions;
 pub mod latency;
 pub mod learner;
+pub mod learning;
 pub mod memory;
 pub mod mixup;
 pub mod optim;

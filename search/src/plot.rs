@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::learning::ArchitectureLearning;
 use crate::records::{SearchEpoch, TrainEpoch};
 use anyhow::{bail, Context, Result};
 use hands_models::output::write_atomic;
@@ -117,6 +118,8 @@ struct Curves {
     /// weights, and the derived genotype's cost.
     expected_cost: Option<f64>,
     genotype_cost: Option<f64>,
+    /// Searches only: what the architecture weights learned ([`ArchitectureLearning`]).
+    learning: Option<ArchitectureLearning>,
 }
 
 impl From<&SearchEpoch> for Curves {
@@ -132,6 +135,7 @@ impl From<&SearchEpoch> for Curves {
             hessian_eigenvalue: r.stats.hessian_eigenvalue,
             expected_cost: r.stats.expected_cost,
             genotype_cost: r.genotype_cost,
+            learning: r.learning,
         }
     }
 }
@@ -149,6 +153,7 @@ impl From<&TrainEpoch> for Curves {
             hessian_eigenvalue: None,
             expected_cost: None,
             genotype_cost: None,
+            learning: None,
         }
     }
 }
@@ -398,18 +403,21 @@ fn draw_alpha_panel(
 ) -> Result<()> {
     let series = op_series(records, reduction, edge);
     let x = epoch_range(records.iter().map(|r| r.epoch as f64));
-    let top = series
-        .values()
-        .flatten()
-        .map(|&(_, w)| w)
-        .fold(0.0f64, f64::max);
-    let y = 0.0..(top * 1.05).max(1e-3);
+    // The weights' own range: a search whose weights hardly moved shows how little they did.
+    let y = value_range(series.values().flatten().map(|&(_, w)| w));
     let (font, label_size) = if small { (13, 30) } else { (20, 45) };
-    let mut chart = ChartBuilder::on(area)
+    // The legend beside the chart, never over its lines.
+    let (chart_area, legend_area) = if small {
+        (area.clone(), None)
+    } else {
+        let (chart, legend) = area.split_horizontally(area.dim_in_pixel().0 as i32 - 150);
+        (chart, Some(legend))
+    };
+    let mut chart = ChartBuilder::on(&chart_area)
         .caption(caption, ("sans-serif", font))
         .margin(if small { 4 } else { 10 })
         .x_label_area_size(label_size)
-        .y_label_area_size(label_size + 10)
+        .y_label_area_size(label_size + 25)
         .build_cartesian_2d(x.clone(), y.clone())?;
     let mut mesh = chart.configure_mesh();
     mesh.x_labels(6)
@@ -426,29 +434,34 @@ fn draw_alpha_panel(
     mesh.label_style(("sans-serif", if small { 10 } else { 14 }))
         .draw()?;
     draw_stage_lines(&mut chart, &stage_starts(records), &y, small)?;
+    let mut drawn_ops = Vec::new();
     for name in order {
         let Some(points) = series.get(name) else {
             continue;
         };
         let color = op_color(order, name);
         let style = ShapeStyle::from(&color).stroke_width(2);
-        let drawn = chart.draw_series(
+        chart.draw_series(
             LineSeries::new(points.iter().copied(), style).point_size(if small { 0 } else { 2 }),
         )?;
-        if !small {
-            drawn.label(name.as_str()).legend(move |(x, y)| {
-                PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        }
+        drawn_ops.push((name.as_str(), color));
     }
-    if !small {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(("sans-serif", 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
+    if let Some(legend) = legend_area {
+        draw_legend(&legend, &drawn_ops)?;
+    }
+    Ok(())
+}
+
+/// A legend of coloured lines and names, top to bottom, in its own area.
+fn draw_legend(area: &DrawingArea<SVGBackend, Shift>, entries: &[(&str, RGBColor)]) -> Result<()> {
+    for (i, (name, color)) in entries.iter().enumerate() {
+        let y = 60 + 22 * i as i32;
+        area.draw(&PathElement::new([(4, y), (28, y)], color.stroke_width(3)))?;
+        area.draw(&Text::new(
+            name.to_string(),
+            (34, y - 7),
+            ("sans-serif", 14),
+        ))?;
     }
     Ok(())
 }
@@ -578,6 +591,34 @@ fn curve_panels(curves: &[Curves]) -> Vec<Panel> {
             "Hessian eigenvalue (alpha)",
             SeriesLabelPosition::UpperLeft,
             vec![("dominant, validation", val, |c| c.hessian_eigenvalue)],
+        ));
+    }
+    if curves.iter().any(|c| c.learning.is_some()) {
+        let third = RGBColor(120, 120, 120);
+        plots.push((
+            "architecture steps (this stage)",
+            SeriesLabelPosition::UpperLeft,
+            vec![("steps", train, |c| c.learning.map(|l| l.arch_steps as f64))],
+        ));
+        plots.push((
+            "entropy of the weights per edge (nats)",
+            SeriesLabelPosition::LowerLeft,
+            vec![
+                ("normal", train, |c| c.learning.map(|l| l.normal.entropy)),
+                ("reduction", val, |c| c.learning.map(|l| l.reduce.entropy)),
+                ("uniform", third, |c| {
+                    c.learning.map(|l| l.normal.uniform_entropy)
+                }),
+            ],
+        ));
+        plots.push((
+            "margin of each edge's choice (logits)",
+            SeriesLabelPosition::UpperLeft,
+            vec![
+                ("normal", train, |c| c.learning.map(|l| l.normal.margin)),
+                ("reduction", val, |c| c.learning.map(|l| l.reduce.margin)),
+                ("noise bound", third, |c| c.learning.map(|l| l.noise_margin)),
+            ],
         ));
     }
     if curves.iter().any(|c| c.expected_cost.is_some()) {

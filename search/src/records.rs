@@ -8,6 +8,8 @@ use std::fmt;
 use hands_models::{Genotype, Op};
 use serde::{Deserialize, Serialize};
 
+use crate::learning::ArchitectureLearning;
+
 /// One line of `search.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchEpoch {
@@ -49,6 +51,10 @@ pub struct SearchEpoch {
     /// absent from logs written before it was recorded.
     #[serde(default)]
     pub parameter_free_normal: Option<usize>,
+    /// What the architecture weights learned so far (steps, entropy, margins, whether it is
+    /// noise); absent from logs written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<ArchitectureLearning>,
 }
 
 impl SearchEpoch {
@@ -70,6 +76,9 @@ pub struct EpochStats {
     /// Whether the architecture was updated (false during the warm-up).
     #[serde(default)]
     pub arch_active: bool,
+    /// Architecture steps taken in the epoch.
+    #[serde(default)]
+    pub arch_steps: usize,
     /// P-DARTS' skip-connect dropout rate.
     #[serde(default)]
     pub skip_dropout: f64,

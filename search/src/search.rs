@@ -22,6 +22,7 @@ use crate::data::{
 use crate::device::open_device;
 use crate::hessian;
 use crate::latency::{LatencyModel, Machine};
+use crate::learning::{ArchitectureLearning, CellLearning};
 use crate::outputs::{in_folder, Inputs};
 use crate::pdarts::{prune_candidates, skip_fallback, StagePlan};
 use crate::records::{EpochStats, SearchEpoch};
@@ -56,6 +57,13 @@ pub(crate) struct SearchState {
     /// Where the early stop ended the search, if it did.
     #[serde(default)]
     pub(crate) early_stop: Option<EarlyStop>,
+    /// Architecture steps in the current stage (behind the current architecture weights;
+    /// 0 in checkpoints written before they were counted).
+    #[serde(default)]
+    pub(crate) stage_arch_steps: usize,
+    /// What the architecture learned, after the last epoch.
+    #[serde(default)]
+    pub(crate) learning: Option<ArchitectureLearning>,
     /// Per normal edge, the previous stage's candidates other than `none` and skips,
     /// strongest first: what the skip limit may give an edge left with skips only.
     #[serde(default)]
@@ -84,6 +92,10 @@ pub struct Finished {
     /// With a budget: the final genotype's cost against the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetOutcome>,
+    /// What the architecture weights learned by the end, and whether the genotype is noise
+    /// ([`crate::learning`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<ArchitectureLearning>,
 }
 
 /// The final genotype's cost against the budget's target, in the budget's unit.
@@ -160,6 +172,7 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
         budget: search.budget_outcome(&genotype),
         genotype,
         early_stop: state.early_stop,
+        learning: state.learning,
     };
     finish(&run, &finished)
 }
@@ -171,6 +184,9 @@ fn finish(run: &RunDir, finished: &Finished) -> Result<()> {
         (serde_json::to_string_pretty(finished)? + "\n").as_bytes(),
     )?;
     eprintln!("genotype: {}", finished.genotype);
+    if let Some(warning) = finished.learning.as_ref().and_then(|l| l.warning()) {
+        eprintln!("warning: {warning}");
+    }
     if let Some(BudgetOutcome { cost, target }) = finished.budget {
         let over = 100.0 * (cost / target - 1.0);
         if over > 0.0 {
@@ -220,6 +236,8 @@ fn open_state(
         genotypes: Vec::new(),
         early_stop: None,
         skip_fallback: Vec::new(),
+        stage_arch_steps: 0,
+        learning: None,
     };
     Ok((state, None))
 }
@@ -372,7 +390,9 @@ impl Search<'_> {
                 )?);
             }
             let eigenvalue = stats.hessian_eigenvalue;
-            let genotype = self.record_epoch(&stage_run, stage, state, stats, log)?;
+            state.stage_arch_steps += stats.arch_steps;
+            let (genotype, learning) = self.record_epoch(&stage_run, stage, state, stats, log)?;
+            state.learning = Some(learning);
             // The early stop compares only epochs with architecture steps: a warm-up epoch's
             // eigenvalue and genotype come from untrained architecture weights.
             if let Some(eigenvalue) = eigenvalue.filter(|_| state.epoch >= stage.warmup) {
@@ -400,6 +420,7 @@ impl Search<'_> {
                     prune_candidates(&reduce, &state.reduce_candidates, next_ops);
                 state.stage += 1;
                 state.epoch = 0;
+                state.stage_arch_steps = 0;
                 state.eigenvalues.clear();
                 state.genotypes.clear();
                 checkpoint::save(&checkpoint_path, &[], state)?;
@@ -456,7 +477,7 @@ impl Search<'_> {
     }
 
     /// Writes the epoch's genotype and its cell pictures and logs the epoch; returns the
-    /// genotype.
+    /// genotype and what the architecture has learned.
     fn record_epoch(
         &self,
         stage_run: &StageRun<'_>,
@@ -464,7 +485,7 @@ impl Search<'_> {
         state: &SearchState,
         stats: EpochStats,
         log: &mut RunLog,
-    ) -> Result<Genotype> {
+    ) -> Result<(Genotype, ArchitectureLearning)> {
         let final_stage = state.stage + 1 == self.plan.len();
         let genotype = stage_run.genotype(self.args, final_stage, &state.skip_fallback)?;
         self.write_genotype(&genotype)?;
@@ -474,6 +495,12 @@ impl Search<'_> {
             betas_normal,
             betas_reduce,
         } = stage_run.arch_values()?;
+        let learning = ArchitectureLearning::new(
+            state.stage_arch_steps,
+            self.args.arch_lr(),
+            CellLearning::of(&alphas_normal, &state.normal_candidates),
+            CellLearning::of(&alphas_reduce, &state.reduce_candidates),
+        );
         log.write(&SearchEpoch {
             epoch: state.global_epoch,
             stage: state.stage,
@@ -488,9 +515,10 @@ impl Search<'_> {
             candidates_reduce: state.reduce_candidates.clone(),
             parameter_free_normal: Some(genotype.parameter_free_normal_ops()),
             genotype_cost: self.genotype_cost(&genotype),
+            learning: Some(learning),
             stats,
         })?;
-        Ok(genotype)
+        Ok((genotype, learning))
     }
 }
 

@@ -181,6 +181,7 @@ impl<'a> StageRun<'a> {
         );
         let (mut train_loss, mut train_correct, mut train_seen) = (0.0, 0usize, 0usize);
         let (mut val_loss, mut val_correct, mut val_seen) = (0.0, 0usize, 0usize);
+        let mut arch_steps = 0;
         for step in 0..steps {
             let w_batch = w_epoch.batch(step)?;
             let train = LabelledBatch {
@@ -205,6 +206,7 @@ impl<'a> StageRun<'a> {
                 val_loss += arch.0 * b.indices.len() as f64;
                 val_correct += arch.1;
                 val_seen += b.indices.len();
+                arch_steps += 1;
             }
             let (loss, correct) = outcome.weights;
             let n = w_batch.indices.len();
@@ -219,6 +221,7 @@ impl<'a> StageRun<'a> {
         Ok(EpochStats {
             lr,
             arch_active,
+            arch_steps,
             skip_dropout: drop_rate,
             beta_decay,
             hessian_eigenvalue: None,

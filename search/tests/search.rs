@@ -383,3 +383,45 @@ fn the_early_stop_needs_the_eigenvalue_and_a_single_stage() {
     let err = run_search(&args).unwrap_err().to_string();
     assert!(err.contains("pdarts"), "{err}");
 }
+
+/// `finished.json` of a run folder.
+fn finished(run: &Path) -> Finished {
+    serde_json::from_str(&std::fs::read_to_string(run.join(FINISHED)).unwrap()).unwrap()
+}
+
+#[test]
+fn a_search_whose_architecture_cannot_move_is_reported_as_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 12);
+    let run = dir.path().join("run");
+    let mut args = tiny(&data, run.clone(), Algo::Darts);
+    args.architecture.arch_lr = Some(0.0);
+    run_search(&args).unwrap();
+
+    let learning = finished(&run)
+        .learning
+        .expect("finished.json says what was learned");
+    assert!(learning.noise, "{learning:?}");
+    assert!(
+        learning.arch_steps > 0 && learning.arch_lr == 0.0,
+        "{learning:?}"
+    );
+    assert!(learning
+        .warning()
+        .unwrap()
+        .contains("did not move beyond noise"));
+    let log = log_without_seconds(&run);
+    let steps: Vec<u64> = log
+        .iter()
+        .map(|line| line["learning"]["arch_steps"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps.len(), 2);
+    assert!(steps[0] > 0 && steps[1] == 2 * steps[0], "{steps:?}");
+    assert_eq!(steps[1] as usize, learning.arch_steps);
+    for line in &log {
+        let normal = &line["learning"]["normal"];
+        let (entropy, uniform) = (normal["entropy"].as_f64().unwrap(), 8f64.ln());
+        assert!((entropy - uniform).abs() < 1e-5, "{normal}");
+    }
+}

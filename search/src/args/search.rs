@@ -89,8 +89,9 @@ pub const SEARCH_SEED: u64 = 2;
 #[derive(Debug, Clone, Copy, Args, Serialize, Deserialize, PartialEq)]
 #[command(next_help_heading = "Architecture")]
 pub struct ArchitectureArgs {
-    /// Architecture learning rate (default 3e-4, 6e-4 for pcdarts and pdarts).
-    #[arg(long, value_parser = flags::positive)]
+    /// Architecture learning rate (default 3e-4, 6e-4 for pcdarts and pdarts); 0 keeps the
+    /// architecture weights where they start (a baseline for what noise gives).
+    #[arg(long, value_parser = flags::non_negative)]
     pub arch_lr: Option<f64>,
     /// Architecture weight decay.
     #[arg(long, default_value_t = ArchitectureArgs::DEFAULT.arch_weight_decay,
@@ -470,7 +471,7 @@ impl SearchArgs {
         if let Some(clip) = self.architecture.arch_grad_clip {
             flags::check_value("arch-grad-clip", clip, flags::positive)?;
         }
-        flags::check_value("arch-lr", self.arch_lr(), flags::positive)?;
+        flags::check_value("arch-lr", self.arch_lr(), flags::non_negative)?;
         flags::check_value(
             "arch-weight-decay",
             self.architecture.arch_weight_decay,
