@@ -425,3 +425,31 @@ fn a_search_whose_architecture_cannot_move_is_reported_as_noise() {
         assert!((entropy - uniform).abs() < 1e-5, "{normal}");
     }
 }
+
+#[test]
+fn arch_steps_sets_the_epochs_that_take_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 12);
+    let run = dir.path().join("run");
+    let mut args = tiny(&data, run.clone(), Algo::Darts);
+    args.architecture.arch_warmup_epochs = Some(1);
+    args.architecture.arch_steps = Some(7);
+    run_search(&args).unwrap();
+
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let epochs = config["epochs"].as_u64().unwrap() as usize;
+    let learning = finished(&run).learning.unwrap();
+    let per_epoch = learning.arch_steps / (epochs - 1);
+    assert!(
+        per_epoch > 0 && learning.arch_steps % (epochs - 1) == 0,
+        "{learning:?}"
+    );
+    // The fewest epochs after the warm-up whose steps reach 7.
+    assert!(
+        learning.arch_steps >= 7 && learning.arch_steps - per_epoch < 7,
+        "{learning:?}"
+    );
+    assert_eq!(finished(&run).epochs, epochs);
+}

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use hands_models::Op;
 use serde::{Deserialize, Serialize};
@@ -105,6 +105,14 @@ pub struct ArchitectureArgs {
     /// PC-DARTS channel sampling factor K, 1 to 64 (default 4 for pcdarts, 1 otherwise).
     #[arg(long, value_parser = flags::usize_in(flags::PARTIAL_K))]
     pub partial_k: Option<usize>,
+    /// Architecture steps to take (per stage for pdarts), instead of --epochs: the epochs
+    /// become the warm-up plus as many as these steps need, at the data's architecture
+    /// batches per epoch (the smaller half of the training subjects' images / --batch). The
+    /// papers' searches take thousands (DARTS on CIFAR-10: 50 epochs of 391 steps); a small
+    /// data set at their epochs takes far fewer, which `finished.json` may report as noise.
+    #[arg(long, conflicts_with = "epochs", value_parser = flags::usize_in(1..=10_000_000))]
+    #[serde(default)]
+    pub arch_steps: Option<usize>,
     /// Epochs with frozen architecture at the start, fewer than --epochs (default 15 for
     /// pcdarts, else 0; P-DARTS uses --stage-warmup).
     #[arg(long, value_parser = flags::usize_in(0..=*flags::EPOCHS.end()))]
@@ -155,6 +163,7 @@ impl ArchitectureArgs {
         arch_weight_decay: 1e-3,
         arch_grad_clip: None,
         partial_k: None,
+        arch_steps: None,
         arch_warmup_epochs: None,
         beta_decay: 0.0,
         hessian_iterations: 0,
@@ -419,14 +428,38 @@ impl SearchArgs {
     }
 
     pub(crate) fn arch_warmup(&self) -> usize {
+        match (self.architecture.arch_warmup_epochs, self.algo) {
+            (None, Algo::Pcdarts) => self
+                .requested_warmup()
+                .min(self.optimiser.epochs.saturating_sub(1)),
+            _ => self.requested_warmup(),
+        }
+    }
+
+    /// The warm-up asked for or the algorithm's, before PC-DARTS' bound by the epochs.
+    fn requested_warmup(&self) -> usize {
         self.architecture
             .arch_warmup_epochs
             .unwrap_or(match self.algo {
-                Algo::Pcdarts => (self.algo.paper_defaults().arch_warmup)
-                    .min(self.optimiser.epochs.saturating_sub(1)),
                 Algo::Pdarts => self.pdarts.stage_warmup,
                 _ => self.algo.paper_defaults().arch_warmup,
             })
+    }
+
+    /// With --arch-steps, sets the epochs (per stage) to the warm-up plus the epochs of
+    /// `steps_per_epoch` architecture steps that reach them; returns the epochs set, or
+    /// `None` without --arch-steps.
+    pub fn set_epochs_for_arch_steps(&mut self, steps_per_epoch: usize) -> Result<Option<usize>> {
+        let Some(steps) = self.architecture.arch_steps else {
+            return Ok(None);
+        };
+        if steps_per_epoch == 0 {
+            bail!("--arch-steps: the data gives no architecture batch per epoch");
+        }
+        self.optimiser.epochs = self.requested_warmup() + steps.div_ceil(steps_per_epoch);
+        self.check()
+            .context("--arch-steps: the epochs it needs are out of range")?;
+        Ok(Some(self.optimiser.epochs))
     }
 
     /// The stages of the run: one for DARTS and PC-DARTS.

@@ -116,12 +116,18 @@ impl<'a> Loader<'a> {
         self.make_epoch(indices.to_vec(), None)
     }
 
-    fn make_epoch(&self, order: Vec<usize>, seed: Option<[u8; 32]>) -> Epoch<'_> {
-        let batches = if self.drop_last {
-            order.len() / self.batch_size
+    /// The batches an epoch over `images` images has (the last, short one dropped with
+    /// [`Loader::drop_last`]).
+    pub fn batches_in(&self, images: usize) -> usize {
+        if self.drop_last {
+            images / self.batch_size
         } else {
-            order.len().div_ceil(self.batch_size)
-        };
+            images.div_ceil(self.batch_size)
+        }
+    }
+
+    fn make_epoch(&self, order: Vec<usize>, seed: Option<[u8; 32]>) -> Epoch<'_> {
+        let batches = self.batches_in(order.len());
         Epoch {
             loader: self,
             order,
