@@ -421,25 +421,29 @@ impl Search<'_> {
                 break;
             }
             if state.epoch == stage.epochs && state.stage + 1 < self.plan.len() {
-                // Prune for the next stage, which starts from fresh weights.
-                let next_ops = self.plan[state.stage + 1].ops;
-                let (normal, reduce) = stage_run.op_weights()?;
-                state.skip_fallback = skip_fallback(&normal, &state.normal_candidates);
-                state.normal_candidates =
-                    prune_candidates(&normal, &state.normal_candidates, next_ops);
-                state.reduce_candidates =
-                    prune_candidates(&reduce, &state.reduce_candidates, next_ops);
-                state.stage += 1;
-                state.epoch = 0;
-                state.stage_arch_steps = 0;
-                state.eigenvalues.clear();
-                state.genotypes.clear();
+                self.next_stage(&stage_run, state)?;
                 checkpoint::save(&checkpoint_path, &[], state)?;
                 break;
             }
             checkpoint::save(&checkpoint_path, &stage_run.tensors()?, state)?;
         }
         Ok(true)
+    }
+
+    /// Moves `state` to the next P-DARTS stage, which starts from fresh weights: each edge's
+    /// candidates pruned to the next stage's count by the weights of `stage_run`.
+    fn next_stage(&self, stage_run: &StageRun<'_>, state: &mut SearchState) -> Result<()> {
+        let next_ops = self.plan[state.stage + 1].ops;
+        let (normal, reduce) = stage_run.op_weights()?;
+        state.skip_fallback = skip_fallback(&normal, &state.normal_candidates);
+        state.normal_candidates = prune_candidates(&normal, &state.normal_candidates, next_ops);
+        state.reduce_candidates = prune_candidates(&reduce, &state.reduce_candidates, next_ops);
+        state.stage += 1;
+        state.epoch = 0;
+        state.stage_arch_steps = 0;
+        state.eigenvalues.clear();
+        state.genotypes.clear();
+        Ok(())
     }
 
     /// R-DARTS' early stop after the epoch just done: when the eigenvalue has risen by
