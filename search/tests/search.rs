@@ -443,7 +443,7 @@ fn arch_steps_sets_the_epochs_that_take_them() {
     let learning = finished(&run).learning.unwrap();
     let per_epoch = learning.arch_steps / (epochs - 1);
     assert!(
-        per_epoch > 0 && learning.arch_steps % (epochs - 1) == 0,
+        per_epoch > 0 && learning.arch_steps.is_multiple_of(epochs - 1),
         "{learning:?}"
     );
     // The fewest epochs after the warm-up whose steps reach 7.
