@@ -51,6 +51,40 @@ pub struct StepOutcome {
     pub weights: (f64, usize),
 }
 
+/// An epoch's running sums of one kind of step (weight or architecture).
+#[derive(Debug, Default)]
+struct StepSums {
+    steps: usize,
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+}
+
+impl StepSums {
+    /// Adds one step's mean loss and correct answers over `images`.
+    fn add(&mut self, (loss, correct): (f64, usize), images: usize) {
+        self.steps += 1;
+        self.loss_sum += loss * images as f64;
+        self.correct += correct;
+        self.seen += images;
+    }
+
+    fn mean_loss(&self) -> Option<f64> {
+        (self.seen > 0).then(|| self.loss_sum / self.seen as f64)
+    }
+
+    fn accuracy(&self) -> Option<f64> {
+        (self.seen > 0).then(|| self.correct as f64 / self.seen as f64)
+    }
+}
+
+/// The sums of an epoch's weight steps and architecture steps.
+#[derive(Debug, Default)]
+struct Tally {
+    weights: StepSums,
+    arch: StepSums,
+}
+
 /// The supernet of one stage with its optimisers: runs search steps.
 pub struct StageRun<'a> {
     net: &'a Supernet,
@@ -179,9 +213,7 @@ impl<'a> StageRun<'a> {
             steps as u64,
             &format!("stage {} epoch {}", state.stage, state.epoch),
         );
-        let (mut train_loss, mut train_correct, mut train_seen) = (0.0, 0usize, 0usize);
-        let (mut val_loss, mut val_correct, mut val_seen) = (0.0, 0usize, 0usize);
-        let mut arch_steps = 0;
+        let mut tally = Tally::default();
         for step in 0..steps {
             let w_batch = w_epoch.batch(step)?;
             let train = LabelledBatch {
@@ -202,34 +234,29 @@ impl<'a> StageRun<'a> {
                 .with_context(|| {
                     format!("step {step} of stage {} epoch {}", state.stage, state.epoch)
                 })?;
-            if let (Some(arch), Some(b)) = (&outcome.arch, &a_batch) {
-                val_loss += arch.0 * b.indices.len() as f64;
-                val_correct += arch.1;
-                val_seen += b.indices.len();
-                arch_steps += 1;
+            if let (Some(arch), Some(b)) = (outcome.arch, &a_batch) {
+                tally.arch.add(arch, b.indices.len());
             }
-            let (loss, correct) = outcome.weights;
-            let n = w_batch.indices.len();
-            train_loss += loss * n as f64;
-            train_correct += correct;
-            train_seen += n;
+            tally.weights.add(outcome.weights, w_batch.indices.len());
             bar.inc(1);
-            bar.set_message(format!("loss {:.3}", train_loss / train_seen as f64));
+            bar.set_message(format!(
+                "loss {:.3}",
+                tally.weights.loss_sum / tally.weights.seen as f64
+            ));
         }
         bar.finish_and_clear();
-        let ratio = |a: f64, n: usize| (n > 0).then(|| a / n as f64);
         Ok(EpochStats {
             lr,
             arch_active,
-            arch_steps,
+            arch_steps: tally.arch.steps,
             skip_dropout: drop_rate,
             beta_decay,
             hessian_eigenvalue: None,
             expected_cost: self.expected_cost()?,
-            train_loss: ratio(train_loss, train_seen).unwrap_or(f64::NAN),
-            train_acc: ratio(train_correct as f64, train_seen).unwrap_or(f64::NAN),
-            val_loss: ratio(val_loss, val_seen),
-            val_acc: ratio(val_correct as f64, val_seen),
+            train_loss: tally.weights.mean_loss().unwrap_or(f64::NAN),
+            train_acc: tally.weights.accuracy().unwrap_or(f64::NAN),
+            val_loss: tally.arch.mean_loss(),
+            val_acc: tally.arch.accuracy(),
             seconds: start.elapsed().as_secs_f64(),
         })
     }
