@@ -38,13 +38,17 @@ impl RunLock {
         Ok(lock)
     }
 
-    /// Locks the output file `path` with `.NAME.lock` in its folder.
+    /// Locks the output file `path` with `.NAME.lock` in its folder. An existing `path` is
+    /// locked as the file it is after symlinks (writes go through a symlink to its target,
+    /// see [`crate::output`]), so two runs writing one file by two names are refused as two
+    /// by one name are.
     pub fn file(path: &Path) -> Result<RunLock, Error> {
-        let name = path.file_name().unwrap_or(path.as_os_str());
+        let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let name = target.file_name().unwrap_or(target.as_os_str());
         let mut lock_name = std::ffi::OsString::from(".");
         lock_name.push(name);
         lock_name.push(".lock");
-        RunLock::acquire(path, path.with_file_name(lock_name))
+        RunLock::acquire(path, target.with_file_name(lock_name))
     }
 
     /// The lock file.
@@ -168,5 +172,26 @@ mod tests {
         let lock = RunLock::file(&rows).unwrap();
         let text = std::fs::read_to_string(lock.lock_file()).unwrap();
         assert_eq!(text.trim(), std::process::id().to_string());
+    }
+
+    #[test]
+    fn a_file_reached_through_a_symlink_is_locked_as_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = dir.path().join("rows.csv");
+        std::fs::write(&rows, "path,label\n").unwrap();
+        let other = dir.path().join("elsewhere");
+        std::fs::create_dir(&other).unwrap();
+        let link = other.join("link.csv");
+        std::os::unix::fs::symlink(&rows, &link).unwrap();
+        let first = RunLock::file(&rows).unwrap();
+        let err = RunLock::file(&link).unwrap_err().to_string();
+        assert!(err.contains("link.csv"), "{err}");
+        drop(first);
+        let by_link = RunLock::file(&link).unwrap();
+        assert_eq!(
+            by_link.lock_file(),
+            dir.path().canonicalize().unwrap().join(".rows.csv.lock")
+        );
+        assert!(RunLock::file(&rows).is_err());
     }
 }
