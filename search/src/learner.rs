@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::args::train::TrainArgs;
 use crate::checkpoint::{self, load_varmap, varmap_tensors};
 use crate::data::{ChannelStats, Dataset, ImageCache, Loader, SourceShare, Split};
-use crate::eval::evaluate;
+use crate::eval::{evaluate, Evaluation};
 use crate::optim::{Sgd, SgdConfig};
 use crate::records::TrainEpoch;
 use crate::runlog::progress_bar;
@@ -176,6 +176,51 @@ impl Learner {
         Ok(())
     }
 
+    /// Precise BatchNorm: the statistics recomputed on the training batches, augmented as
+    /// in training (the weights learned to expect the statistics of augmented images), drawn
+    /// with a generator of their own so that the training sees the same batches with or
+    /// without it.
+    fn recompute_batch_norm(
+        &self,
+        args: &TrainArgs,
+        data: &EpochData<'_>,
+        epoch: usize,
+    ) -> Result<()> {
+        let mut rng = ChaCha8Rng::seed_from_u64(args.run.seed ^ (epoch as u64).rotate_left(32));
+        let batches = data.train_loader.epoch(&data.train, &mut rng).map(|batch| {
+            batch
+                .map(|b| b.images)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))
+        });
+        recompute_batch_norm(&self.network, &self.varmap, batches)
+            .with_context(|| format!("epoch {epoch}: recomputing BatchNorm statistics"))?;
+        Ok(())
+    }
+
+    /// Keeps the weights of `epoch` as the best so far when its validation figures `val`
+    /// improve on `state`'s best by `--select` (always without validation subjects).
+    fn keep_if_best(
+        &mut self,
+        args: &TrainArgs,
+        state: &mut TrainState,
+        val: Option<&Evaluation>,
+        epoch: usize,
+    ) -> Result<()> {
+        let improved = match (val, &state.best) {
+            (None, _) | (Some(_), None) => true,
+            (Some(v), Some(best)) => best.improved_by(args.select, v.mean_class_accuracy, v.loss),
+        };
+        if improved {
+            state.best = Some(Best {
+                epoch,
+                val_mean_class_accuracy: val.map_or(0.0, |v| v.mean_class_accuracy),
+                val_loss: val.map_or(0.0, |v| v.loss),
+            });
+            self.best_weights = Some(inference_tensors(&self.varmap, "")?);
+        }
+        Ok(())
+    }
+
     /// Trains epoch `state.epoch`, validates, keeps the weights when they are the best so
     /// far, and advances `state`; returns the epoch's log record.
     pub(crate) fn epoch(
@@ -219,17 +264,7 @@ impl Learner {
         )?;
         check_finite(self.sgd.vars(), epoch)?;
         if args.precise_bn {
-            // The training batches, augmented as in training (the weights learned to expect
-            // the statistics of augmented images), drawn with a generator of their own so
-            // that the training sees the same batches with or without it.
-            let mut rng = ChaCha8Rng::seed_from_u64(args.run.seed ^ (epoch as u64).rotate_left(32));
-            let batches = data.train_loader.epoch(&data.train, &mut rng).map(|batch| {
-                batch
-                    .map(|b| b.images)
-                    .map_err(|e| candle_core::Error::Msg(e.to_string()))
-            });
-            recompute_batch_norm(network, &self.varmap, batches)
-                .with_context(|| format!("epoch {epoch}: recomputing BatchNorm statistics"))?;
+            self.recompute_batch_norm(args, data, epoch)?;
         }
         let val = if data.val.is_empty() {
             None
@@ -242,18 +277,7 @@ impl Learner {
                 "val",
             )?)
         };
-        let improved = match (&val, &state.best) {
-            (None, _) | (Some(_), None) => true,
-            (Some(v), Some(best)) => best.improved_by(args.select, v.mean_class_accuracy, v.loss),
-        };
-        if improved {
-            state.best = Some(Best {
-                epoch,
-                val_mean_class_accuracy: val.as_ref().map_or(0.0, |v| v.mean_class_accuracy),
-                val_loss: val.as_ref().map_or(0.0, |v| v.loss),
-            });
-            self.best_weights = Some(inference_tensors(&self.varmap, "")?);
-        }
+        self.keep_if_best(args, state, val.as_ref(), epoch)?;
         let seconds = started.elapsed().as_secs_f64();
         state.seconds += seconds;
         state.epoch += 1;
