@@ -69,8 +69,10 @@ pub fn predict_each<T: Sync>(
         let (sender, receiver) = mpsc::sync_channel::<Vec<Result<Input, Error>>>(1);
         scope.spawn(move || {
             for chunk in items.chunks(batch) {
-                let ready = pool.install(|| chunk.par_iter().map(preprocess).collect());
-                if sender.send(ready).is_err() {
+                if sender
+                    .send(preprocess_all(chunk, pool, preprocess))
+                    .is_err()
+                {
                     break; // the consumer stopped
                 }
             }
@@ -134,7 +136,7 @@ pub fn network_only(
     pool: &rayon::ThreadPool,
     batch: usize,
 ) -> Result<NetworkRun, Error> {
-    let decoded = decode_all(predictor, paths, pool);
+    let decoded = preprocess_all(paths, pool, |p| predictor.preprocess_path(p));
     let failures = decoded.iter().filter(|d| d.is_err()).count();
     let inputs: Vec<Input> = decoded.into_iter().filter_map(Result::ok).collect();
     let start = std::time::Instant::now();
@@ -149,15 +151,11 @@ pub fn network_only(
     })
 }
 
-fn decode_all(
-    predictor: &Predictor,
-    paths: &[PathBuf],
+/// `preprocess` of every item, in parallel on `pool`, in order.
+fn preprocess_all<T: Sync>(
+    items: &[T],
     pool: &rayon::ThreadPool,
+    preprocess: impl Fn(&T) -> Result<Input, Error> + Sync,
 ) -> Vec<Result<Input, Error>> {
-    pool.install(|| {
-        paths
-            .par_iter()
-            .map(|p| predictor.preprocess_path(p))
-            .collect()
-    })
+    pool.install(|| items.par_iter().map(&preprocess).collect())
 }

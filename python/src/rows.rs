@@ -31,7 +31,7 @@ pub fn row<'py>(
 }
 
 /// `{label: probability}` of a prediction, in the order of the model's labels.
-pub fn probabilities<'py>(
+fn probabilities<'py>(
     py: Python<'py>,
     labels: &[String],
     prediction: &Prediction,

@@ -177,26 +177,12 @@ mod tests {
     /// learns to match a target, which is candidate 3's map of the input (`informative`) or
     /// a fresh random vector unrelated to the input (noise). Returns the edge's learning.
     fn toy_edge(informative: bool, steps: usize, lr: f64) -> CellLearning {
-        use candle_core::{Device, Tensor, Var, D};
-        use rand::SeedableRng;
-        use rand_chacha::ChaCha8Rng;
+        use candle_core::{Var, D};
+        use hands_tests::SeededTensors;
 
-        let device = Device::Cpu;
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let mut normal = |shape: &[usize], std: f64| {
-            let n: usize = shape.iter().product();
-            let values: Vec<f32> = (0..n)
-                .map(|_| {
-                    (std * rand_distr::Distribution::<f64>::sample(
-                        &rand_distr::StandardNormal,
-                        &mut rng,
-                    )) as f32
-                })
-                .collect();
-            Tensor::from_vec(values, shape, &device).unwrap()
-        };
-        let maps = normal(&[8, 16, 16], 0.25);
-        let logits = Var::from_tensor(&normal(&[8], INITIAL_LOGIT_STD)).unwrap();
+        let mut random = SeededTensors::new(7);
+        let maps = random.normal(0.0, 0.25, (8, 16, 16));
+        let logits = Var::from_tensor(&random.normal(0.0, INITIAL_LOGIT_STD as f32, 8)).unwrap();
         let config = crate::optim::AdamConfig {
             lr,
             betas: (0.5, 0.999),
@@ -205,12 +191,12 @@ mod tests {
         };
         let mut adam = crate::optim::Adam::new(vec![logits.clone()], config).unwrap();
         for _ in 0..steps {
-            let x = normal(&[16, 32], 1.0);
+            let x = random.normal(0.0, 1.0, (16, 32));
             let outputs = maps.broadcast_matmul(&x).unwrap(); // (8, 16, 32)
             let target = if informative {
                 outputs.get(3).unwrap().detach()
             } else {
-                normal(&[16, 32], 1.0)
+                random.normal(0.0, 1.0, (16, 32))
             };
             let weights = candle_nn::ops::softmax(logits.as_tensor(), D::Minus1).unwrap();
             let mixed = outputs

@@ -118,17 +118,16 @@ pub fn run_search(args: &SearchArgs) -> Result<()> {
     let _lock = RunLock::folder(run.path())?;
     let device = open_device(args.run.device)?;
     let (mut state, mut tensors) = open_state(args, &run, &device)?;
-    let data_args = state.args.clone();
-
-    let dataset = Dataset::load(&data_args.data.path, &data_args.data.aspect)?;
-    let (split, w_idx, a_idx) = prepare_halves(&data_args, &dataset, &run)?;
-    let cache = ImageCache::build(&dataset, data_args.data.size)?;
+    let settings = &state.args;
+    let dataset = Dataset::load(&settings.data.path, &settings.data.aspect)?;
+    let (split, w_idx, a_idx) = prepare_halves(settings, &dataset, &run)?;
+    let cache = ImageCache::build(&dataset, settings.data.size)?;
     let stats = cache.stats(&split.train.indices(&dataset))?;
-    let loader = Loader::new(&cache, stats, data_args.optimiser.batch, &device)
-        .augment(Augment::standard(data_args.data.size).with_vertical_flip(data_args.vertical_flip))
+    let loader = Loader::new(&cache, stats, settings.optimiser.batch, &device)
+        .augment(Augment::standard(settings.data.size).with_vertical_flip(settings.vertical_flip))
         .shuffle(true)
-        .drop_last(w_idx.len().min(a_idx.len()) >= data_args.optimiser.batch);
-    if !data_args.run.resume {
+        .drop_last(w_idx.len().min(a_idx.len()) >= settings.optimiser.batch);
+    if !settings.run.resume {
         let steps_per_epoch = loader.batches_in(w_idx.len().min(a_idx.len()));
         if let Some(epochs) = state.args.set_epochs_for_arch_steps(steps_per_epoch)? {
             eprintln!(
