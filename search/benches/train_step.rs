@@ -112,7 +112,15 @@ fn main() -> Result<()> {
     let mut times = Vec::with_capacity(bench.steps);
     for step in 0..bench.warmup + bench.steps {
         let start = Instant::now();
-        train_step(&network, &mut sgd, &images, &labels, &step_config, &mut rng)?;
+        train_step(
+            &network,
+            &mut sgd,
+            &images,
+            &labels,
+            None,
+            &step_config,
+            &mut rng,
+        )?;
         device.synchronize()?;
         if step >= bench.warmup {
             times.push(start.elapsed().as_secs_f64());

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::args::train::TrainArgs;
 use crate::checkpoint::{self, load_varmap, varmap_tensors};
-use crate::data::{ChannelStats, Dataset, ImageCache, Loader, SourceShare, Split};
+use crate::data::{ChannelStats, Dataset, ImageCache, Loader, SourceShare, SourceWeight, Split};
 use crate::eval::{evaluate, Evaluation};
 use crate::optim::{Sgd, SgdConfig};
 use crate::records::TrainEpoch;
@@ -49,6 +49,8 @@ pub(crate) struct EpochData<'a> {
     /// Each epoch's training images when `--originals-share` sets their sources' shares
     /// (else every training image once).
     pub(crate) source_share: Option<SourceShare>,
+    /// Each training image's loss weight when `--originals-weight` weighs the originals.
+    pub(crate) source_weight: Option<SourceWeight>,
 }
 
 impl<'a> EpochData<'a> {
@@ -98,8 +100,20 @@ impl<'a> EpochData<'a> {
                 train.len()
             );
         }
+        let source_weight = args
+            .regularisation
+            .originals_weight
+            .map(|weight| SourceWeight::new(dataset, &train, weight))
+            .transpose()?;
+        if let Some(weights) = &source_weight {
+            eprintln!(
+                "loss weights: originals {}, square copies 1 (--originals-weight)",
+                weights.weight()
+            );
+        }
         Ok(EpochData {
             source_share,
+            source_weight,
             train,
             val,
             stats,
@@ -257,7 +271,10 @@ impl Learner {
             network,
             &mut self.sgd,
             loader,
-            drawn.as_deref().unwrap_or(&data.train),
+            (
+                drawn.as_deref().unwrap_or(&data.train),
+                data.source_weight.as_ref(),
+            ),
             &config,
             epoch,
             &mut state.rng,
@@ -320,12 +337,13 @@ struct EpochTraining {
     images: usize,
 }
 
-/// One training epoch of [`train_step`]s.
+/// One training epoch of [`train_step`]s over `indices`, each image's loss weighed by
+/// `source_weight` when given.
 fn train_epoch(
     network: &Network,
     sgd: &mut Sgd,
     loader: &Loader<'_>,
-    indices: &[usize],
+    (indices, source_weight): (&[usize], Option<&SourceWeight>),
     config: &StepConfig,
     epoch: usize,
     rng: &mut ChaCha8Rng,
@@ -335,12 +353,21 @@ fn train_epoch(
     let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
     for (step, batch) in batches.enumerate() {
         let batch = batch?;
-        let outcome = train_step(network, sgd, &batch.images, &batch.labels, config, rng)
-            .with_context(|| {
-                format!(
-                    "epoch {epoch} step {step}: training stopped; the last checkpoint is intact"
-                )
-            })?;
+        let image_weights = source_weight
+            .map(|weights| weights.batch(&batch.indices, batch.images.device()))
+            .transpose()?;
+        let outcome = train_step(
+            network,
+            sgd,
+            &batch.images,
+            &batch.labels,
+            image_weights.as_ref(),
+            config,
+            rng,
+        )
+        .with_context(|| {
+            format!("epoch {epoch} step {step}: training stopped; the last checkpoint is intact")
+        })?;
         let n = batch.indices.len();
         loss_sum += outcome.main_loss * n as f64;
         correct += outcome

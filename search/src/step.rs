@@ -43,14 +43,16 @@ pub struct StepOutcome {
     pub grad_norm: f64,
 }
 
-/// Runs one step on `images` `[B, 3, S, S]` with `labels` `[B]` (blended by mixup first when
-/// it is on; the returned logits are those of the blended images). A non-finite loss is an
-/// error before any weight changes.
+/// Runs one step on `images` `[B, 3, S, S]` with `labels` `[B]` and, when given, each image's
+/// loss weight `image_weights` `[B]` (see [`weighted_cross_entropy`]); the images are blended
+/// by mixup first when it is on (the returned logits are those of the blended images). A
+/// non-finite loss is an error before any weight changes.
 pub fn train_step<R: Rng>(
     network: &Network,
     sgd: &mut Sgd,
     images: &Tensor,
     labels: &Tensor,
+    image_weights: Option<&Tensor>,
     config: &StepConfig,
     rng: &mut R,
 ) -> Result<StepOutcome> {
@@ -71,8 +73,15 @@ pub fn train_step<R: Rng>(
     let output = network.forward_t(&images, true, drop_path)?;
     let weights = config.class_weights.as_ref();
     let loss_of = |logits: &Tensor| {
-        let against =
-            |labels: &Tensor| cross_entropy(logits, labels, config.label_smoothing, weights);
+        let against = |labels: &Tensor| {
+            weighted_cross_entropy(
+                logits,
+                labels,
+                config.label_smoothing,
+                weights,
+                image_weights,
+            )
+        };
         match &mixup {
             Some(mixup) => mixup.loss(labels, against),
             None => against(labels),
@@ -119,28 +128,51 @@ pub fn cross_entropy(
     eps: f64,
     weights: Option<&Tensor>,
 ) -> Result<Tensor> {
+    weighted_cross_entropy(logits, labels, eps, weights, None)
+}
+
+/// [`cross_entropy`] with each image's term, and its share of the divisor, also multiplied by
+/// its entry of `image_weights` `[B]` (e.g. `--originals-weight` by image source): per image
+/// `s_i * ((1 - eps) * w_y * nll + eps * mean_k(w_k * -log p_k))`, divided by the sum of
+/// `s_i * w_y`.
+pub fn weighted_cross_entropy(
+    logits: &Tensor,
+    labels: &Tensor,
+    eps: f64,
+    class_weights: Option<&Tensor>,
+    image_weights: Option<&Tensor>,
+) -> Result<Tensor> {
     let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     let labels = labels.to_dtype(DType::U32)?;
     let nll = log_p.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
-    let Some(weights) = weights else {
+    if class_weights.is_none() && image_weights.is_none() {
         let nll = nll.mean_all()?;
         if eps == 0.0 {
             return Ok(nll);
         }
         let uniform = log_p.mean(D::Minus1)?.neg()?.mean_all()?;
         return Ok(((nll * (1.0 - eps))? + (uniform * eps)?)?);
+    }
+    let classes = log_p.dim(1)?;
+    let class_weights = match class_weights {
+        Some(weights) => weights.to_dtype(log_p.dtype())?,
+        None => Tensor::ones(classes, log_p.dtype(), log_p.device())?,
     };
-    let weights = weights.to_dtype(log_p.dtype())?;
-    let image_weights = weights.index_select(&labels, 0)?;
-    let mut per_image = (nll * &image_weights)?;
+    let mut label_weights = class_weights.index_select(&labels, 0)?;
+    let mut per_image = (nll * &label_weights)?;
     if eps != 0.0 {
         let smooth = log_p
-            .broadcast_mul(&weights.unsqueeze(0)?)?
+            .broadcast_mul(&class_weights.unsqueeze(0)?)?
             .mean(D::Minus1)?
             .neg()?;
         per_image = ((per_image * (1.0 - eps))? + (smooth * eps)?)?;
     }
+    if let Some(image_weights) = image_weights {
+        let image_weights = image_weights.to_dtype(log_p.dtype())?;
+        per_image = (per_image * &image_weights)?;
+        label_weights = (label_weights * image_weights)?;
+    }
     Ok(per_image
         .sum_all()?
-        .broadcast_div(&image_weights.sum_all()?)?)
+        .broadcast_div(&label_weights.sum_all()?)?)
 }

@@ -22,7 +22,7 @@ use hands_search::data::{
 use hands_search::ensemble::ensemble;
 use hands_search::eval::mirror;
 use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
-use hands_search::step::cross_entropy;
+use hands_search::step::{cross_entropy, weighted_cross_entropy};
 use hands_search::train::{train, ClassWeight, SelectBy};
 use hands_tests::datasets::{class_folders, class_folders_of_two_sources};
 use rand::SeedableRng;
@@ -170,6 +170,46 @@ fn weighted_cross_entropy_is_torchs_weighted_mean() {
         let plain = scalar(&cross_entropy(&logits, &label_t, eps, None).unwrap());
         let equal = scalar(&cross_entropy(&logits, &label_t, eps, Some(&ones)).unwrap());
         assert!((plain - equal).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn an_image_weight_of_two_counts_the_image_twice() {
+    let device = Device::Cpu;
+    let rows = [[2.0f64, -1.0], [0.5, 0.3], [-1.0, 1.5]];
+    let labels = [0u32, 1, 1];
+    // Image 1 weighs 2: the same loss as a batch holding it twice.
+    let twice_rows = [rows[0], rows[1], rows[1], rows[2]];
+    let twice_labels = [0u32, 1, 1, 1];
+    let class_weights = Tensor::new(&[0.5f64, 2.0], &device).unwrap();
+    let image_weights = Tensor::new(&[1.0f64, 2.0, 1.0], &device).unwrap();
+    for eps in [0.0, 0.1] {
+        for class in [None, Some(&class_weights)] {
+            let weighted = scalar(
+                &weighted_cross_entropy(
+                    &Tensor::new(&rows, &device).unwrap(),
+                    &Tensor::new(&labels, &device).unwrap(),
+                    eps,
+                    class,
+                    Some(&image_weights),
+                )
+                .unwrap(),
+            );
+            let repeated = scalar(
+                &cross_entropy(
+                    &Tensor::new(&twice_rows, &device).unwrap(),
+                    &Tensor::new(&twice_labels, &device).unwrap(),
+                    eps,
+                    class,
+                )
+                .unwrap(),
+            );
+            assert!(
+                (weighted - repeated).abs() < 1e-12,
+                "eps {eps}, class weights {}: {weighted} vs {repeated}",
+                class.is_some()
+            );
+        }
     }
 }
 

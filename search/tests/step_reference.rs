@@ -726,8 +726,16 @@ fn train_steps_match_reference_sgd() {
             drop_prob: 0.0,
             mixup: 0.0,
         };
-        let outcome =
-            train_step(&network, &mut sgd, &images, &labels(), &config, &mut rng).unwrap();
+        let outcome = train_step(
+            &network,
+            &mut sgd,
+            &images,
+            &labels(),
+            None,
+            &config,
+            &mut rng,
+        )
+        .unwrap();
         assert_close_scalar(
             outcome.main_loss,
             reference.main_loss,

@@ -574,6 +574,49 @@ fn mixup_changes_the_training_reproducibly_and_resumes_to_the_same_weights() {
 }
 
 #[test]
+fn originals_weight_changes_the_training_reproducibly_resumes_and_needs_both_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders_of_two_sources(&data, 10);
+    let run = |weight: Option<f64>, stop_after: Option<usize>, name: &str| {
+        trained_tensors(&data, dir.path(), name, stop_after, |args| {
+            args.regularisation.originals_weight = weight
+        })
+    };
+    let plain = run(None, None, "plain");
+    let weighted = run(Some(3.0), None, "weighted");
+    let again = run(Some(3.0), None, "again");
+    let resumed = run(Some(3.0), Some(1), "resumed");
+    let unit = run(Some(1.0), None, "unit");
+    assert!(differs(&plain, &weighted), "the weight changed nothing");
+    assert!(
+        !differs(&weighted, &again),
+        "the weight is not reproducible"
+    );
+    assert!(!differs(&weighted, &resumed), "a resumed run differs");
+    assert!(
+        !differs(&plain, &unit),
+        "a weight of 1 changed the training"
+    );
+    let card = load_model(&dir.path().join("weighted/model.safetensors"), &Device::Cpu)
+        .unwrap()
+        .card;
+    assert_eq!(card.provenance.train["originals_weight"], 3.0);
+    assert_eq!(card.labels, ["female", "male"]);
+
+    // Square images only: nothing to weigh, said before training.
+    let squares = dir.path().join("squares");
+    class_folders(&squares, 10);
+    let mut args = tiny_args(&squares, &dir.path().join("refused"));
+    args.regularisation.originals_weight = Some(2.0);
+    let err = format!("{:#}", train(&args).unwrap_err());
+    assert!(
+        err.contains("--originals-weight") && err.contains("0 originals"),
+        "{err}"
+    );
+}
+
+#[test]
 fn originals_share_changes_the_training_reproducibly_resumes_and_needs_both_sources() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -143,6 +143,11 @@ pub struct RegularisationArgs {
     #[arg(long, value_name = "S", value_parser = flags::open_fraction)]
     #[serde(default)]
     pub originals_share: Option<f64>,
+    /// Loss weight of original photos (images that are not square) against 1 for the square
+    /// copies, every image still drawn once an epoch; positive. Default: no weighting.
+    #[arg(long, value_name = "W", value_parser = flags::positive)]
+    #[serde(default)]
+    pub originals_weight: Option<f64>,
 }
 
 impl RegularisationArgs {
@@ -160,6 +165,7 @@ impl RegularisationArgs {
         greyscale: 0.0,
         mixup: 0.0,
         originals_share: None,
+        originals_weight: None,
     };
 
     /// The training augmentation at input side `size`: the recipe with the cutout, vertical
@@ -191,6 +197,9 @@ impl RegularisationArgs {
         }
         if let Some(share) = self.originals_share {
             flags::check_value("originals-share", share, flags::open_fraction)?;
+        }
+        if let Some(weight) = self.originals_weight {
+            flags::check_value("originals-weight", weight, flags::positive)?;
         }
         flags::check_value("label-smoothing", self.label_smoothing, flags::fraction)
     }

@@ -145,9 +145,14 @@ pub enum Error {
     /// A malformed in-memory image buffer.
     #[error("image cache: {0}")]
     Cache(String),
-    /// A training sampler that cannot be built from the training images.
-    #[error("--originals-share: {0}")]
-    Sampling(String),
+    /// A weighting or sampling by image source (`flag`) that the training images cannot take.
+    #[error("{flag}: {message}")]
+    Sampling {
+        /// The command-line flag that asked for it.
+        flag: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A tensor could not be built.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -34,6 +34,7 @@ mod folder;
 mod hands;
 mod image_source;
 mod source_share;
+mod source_weight;
 mod split;
 
 pub use aspect::{AspectFilter, ASPECTS};
@@ -46,4 +47,5 @@ pub use folder::{is_image_path, IMAGE_EXTENSIONS};
 pub use hands::{CSV_NAME, HANDS_LABELS};
 pub use image_source::ImageSource;
 pub use source_share::SourceShare;
+pub use source_weight::SourceWeight;
 pub use split::{Folds, Fractions, Part, PartName, Split};

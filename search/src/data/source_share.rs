@@ -7,6 +7,9 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{Dataset, Error, ImageSource};
 
+/// The flag that sets the share, named in errors.
+const FLAG: &str = "--originals-share";
+
 /// Draws each epoch's training images so that originals make up `share` of them.
 ///
 /// An epoch keeps the number of training images. Of the two groups (originals; copies and
@@ -26,20 +29,25 @@ impl SourceShare {
     /// images lack originals or other images.
     pub fn new(dataset: &Dataset, train: &[usize], share: f64) -> Result<SourceShare, Error> {
         if !(share > 0.0 && share < 1.0) {
-            return Err(Error::Sampling(format!(
-                "the share of originals must be in (0, 1), not {share}"
-            )));
+            return Err(Error::Sampling {
+                flag: FLAG,
+                message: format!("the share of originals must be in (0, 1), not {share}"),
+            });
         }
         let (originals, others): (Vec<usize>, Vec<usize>) = train
             .iter()
             .partition(|&&i| dataset.samples()[i].image_source == Some(ImageSource::Original));
         if originals.is_empty() || others.is_empty() {
-            return Err(Error::Sampling(format!(
-                "a share of originals needs both originals (photos that are not square) and \
-                 square copies among the training images; they hold {} originals and {} others",
-                originals.len(),
-                others.len()
-            )));
+            return Err(Error::Sampling {
+                flag: FLAG,
+                message: format!(
+                    "a share of originals needs both originals (photos that are not square) \
+                     and square copies among the training images; they hold {} originals and \
+                     {} others",
+                    originals.len(),
+                    others.len()
+                ),
+            });
         }
         let take_originals =
             ((share * train.len() as f64).round() as usize).clamp(1, train.len() - 1);
