@@ -23,11 +23,11 @@ use serde::Serialize;
 
 use crate::cv::FoldResult;
 use crate::cv_genotype::CvGenotype;
-use crate::data::{ChannelStats, Dataset, ImageCache, Loader, Split};
 use crate::eval::{load_model, predict_logits};
 use crate::outputs::Inputs;
 use crate::plot::render_svg;
 use crate::train::write_model;
+use hands_data::{ChannelStats, Dataset, ImageCache, Loader, Split};
 
 /// Settings of `hands-search calibrate`.
 #[derive(Debug, Clone, clap::Args)]

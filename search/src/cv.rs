@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::cv::{slug, CvArgs};
 use crate::args::train::TrainArgs;
-use crate::data::{ChannelStats, Dataset, Folds, ImageCache, Loader, Split};
 use crate::device::open_device;
 use crate::eval::{load_model, predict_probabilities, write_predictions, Evaluation};
 use crate::kept_predictions::{slots, KeptPredictions};
@@ -33,6 +32,7 @@ use crate::run_dir::{
     RunDir, CONFIG, CV_FILES, CV_REPORT, CV_TABLE, FOLDS, FOLD_RESULT, SPLITS, TEST_PREDICTIONS,
 };
 use crate::train::{check_selection, train};
+use hands_data::{ChannelStats, Dataset, Folds, ImageCache, Loader, Split};
 
 /// The figures of one fold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::args::cv::CvArgs;
 use crate::cv::FoldResult;
-use crate::data::{Dataset, Folds, Split};
 use crate::run_dir::{RunDir, FOLDS};
+use hands_data::{Dataset, Folds, Split};
 
 /// One genotype folder of a cross-validation run.
 pub(crate) struct CvGenotype {

@@ -11,10 +11,10 @@ use anyhow::{Context, Result};
 
 use crate::cv::{majority_row, CvReport, FoldFigures, FoldResult, Row};
 use crate::cv_genotype::CvGenotype;
-use crate::data::{Dataset, Split};
 use crate::eval::Evaluation;
 use crate::kept_predictions::{slots, KeptPredictions};
 use crate::run_dir::TEST_PREDICTIONS;
+use hands_data::{Dataset, Split};
 
 /// Settings of `hands-search ensemble`.
 #[derive(Debug, Clone, clap::Args)]

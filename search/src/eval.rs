@@ -18,14 +18,14 @@ use hands_models::ModelCard;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::load_varmap;
-use crate::data::{
-    AspectFilter, ChannelStats, Dataset, ImageCache, ImageSource, Loader, PartName, Split,
-};
 use crate::device::open_device;
 use crate::outputs::Inputs;
 use crate::provenance::{trained_aspects, Selection};
 use crate::run_dir::RunDir;
 use crate::runlog::progress_bar;
+use hands_data::{
+    AspectFilter, ChannelStats, Dataset, ImageCache, ImageSource, Loader, PartName, Split,
+};
 use hands_models::device::DeviceChoice;
 
 /// Accuracy of the images of one label or one hand aspect.
@@ -835,7 +835,7 @@ fn check_unseen(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{Sample, Source};
+    use hands_data::{Sample, Source};
 
     fn dataset() -> Dataset {
         let sample = |i: usize, subject: &str, label: usize, aspect: &str| Sample {

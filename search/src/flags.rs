@@ -5,6 +5,7 @@
 use std::ops::RangeInclusive;
 
 use anyhow::{bail, Result};
+use hands_data::Choice;
 use hands_models::plan::STEM_STRIDES;
 
 /// Side of the square images (the image cache holds `images x 3 x size^2` bytes).
@@ -24,6 +25,17 @@ pub const SEARCH_LAYERS: RangeInclusive<u64> = 1..=64;
 pub const TRAIN_LAYERS: RangeInclusive<u64> = 3..=64;
 /// PC-DARTS channel sampling factor.
 pub const PARTIAL_K: RangeInclusive<u64> = 1..=64;
+
+/// A clap parser for a flag whose values are the names of a [`Choice`] (the help lists
+/// them with their descriptions): for the data crate's enums, which are kept free of clap.
+pub fn choice<T: Choice + Send + Sync>() -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let values = T::ALL
+        .iter()
+        .map(|&value| PossibleValue::new(value.name()).help(value.about()));
+    PossibleValuesParser::new(values)
+        .map(|chosen| T::parse(&chosen).expect("clap accepts listed names only"))
+}
 
 /// A clap parser for a `usize` flag within `range`.
 pub fn usize_in(range: RangeInclusive<u64>) -> clap::builder::RangedU64ValueParser<usize> {

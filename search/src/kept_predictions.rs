@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 /// The slot of each of `test`'s images (dataset indices) by its path as
 /// `test_predictions.csv` writes it.
-pub(crate) fn slots(dataset: &crate::data::Dataset, test: &[usize]) -> HashMap<String, usize> {
+pub(crate) fn slots(dataset: &hands_data::Dataset, test: &[usize]) -> HashMap<String, usize> {
     test.iter()
         .enumerate()
         .map(|(slot, &i)| (dataset.samples()[i].path.display().to_string(), slot))

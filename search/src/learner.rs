@@ -18,7 +18,6 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::args::train::TrainArgs;
 use crate::checkpoint::{self, load_varmap, varmap_tensors};
-use crate::data::{ChannelStats, Dataset, ImageCache, Loader, SourceShare, SourceWeight, Split};
 use crate::eval::{evaluate, Evaluation};
 use crate::optim::{Sgd, SgdConfig};
 use crate::records::TrainEpoch;
@@ -26,6 +25,7 @@ use crate::runlog::progress_bar;
 use crate::schedule::{cosine_lr, linear_ramp};
 use crate::step::{train_step, StepConfig};
 use crate::train::{inference_tensors, Best, TrainState};
+use hands_data::{ChannelStats, Dataset, ImageCache, Loader, SourceShare, SourceWeight, Split};
 
 /// Checkpoint tensor prefix of the current weights.
 const MODEL_PREFIX: &str = "model.";

@@ -10,7 +10,6 @@ pub mod compare;
 pub mod cost;
 pub mod cv;
 mod cv_genotype;
-pub mod data;
 pub mod derive;
 pub mod device;
 pub mod dot;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::data::{Dataset, Source};
+use hands_data::{Dataset, Source};
 
 /// The inputs of one run.
 #[derive(Debug, Default)]

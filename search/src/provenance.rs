@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::args::train::TrainArgs;
-use crate::data::AspectFilter;
+use hands_data::AspectFilter;
 
 /// What model selection saw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -16,9 +16,6 @@ use serde::{Deserialize, Serialize};
 use crate::args::search::{Algo, SearchArgs};
 use crate::budget::CostSource;
 use crate::checkpoint;
-use crate::data::{
-    Augment, Batch, ChannelStats, Dataset, Fractions, ImageCache, Loader, Part, Split,
-};
 use crate::device::open_device;
 use crate::hessian;
 use crate::latency::{LatencyModel, Machine};
@@ -31,6 +28,9 @@ use crate::run_dir::{RunDir, SEARCH_FILES};
 use crate::runlog::RunLog;
 use crate::stage_run::{ArchValues, StageRun};
 use crate::supernet::{Supernet, SupernetConfig, EDGES};
+use hands_data::{
+    Augment, Batch, ChannelStats, Dataset, Fractions, ImageCache, Loader, Part, Split,
+};
 
 /// What a checkpoint records besides tensors.
 #[derive(Debug, Clone, Serialize, Deserialize)]

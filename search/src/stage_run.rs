@@ -16,7 +16,6 @@ use rand_chacha::ChaCha8Rng;
 use crate::architect::{self, LabelledBatch, Unrolling};
 use crate::args::search::{Algo, SearchArgs};
 use crate::budget::{Budget, CostSource};
-use crate::data::{Batch, Loader};
 use crate::derive::{derive_genotype, fit_to_budget};
 use crate::hessian;
 use crate::optim::{clip_grad_norm, Adam, AdamConfig, Sgd, SgdConfig};
@@ -26,6 +25,7 @@ use crate::runlog::progress_bar;
 use crate::schedule::{beta_decay_weight, cosine_lr};
 use crate::search::SearchState;
 use crate::supernet::{SkipDropout, Supernet, EDGES};
+use hands_data::{Batch, Loader};
 
 /// The ChaCha stream of the Hessian power iteration's start vectors.
 const HESSIAN_STREAM: u64 = 7;

@@ -28,7 +28,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::train::TrainArgs;
 use crate::checkpoint::{load_varmap, varmap_tensors};
-use crate::data::{ChannelStats, Dataset, Fractions, ImageCache, Part, Split};
 use crate::device::open_device;
 use crate::eval::{evaluate, Evaluation};
 use crate::learner::{EpochData, Learner};
@@ -38,6 +37,7 @@ use crate::resume::{self, changed_settings, Epochs};
 use crate::run_dir::{self, RunDir, FINISHED, TRAIN_FILES};
 use crate::runlog::RunLog;
 use crate::search::Finished;
+use hands_data::{ChannelStats, Dataset, Fractions, ImageCache, Part, Split};
 
 /// The ChaCha stream of the training RNG (batch order, augmentation, drop path); the split
 /// uses streams 0 and 1 of the same seed.
@@ -443,7 +443,7 @@ fn last_logged_epoch(log: &Path) -> Option<u64> {
 /// mean class accuracy would not be measured).
 fn check_trainable(data: &Path, dataset: &Dataset, split: &Split, source: &str) -> Result<()> {
     let counts = dataset.label_counts();
-    let names = |part: &crate::data::Part, want: fn(usize, usize) -> bool| -> Vec<String> {
+    let names = |part: &hands_data::Part, want: fn(usize, usize) -> bool| -> Vec<String> {
         dataset
             .labels()
             .iter()

@@ -9,16 +9,16 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use common::tiny_cv;
+use hands_data::{
+    AspectFilter, Augment, ChannelStats, Dataset, Folds, ImageCache, ImageSource, Loader, PartName,
+    Sample, Source, Split,
+};
 use hands_models::card::MeanStd;
 use hands_models::graph::argmax;
 use hands_search::args::cv::CvArgs;
 use hands_search::calibrate::{run_calibrate, CalibrateArgs};
 use hands_search::compare::compare;
 use hands_search::cv::{cross_validate, CvReport, FoldResult};
-use hands_search::data::{
-    AspectFilter, Augment, ChannelStats, Dataset, Folds, ImageCache, ImageSource, Loader, PartName,
-    Sample, Source, Split,
-};
 use hands_search::ensemble::ensemble;
 use hands_search::eval::mirror;
 use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
@@ -312,7 +312,7 @@ fn tiny_cross_validation_stops_resumes_and_keeps_its_predictions() {
     }
     // Every image is tested once over the folds, and the kept predictions give the figures.
     let folds: Folds = read_json(&out.join("folds.json"));
-    let dataset = Dataset::load(&data, &hands_search::data::AspectFilter::All).unwrap();
+    let dataset = Dataset::load(&data, &hands_data::AspectFilter::All).unwrap();
     for row in &report.rows[1..] {
         assert_eq!(
             row.folds.iter().map(|f| f.test_images).sum::<usize>(),

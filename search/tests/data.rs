@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use candle_core::{DType, Device};
-use hands_search::data::*;
+use hands_data::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 

@@ -10,11 +10,11 @@ use std::process::Command;
 
 use candle_core::{Device, Tensor};
 use common::{tiny_train, trained_model};
+use hands_data::{AspectFilter, Dataset, Fractions, Split};
 use hands_models::device::DeviceChoice;
 use hands_search::args::search::{Algo, SearchArgs};
 use hands_search::args::train::TrainArgs;
 use hands_search::checkpoint;
-use hands_search::data::{AspectFilter, Dataset, Fractions, Split};
 use hands_search::eval::{eval_model, run_eval, EvalArgs, EvalSplit};
 use hands_search::plot::plot_run;
 use hands_search::run_dir::FINISHED;

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use hands_data::{AspectFilter, Dataset, Folds, PartName, Split};
 use hands_models::card::{
     ColourOrder, InputSpec, NetworkSpec, Provenance, ResizeRule, TensorLayout, CARD_SCHEMA_VERSION,
 };
@@ -15,7 +16,6 @@ use hands_models::nn::network::{parameter_count, DropPath, Network, NetworkConfi
 use hands_models::{Genotype, ModelCard};
 use hands_search::args::train::TrainArgs;
 use hands_search::checkpoint;
-use hands_search::data::{AspectFilter, Dataset, Folds, PartName, Split};
 use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
 use hands_search::train::{inference_tensors, train, write_model, SelectBy};
 use hands_tests::datasets::{class_folders, class_folders_of_two_sources};
@@ -395,7 +395,7 @@ fn one_epoch_on_the_sample_keeps_test_subjects_unseen() {
     assert!(test
         .per_aspect
         .keys()
-        .all(|a| hands_search::data::ASPECTS.contains(&a.as_str())));
+        .all(|a| hands_data::ASPECTS.contains(&a.as_str())));
 }
 
 #[test]

@@ -21,8 +21,8 @@ use anyhow::Result;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::data::AspectFilter;
 use crate::flags;
+use hands_data::AspectFilter;
 use hands_models::device::DeviceChoice;
 use hands_models::plan::DEFAULT_STEM_STRIDE;
 
@@ -38,7 +38,8 @@ pub struct DataArgs {
     #[arg(long, default_value_t = DataArgs::SIZE, value_parser = flags::u32_in(flags::SIZE))]
     pub size: u32,
     /// Which hand aspects to use.
-    #[arg(long, value_enum, default_value_t = AspectFilter::All)]
+    #[arg(long, default_value_t = AspectFilter::All,
+          value_parser = flags::choice::<AspectFilter>())]
     pub aspect: AspectFilter,
 }
 

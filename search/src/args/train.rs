@@ -9,10 +9,10 @@ use hands_models::genotype::GENOTYPE_FILE;
 use serde::{Deserialize, Serialize};
 
 use crate::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
-use crate::data::{Augment, AugmentRecipe};
 use crate::flags;
 use crate::run_dir::RunDir;
 use crate::train::{ClassWeight, SelectBy};
+use hands_data::{Augment, AugmentRecipe};
 
 /// Arguments of `hands-search train`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
@@ -110,7 +110,8 @@ pub struct RegularisationArgs {
     /// Training augmentation: `photo` (random resized crop, rotation, flip, colour jitter) or
     /// `darts` (DARTS' padded crop and flip); --cutout, --vertical-flip and --colour-jitter
     /// adjust either.
-    #[arg(long, value_enum, default_value_t = RegularisationArgs::DEFAULT.augment)]
+    #[arg(long, default_value_t = RegularisationArgs::DEFAULT.augment,
+          value_parser = flags::choice::<AugmentRecipe>())]
     #[serde(default = "darts_augment")]
     pub augment: AugmentRecipe,
     /// Also mirror training images top-bottom half the time, so that a hand pointing down

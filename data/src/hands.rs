@@ -336,7 +336,7 @@ mod tests {
                 let images = proptest::collection::vec(
                     (
                         0..subjects.len(),
-                        proptest::sample::select(super::super::ASPECTS.to_vec()),
+                        proptest::sample::select(crate::ASPECTS.to_vec()),
                     ),
                     1..20,
                 );

@@ -4,16 +4,19 @@
 //! a vertical flip, for hands that point up in some photos and down in others, and random
 //! greyscale.
 
-use clap::ValueEnum;
+use std::fmt;
+use std::str::FromStr;
+
 use image::RgbImage;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::ChannelStats;
+use crate::Choice;
 
 /// A named augmentation recipe (`--augment`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AugmentRecipe {
     /// DARTS' CIFAR setting: zero-padded random crop (`size / 8`) and horizontal flip.
@@ -21,6 +24,52 @@ pub enum AugmentRecipe {
     /// For photos of hands: random resized crop (area 0.6-1, aspect 3/4-4/3), rotation up to
     /// 15 degrees, horizontal flip, brightness, contrast and saturation jitter of 0.2.
     Photo,
+}
+
+impl AugmentRecipe {
+    /// Every recipe.
+    pub const ALL: [AugmentRecipe; 2] = [AugmentRecipe::Darts, AugmentRecipe::Photo];
+
+    /// The name, as on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AugmentRecipe::Darts => "darts",
+            AugmentRecipe::Photo => "photo",
+        }
+    }
+}
+
+impl fmt::Display for AugmentRecipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AugmentRecipe {
+    type Err = String;
+
+    /// Parses a name ([`AugmentRecipe::as_str`]).
+    fn from_str(name: &str) -> Result<AugmentRecipe, String> {
+        AugmentRecipe::parse(name)
+    }
+}
+
+impl Choice for AugmentRecipe {
+    const WHAT: &'static str = "augmentation recipe";
+    const ALL: &'static [AugmentRecipe] = &AugmentRecipe::ALL;
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+
+    fn about(self) -> &'static str {
+        match self {
+            AugmentRecipe::Darts => "DARTS' padded random crop and horizontal flip",
+            AugmentRecipe::Photo => {
+                "random resized crop, rotation, horizontal flip and colour jitter, for photos"
+            }
+        }
+    }
 }
 
 /// Random resized crop: the crop covers a share of the image area drawn from `scale` and an

@@ -2,8 +2,8 @@
 //! in-memory image cache, augmentation and mini-batches.
 //!
 //! ```no_run
-//! # fn main() -> Result<(), hands_search::data::Error> {
-//! use hands_search::data::*;
+//! # fn main() -> Result<(), hands_data::Error> {
+//! use hands_data::*;
 //! use rand::SeedableRng;
 //!
 //! let dataset = Dataset::load("hands".as_ref(), &AspectFilter::All)?;
@@ -33,6 +33,7 @@ mod error;
 mod folder;
 mod hands;
 mod image_source;
+mod names;
 mod source_share;
 mod source_weight;
 mod split;
@@ -46,6 +47,7 @@ pub use error::Error;
 pub use folder::{is_image_path, IMAGE_EXTENSIONS};
 pub use hands::{CSV_NAME, HANDS_LABELS};
 pub use image_source::ImageSource;
+pub use names::Choice;
 pub use source_share::SourceShare;
 pub use source_weight::SourceWeight;
 pub use split::{Folds, Fractions, Part, PartName, Split};

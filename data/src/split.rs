@@ -44,7 +44,7 @@ impl Default for Fractions {
 }
 
 /// Names one part of a [`Split`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PartName {
     /// Training subjects.

@@ -91,7 +91,7 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::data::{Sample, Source};
+    use crate::{Sample, Source};
 
     /// 10 images: 3 originals (0, 1, 2), 6 copies and 1 of unknown source.
     fn dataset() -> Dataset {

@@ -66,7 +66,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::data::{Sample, Source};
+    use crate::{Sample, Source};
 
     /// 6 images: 2 originals (0, 1), 3 copies and 1 of unknown source.
     fn dataset() -> Dataset {
