@@ -24,10 +24,10 @@ use serde::Serialize;
 use crate::cv::FoldResult;
 use crate::cv_genotype::CvGenotype;
 use crate::eval::{load_model, predict_logits};
-use crate::outputs::Inputs;
-use crate::plot::render_svg;
 use crate::train::write_model;
 use hands_data::{ChannelStats, Dataset, ImageCache, Loader, Split};
+use hands_reports::outputs::Inputs;
+use hands_reports::plot::render_svg;
 
 /// Settings of `hands-search calibrate`.
 #[derive(Debug, Clone, clap::Args)]

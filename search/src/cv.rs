@@ -26,13 +26,13 @@ use crate::args::train::TrainArgs;
 use crate::device::open_device;
 use crate::eval::{load_model, predict_probabilities, write_predictions, Evaluation};
 use crate::kept_predictions::{slots, KeptPredictions};
-use crate::outputs::{in_folder, Inputs};
 use crate::resume::{self, changed_settings};
-use crate::run_dir::{
-    RunDir, CONFIG, CV_FILES, CV_REPORT, CV_TABLE, FOLDS, FOLD_RESULT, SPLITS, TEST_PREDICTIONS,
-};
 use crate::train::{check_selection, train};
 use hands_data::{ChannelStats, Dataset, Folds, ImageCache, Loader, Split};
+use hands_reports::outputs::{in_folder, Inputs};
+use hands_reports::run_dir::{
+    RunDir, CONFIG, CV_FILES, CV_REPORT, CV_TABLE, FOLDS, FOLD_RESULT, SPLITS, TEST_PREDICTIONS,
+};
 
 /// The figures of one fold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

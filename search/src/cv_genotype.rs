@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::args::cv::CvArgs;
 use crate::cv::FoldResult;
-use crate::run_dir::{RunDir, FOLDS};
 use hands_data::{Dataset, Folds, Split};
+use hands_reports::run_dir::{RunDir, FOLDS};
 
 /// One genotype folder of a cross-validation run.
 pub(crate) struct CvGenotype {

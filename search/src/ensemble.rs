@@ -13,8 +13,8 @@ use crate::cv::{majority_row, CvReport, FoldFigures, FoldResult, Row};
 use crate::cv_genotype::CvGenotype;
 use crate::eval::Evaluation;
 use crate::kept_predictions::{slots, KeptPredictions};
-use crate::run_dir::TEST_PREDICTIONS;
 use hands_data::{Dataset, Split};
+use hands_reports::run_dir::TEST_PREDICTIONS;
 
 /// Settings of `hands-search ensemble`.
 #[derive(Debug, Clone, clap::Args)]

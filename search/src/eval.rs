@@ -19,14 +19,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::load_varmap;
 use crate::device::open_device;
-use crate::outputs::Inputs;
 use crate::provenance::{trained_aspects, Selection};
-use crate::run_dir::RunDir;
-use crate::runlog::progress_bar;
 use hands_data::{
     AspectFilter, ChannelStats, Dataset, ImageCache, ImageSource, Loader, PartName, Split,
 };
 use hands_models::device::DeviceChoice;
+use hands_reports::outputs::Inputs;
+use hands_reports::run_dir::RunDir;
+use hands_reports::runlog::progress_bar;
 
 /// Accuracy of the images of one label or one hand aspect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -353,7 +353,7 @@ impl LatencyModel {
     /// Fits the table of `network` at `batch` on `machine` to [`FIT_NETWORKS`] measured
     /// random genotypes.
     pub fn fit(machine: Machine, network: FinalNetwork, batch: usize) -> Result<LatencyModel> {
-        let progress = crate::runlog::progress_bar(FIT_NETWORKS as u64, "latency table");
+        let progress = hands_reports::runlog::progress_bar(FIT_NETWORKS as u64, "latency table");
         let mut rows = Vec::with_capacity(FIT_NETWORKS);
         for seed in FIT_SEEDS {
             let genotype = fit_genotype(seed);

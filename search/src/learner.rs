@@ -20,12 +20,12 @@ use crate::args::train::TrainArgs;
 use crate::checkpoint::{self, load_varmap, varmap_tensors};
 use crate::eval::{evaluate, Evaluation};
 use crate::optim::{Sgd, SgdConfig};
-use crate::records::TrainEpoch;
-use crate::runlog::progress_bar;
 use crate::schedule::{cosine_lr, linear_ramp};
 use crate::step::{train_step, StepConfig};
 use crate::train::{inference_tensors, Best, TrainState};
 use hands_data::{ChannelStats, Dataset, ImageCache, Loader, SourceShare, SourceWeight, Split};
+use hands_reports::records::TrainEpoch;
+use hands_reports::runlog::progress_bar;
 
 /// Checkpoint tensor prefix of the current weights.
 const MODEL_PREFIX: &str = "model.";

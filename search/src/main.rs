@@ -1,11 +1,13 @@
 //! `hands-search`: architecture search, training and evaluation on hand photographs.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Subcommand};
 
+use hands_reports::plot::plot_run;
 use hands_search::args::cv::CvArgs;
 use hands_search::args::search::SearchArgs;
 use hands_search::args::stored::complete_resume;
@@ -16,7 +18,6 @@ use hands_search::cost::{run_cost, CostArgs};
 use hands_search::cv::run_cv;
 use hands_search::ensemble::{run_ensemble, EnsembleArgs};
 use hands_search::eval::{run_eval, EvalArgs};
-use hands_search::plot::{run_plot, PlotArgs};
 use hands_search::search::run_search;
 use hands_search::train::run_train;
 
@@ -130,4 +131,24 @@ fn run() -> Result<()> {
         Command::Plot(args) => run_plot(args),
         Command::Cost(args) => run_cost(args),
     }
+}
+
+/// Arguments of `hands-search plot`.
+#[derive(Debug, Clone, clap::Args)]
+struct PlotArgs {
+    /// Run folder holding `search.jsonl` and/or `train.jsonl`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Folder for the SVG files (default: the run folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Runs `hands-search plot`: writes the plots and prints their paths.
+fn run_plot(args: &PlotArgs) -> Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| args.run.clone());
+    for path in plot_run(&args.run, &out)? {
+        println!("{}", path.display());
+    }
+    Ok(())
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::checkpoint;
-use crate::run_dir::RunDir;
+use hands_reports::run_dir::RunDir;
 
 /// The tensors and the state (as `S`) of `run`'s checkpoint, to resume from; `kind` names
 /// the run in errors (`training`, `search`).

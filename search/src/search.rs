@@ -19,18 +19,18 @@ use crate::checkpoint;
 use crate::device::open_device;
 use crate::hessian;
 use crate::latency::{LatencyModel, Machine};
-use crate::learning::{ArchitectureLearning, CellLearning};
-use crate::outputs::{in_folder, Inputs};
 use crate::pdarts::{prune_candidates, skip_fallback, StagePlan};
-use crate::records::{EpochStats, SearchEpoch};
 use crate::resume::{self, changed_settings, Epochs};
-use crate::run_dir::{RunDir, SEARCH_FILES};
-use crate::runlog::RunLog;
 use crate::stage_run::{ArchValues, StageRun};
 use crate::supernet::{Supernet, SupernetConfig, EDGES};
 use hands_data::{
     Augment, Batch, ChannelStats, Dataset, Fractions, ImageCache, Loader, Part, Split,
 };
+use hands_reports::learning::{ArchitectureLearning, CellLearning};
+use hands_reports::outputs::{in_folder, Inputs};
+use hands_reports::records::{EpochStats, SearchEpoch};
+use hands_reports::run_dir::{RunDir, SEARCH_FILES};
+use hands_reports::runlog::RunLog;
 
 /// What a checkpoint records besides tensors.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,7 +93,7 @@ pub struct Finished {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetOutcome>,
     /// What the architecture weights learned by the end, and whether the genotype is noise
-    /// ([`crate::learning`]).
+    /// ([`hands_reports::learning`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learning: Option<ArchitectureLearning>,
 }
@@ -487,7 +487,7 @@ impl Search<'_> {
             &self.run.genotype(),
             (genotype.to_json() + "\n").as_bytes(),
         )?;
-        crate::dot::write_cell_pictures(genotype, self.run.path())
+        hands_reports::dot::write_cell_pictures(genotype, self.run.path())
     }
 
     /// Writes the epoch's genotype and its cell pictures and logs the epoch; returns the

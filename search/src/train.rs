@@ -31,13 +31,13 @@ use crate::checkpoint::{load_varmap, varmap_tensors};
 use crate::device::open_device;
 use crate::eval::{evaluate, Evaluation};
 use crate::learner::{EpochData, Learner};
-use crate::outputs::{in_folder, Inputs};
 use crate::provenance::Selection;
 use crate::resume::{self, changed_settings, Epochs};
-use crate::run_dir::{self, RunDir, FINISHED, TRAIN_FILES};
-use crate::runlog::RunLog;
 use crate::search::Finished;
 use hands_data::{ChannelStats, Dataset, Fractions, ImageCache, Part, Split};
+use hands_reports::outputs::{in_folder, Inputs};
+use hands_reports::run_dir::{self, RunDir, FINISHED, TRAIN_FILES};
+use hands_reports::runlog::RunLog;
 
 /// The ChaCha stream of the training RNG (batch order, augmentation, drop path); the split
 /// uses streams 0 and 1 of the same seed.

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use hands_models::{Genotype, Op};
-use hands_search::dot::{cell_dot, write_cell_pictures};
-use hands_search::plot::{plot_run, run_plot, PlotArgs};
+use hands_reports::dot::{cell_dot, write_cell_pictures};
+use hands_reports::plot::plot_run;
 use serde_json::json;
 
 /// Parses `text` as XML and checks that its root is an `<svg>` element.
@@ -220,11 +220,12 @@ fn plots_of_a_search_log() {
 fn plot_subcommand_writes_into_the_run_folder_by_default() {
     let run = tempfile::tempdir().unwrap();
     std::fs::write(run.path().join("train.jsonl"), train_log(1)).unwrap();
-    run_plot(&PlotArgs {
-        run: run.path().to_path_buf(),
-        out: None,
-    })
-    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hands-search"))
+        .args(["plot", "--run"])
+        .arg(run.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
     let svg = assert_svg(&run.path().join("train_curves.svg"));
     assert!(svg_text(&svg).contains("training curves"));
     assert!(

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Command;
 use serde_json::Value;
 
-use crate::run_dir::RunDir;
+use hands_reports::run_dir::RunDir;
 
 /// `argv` with the required flags it leaves out under `--resume` added from the stored
 /// settings of the run in `--out`. A command line that does not resume, lacks nothing, or

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
 use crate::flags;
-use crate::run_dir::RunDir;
 use crate::train::{ClassWeight, SelectBy};
 use hands_data::{Augment, AugmentRecipe};
+use hands_reports::run_dir::RunDir;
 
 /// Arguments of `hands-search train`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]

@@ -1,4 +1,4 @@
-//! `hands-search plot`: SVG plots of a run's JSON-lines logs.
+//! SVG plots of a run's JSON-lines logs (`hands-search plot`).
 //!
 //! From `search.jsonl` it draws `alphas.svg` (per cell type, the mean softmaxed weight of each
 //! operation over the 14 edges, per epoch), `alphas_edges.svg` (the same per edge, as small
@@ -22,26 +22,6 @@ use serde::de::DeserializeOwned;
 
 use crate::outputs::Inputs;
 use crate::run_dir::{RunDir, SEARCH_LOG, TRAIN_LOG};
-
-/// Arguments of `hands-search plot`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct PlotArgs {
-    /// Run folder holding `search.jsonl` and/or `train.jsonl`.
-    #[arg(long)]
-    pub run: PathBuf,
-    /// Folder for the SVG files (default: the run folder).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-}
-
-/// Runs `hands-search plot`: writes the plots and prints their paths.
-pub fn run_plot(args: &PlotArgs) -> Result<()> {
-    let out = args.out.clone().unwrap_or_else(|| args.run.clone());
-    for path in plot_run(&args.run, &out)? {
-        println!("{}", path.display());
-    }
-    Ok(())
-}
 
 /// Plots the logs found in `run` into `out` (created if missing) and returns the files
 /// written. Fails when `run` holds neither `search.jsonl` nor `train.jsonl`.
@@ -332,7 +312,7 @@ fn value_range(values: impl Iterator<Item = f64>) -> Range<f64> {
 }
 
 /// Draws into an SVG document of `size` pixels and returns it.
-pub(crate) fn render_svg(
+pub fn render_svg(
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<()>,
 ) -> Result<String> {

@@ -9,7 +9,29 @@ use hands_models::output::write_atomic;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::checkpoint::CheckpointError;
+/// A run log that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RunLogError {
+    /// The file could not be read, written or synced.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A record could not be written as JSON.
+    #[error("{path}: {reason}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The kept records could not be written back safely (see [`hands_models::output`]).
+    #[error(transparent)]
+    Output(#[from] hands_models::Error),
+}
 
 /// A JSON-lines log of per-epoch records.
 ///
@@ -24,7 +46,7 @@ pub struct RunLog {
 
 impl RunLog {
     /// Starts an empty log at `path`, truncating an existing one.
-    pub fn create(path: &Path) -> Result<RunLog, CheckpointError> {
+    pub fn create(path: &Path) -> Result<RunLog, RunLogError> {
         let file = File::create(path).map_err(|e| io(path, e))?;
         Ok(RunLog {
             path: path.to_path_buf(),
@@ -36,7 +58,7 @@ impl RunLog {
     /// `epoch` field is below `resumed_epoch` are kept, records of later epochs and lines
     /// that are not JSON objects are dropped (the file is rewritten atomically), and lines
     /// without an `epoch` field are kept. A missing file starts empty.
-    pub fn resume(path: &Path, resumed_epoch: usize) -> Result<RunLog, CheckpointError> {
+    pub fn resume(path: &Path, resumed_epoch: usize) -> Result<RunLog, RunLogError> {
         let mut kept = String::new();
         match File::open(path) {
             Ok(file) => {
@@ -70,7 +92,7 @@ impl RunLog {
     }
 
     /// Opens `path` fresh (`resume_from = None`) or for a run resumed at that epoch.
-    pub fn open(path: &Path, resume_from: Option<usize>) -> Result<RunLog, CheckpointError> {
+    pub fn open(path: &Path, resume_from: Option<usize>) -> Result<RunLog, RunLogError> {
         match resume_from {
             None => RunLog::create(path),
             Some(epoch) => RunLog::resume(path, epoch),
@@ -78,8 +100,8 @@ impl RunLog {
     }
 
     /// Appends `record` as one line and flushes it.
-    pub fn write(&mut self, record: &impl Serialize) -> Result<(), CheckpointError> {
-        let mut line = serde_json::to_string(record).map_err(|e| CheckpointError::Format {
+    pub fn write(&mut self, record: &impl Serialize) -> Result<(), RunLogError> {
+        let mut line = serde_json::to_string(record).map_err(|e| RunLogError::Format {
             path: self.path.clone(),
             reason: format!("cannot serialise record: {e}"),
         })?;
@@ -96,8 +118,8 @@ impl RunLog {
     }
 }
 
-fn io(path: &Path, source: std::io::Error) -> CheckpointError {
-    CheckpointError::Io {
+fn io(path: &Path, source: std::io::Error) -> RunLogError {
+    RunLogError::Io {
         path: path.to_path_buf(),
         source,
     }
