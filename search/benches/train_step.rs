@@ -1,6 +1,6 @@
 //! Benchmark of one training step of the discrete network of a genotype (forward with drop
 //! path and the auxiliary head, cross-entropy, backward, gradient clipping, SGD with momentum
-//! and weight decay) on random data, through the same `hands_search::step::train_step` that
+//! and weight decay) on random data, through the same `hands_train::step::train_step` that
 //! `hands-search train` runs.
 //!
 //! Prints one JSON line with the median step time, images per second, peak resident memory
@@ -23,9 +23,9 @@ use hands_models::device::DeviceChoice;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::Genotype;
 use hands_search::device::open_device;
-use hands_search::learner::trainable_vars;
-use hands_search::optim::{Sgd, SgdConfig};
-use hands_search::step::{train_step, StepConfig};
+use hands_train::optim::trainable_vars;
+use hands_train::optim::{Sgd, SgdConfig};
+use hands_train::step::{train_step, StepConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -16,8 +16,8 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::Parser;
 use hands_search::architect::{add_beta_decay, evaluate, second_order, LabelledBatch, Unrolling};
-use hands_search::optim::{clip_grad_norm, Sgd, SgdConfig};
 use hands_search::supernet::{SkipDropout, Supernet, SupernetConfig};
+use hands_train::optim::{clip_grad_norm, Sgd, SgdConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -9,7 +9,6 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::VarMap;
-use hands_models::nn::layers::is_running_statistic;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::nn::precise_bn::recompute_batch_norm;
 use hands_models::Genotype;
@@ -19,13 +18,13 @@ use rand_chacha::ChaCha8Rng;
 use crate::args::train::TrainArgs;
 use crate::checkpoint::{self, load_varmap, varmap_tensors};
 use crate::eval::{evaluate, Evaluation};
-use crate::optim::{Sgd, SgdConfig};
 use crate::schedule::{cosine_lr, linear_ramp};
-use crate::step::{train_step, StepConfig};
 use crate::train::{inference_tensors, Best, TrainState};
 use hands_data::{ChannelStats, Dataset, ImageCache, Loader, SourceShare, SourceWeight, Split};
 use hands_reports::records::TrainEpoch;
 use hands_reports::runlog::progress_bar;
+use hands_train::optim::{trainable_vars, Sgd, SgdConfig};
+use hands_train::step::{train_step, StepConfig};
 
 /// Checkpoint tensor prefix of the current weights.
 const MODEL_PREFIX: &str = "model.";
@@ -390,18 +389,6 @@ fn train_epoch(
         accuracy: correct as f64 / seen as f64,
         images: seen,
     })
-}
-
-/// The learnable variables of `varmap` (BatchNorm running statistics excluded), sorted by
-/// name: the fixed order of the optimizer state.
-pub fn trainable_vars(varmap: &VarMap) -> Vec<Var> {
-    let vars = varmap.data().lock().expect("varmap lock");
-    let mut named: Vec<(&String, &Var)> = vars
-        .iter()
-        .filter(|(name, _)| !is_running_statistic(name))
-        .collect();
-    named.sort_by(|a, b| a.0.cmp(b.0));
-    named.into_iter().map(|(_, v)| v.clone()).collect()
 }
 
 /// Fails when a learnable variable holds NaN or infinity (a diverged update).

@@ -22,9 +22,9 @@ use hands_search::cv::{cross_validate, CvReport, FoldResult};
 use hands_search::ensemble::ensemble;
 use hands_search::eval::mirror;
 use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
-use hands_search::step::{cross_entropy, weighted_cross_entropy};
 use hands_search::train::{train, ClassWeight, SelectBy};
 use hands_tests::datasets::{class_folders, class_folders_of_two_sources};
+use hands_train::step::{cross_entropy, weighted_cross_entropy};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 

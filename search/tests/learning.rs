@@ -16,13 +16,13 @@ fn toy_edge(informative: bool, steps: usize, lr: f64) -> CellLearning {
     let mut random = SeededTensors::new(7);
     let maps = random.normal(0.0, 0.25, (8, 16, 16));
     let logits = Var::from_tensor(&random.normal(0.0, INITIAL_LOGIT_STD as f32, 8)).unwrap();
-    let config = hands_search::optim::AdamConfig {
+    let config = hands_train::optim::AdamConfig {
         lr,
         betas: (0.5, 0.999),
         eps: 1e-8,
         weight_decay: 1e-3,
     };
-    let mut adam = hands_search::optim::Adam::new(vec![logits.clone()], config).unwrap();
+    let mut adam = hands_train::optim::Adam::new(vec![logits.clone()], config).unwrap();
     for _ in 0..steps {
         let x = random.normal(0.0, 1.0, (16, 32));
         let outputs = maps.broadcast_matmul(&x).unwrap(); // (8, 16, 32)

@@ -15,9 +15,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use hands_models::nn::network::{DropPath, Network, NetworkConfig};
 use hands_models::{Genotype, Op};
-use hands_search::learner::trainable_vars;
-use hands_search::optim::{Sgd, SgdConfig};
-use hands_search::step::{train_step, StepConfig};
+use hands_train::optim::trainable_vars;
+use hands_train::optim::{Sgd, SgdConfig};
+use hands_train::step::{train_step, StepConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -580,9 +580,9 @@ fn check_training_forward(genotype: &Genotype, seed: u64) {
     let out = network
         .forward_t(&images, true, None::<DropPath<'_, ChaCha8Rng>>)
         .unwrap();
-    let main = hands_search::step::cross_entropy(&out.logits, &labels(), 0.0, None).unwrap();
+    let main = hands_train::step::cross_entropy(&out.logits, &labels(), 0.0, None).unwrap();
     let aux =
-        hands_search::step::cross_entropy(&out.aux_logits.unwrap(), &labels(), 0.0, None).unwrap();
+        hands_train::step::cross_entropy(&out.aux_logits.unwrap(), &labels(), 0.0, None).unwrap();
     let loss = (&main + (aux * AUX_WEIGHT).unwrap()).unwrap();
     let grads = loss.backward().unwrap();
 

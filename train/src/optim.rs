@@ -13,6 +13,8 @@ use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::{bail, DType, Result, Tensor, Var};
+use candle_nn::VarMap;
+use hands_models::nn::layers::is_running_statistic;
 
 /// Settings of [`Sgd`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -372,4 +374,15 @@ fn check_no_extra(tensors: &HashMap<String, Tensor>, prefix: &str, n: usize) -> 
         }
     }
     Ok(())
+}
+/// The learnable variables of `varmap` (BatchNorm running statistics excluded), sorted by
+/// name: the fixed order of the optimizer state.
+pub fn trainable_vars(varmap: &VarMap) -> Vec<Var> {
+    let vars = varmap.data().lock().expect("varmap lock");
+    let mut named: Vec<(&String, &Var)> = vars
+        .iter()
+        .filter(|(name, _)| !is_running_statistic(name))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    named.into_iter().map(|(_, v)| v.clone()).collect()
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
-use hands_search::optim::{clip_grad_norm, Adam, AdamConfig, Sgd, SgdConfig};
+use hands_train::optim::{clip_grad_norm, Adam, AdamConfig, Sgd, SgdConfig};
 
 const W0: [f64; 3] = [1.0, -2.0, 0.5];
 /// Per-step linear terms: loss_t = sum(c_t * w) + sum(w^2) / 2, so grad_t = c_t + w.
