@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::genotype::Genotype;
 use crate::ops::Op;
+pub use crate::plan::output_side;
 use crate::plan::{CellPlan, NetworkPlan};
 
 /// Bytes of one activation element (f32).
@@ -59,12 +60,6 @@ impl Sum for Cost {
     fn sum<I: Iterator<Item = Cost>>(costs: I) -> Cost {
         costs.fold(Cost::default(), Add::add)
     }
-}
-
-/// The side of a square input after a stride-`stride` op (padding keeps the side at stride
-/// 1; stride 2 rounds up, as DARTS' 3x3 pools and padded convolutions do).
-pub fn output_side(side: usize, stride: usize) -> usize {
-    (side - 1) / stride + 1
 }
 
 /// A BatchNorm's scale and shift over `channels`.

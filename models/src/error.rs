@@ -6,8 +6,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An operation name that is not one of the eight primitives.
-    #[error("unknown operation `{0}` (known: {known})", known = crate::ops::Op::ALL.map(crate::ops::Op::name).join(", "))]
-    UnknownOp(String),
+    #[error("unknown operation `{name}` (known: {known})")]
+    UnknownOp {
+        /// The name given.
+        name: String,
+        /// The names there are, from the operation enum.
+        known: String,
+    },
     /// A malformed genotype.
     #[error("invalid genotype: {0}")]
     InvalidGenotype(String),

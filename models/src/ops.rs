@@ -123,7 +123,10 @@ impl FromStr for Op {
         Op::ALL
             .into_iter()
             .find(|op| op.name() == s)
-            .ok_or_else(|| Error::UnknownOp(s.to_string()))
+            .ok_or_else(|| Error::UnknownOp {
+                name: s.to_string(),
+                known: Op::ALL.map(Op::name).join(", "),
+            })
     }
 }
 

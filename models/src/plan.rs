@@ -161,7 +161,7 @@ impl NetworkPlan {
 
     /// The side of the stem's output (the first cell's inputs) for `size` x `size` images.
     pub fn stem_output_side(&self, size: usize) -> usize {
-        crate::cost::output_side(size, self.stem_stride)
+        output_side(size, self.stem_stride)
     }
 
     /// The same plan with the stem's convolution at `stride` (one of [`STEM_STRIDES`]).
@@ -178,6 +178,12 @@ impl NetworkPlan {
             .get(self.auxiliary_after)
             .map(|cell| cell.output_channels)
     }
+}
+
+/// The side of a square input after a stride-`stride` op (padding keeps the side at stride
+/// 1; stride 2 rounds up, as DARTS' 3x3 pools and padded convolutions do).
+pub fn output_side(side: usize, stride: usize) -> usize {
+    (side - 1) / stride + 1
 }
 
 #[cfg(test)]

@@ -22,62 +22,13 @@
 use anyhow::{bail, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
-use clap::ValueEnum;
-use hands_models::cost::{edge_cost, fixed_cost, input_sides, network_cost, Cost};
-use hands_models::plan::NetworkPlan;
+use hands_models::cost::{edge_cost, fixed_cost, input_sides, Cost};
 use hands_models::{Genotype, Op};
-use serde::{Deserialize, Serialize};
 
+use crate::args::search::{CostMeasure, SearchArgs};
+use crate::final_network::FinalNetwork;
 use crate::latency::{EdgeKind, LatencyModel};
 use crate::supernet::{node_edges, CellArch, Supernet, EDGES};
-
-/// What a budget counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CostMeasure {
-    /// Millions of multiply-adds of one image.
-    Mflops,
-    /// Millions of parameters.
-    Params,
-    /// Milliseconds of one ONNX Runtime CPU run at batch 1 on this machine, from a latency
-    /// lookup table ([`crate::latency`]).
-    Latency,
-}
-
-/// The final network a budget is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FinalNetwork {
-    /// Channels of its first cell.
-    pub init_channels: usize,
-    /// Its cells.
-    pub layers: usize,
-    /// Its stem's stride.
-    pub stem_stride: usize,
-    /// Its input side.
-    pub size: usize,
-    /// Its classes.
-    pub classes: usize,
-}
-
-impl FinalNetwork {
-    /// The cost of the discrete network of `genotype` at this setting.
-    pub fn cost_of(&self, genotype: &Genotype) -> Cost {
-        network_cost(
-            genotype,
-            self.init_channels,
-            self.layers,
-            self.stem_stride,
-            self.size,
-            self.classes,
-        )
-        .total
-    }
-
-    /// The plan of its cells (the derived cells concatenate their four intermediate nodes).
-    pub fn plan(&self) -> NetworkPlan {
-        NetworkPlan::new(self.init_channels, self.layers, |_| 4).with_stem_stride(self.stem_stride)
-    }
-}
 
 /// Where a budget's costs come from: counted from the network's layers, or measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -240,6 +191,28 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// The budget of a search's settings (`--cost-target`, `--cost-weight` and the final
+    /// network) on a stage whose candidates are `candidates(reduction)`, with costs from
+    /// `source`; `None` when the search has no budget or no source.
+    pub fn of_search<'a>(
+        args: &SearchArgs,
+        source: Option<&CostSource>,
+        classes: usize,
+        candidates: impl Fn(bool) -> &'a [Vec<Op>],
+    ) -> Option<Budget> {
+        let (Some(source), Some(target)) = (source, args.budget.cost_target) else {
+            return None;
+        };
+        let network = FinalNetwork::of_search(args, classes);
+        Some(Budget {
+            table: CostTable::new(source, network, candidates),
+            source: source.clone(),
+            network,
+            target,
+            weight: args.budget.cost_weight,
+        })
+    }
+
     /// The cost of `genotype`'s final network, in the table's unit.
     pub fn cost_of(&self, genotype: &Genotype) -> f64 {
         self.source.genotype(genotype, self.network)

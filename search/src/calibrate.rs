@@ -21,8 +21,8 @@ use hands_models::nn::model_file::ModelFile;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use crate::cv::FoldResult;
 use crate::cv_genotype::CvGenotype;
+use crate::cv_report::FoldResult;
 use crate::eval::{load_model, predict_logits};
 use crate::train::write_model;
 use hands_data::{ChannelStats, Dataset, ImageCache, Loader, Split};

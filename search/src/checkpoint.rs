@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use hands_models::nn::model_file;
+use hands_models::plan::{is_under, AUXILIARY};
 use hands_models::seal::Seal;
 use serde::Serialize;
 
@@ -233,6 +234,15 @@ pub fn load_varmap(
         ));
     }
     Ok(())
+}
+
+/// The tensors of the inference network (auxiliary head left out), named like its module
+/// tree, with `prefix`.
+pub fn inference_tensors(
+    varmap: &VarMap,
+    prefix: &str,
+) -> Result<Vec<(String, Tensor)>, candle_core::Error> {
+    varmap_tensors(varmap, prefix, |name| !is_under(name, AUXILIARY))
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use anyhow::{Context, Result};
 use hands_models::card::MeanStd;
 use serde::Serialize;
 
-use crate::cv::FoldFigures;
 use crate::cv_genotype::CvGenotype;
+use crate::cv_report::FoldFigures;
 
 /// Settings of `hands-search compare`.
 #[derive(Debug, Clone, clap::Args)]

@@ -17,7 +17,7 @@ use hands_models::Genotype;
 use serde::Serialize;
 
 use crate::args::{DataArgs, NetworkArgs};
-use crate::budget::FinalNetwork;
+use crate::final_network::FinalNetwork;
 use crate::flags;
 use crate::latency::{network_graph, network_latency_ms, LatencyModel, Machine};
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::args::cv::CvArgs;
-use crate::cv::FoldResult;
+use crate::cv_report::FoldResult;
 use hands_data::{Dataset, Folds, Split};
 use hands_reports::run_dir::{RunDir, FOLDS};
 

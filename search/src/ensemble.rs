@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::cv::{majority_row, CvReport, FoldFigures, FoldResult, Row};
 use crate::cv_genotype::CvGenotype;
+use crate::cv_report::{majority_row, CvReport, FoldFigures, FoldResult, Row};
 use crate::eval::Evaluation;
 use crate::kept_predictions::{slots, KeptPredictions};
 use hands_data::{Dataset, Split};

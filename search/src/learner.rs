@@ -14,12 +14,13 @@ use hands_models::nn::precise_bn::recompute_batch_norm;
 use hands_models::Genotype;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use crate::args::train::TrainArgs;
-use crate::checkpoint::{self, load_varmap, varmap_tensors};
+use crate::args::train::{SelectBy, TrainArgs};
+use crate::checkpoint::{self, inference_tensors, load_varmap, varmap_tensors};
 use crate::eval::{evaluate, Evaluation};
 use crate::schedule::{cosine_lr, linear_ramp};
-use crate::train::{inference_tensors, Best, TrainState};
+
 use hands_data::{ChannelStats, Dataset, ImageCache, Loader, SourceShare, SourceWeight, Split};
 use hands_reports::records::TrainEpoch;
 use hands_reports::runlog::progress_bar;
@@ -30,6 +31,53 @@ use hands_train::step::{train_step, StepConfig};
 const MODEL_PREFIX: &str = "model.";
 /// Checkpoint tensor prefix of the best weights so far.
 const BEST_PREFIX: &str = "best.";
+
+/// The best epoch so far by the run's [`SelectBy`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// The epoch (0-based).
+    pub epoch: usize,
+    /// Its validation mean per-class accuracy.
+    pub val_mean_class_accuracy: f64,
+    /// Its validation loss.
+    pub val_loss: f64,
+}
+
+impl Best {
+    /// Whether an epoch with these validation figures replaces this one under `select`.
+    pub(crate) fn improved_by(
+        &self,
+        select: SelectBy,
+        mean_class_accuracy: f64,
+        loss: f64,
+    ) -> bool {
+        match select {
+            SelectBy::Accuracy => {
+                mean_class_accuracy > self.val_mean_class_accuracy
+                    || (mean_class_accuracy == self.val_mean_class_accuracy && loss < self.val_loss)
+            }
+            SelectBy::Loss => loss < self.val_loss,
+            SelectBy::Last => true,
+        }
+    }
+}
+
+/// The run state stored in the checkpoint's metadata.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TrainState {
+    /// The run's settings.
+    pub(crate) args: TrainArgs,
+    /// Epochs completed.
+    pub(crate) epoch: usize,
+    /// The training RNG where the next epoch starts.
+    pub(crate) rng: ChaCha8Rng,
+    /// The best epoch so far.
+    pub(crate) best: Option<Best>,
+    /// Training seconds spent so far (all invocations).
+    pub(crate) seconds: f64,
+    /// Where the split came from.
+    pub(crate) split_source: String,
+}
 
 /// What every epoch reads: the images of each part, their loaders, the class weights.
 pub(crate) struct EpochData<'a> {

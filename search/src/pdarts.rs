@@ -4,23 +4,9 @@
 use hands_models::genotype::{Genotype, EDGES_PER_NODE};
 use hands_models::Op;
 
+use crate::args::search::StagePlan;
 use crate::derive::derive_genotype;
 use crate::supernet::node_edges;
-
-/// One stage of a search (DARTS and PC-DARTS have a single one).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StagePlan {
-    /// Cells of the supernet.
-    pub layers: usize,
-    /// Candidate operations per edge.
-    pub ops: usize,
-    /// Skip-connect dropout rate before decay.
-    pub skip_dropout: f64,
-    /// Epochs of the stage.
-    pub epochs: usize,
-    /// Weight-only epochs at the start of the stage.
-    pub warmup: usize,
-}
 
 /// P-DARTS' skip-connect dropout schedule (`train_search.py` of chenxin061/pdarts): during
 /// the weight-only warm-up it falls linearly, `rate * (E - e - 1) / E` for epoch `e` of `E`,

@@ -8,21 +8,24 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use hands_models::lock::RunLock;
-use hands_models::{Genotype, Op};
+use hands_models::Genotype;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::args::search::StagePlan;
 use crate::args::search::{Algo, SearchArgs};
 use crate::budget::CostSource;
 use crate::checkpoint;
 use crate::device::open_device;
+use crate::final_network::FinalNetwork;
 use crate::hessian;
 use crate::latency::{LatencyModel, Machine};
-use crate::pdarts::{prune_candidates, skip_fallback, StagePlan};
+use crate::pdarts::{prune_candidates, skip_fallback};
 use crate::resume::{self, changed_settings, Epochs};
+use crate::search_state::{EarlyStop, SearchState};
 use crate::stage_run::{ArchValues, StageRun};
-use crate::supernet::{Supernet, SupernetConfig, EDGES};
+use crate::supernet::{Supernet, SupernetConfig};
 use hands_data::{
     Augment, Batch, ChannelStats, Dataset, Fractions, ImageCache, Loader, Part, Split,
 };
@@ -31,53 +34,6 @@ use hands_reports::outputs::{in_folder, Inputs};
 use hands_reports::records::{EpochStats, SearchEpoch};
 use hands_reports::run_dir::{RunDir, SEARCH_FILES};
 use hands_reports::runlog::RunLog;
-
-/// What a checkpoint records besides tensors.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct SearchState {
-    pub(crate) args: SearchArgs,
-    /// Stage being run.
-    pub(crate) stage: usize,
-    /// Next epoch of that stage to run.
-    pub(crate) epoch: usize,
-    /// Epochs finished over all stages (the `epoch` field of the log).
-    pub(crate) global_epoch: usize,
-    /// Candidate operations of each edge in the current stage.
-    pub(crate) normal_candidates: Vec<Vec<Op>>,
-    pub(crate) reduce_candidates: Vec<Vec<Op>>,
-    pub(crate) rng: ChaCha8Rng,
-    pub(crate) genotype: Option<Genotype>,
-    /// The Hessian eigenvalue after each epoch of the current stage (--hessian-iterations).
-    #[serde(default)]
-    pub(crate) eigenvalues: Vec<f64>,
-    /// The genotype after each epoch of the current stage (--early-stop-factor), for the
-    /// early stop to go back to.
-    #[serde(default)]
-    pub(crate) genotypes: Vec<Genotype>,
-    /// Where the early stop ended the search, if it did.
-    #[serde(default)]
-    pub(crate) early_stop: Option<EarlyStop>,
-    /// Architecture steps in the current stage (behind the current architecture weights;
-    /// 0 in checkpoints written before they were counted).
-    #[serde(default)]
-    pub(crate) stage_arch_steps: usize,
-    /// What the architecture learned, after the last epoch.
-    #[serde(default)]
-    pub(crate) learning: Option<ArchitectureLearning>,
-    /// Per normal edge, the previous stage's candidates other than `none` and skips,
-    /// strongest first: what the skip limit may give an edge left with skips only.
-    #[serde(default)]
-    pub(crate) skip_fallback: Vec<Vec<Op>>,
-}
-
-/// Where R-DARTS' early stop ended a search.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EarlyStop {
-    /// The epoch after which the rise was seen (0-based, over all stages).
-    pub stopped_after: usize,
-    /// The epoch whose genotype the search kept.
-    pub kept_epoch: usize,
-}
 
 /// What `finished.json` records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -335,7 +291,7 @@ fn cost_source(args: &SearchArgs, run: &RunDir, classes: usize) -> Result<Option
         return Ok(Some(CostSource::Latency(LatencyModel::load(&in_run)?)));
     }
     let machine = Machine::this(rayon::current_num_threads(), None)?;
-    let model = LatencyModel::cached(machine, args.final_network(classes), 1)?;
+    let model = LatencyModel::cached(machine, FinalNetwork::of_search(args, classes), 1)?;
     model.save(&in_run)?;
     Ok(Some(CostSource::Latency(model)))
 }
@@ -352,7 +308,7 @@ impl Search<'_> {
     /// The cost of `genotype`'s final network in the budget's unit, with a budget.
     fn genotype_cost(&self, genotype: &Genotype) -> Option<f64> {
         let source = self.cost_source.as_ref()?;
-        let network = self.args.final_network(self.num_classes);
+        let network = FinalNetwork::of_search(self.args, self.num_classes);
         Some(source.genotype(genotype, network))
     }
 
@@ -609,25 +565,4 @@ fn check_searchable(
         }
     }
     Ok(())
-}
-
-impl SearchState {
-    /// Bounds what a checkpoint's state holds before it sizes a network: the settings'
-    /// ranges, and one list of distinct known operations per edge.
-    fn check(&self) -> Result<()> {
-        self.args.check()?;
-        for candidates in [&self.normal_candidates, &self.reduce_candidates] {
-            if candidates.len() != EDGES {
-                bail!("{} edges of candidates, expected {EDGES}", candidates.len());
-            }
-            for ops in candidates {
-                let distinct: std::collections::BTreeSet<&str> =
-                    ops.iter().map(|op| op.name()).collect();
-                if ops.is_empty() || distinct.len() != ops.len() {
-                    bail!("an edge's candidates are empty or repeated: {ops:?}");
-                }
-            }
-        }
-        Ok(())
-    }
 }

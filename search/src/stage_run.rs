@@ -14,13 +14,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::architect::{self, LabelledBatch, Unrolling};
+use crate::args::search::StagePlan;
 use crate::args::search::{Algo, SearchArgs};
 use crate::budget::{Budget, CostSource};
 use crate::derive::{derive_genotype, fit_to_budget};
 use crate::hessian;
-use crate::pdarts::{limit_skips, skip_dropout_rate, StagePlan};
+use crate::pdarts::{limit_skips, skip_dropout_rate};
 use crate::schedule::{beta_decay_weight, cosine_lr};
-use crate::search::SearchState;
+use crate::search_state::SearchState;
 use crate::supernet::{SkipDropout, Supernet, EDGES};
 use hands_data::{Batch, Loader};
 use hands_reports::records::EpochStats;
@@ -134,7 +135,7 @@ impl<'a> StageRun<'a> {
             second_order: args.second_order(),
             grad_clip: args.optimiser.grad_clip,
             arch_grad_clip: args.arch_grad_clip(),
-            budget: args.budget(cost_source, net.config().num_classes, |reduction| {
+            budget: Budget::of_search(args, cost_source, net.config().num_classes, |reduction| {
                 net.config().candidates(reduction)
             }),
         })

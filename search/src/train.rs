@@ -20,17 +20,16 @@ use hands_models::card::{
 use hands_models::lock::RunLock;
 use hands_models::nn::model_file;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
-use hands_models::plan::{is_under, AUXILIARY};
 use hands_models::{Genotype, ModelCard};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::args::train::TrainArgs;
-use crate::checkpoint::{load_varmap, varmap_tensors};
+use crate::args::train::{SelectBy, TrainArgs};
+use crate::checkpoint::load_varmap;
 use crate::device::open_device;
 use crate::eval::{evaluate, Evaluation};
-use crate::learner::{EpochData, Learner};
+use crate::learner::{EpochData, Learner, TrainState};
 use crate::provenance::Selection;
 use crate::resume::{self, changed_settings, Epochs};
 use crate::search::Finished;
@@ -42,35 +41,6 @@ use hands_reports::runlog::RunLog;
 /// The ChaCha stream of the training RNG (batch order, augmentation, drop path); the split
 /// uses streams 0 and 1 of the same seed.
 const TRAIN_STREAM: u64 = 2;
-
-/// How the epoch whose weights are kept is chosen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum SelectBy {
-    /// The best validation mean per-class accuracy (ties: the lower validation loss), so
-    /// that a model answering the majority class is never preferred.
-    #[default]
-    Accuracy,
-    /// The lowest validation loss.
-    Loss,
-    /// The last epoch: no selection (the validation share is only watched).
-    Last,
-}
-
-impl SelectBy {
-    /// How the kept epoch was chosen with a validation share of `val_share` of the training
-    /// subjects, in words (for reports).
-    pub fn describe(self, val_share: f64) -> String {
-        let share = format!("a validation share of {val_share} of those subjects");
-        match self {
-            SelectBy::Accuracy => {
-                format!("the epoch selected on {share} by mean per-class accuracy")
-            }
-            SelectBy::Loss => format!("the epoch selected on {share} by loss"),
-            SelectBy::Last => format!("the last epoch kept ({share} only watched)"),
-        }
-    }
-}
 
 /// Refuses to select an epoch by the validation subjects where there are none
 /// (`has_validation` false): every epoch would count as an improvement, so `accuracy` and
@@ -87,53 +57,6 @@ pub(crate) fn check_selection(
         );
     }
     Ok(())
-}
-
-/// The best epoch so far by the run's [`SelectBy`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Best {
-    /// The epoch (0-based).
-    pub epoch: usize,
-    /// Its validation mean per-class accuracy.
-    pub val_mean_class_accuracy: f64,
-    /// Its validation loss.
-    pub val_loss: f64,
-}
-
-impl Best {
-    /// Whether an epoch with these validation figures replaces this one under `select`.
-    pub(crate) fn improved_by(
-        &self,
-        select: SelectBy,
-        mean_class_accuracy: f64,
-        loss: f64,
-    ) -> bool {
-        match select {
-            SelectBy::Accuracy => {
-                mean_class_accuracy > self.val_mean_class_accuracy
-                    || (mean_class_accuracy == self.val_mean_class_accuracy && loss < self.val_loss)
-            }
-            SelectBy::Loss => loss < self.val_loss,
-            SelectBy::Last => true,
-        }
-    }
-}
-
-/// The run state stored in the checkpoint's metadata.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct TrainState {
-    /// The run's settings.
-    pub(crate) args: TrainArgs,
-    /// Epochs completed.
-    pub(crate) epoch: usize,
-    /// The training RNG where the next epoch starts.
-    pub(crate) rng: ChaCha8Rng,
-    /// The best epoch so far.
-    pub(crate) best: Option<Best>,
-    /// Training seconds spent so far (all invocations).
-    pub(crate) seconds: f64,
-    /// Where the split came from.
-    pub(crate) split_source: String,
 }
 
 /// `metrics.json`: the figures of the selected epoch.
@@ -204,7 +127,7 @@ pub fn train(cli: &TrainArgs) -> Result<TrainOutcome> {
     let cross_validation = args
         .cross_validation
         .as_ref()
-        .map(|dir| crate::cv::recipe_figures(dir, &args, &genotype))
+        .map(|dir| crate::cv_report::recipe_figures(dir, &args, &genotype))
         .transpose()?;
 
     // Data: the split is drawn (or copied) once and read back from the run folder after.
@@ -484,51 +407,6 @@ fn check_trainable(data: &Path, dataset: &Dataset, split: &Split, source: &str) 
         );
     }
     Ok(())
-}
-
-/// How the training loss weighs the classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum ClassWeight {
-    /// Every image counts the same (the majority class dominates the loss).
-    None,
-    /// Each class weighted by `N / (K * n_c)` over the training images (scikit-learn's
-    /// `balanced`), so every class contributes equally.
-    Balanced,
-}
-
-impl ClassWeight {
-    /// The per-class weights for training images with `counts[c]` images of class `c`
-    /// (`None` for unweighted); a class without images gets weight 0.
-    pub fn weights(self, counts: &[usize]) -> Option<Vec<f32>> {
-        match self {
-            ClassWeight::None => None,
-            ClassWeight::Balanced => {
-                let total: usize = counts.iter().sum();
-                let classes = counts.iter().filter(|&&n| n > 0).count().max(1);
-                Some(
-                    counts
-                        .iter()
-                        .map(|&n| {
-                            if n == 0 {
-                                0.0
-                            } else {
-                                total as f32 / (classes as f32 * n as f32)
-                            }
-                        })
-                        .collect(),
-                )
-            }
-        }
-    }
-}
-
-/// The tensors of the inference network (auxiliary head left out), named like its module
-/// tree, with `prefix`.
-pub fn inference_tensors(varmap: &VarMap, prefix: &str) -> Result<Vec<(String, Tensor)>> {
-    Ok(varmap_tensors(varmap, prefix, |name| {
-        !is_under(name, AUXILIARY)
-    })?)
 }
 
 /// Writes a model file ([`model_file::serialize`]: the inference network's tensors, see

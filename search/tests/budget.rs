@@ -5,8 +5,10 @@
 use candle_core::{DType, Device, Tensor};
 use hands_models::cost::network_cost;
 use hands_models::{Genotype, Op};
+use hands_search::args::search::CostMeasure;
 use hands_search::args::search::{Algo, SearchArgs};
-use hands_search::budget::{Budget, CostMeasure, CostSource, CostTable, FinalNetwork};
+use hands_search::budget::{Budget, CostSource, CostTable};
+use hands_search::final_network::FinalNetwork;
 use hands_search::latency::{EdgeKind, LatencyModel, Machine};
 use hands_search::search::{run_search, Finished};
 use hands_search::supernet::{node_edges, Supernet, SupernetConfig};

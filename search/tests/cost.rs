@@ -9,8 +9,8 @@ use hands_models::cost::network_cost;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::Genotype;
 use hands_search::args::NetworkArgs;
-use hands_search::budget::FinalNetwork;
 use hands_search::cost::{measure_cost, run_cost, CostArgs};
+use hands_search::final_network::FinalNetwork;
 use hands_search::latency::{LatencyModel, Machine, FIT_NETWORKS};
 
 fn args(genotype: &str, init_channels: usize, layers: usize, size: u32, runs: usize) -> CostArgs {

@@ -16,13 +16,15 @@ use hands_data::{
 use hands_models::card::MeanStd;
 use hands_models::graph::argmax;
 use hands_search::args::cv::CvArgs;
+use hands_search::args::train::{ClassWeight, SelectBy};
 use hands_search::calibrate::{run_calibrate, CalibrateArgs};
 use hands_search::compare::compare;
-use hands_search::cv::{cross_validate, CvReport, FoldResult};
+use hands_search::cv::cross_validate;
+use hands_search::cv_report::{CvReport, FoldResult};
 use hands_search::ensemble::ensemble;
 use hands_search::eval::mirror;
 use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
-use hands_search::train::{train, ClassWeight, SelectBy};
+use hands_search::train::train;
 use hands_tests::datasets::{class_folders, class_folders_of_two_sources};
 use hands_train::step::{cross_entropy, weighted_cross_entropy};
 use rand::SeedableRng;

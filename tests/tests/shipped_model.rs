@@ -10,7 +10,7 @@ use std::process::Command;
 
 use common::{binary, have_onnx_runtime};
 use hands_models::{Genotype, ModelCard};
-use hands_search::cv::{CvReport, MAJORITY};
+use hands_search::cv_report::{CvReport, MAJORITY};
 use hands_tests::sample_dir;
 
 fn pretrained(file: &str) -> PathBuf {

@@ -9,9 +9,7 @@ use hands_models::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
-use crate::budget::{Budget, CostMeasure, CostSource, CostTable, FinalNetwork};
 use crate::flags;
-use crate::pdarts::StagePlan;
 
 /// The search algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -549,38 +547,6 @@ impl SearchArgs {
         self.plan().map(|_| ())
     }
 
-    /// The final network the budget's costs are of, for `classes` classes.
-    pub fn final_network(&self, classes: usize) -> FinalNetwork {
-        FinalNetwork {
-            init_channels: self.budget.cost_init_channels,
-            layers: self.budget.cost_layers,
-            stem_stride: self.network.stem_stride,
-            size: self.data.size as usize,
-            classes,
-        }
-    }
-
-    /// The budget of a stage whose candidates are `candidates(reduction)`, with costs from
-    /// `source`, when there is one.
-    pub fn budget<'a>(
-        &self,
-        source: Option<&CostSource>,
-        classes: usize,
-        candidates: impl Fn(bool) -> &'a [Vec<Op>],
-    ) -> Option<Budget> {
-        let (Some(source), Some(target)) = (source, self.budget.cost_target) else {
-            return None;
-        };
-        let network = self.final_network(classes);
-        Some(Budget {
-            table: CostTable::new(source, network, candidates),
-            source: source.clone(),
-            network,
-            target,
-            weight: self.budget.cost_weight,
-        })
-    }
-
     pub(crate) fn second_order(&self) -> bool {
         self.algo == Algo::Darts2
     }
@@ -627,6 +593,34 @@ fn default_early_stop_window() -> usize {
 /// The early stop's first epoch for runs written before it existed.
 fn default_early_stop_start() -> usize {
     ArchitectureArgs::DEFAULT.early_stop_start
+}
+
+/// One stage of a search (DARTS and PC-DARTS have a single one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagePlan {
+    /// Cells of the supernet.
+    pub layers: usize,
+    /// Candidate operations per edge.
+    pub ops: usize,
+    /// Skip-connect dropout rate before decay.
+    pub skip_dropout: f64,
+    /// Epochs of the stage.
+    pub epochs: usize,
+    /// Weight-only epochs at the start of the stage.
+    pub warmup: usize,
+}
+
+/// What a budget counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CostMeasure {
+    /// Millions of multiply-adds of one image.
+    Mflops,
+    /// Millions of parameters.
+    Params,
+    /// Milliseconds of one ONNX Runtime CPU run at batch 1 on this machine, from a latency
+    /// lookup table ([`crate::latency`]).
+    Latency,
 }
 
 #[cfg(test)]

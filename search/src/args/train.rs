@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
 use crate::flags;
-use crate::train::{ClassWeight, SelectBy};
 use hands_data::{Augment, AugmentRecipe};
 use hands_reports::run_dir::RunDir;
 
@@ -302,6 +301,72 @@ impl TrainArgs {
         self.optimiser.check()?;
         self.regularisation.check()?;
         flags::check_value("test-share", self.test_share, flags::test_share)
+    }
+}
+
+/// How the epoch whose weights are kept is chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectBy {
+    /// The best validation mean per-class accuracy (ties: the lower validation loss), so
+    /// that a model answering the majority class is never preferred.
+    #[default]
+    Accuracy,
+    /// The lowest validation loss.
+    Loss,
+    /// The last epoch: no selection (the validation share is only watched).
+    Last,
+}
+
+impl SelectBy {
+    /// How the kept epoch was chosen with a validation share of `val_share` of the training
+    /// subjects, in words (for reports).
+    pub fn describe(self, val_share: f64) -> String {
+        let share = format!("a validation share of {val_share} of those subjects");
+        match self {
+            SelectBy::Accuracy => {
+                format!("the epoch selected on {share} by mean per-class accuracy")
+            }
+            SelectBy::Loss => format!("the epoch selected on {share} by loss"),
+            SelectBy::Last => format!("the last epoch kept ({share} only watched)"),
+        }
+    }
+}
+
+/// How the training loss weighs the classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassWeight {
+    /// Every image counts the same (the majority class dominates the loss).
+    None,
+    /// Each class weighted by `N / (K * n_c)` over the training images (scikit-learn's
+    /// `balanced`), so every class contributes equally.
+    Balanced,
+}
+
+impl ClassWeight {
+    /// The per-class weights for training images with `counts[c]` images of class `c`
+    /// (`None` for unweighted); a class without images gets weight 0.
+    pub fn weights(self, counts: &[usize]) -> Option<Vec<f32>> {
+        match self {
+            ClassWeight::None => None,
+            ClassWeight::Balanced => {
+                let total: usize = counts.iter().sum();
+                let classes = counts.iter().filter(|&&n| n > 0).count().max(1);
+                Some(
+                    counts
+                        .iter()
+                        .map(|&n| {
+                            if n == 0 {
+                                0.0
+                            } else {
+                                total as f32 / (classes as f32 * n as f32)
+                            }
+                        })
+                        .collect(),
+                )
+            }
+        }
     }
 }
 
