@@ -183,6 +183,14 @@ fn text_width(text: &str) -> f64 {
 /// [`Genotype::validate`] refuses) and concat entries that are not intermediate nodes are
 /// left out.
 fn layout_cell(edges: &[Edge], concat: &[usize]) -> CellLayout {
+    let (column, joined) = state_columns(edges, concat);
+    let (mut slots, routes) = slots_and_routes(edges, &column, &joined);
+    let by_column = order_columns(&mut slots, &routes, column[column.len() - 1] + 1);
+    position(slots, routes, &by_column)
+}
+
+/// The column of every state (inputs, nodes, output last) and the nodes the output joins.
+fn state_columns(edges: &[Edge], concat: &[usize]) -> (Vec<usize>, Vec<usize>) {
     let nodes = edges.len().div_ceil(2);
     let output = nodes + 2;
     let valid = |k: usize, from: usize| from < k / EDGES_PER_NODE + 2;
@@ -211,6 +219,18 @@ fn layout_cell(edges: &[Edge], concat: &[usize]) -> CellLayout {
         .unwrap_or_else(|| column[2..output].iter().copied().max().unwrap_or(0))
         + 2;
 
+    (column, joined)
+}
+
+/// One slot per state, label and bend, and the routes (slot indices) of the edges and of
+/// the output's inputs.
+fn slots_and_routes(
+    edges: &[Edge],
+    column: &[usize],
+    joined: &[usize],
+) -> (Vec<Slot>, Vec<Vec<usize>>) {
+    let output = column.len() - 1;
+    let valid = |k: usize, from: usize| from < k / EDGES_PER_NODE + 2;
     let mut slots: Vec<Slot> = Vec::new();
     let add = |slots: &mut Vec<Slot>, kind, text: &str, fill, column| {
         let (width, height) = match kind {
@@ -260,7 +280,7 @@ fn layout_cell(edges: &[Edge], concat: &[usize]) -> CellLayout {
         route.push(states[to]);
         routes.push(route);
     }
-    for &from in &joined {
+    for &from in joined {
         let mut route = vec![states[from]];
         for c in column[from] + 1..column[output] {
             route.push(add(&mut slots, SlotKind::Bend, "", "none", c));
@@ -269,15 +289,19 @@ fn layout_cell(edges: &[Edge], concat: &[usize]) -> CellLayout {
         routes.push(route);
     }
 
-    // Order and place the slots of each column.
-    let columns = column[output] + 1;
+    (slots, routes)
+}
+
+/// Groups the slots by column and orders each column by sweeps over the routes (the
+/// barycentre heuristic), placing them; returns the slots of each column in order.
+fn order_columns(slots: &mut [Slot], routes: &[Vec<usize>], columns: usize) -> Vec<Vec<usize>> {
     let mut by_column: Vec<Vec<usize>> = vec![Vec::new(); columns];
     for (i, slot) in slots.iter().enumerate() {
         by_column[slot.column].push(i);
     }
     let mut before: Vec<Vec<usize>> = vec![Vec::new(); slots.len()];
     let mut after: Vec<Vec<usize>> = vec![Vec::new(); slots.len()];
-    for route in &routes {
+    for route in routes {
         for pair in route.windows(2) {
             after[pair[0]].push(pair[1]);
             before[pair[1]].push(pair[0]);
@@ -285,7 +309,7 @@ fn layout_cell(edges: &[Edge], concat: &[usize]) -> CellLayout {
     }
     for list in &by_column {
         let desired: Vec<f64> = vec![0.0; list.len()];
-        place(&mut slots, list, &desired);
+        place(slots, list, &desired);
     }
     // Labels and bends, which have one slot on each side, follow both; boxes follow the
     // side the sweep comes from.
@@ -300,23 +324,28 @@ fn layout_cell(edges: &[Edge], concat: &[usize]) -> CellLayout {
             })
             .collect()
     };
-    let rightward = pick(&slots, &before);
-    let leftward = pick(&slots, &after);
+    let rightward = pick(slots, &before);
+    let leftward = pick(slots, &after);
     for _ in 0..6 {
         for list in by_column.iter_mut().skip(1) {
-            sweep(&mut slots, list, &rightward, false);
+            sweep(slots, list, &rightward, false);
         }
         for (c, list) in by_column.iter_mut().enumerate().rev().skip(1) {
-            sweep(&mut slots, list, &leftward, c == 0);
+            sweep(slots, list, &leftward, c == 0);
         }
     }
     for list in by_column.iter_mut().skip(1) {
-        sweep(&mut slots, list, &rightward, false);
+        sweep(slots, list, &rightward, false);
     }
 
+    by_column
+}
+
+/// Sets the columns' x from left to right and moves the drawing inside its margin.
+fn position(mut slots: Vec<Slot>, routes: Vec<Vec<usize>>, by_column: &[Vec<usize>]) -> CellLayout {
     // Columns left to right, and the whole drawing moved inside its margin.
     let mut x = MARGIN;
-    for list in &by_column {
+    for list in by_column {
         let width = list.iter().map(|&i| slots[i].width).fold(0.0, f64::max);
         for &i in list {
             slots[i].x = x + width / 2.0;
@@ -388,11 +417,37 @@ fn xml_escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Where an edge piece `(route, piece)` leaves and enters a state box: its offset from the
+/// box's centre.
+type EndOffsets = std::collections::HashMap<(usize, usize), f64>;
+
 /// Draws a laid-out cell as a standalone SVG document titled `title`.
 fn draw_svg(layout: &CellLayout, title: &str) -> String {
+    let mut svg = String::new();
+    let (w, h) = (layout.width.ceil(), layout.height.ceil());
+    let _ = writeln!(svg, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="{FONT_SIZE}">"#
+    );
+    let _ = writeln!(svg, "<title>{}</title>", xml_escape(title));
+    let _ = writeln!(
+        svg,
+        r#"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="5" markerHeight="5" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="black"/></marker></defs>"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+
+    let (exit_offset, entry_offset) = end_offsets(layout);
+    draw_edges(&mut svg, layout, &exit_offset, &entry_offset);
+    draw_slots(&mut svg, &layout.slots);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Where each edge leaves and enters a state box: spread over the box's side, in the
+/// vertical order of the slots at the other end, so that edges do not start on each other.
+fn end_offsets(layout: &CellLayout) -> (EndOffsets, EndOffsets) {
     let slots = &layout.slots;
-    // Where each edge leaves and enters a state box: spread over the box's side, in the
-    // vertical order of the slots at the other end, so that edges do not start on each other.
     let mut exits: Vec<Vec<(f64, usize, usize)>> = vec![Vec::new(); slots.len()];
     let mut entries: Vec<Vec<(f64, usize, usize)>> = vec![Vec::new(); slots.len()];
     for (r, route) in layout.routes.iter().enumerate() {
@@ -409,29 +464,25 @@ fn draw_svg(layout: &CellLayout, title: &str) -> String {
             .map(|(j, &(_, r, p))| ((r, p), ((j as f64 + 1.0) / (k + 1.0) - 0.5) * height * 0.8))
             .collect::<Vec<_>>()
     };
-    let mut exit_offset = std::collections::HashMap::new();
-    let mut entry_offset = std::collections::HashMap::new();
+    let mut exit_offset = EndOffsets::new();
+    let mut entry_offset = EndOffsets::new();
     for (i, slot) in slots.iter().enumerate() {
         if slot.kind == SlotKind::State {
             exit_offset.extend(spread(&mut exits[i], slot.height));
             entry_offset.extend(spread(&mut entries[i], slot.height));
         }
     }
+    (exit_offset, entry_offset)
+}
 
-    let (w, h) = (layout.width.ceil(), layout.height.ceil());
-    let mut svg = String::new();
-    let _ = writeln!(svg, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="{FONT_SIZE}">"#
-    );
-    let _ = writeln!(svg, "<title>{}</title>", xml_escape(title));
-    let _ = writeln!(
-        svg,
-        r#"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="5" markerHeight="5" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="black"/></marker></defs>"#
-    );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-
+/// The edges as paths from slot to slot, cut at their labels, the arrow on the last piece.
+fn draw_edges(
+    svg: &mut String,
+    layout: &CellLayout,
+    exit_offset: &EndOffsets,
+    entry_offset: &EndOffsets,
+) {
+    let slots = &layout.slots;
     for (r, route) in layout.routes.iter().enumerate() {
         let mut d = String::new();
         for (p, pair) in route.windows(2).enumerate() {
@@ -465,20 +516,24 @@ fn draw_svg(layout: &CellLayout, title: &str) -> String {
                     ""
                 };
                 let _ = writeln!(
-                    svg,
+                    *svg,
                     r#"<path d="{d}" fill="none" stroke="black" stroke-width="1.5"{marker}/>"#
                 );
                 d.clear();
             }
         }
     }
+}
+
+/// The state boxes and every slot's text.
+fn draw_slots(svg: &mut String, slots: &[Slot]) {
     for slot in slots {
         let (left, top) = (slot.x - slot.width / 2.0, slot.y - slot.height / 2.0);
         match slot.kind {
             SlotKind::Bend => continue,
             SlotKind::State => {
                 let _ = writeln!(
-                    svg,
+                    *svg,
                     r#"<rect x="{left:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{}" stroke="black" stroke-width="2"/>"#,
                     slot.width, slot.height, slot.fill
                 );
@@ -486,15 +541,13 @@ fn draw_svg(layout: &CellLayout, title: &str) -> String {
             SlotKind::Label => {}
         }
         let _ = writeln!(
-            svg,
+            *svg,
             r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" dominant-baseline="central">{}</text>"#,
             slot.x,
             slot.y,
             xml_escape(&slot.text)
         );
     }
-    svg.push_str("</svg>\n");
-    svg
 }
 
 #[cfg(test)]

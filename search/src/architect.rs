@@ -162,7 +162,58 @@ fn unrolled_gradient(
 ) -> Result<ArchGradient> {
     // Each forward pass's graph is dropped as soon as its gradients are taken, so that at
     // most one graph of the batch is alive at a time (the loss tensors hold them).
-    // w' = w - xi (momentum * buf + grad + wd * w)
+    virtual_step(net, weights, original, buffers, train, &u)?;
+
+    // grad_alpha and grad_w' of L_val(w')
+    let (val_loss, val_correct, mut val_grads) = {
+        let eval = evaluate(net, val, None)?;
+        let val_loss = finite_loss(&eval.loss, "architecture step")?;
+        (val_loss, eval.correct, eval.loss.backward()?)
+    };
+    let dw: Vec<Option<Tensor>> = weights
+        .iter()
+        .map(|w| val_grads.get(w.as_tensor()).cloned())
+        .collect();
+    let norm = finite_norm(&dw)?;
+    let arch = net.arch_vars();
+    if norm == 0.0 {
+        return Ok(ArchGradient {
+            grads: val_grads,
+            val_loss,
+            val_correct,
+        });
+    }
+    let r = u.r_scale / norm;
+
+    // grad_alpha L_train(w +- R dw)
+    let plus = arch_grad_at(net, weights, (original, &dw), train, r)?;
+    let minus = arch_grad_at(net, weights, (original, &dw), train, -r)?;
+    for ((_, a), (p, m)) in arch.iter().zip(plus.into_iter().zip(minus)) {
+        let (Some(p), Some(m)) = (p, m) else { continue };
+        let implicit = ((p - m)? * (u.xi / (2.0 * r)))?;
+        let total = match val_grads.get(a.as_tensor()) {
+            Some(g) => (g - implicit)?,
+            None => implicit.neg()?,
+        };
+        val_grads.insert(a.as_tensor(), total);
+    }
+    Ok(ArchGradient {
+        grads: val_grads,
+        val_loss,
+        val_correct,
+    })
+}
+
+/// Moves `weights` to `w' = w - xi (momentum * buf + grad + wd * w)`, one SGD step on the
+/// training batch from `original` (the unrolled model of DARTS' second-order step).
+fn virtual_step(
+    net: &Supernet,
+    weights: &[Var],
+    original: &[Tensor],
+    buffers: &[Option<Tensor>],
+    train: LabelledBatch<'_>,
+    u: &Unrolling,
+) -> Result<()> {
     let grads = {
         let train_loss = evaluate(net, train, None)?.loss;
         finite_loss(&train_loss, "unrolled step")?;
@@ -184,19 +235,11 @@ fn unrolled_gradient(
                 }
                 o - (d * u.xi)?
             }),
-    )?;
-    drop(grads);
+    )
+}
 
-    // grad_alpha and grad_w' of L_val(w')
-    let (val_loss, val_correct, mut val_grads) = {
-        let eval = evaluate(net, val, None)?;
-        let val_loss = finite_loss(&eval.loss, "architecture step")?;
-        (val_loss, eval.correct, eval.loss.backward()?)
-    };
-    let dw: Vec<Option<Tensor>> = weights
-        .iter()
-        .map(|w| val_grads.get(w.as_tensor()).cloned())
-        .collect();
+/// The global L2 norm of the gradients `dw`; an error when it is not finite.
+fn finite_norm(dw: &[Option<Tensor>]) -> Result<f64> {
     let norm_sq: f64 = dw
         .iter()
         .flatten()
@@ -206,49 +249,33 @@ fn unrolled_gradient(
     if !norm.is_finite() {
         candle_core::bail!("non-finite validation gradient in the architecture step");
     }
-    let arch = net.arch_vars();
-    if norm == 0.0 {
-        return Ok(ArchGradient {
-            grads: val_grads,
-            val_loss,
-            val_correct,
-        });
-    }
-    let r = u.r_scale / norm;
+    Ok(norm)
+}
 
-    // grad_alpha L_train(w +- R dw)
-    let arch_grad_at = |sign: f64| -> Result<Vec<Option<Tensor>>> {
-        set_all(
-            weights,
-            original.iter().zip(&dw).map(|(o, g)| match g {
-                Some(g) => o + (g * (sign * r))?,
-                None => Ok(o.clone()),
-            }),
-        )?;
-        let g = {
-            let loss = evaluate(net, train, None)?.loss;
-            finite_loss(&loss, "Hessian-vector product")?;
-            loss.backward()?
-        };
-        Ok(arch
-            .iter()
-            .map(|(_, a)| g.get(a.as_tensor()).cloned())
-            .collect())
+/// `grad_alpha L_train(w + step dw)` with the weights set to `original + step * dw` (one
+/// side of the finite-difference Hessian-vector product), per architecture variable.
+fn arch_grad_at(
+    net: &Supernet,
+    weights: &[Var],
+    (original, dw): (&[Tensor], &[Option<Tensor>]),
+    train: LabelledBatch<'_>,
+    step: f64,
+) -> Result<Vec<Option<Tensor>>> {
+    set_all(
+        weights,
+        original.iter().zip(dw).map(|(o, g)| match g {
+            Some(g) => o + (g * step)?,
+            None => Ok(o.clone()),
+        }),
+    )?;
+    let g = {
+        let loss = evaluate(net, train, None)?.loss;
+        finite_loss(&loss, "Hessian-vector product")?;
+        loss.backward()?
     };
-    let plus = arch_grad_at(1.0)?;
-    let minus = arch_grad_at(-1.0)?;
-    for ((_, a), (p, m)) in arch.iter().zip(plus.into_iter().zip(minus)) {
-        let (Some(p), Some(m)) = (p, m) else { continue };
-        let implicit = ((p - m)? * (u.xi / (2.0 * r)))?;
-        let total = match val_grads.get(a.as_tensor()) {
-            Some(g) => (g - implicit)?,
-            None => implicit.neg()?,
-        };
-        val_grads.insert(a.as_tensor(), total);
-    }
-    Ok(ArchGradient {
-        grads: val_grads,
-        val_loss,
-        val_correct,
-    })
+    Ok(net
+        .arch_vars()
+        .iter()
+        .map(|(_, a)| g.get(a.as_tensor()).cloned())
+        .collect())
 }
