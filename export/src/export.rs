@@ -112,14 +112,7 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
     let outputs = Outputs::new(out_dir, &options.name);
     outputs.ensure_not_inputs(model, &options.parity)?;
     let file = ModelFile::read(model)?;
-    let mut card = file.card.clone();
-    card.network.auxiliary = false;
-    // A latency recorded earlier was of another export's graph.
-    card.network.latency.clear();
-    // Cards written before the multiply-adds were recorded get them here.
-    if card.network.multiply_adds.is_none() {
-        card.network.multiply_adds = Some(card.counted_multiply_adds());
-    }
+    let mut card = exported_card(&file.card);
     let lowered = lower(&card, &file.tensors, &options.onnx).map_err(|e| name_file(e, model))?;
 
     let batches = match batch {
@@ -170,16 +163,10 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
         onnx_bytes.as_slice(),
         card_pretty.as_bytes(),
     ])?;
-    let Outputs {
-        safetensors: st_path,
-        onnx: onnx_path,
-        card: card_path,
-        ..
-    } = outputs;
     Ok(ExportReport {
-        onnx: onnx_path,
-        safetensors: st_path,
-        card_json: card_path,
+        onnx: outputs.onnx,
+        safetensors: outputs.safetensors,
+        card_json: outputs.card,
         card,
         nodes,
         initializers,
@@ -189,6 +176,19 @@ pub fn export(model: &Path, out_dir: &Path, options: &ExportOptions) -> Result<E
         parity,
         ort_library,
     })
+}
+
+/// The card an export writes: that of `card`'s network without its auxiliary head, its
+/// latency cleared (it was of another export's graph) and its multiply-adds counted when a
+/// card written before they were recorded lacks them.
+fn exported_card(card: &ModelCard) -> ModelCard {
+    let mut card = card.clone();
+    card.network.auxiliary = false;
+    card.network.latency.clear();
+    if card.network.multiply_adds.is_none() {
+        card.network.multiply_adds = Some(card.counted_multiply_adds());
+    }
+    card
 }
 
 /// The images of the parity checks, as many as the largest of `batches`: the given photos,

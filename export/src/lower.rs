@@ -117,17 +117,7 @@ pub fn lower(
     tensors: &HashMap<String, Tensor>,
     options: &OnnxOptions,
 ) -> Result<Lowered> {
-    if !OPSETS.contains(&options.opset) {
-        return Err(Error::Model {
-            path: Default::default(),
-            reason: format!(
-                "opset {} is not supported (supported: {}..={})",
-                options.opset,
-                OPSETS.start(),
-                OPSETS.end()
-            ),
-        });
-    }
+    check_opset(options.opset)?;
     let mut l = Lowering {
         g: GraphBuilder::new("hands"),
         tensors,
@@ -173,56 +163,9 @@ pub fn lower(
         s1 = s2;
     }
 
-    // Head: global average pool, flatten, linear, softmax.
-    let pooled = l.g.node("global_pooling", "GlobalAveragePool", &[&s1], &[]);
-    let flat = l.g.node(
-        "global_pooling",
-        "Flatten",
-        &[&pooled],
-        &[("axis", Attr::Int(1))],
-    );
-    let w = l.init(&format!("{CLASSIFIER}.weight"))?;
-    let b = l.init(&format!("{CLASSIFIER}.bias"))?;
-    let logits = l.g.node_with_output(
-        CLASSIFIER,
-        "Gemm",
-        &[&flat, &w, &b],
-        &[("transB", Attr::Int(1))],
-        Some(LOGITS_NAME),
-    );
-    // A calibrated model's probabilities are softmax(logits / T); its logits stay raw.
-    let temperature = card.temperature();
-    let scaled = if temperature == 1.0 {
-        logits.clone()
-    } else {
-        let t =
-            l.g.initializer_f32("calibration.temperature", &[], &[temperature as f32]);
-        l.g.node("calibration", "Div", &[&logits, &t], &[])
-    };
-    let probs = l.g.node_with_output(
-        PROBABILITIES_NAME,
-        "Softmax",
-        &[&scaled],
-        &[("axis", Attr::Int(1))],
-        Some(PROBABILITIES_NAME),
-    );
-    let out_dims = [batch, Dim::Fixed(card.labels.len())];
-    l.g.output(&logits, &out_dims);
-    l.g.output(&probs, &out_dims);
+    l.head(card, &s1, batch)?;
 
-    let bn_count = tensors
-        .keys()
-        .filter(|k| k.ends_with(".running_mean"))
-        .count();
-    if l.folded_batch_norms != bn_count {
-        return Err(Error::Model {
-            path: Default::default(),
-            reason: format!(
-                "folded {} BatchNorm layers but the network has {bn_count}",
-                l.folded_batch_norms
-            ),
-        });
-    }
+    l.check_all_folded()?;
     let card_json = card.to_json();
     let seal = Seal::of_card(&card_json).finish();
     let model = crate::onnx::model(
@@ -240,6 +183,22 @@ pub fn lower(
     })
 }
 
+/// Refuses an opset outside [`OPSETS`].
+fn check_opset(opset: i64) -> Result<()> {
+    if !OPSETS.contains(&opset) {
+        return Err(Error::Model {
+            path: Default::default(),
+            reason: format!(
+                "opset {} is not supported (supported: {}..={})",
+                opset,
+                OPSETS.start(),
+                OPSETS.end()
+            ),
+        });
+    }
+    Ok(())
+}
+
 struct Lowering<'a> {
     g: GraphBuilder,
     tensors: &'a HashMap<String, Tensor>,
@@ -252,6 +211,71 @@ struct Lowering<'a> {
 }
 
 impl Lowering<'_> {
+    /// The head on the last cell's output `features`: global average pool, flatten,
+    /// linear (the logits output), the calibration's temperature when there is one and
+    /// softmax (the probabilities output), both `[batch, labels]`.
+    fn head(&mut self, card: &ModelCard, features: &str, batch: Dim) -> Result<()> {
+        let pooled = self
+            .g
+            .node("global_pooling", "GlobalAveragePool", &[features], &[]);
+        let flat = self.g.node(
+            "global_pooling",
+            "Flatten",
+            &[&pooled],
+            &[("axis", Attr::Int(1))],
+        );
+        let w = self.init(&format!("{CLASSIFIER}.weight"))?;
+        let b = self.init(&format!("{CLASSIFIER}.bias"))?;
+        let logits = self.g.node_with_output(
+            CLASSIFIER,
+            "Gemm",
+            &[&flat, &w, &b],
+            &[("transB", Attr::Int(1))],
+            Some(LOGITS_NAME),
+        );
+        // A calibrated model's probabilities are softmax(logits / T); its logits stay raw.
+        let temperature = card.temperature();
+        let scaled = if temperature == 1.0 {
+            logits.clone()
+        } else {
+            let t = self
+                .g
+                .initializer_f32("calibration.temperature", &[], &[temperature as f32]);
+            self.g.node("calibration", "Div", &[&logits, &t], &[])
+        };
+        let probs = self.g.node_with_output(
+            PROBABILITIES_NAME,
+            "Softmax",
+            &[&scaled],
+            &[("axis", Attr::Int(1))],
+            Some(PROBABILITIES_NAME),
+        );
+        let out_dims = [batch, Dim::Fixed(card.labels.len())];
+        self.g.output(&logits, &out_dims);
+        self.g.output(&probs, &out_dims);
+        Ok(())
+    }
+
+    /// Refuses a lowering that folded another number of BatchNorm layers than the network's
+    /// tensors hold.
+    fn check_all_folded(&self) -> Result<()> {
+        let bn_count = self
+            .tensors
+            .keys()
+            .filter(|k| k.ends_with(".running_mean"))
+            .count();
+        if self.folded_batch_norms != bn_count {
+            return Err(Error::Model {
+                path: Default::default(),
+                reason: format!(
+                    "folded {} BatchNorm layers but the network has {bn_count}",
+                    self.folded_batch_norms
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn tensor(&self, name: &str) -> Result<&Tensor> {
         self.tensors.get(name).ok_or_else(|| {
             Error::Models(hands_models::Error::MissingTensor {
