@@ -180,3 +180,35 @@ fn search_train_export_infer_on_the_sample() {
         }
     }
 }
+
+/// `search/examples/pipeline.rs`, the pipeline through the libraries alone (built by `cargo
+/// test --workspace` with the examples), runs on the sample: it writes the search's genotype,
+/// the trained model and the export, and prints a label for each of the first four images.
+#[test]
+fn the_library_example_searches_trains_exports_and_predicts() {
+    let Some(sample) = sample_dir() else { return };
+    if !have_onnx_runtime() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let stdout = run(
+        "examples/pipeline",
+        &[sample.as_os_str(), out.path().as_os_str()],
+    );
+    for file in [
+        "search/genotype.json",
+        "train/model.safetensors",
+        "export/hands.onnx",
+    ] {
+        is_file(out.path().join(file));
+    }
+    let rows: Vec<(&str, &str)> = stdout
+        .lines()
+        .map(|line| line.split_once('\t').expect("path and label"))
+        .collect();
+    assert_eq!(rows.len(), 4, "{stdout}");
+    for (path, label) in rows {
+        assert!(Path::new(path).is_file(), "{path}");
+        assert!(["female", "male"].contains(&label), "{label}");
+    }
+}
