@@ -1,7 +1,6 @@
 //! Which hand aspects (dorsal / palmar, left / right) a dataset keeps.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,17 +34,6 @@ pub enum AspectFilter {
 }
 
 impl AspectFilter {
-    /// Every filter, in the order of the command-line help.
-    pub const ALL: [AspectFilter; 7] = [
-        AspectFilter::All,
-        AspectFilter::Dorsal,
-        AspectFilter::Palmar,
-        AspectFilter::DorsalLeft,
-        AspectFilter::DorsalRight,
-        AspectFilter::PalmarLeft,
-        AspectFilter::PalmarRight,
-    ];
-
     /// Whether an image of `aspect` (e.g. `"dorsal right"`, one of [`ASPECTS`]) is kept.
     pub fn accepts(self, aspect: &str) -> bool {
         match self {
@@ -79,18 +67,17 @@ impl fmt::Display for AspectFilter {
     }
 }
 
-impl FromStr for AspectFilter {
-    type Err = String;
-
-    /// Parses a kebab-case name ([`AspectFilter::as_str`]).
-    fn from_str(name: &str) -> Result<AspectFilter, String> {
-        AspectFilter::parse(name)
-    }
-}
-
 impl Choice for AspectFilter {
     const WHAT: &'static str = "aspect filter";
-    const ALL: &'static [AspectFilter] = &AspectFilter::ALL;
+    const ALL: &'static [AspectFilter] = &[
+        AspectFilter::All,
+        AspectFilter::Dorsal,
+        AspectFilter::Palmar,
+        AspectFilter::DorsalLeft,
+        AspectFilter::DorsalRight,
+        AspectFilter::PalmarLeft,
+        AspectFilter::PalmarRight,
+    ];
 
     fn name(self) -> &'static str {
         self.as_str()

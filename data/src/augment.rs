@@ -5,7 +5,6 @@
 //! greyscale.
 
 use std::fmt;
-use std::str::FromStr;
 
 use image::RgbImage;
 use rand::Rng;
@@ -27,9 +26,6 @@ pub enum AugmentRecipe {
 }
 
 impl AugmentRecipe {
-    /// Every recipe.
-    pub const ALL: [AugmentRecipe; 2] = [AugmentRecipe::Darts, AugmentRecipe::Photo];
-
     /// The name, as on the command line and in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -45,18 +41,9 @@ impl fmt::Display for AugmentRecipe {
     }
 }
 
-impl FromStr for AugmentRecipe {
-    type Err = String;
-
-    /// Parses a name ([`AugmentRecipe::as_str`]).
-    fn from_str(name: &str) -> Result<AugmentRecipe, String> {
-        AugmentRecipe::parse(name)
-    }
-}
-
 impl Choice for AugmentRecipe {
     const WHAT: &'static str = "augmentation recipe";
-    const ALL: &'static [AugmentRecipe] = &AugmentRecipe::ALL;
+    const ALL: &'static [AugmentRecipe] = &[AugmentRecipe::Darts, AugmentRecipe::Photo];
 
     fn name(self) -> &'static str {
         self.as_str()

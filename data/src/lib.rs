@@ -37,6 +37,8 @@ mod names;
 mod source_share;
 mod source_weight;
 mod split;
+#[cfg(test)]
+mod test_datasets;
 
 pub use aspect::{AspectFilter, ASPECTS};
 pub use augment::{normalise, Augment, AugmentRecipe, ResizedCrop};

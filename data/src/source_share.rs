@@ -34,21 +34,7 @@ impl SourceShare {
                 message: format!("the share of originals must be in (0, 1), not {share}"),
             });
         }
-        let (originals, others): (Vec<usize>, Vec<usize>) = train
-            .iter()
-            .partition(|&&i| dataset.samples()[i].image_source == Some(ImageSource::Original));
-        if originals.is_empty() || others.is_empty() {
-            return Err(Error::Sampling {
-                flag: FLAG,
-                message: format!(
-                    "a share of originals needs both originals (photos that are not square) \
-                     and square copies among the training images; they hold {} originals and \
-                     {} others",
-                    originals.len(),
-                    others.len()
-                ),
-            });
-        }
+        let (originals, others) = originals_and_others(dataset, train, FLAG, "a share")?;
         let take_originals =
             ((share * train.len() as f64).round() as usize).clamp(1, train.len() - 1);
         Ok(SourceShare {
@@ -72,6 +58,32 @@ impl SourceShare {
     }
 }
 
+/// The training images `train` split into originals and the others (square copies and
+/// images of unknown source); refused, naming `flag`, when either part is empty: `what` (e.g.
+/// "a share") of originals would then change nothing.
+pub(crate) fn originals_and_others(
+    dataset: &Dataset,
+    train: &[usize],
+    flag: &'static str,
+    what: &str,
+) -> Result<(Vec<usize>, Vec<usize>), Error> {
+    let (originals, others): (Vec<usize>, Vec<usize>) = train
+        .iter()
+        .partition(|&&i| dataset.samples()[i].image_source == Some(ImageSource::Original));
+    if originals.is_empty() || others.is_empty() {
+        return Err(Error::Sampling {
+            flag,
+            message: format!(
+                "{what} of originals needs both originals (photos that are not square) and \
+                 square copies among the training images; they hold {} originals and {} others",
+                originals.len(),
+                others.len()
+            ),
+        });
+    }
+    Ok((originals, others))
+}
+
 /// `count` items of `group`: whole shuffled passes over it, then a shuffled part of one.
 fn draw(group: &[usize], count: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     let mut out = Vec::with_capacity(count);
@@ -86,32 +98,26 @@ fn draw(group: &[usize], count: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use rand::SeedableRng;
 
     use super::*;
-    use crate::{Sample, Source};
+    use crate::test_datasets;
 
     /// 10 images: 3 originals (0, 1, 2), 6 copies and 1 of unknown source.
     fn dataset() -> Dataset {
-        let samples = (0..10)
-            .map(|i| Sample {
-                path: PathBuf::from(format!("{i}.jpg")),
-                subject: format!("s{i}"),
-                label: i % 2,
-                aspect: None,
-                image_source: match i {
-                    0..=2 => Some(ImageSource::Original),
-                    9 => None,
-                    _ => Some(ImageSource::SquareCopy),
-                },
-            })
-            .collect();
-        let source = Source::Folder {
-            root: PathBuf::from("x"),
-        };
-        Dataset::from_samples(source, vec!["a".into(), "b".into()], samples).unwrap()
+        use crate::ImageSource::{Original, SquareCopy};
+        test_datasets::of_sources(&[
+            Some(Original),
+            Some(Original),
+            Some(Original),
+            Some(SquareCopy),
+            Some(SquareCopy),
+            Some(SquareCopy),
+            Some(SquareCopy),
+            Some(SquareCopy),
+            Some(SquareCopy),
+            None,
+        ])
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use candle_core::{Device, Tensor};
 
-use super::{Dataset, Error, ImageSource};
+use super::source_share::originals_and_others;
+use super::{Dataset, Error};
 
 /// The flag that sets the weight, named in errors.
 const FLAG: &str = "--originals-weight";
@@ -28,24 +29,12 @@ impl SourceWeight {
                 message: format!("the weight of originals must be positive, not {weight}"),
             });
         }
-        let is_original =
-            |i: usize| dataset.samples()[i].image_source == Some(ImageSource::Original);
-        let originals = train.iter().filter(|&&i| is_original(i)).count();
-        if originals == 0 || originals == train.len() {
-            return Err(Error::Sampling {
-                flag: FLAG,
-                message: format!(
-                    "a weight of originals needs both originals (photos that are not square) \
-                     and square copies among the training images; they hold {originals} \
-                     originals and {} others",
-                    train.len() - originals
-                ),
-            });
-        }
+        let (originals, _) = originals_and_others(dataset, train, FLAG, "a weight")?;
         let weight = weight as f32;
-        let per_image = (0..dataset.len())
-            .map(|i| if is_original(i) { weight } else { 1.0 })
-            .collect();
+        let mut per_image = vec![1.0; dataset.len()];
+        for i in originals {
+            per_image[i] = weight;
+        }
         Ok(SourceWeight { per_image, weight })
     }
 
@@ -63,30 +52,20 @@ impl SourceWeight {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-    use crate::{Sample, Source};
+    use crate::test_datasets;
 
     /// 6 images: 2 originals (0, 1), 3 copies and 1 of unknown source.
     fn dataset() -> Dataset {
-        let samples = (0..6)
-            .map(|i| Sample {
-                path: PathBuf::from(format!("{i}.jpg")),
-                subject: format!("s{i}"),
-                label: i % 2,
-                aspect: None,
-                image_source: match i {
-                    0 | 1 => Some(ImageSource::Original),
-                    5 => None,
-                    _ => Some(ImageSource::SquareCopy),
-                },
-            })
-            .collect();
-        let source = Source::Folder {
-            root: PathBuf::from("x"),
-        };
-        Dataset::from_samples(source, vec!["a".into(), "b".into()], samples).unwrap()
+        use crate::ImageSource::{Original, SquareCopy};
+        test_datasets::of_sources(&[
+            Some(Original),
+            Some(Original),
+            Some(SquareCopy),
+            Some(SquareCopy),
+            Some(SquareCopy),
+            None,
+        ])
     }
 
     #[test]

@@ -186,8 +186,8 @@ fn unrolled_gradient(
     let r = u.r_scale / norm;
 
     // grad_alpha L_train(w +- R dw)
-    let plus = arch_grad_at(net, weights, (original, &dw), train, r)?;
-    let minus = arch_grad_at(net, weights, (original, &dw), train, -r)?;
+    let plus = arch_grad_at(net, (weights, &arch), (original, &dw), train, r)?;
+    let minus = arch_grad_at(net, (weights, &arch), (original, &dw), train, -r)?;
     for ((_, a), (p, m)) in arch.iter().zip(plus.into_iter().zip(minus)) {
         let (Some(p), Some(m)) = (p, m) else { continue };
         let implicit = ((p - m)? * (u.xi / (2.0 * r)))?;
@@ -253,10 +253,10 @@ fn finite_norm(dw: &[Option<Tensor>]) -> Result<f64> {
 }
 
 /// `grad_alpha L_train(w + step dw)` with the weights set to `original + step * dw` (one
-/// side of the finite-difference Hessian-vector product), per architecture variable.
+/// side of the finite-difference Hessian-vector product), per variable of `arch`.
 fn arch_grad_at(
     net: &Supernet,
-    weights: &[Var],
+    (weights, arch): (&[Var], &[(String, Var)]),
     (original, dw): (&[Tensor], &[Option<Tensor>]),
     train: LabelledBatch<'_>,
     step: f64,
@@ -273,8 +273,7 @@ fn arch_grad_at(
         finite_loss(&loss, "Hessian-vector product")?;
         loss.backward()?
     };
-    Ok(net
-        .arch_vars()
+    Ok(arch
         .iter()
         .map(|(_, a)| g.get(a.as_tensor()).cloned())
         .collect())

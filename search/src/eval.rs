@@ -627,7 +627,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub split_file: Option<PathBuf>,
     /// Which hand aspects to load (default: the aspects the model was trained on).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = crate::flags::choice::<AspectFilter>())]
     pub aspect: Option<AspectFilter>,
     /// Also write the result as JSON to this file (`-` prints JSON instead of the table).
     #[arg(long)]
