@@ -2,7 +2,8 @@
 //! data folder, the found cell trained from scratch, exported to ONNX, and the exported model
 //! predicting the folder's first images (tiny settings: a demonstration, not a recipe).
 //!
-//! `cargo run --release -p hands-search --example pipeline -- DATA OUT`
+//! `cargo run --release -p hands-search --example pipeline -- DATA OUT` (it needs none of the
+//! command line: it builds with `--no-default-features` too, without clap)
 //! (DATA: an 11K Hands folder such as `../shared/data/hands-11k-sample`)
 
 use std::path::PathBuf;

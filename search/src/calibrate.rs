@@ -30,28 +30,29 @@ use hands_reports::outputs::Inputs;
 use hands_reports::plot::render_svg;
 
 /// Settings of `hands-search calibrate`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct CalibrateArgs {
     /// The genotype folder of a finished cross-validation run of the recipe (`RUN/GENOTYPE`,
     /// the folder holding fold-0/, fold-1/, ...): its fold networks predict their test
     /// subjects, and the temperature is fitted on those predictions.
-    #[arg(value_name = "GENOTYPE_DIR")]
+    #[cfg_attr(feature = "cli", arg(value_name = "GENOTYPE_DIR"))]
     pub cv: PathBuf,
     /// A model file of the same recipe (e.g. the final training on every subject) to write
     /// calibrated to --out: the same weights, its card with the temperature.
-    #[arg(long, requires = "out")]
+    #[cfg_attr(feature = "cli", arg(long, requires = "out"))]
     pub model: Option<PathBuf>,
     /// Where the calibrated model file goes (with --model).
-    #[arg(long, requires = "model")]
+    #[cfg_attr(feature = "cli", arg(long, requires = "model"))]
     pub out: Option<PathBuf>,
     /// Also draw the reliability diagram (before and after) into this SVG file.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub diagram: Option<PathBuf>,
     /// Print the report as JSON instead of text.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub json: bool,
     /// Images per forward pass (1 to 1024).
-    #[arg(long, default_value_t = 64, value_parser = crate::flags::usize_in(crate::flags::BATCH))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 64, value_parser = crate::flags::usize_in(crate::flags::BATCH)))]
     pub batch: usize,
 }
 

@@ -17,21 +17,22 @@ use crate::cv_genotype::CvGenotype;
 use crate::cv_report::FoldFigures;
 
 /// Settings of `hands-search compare`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct CompareArgs {
     /// The reference: a genotype folder of a cross-validation run (`RUN/GENOTYPE`, the folder
     /// holding fold-0/, fold-1/, ...: e.g. runs/cv32-light40-last-vflip/pretrained).
-    #[arg(value_name = "BASE_DIR")]
+    #[cfg_attr(feature = "cli", arg(value_name = "BASE_DIR"))]
     pub base: PathBuf,
     /// The genotype folder measured against it, of a run on the same folds of the same data.
-    #[arg(value_name = "CANDIDATE_DIR")]
+    #[cfg_attr(feature = "cli", arg(value_name = "CANDIDATE_DIR"))]
     pub candidate: PathBuf,
     /// Pair the figures of one source's test images only: `originals` (photos as shot, like
     /// a user's) or `copies` (the square copies).
-    #[arg(long, value_name = "SOURCE")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "SOURCE"))]
     pub source: Option<String>,
     /// Print the comparison as JSON instead of the table.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub json: bool,
 }
 

@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::Args;
 use hands_infer::timing::latency_batches;
 use hands_infer::TimingPlan;
 use hands_models::cost::{network_cost, NetworkCost};
@@ -16,42 +15,43 @@ use hands_models::output::write_atomic;
 use hands_models::Genotype;
 use serde::Serialize;
 
-use crate::args::{DataArgs, NetworkArgs};
+use crate::args::NetworkArgs;
 use crate::final_network::FinalNetwork;
 use crate::flags;
 use crate::latency::{network_graph, network_latency_ms, LatencyModel, Machine};
 
 /// Arguments of `hands-search cost`.
-#[derive(Debug, Clone, Args)]
-#[command(mut_arg("layers", |a| a.value_parser(flags::usize_in(flags::TRAIN_LAYERS))))]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli", command(mut_arg("layers", |a| a.value_parser(flags::usize_in(flags::TRAIN_LAYERS)))))]
 pub struct CostArgs {
     /// The genotype: a published name, `random:SEED`, a search run folder or a file.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub genotype: String,
     /// The network's width and depth.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub network: NetworkArgs,
     /// Side of the square input images (8 to 512).
-    #[arg(long, default_value_t = DataArgs::SIZE, value_parser = flags::u32_in(flags::SIZE))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = crate::args::DataArgs::SIZE, value_parser = flags::u32_in(flags::SIZE)))]
     pub size: u32,
     /// Classes of the classifier (2 to 1000).
-    #[arg(long, default_value_t = 2, value_parser = flags::usize_in(2..=1000))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 2, value_parser = flags::usize_in(2..=1000)))]
     pub classes: usize,
     /// Timed ONNX Runtime runs per batch size, at least (more until 250 ms are timed; 0
     /// skips the latency, and ONNX Runtime).
-    #[arg(long, default_value_t = 20, value_parser = flags::usize_in(0..=10_000))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 20, value_parser = flags::usize_in(0..=10_000)))]
     pub runs: usize,
     /// The ONNX Runtime shared library (libonnxruntime.so) [default: $ORT_DYLIB_PATH, then
     /// search].
-    #[arg(long, value_name = "PATH")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "PATH"))]
     pub ort_lib: Option<PathBuf>,
     /// Also predict the latencies with this machine's latency table of the network (what
     /// `--cost latency` weighs), fitted to measured random networks on first use and cached
     /// in $XDG_CACHE_HOME/hands or ~/.cache/hands.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub predict: bool,
     /// Also write the figures to FILE as JSON.
-    #[arg(long, value_name = "FILE")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "FILE"))]
     pub json: Option<PathBuf>,
 }
 

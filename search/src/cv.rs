@@ -470,6 +470,7 @@ fn measure_fold(
 mod tests {
     use super::*;
 
+    #[cfg(feature = "cli")]
     #[test]
     fn help_leaves_out_the_training_options_cv_refuses() {
         #[derive(clap::Parser)]

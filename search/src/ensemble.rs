@@ -17,15 +17,16 @@ use hands_data::{Dataset, Split};
 use hands_reports::run_dir::TEST_PREDICTIONS;
 
 /// Settings of `hands-search ensemble`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct EnsembleArgs {
     /// Genotype folders of cross-validation runs (`RUN/GENOTYPE`, the folder holding
     /// fold-0/, fold-1/, ...: e.g. runs/cv32-light40-last/pretrained), every fold finished,
     /// all on the same folds of the same data. One folder alone reproduces its row.
-    #[arg(required = true, value_name = "GENOTYPE_DIR")]
+    #[cfg_attr(feature = "cli", arg(required = true, value_name = "GENOTYPE_DIR"))]
     pub members: Vec<PathBuf>,
     /// Print the report as JSON (cv.json's format) instead of the table.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub json: bool,
 }
 

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
-use clap::{Args, ValueEnum};
 use hands_models::card::Metrics;
 use hands_models::graph::argmax;
 use hands_models::nn::model_file::ModelFile;
@@ -598,7 +597,8 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
 }
 
 /// Which images `eval` measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum EvalSplit {
     /// The run's test subjects (never seen in training or model selection).
@@ -611,36 +611,49 @@ pub enum EvalSplit {
     All,
 }
 
+impl EvalSplit {
+    /// The split's name, as `--split` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EvalSplit::Test => "test",
+            EvalSplit::Val => "val",
+            EvalSplit::Train => "train",
+            EvalSplit::All => "all",
+        }
+    }
+}
+
 /// Arguments of `hands-search eval`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct EvalArgs {
     /// The model file written by `hands-search train` (carries its model card).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub model: PathBuf,
     /// Dataset folder: 11K Hands (HandInfo.csv + images) or one sub-folder per class.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub data: PathBuf,
     /// Which images to measure; test, val and train need the run's split.json.
-    #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = EvalSplit::Test))]
     pub split: EvalSplit,
     /// The split file (default: split.json beside the model).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub split_file: Option<PathBuf>,
     /// Which hand aspects to load (default: the aspects the model was trained on).
-    #[arg(long, value_parser = crate::flags::choice::<AspectFilter>())]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = crate::flags::choice::<AspectFilter>()))]
     pub aspect: Option<AspectFilter>,
     /// Also write the result as JSON to this file (`-` prints JSON instead of the table).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub json: Option<PathBuf>,
     /// Also write every image's probabilities to this CSV file (path, subject, label,
     /// aspect, p_LABEL...).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub predictions: Option<PathBuf>,
     /// Images per forward pass (1 to 1024).
-    #[arg(long, default_value_t = 64, value_parser = crate::flags::usize_in(crate::flags::BATCH))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 64, value_parser = crate::flags::usize_in(crate::flags::BATCH)))]
     pub batch: usize,
     /// Compute device: cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "cpu"))]
     pub device: DeviceChoice,
 }
 
@@ -701,21 +714,20 @@ pub fn eval_model(args: &EvalArgs) -> Result<Evaluation> {
         std: card.input.std,
     };
     let loader = Loader::new(&cache, stats, args.batch, &device);
-    let split_name = args.split.to_possible_value().expect("named");
+    let split_name = args.split.name();
     let started = std::time::Instant::now();
     let probabilities = predict_probabilities(
         &model.network,
         &loader,
         &indices,
-        split_name.get_name(),
+        split_name,
         false,
         card.temperature(),
     )?;
     let seconds = started.elapsed().as_secs_f64();
     let measured: Vec<usize> = probabilities.iter().map(|p| p.index).collect();
     let rows: Vec<&[f32]> = probabilities.iter().map(|p| p.plain.as_slice()).collect();
-    let mut evaluation =
-        Evaluation::from_probabilities(split_name.get_name(), &dataset, &measured, &rows);
+    let mut evaluation = Evaluation::from_probabilities(split_name, &dataset, &measured, &rows);
     if let Some(path) = &args.predictions {
         write_predictions(path, &dataset, &probabilities)?;
         eprintln!("written: {}", path.display());
@@ -773,7 +785,7 @@ fn evaluated_indices(
             let split = Split::load(&path).with_context(|| {
                 format!(
                     "--split {} needs the run's split (pass --split-file, or use --split all)",
-                    part.to_possible_value().expect("named").get_name()
+                    part.name()
                 )
             })?;
             split.check(dataset, &path)?;

@@ -5,7 +5,6 @@
 use std::ops::RangeInclusive;
 
 use anyhow::{bail, Result};
-use hands_data::Choice;
 use hands_models::plan::STEM_STRIDES;
 
 /// Side of the square images (the image cache holds `images x 3 x size^2` bytes).
@@ -26,9 +25,11 @@ pub const TRAIN_LAYERS: RangeInclusive<u64> = 3..=64;
 /// PC-DARTS channel sampling factor.
 pub const PARTIAL_K: RangeInclusive<u64> = 1..=64;
 
-/// A clap parser for a flag whose values are the names of a [`Choice`] (the help lists
+/// A clap parser for a flag whose values are the names of a [`hands_data::Choice`] (the help lists
 /// them with their descriptions): for the data crate's enums, which are kept free of clap.
-pub fn choice<T: Choice + Send + Sync>() -> impl clap::builder::TypedValueParser<Value = T> {
+#[cfg(feature = "cli")]
+pub fn choice<T: hands_data::Choice + Send + Sync>(
+) -> impl clap::builder::TypedValueParser<Value = T> {
     use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
     let values = T::ALL
         .iter()
@@ -38,11 +39,13 @@ pub fn choice<T: Choice + Send + Sync>() -> impl clap::builder::TypedValueParser
 }
 
 /// A clap parser for a `usize` flag within `range`.
+#[cfg(feature = "cli")]
 pub fn usize_in(range: RangeInclusive<u64>) -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(range)
 }
 
 /// A clap parser for a `u32` flag within `range`.
+#[cfg(feature = "cli")]
 pub fn u32_in(range: RangeInclusive<u64>) -> clap::builder::RangedU64ValueParser<u32> {
     clap::builder::RangedU64ValueParser::<u32>::new().range(range)
 }

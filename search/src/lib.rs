@@ -1,5 +1,10 @@
 //! hands-search: differentiable architecture search (DARTS, P-DARTS, PC-DARTS) for
 //! hand-gender networks in candle, and training and evaluation of the networks it finds.
+//!
+//! The settings ([`args`]) are plain serde structs built with their constructors (e.g.
+//! [`args::train::TrainArgs::new`]); the command line's clap derives on them exist only under
+//! the default `cli` feature, which a program using the library alone turns off
+//! (`default-features = false`; see `examples/pipeline.rs`).
 
 pub mod architect;
 pub mod args;

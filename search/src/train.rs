@@ -410,7 +410,7 @@ fn check_trainable(data: &Path, dataset: &Dataset, split: &Split, source: &str) 
 }
 
 /// Writes a model file ([`model_file::serialize`]: the inference network's tensors, see
-/// [`inference_tensors`], with `card` validated and in the metadata), atomically.
+/// [`crate::checkpoint::inference_tensors`], with `card` validated and in the metadata), atomically.
 pub fn write_model(path: &Path, tensors: &[(String, Tensor)], card: &ModelCard) -> Result<()> {
     let bytes = model_file::serialize(tensors, card)
         .with_context(|| format!("{}: cannot write the model file", path.display()))?;

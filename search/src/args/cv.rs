@@ -3,52 +3,51 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::args::train::TrainArgs;
-use crate::flags;
 
 /// Arguments of `hands-search cv`. The training options that cv refuses (it draws its own
 /// splits, runs whole trainings and is itself the source of cross-validated figures) are
 /// hidden from its help.
-#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
-#[command(
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli", command(
     mut_arg("split_file", |a| a.hide(true)),
     mut_arg("stop_after", |a| a.hide(true)),
     mut_arg("cross_validation", |a| a.hide(true))
-)]
+))]
 pub struct CvArgs {
     /// The training settings of every fold (`--genotype` is the genotype under test).
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
     pub train: TrainArgs,
     /// A genotype to measure on the same folds with the same settings (repeatable): a
     /// published name such as DARTS_V2, `random:SEED`, a search run folder or a file.
-    #[arg(long = "baseline")]
+    #[cfg_attr(feature = "cli", arg(long = "baseline"))]
     pub baselines: Vec<String>,
     /// Number of folds (2 to 20).
-    #[arg(long, default_value_t = 5, value_parser = flags::usize_in(2..=20))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 5, value_parser = crate::flags::usize_in(2..=20)))]
     pub folds: usize,
     /// Share of each fold's training subjects held out (per label) for model selection; 0
     /// trains on all of them and needs `--select last`.
-    #[arg(long, default_value_t = 0.15, value_parser = flags::fraction)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0.15, value_parser = crate::flags::fraction))]
     pub val_share: f64,
     /// Seed of the trainings (initialisation, batches, augmentation), where it differs from
     /// --seed, which then draws only the folds and splits: a recipe trained again with
     /// another seed on the same folds.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_seed: Option<u64>,
     /// End this invocation after this many fold trainings have finished; continue with
     /// --resume.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     #[serde(skip)]
     pub stop_after_runs: Option<usize>,
     /// Train only this fold (0-based, repeatable) in this invocation; the others are left
     /// for a later --resume. A probe on a few folds reads against a finished run with
     /// `hands-search compare`.
-    #[arg(long = "only-fold", value_name = "FOLD")]
+    #[cfg_attr(feature = "cli", arg(long = "only-fold", value_name = "FOLD"))]
     #[serde(skip)]
     pub only_folds: Vec<usize>,
 }

@@ -11,6 +11,7 @@
 
 pub mod cv;
 pub mod search;
+#[cfg(feature = "cli")]
 pub mod stored;
 pub mod train;
 
@@ -18,7 +19,6 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::flags;
@@ -27,19 +27,20 @@ use hands_models::device::DeviceChoice;
 use hands_models::plan::DEFAULT_STEM_STRIDE;
 
 /// Where the images come from and how they are read.
-#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
-#[command(next_help_heading = "Data")]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli", command(next_help_heading = "Data"))]
 pub struct DataArgs {
     /// Dataset folder: 11K Hands (HandInfo.csv + images) or one sub-folder per class.
-    #[arg(long = "data", id = "data", value_name = "DATA")]
+    #[cfg_attr(feature = "cli", arg(long = "data", id = "data", value_name = "DATA"))]
     #[serde(rename = "data")]
     pub path: PathBuf,
     /// Side of the square input images (8 to 512).
-    #[arg(long, default_value_t = DataArgs::SIZE, value_parser = flags::u32_in(flags::SIZE))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DataArgs::SIZE, value_parser = flags::u32_in(flags::SIZE)))]
     pub size: u32,
     /// Which hand aspects to use.
-    #[arg(long, default_value_t = AspectFilter::All,
-          value_parser = flags::choice::<AspectFilter>())]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = AspectFilter::All,
+          value_parser = flags::choice::<AspectFilter>()))]
     pub aspect: AspectFilter,
 }
 
@@ -64,22 +65,23 @@ impl DataArgs {
 
 /// The width and depth of the network (the supernet of a search, the discrete network of
 /// a training).
-#[derive(Debug, Clone, Copy, Args, Serialize, Deserialize, PartialEq)]
-#[command(next_help_heading = "Network")]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli", command(next_help_heading = "Network"))]
 pub struct NetworkArgs {
     /// Channels of the first cell (C, 1 to 256; for pcdarts a multiple of --partial-k).
-    #[arg(long, default_value_t = NetworkArgs::DEFAULT.init_channels,
-          value_parser = flags::usize_in(flags::INIT_CHANNELS))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = NetworkArgs::DEFAULT.init_channels,
+          value_parser = flags::usize_in(flags::INIT_CHANNELS)))]
     pub init_channels: usize,
     /// Number of cells (search: 1 to 64, P-DARTS takes --stages instead; train: 3 to 64).
-    #[arg(long, default_value_t = NetworkArgs::DEFAULT.layers,
-          value_parser = flags::usize_in(flags::SEARCH_LAYERS))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = NetworkArgs::DEFAULT.layers,
+          value_parser = flags::usize_in(flags::SEARCH_LAYERS)))]
     pub layers: usize,
     /// Stride of the stem's 3x3 convolution, 1 or 2: at 2 the cells see half the input's
     /// side, so a 64x64 input costs the cells what a 32x32 one does while the stem reads
     /// every pixel.
-    #[arg(long, default_value_t = NetworkArgs::DEFAULT.stem_stride,
-          value_parser = flags::usize_in(flags::STEM_STRIDE))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = NetworkArgs::DEFAULT.stem_stride,
+          value_parser = flags::usize_in(flags::STEM_STRIDE)))]
     #[serde(default = "hands_models::plan::default_stem_stride")]
     pub stem_stride: usize,
 }
@@ -104,35 +106,36 @@ impl NetworkArgs {
 /// The weights' optimiser: SGD with momentum and weight decay, a cosine learning-rate
 /// schedule and gradient-norm clipping. The defaults are `train`'s; `search` takes its
 /// algorithm's paper settings for --epochs, --batch, --lr and --lr-min.
-#[derive(Debug, Clone, Copy, Args, Serialize, Deserialize, PartialEq)]
-#[command(next_help_heading = "Optimiser")]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli", command(next_help_heading = "Optimiser"))]
 pub struct OptimiserArgs {
     /// Epochs (per stage for P-DARTS).
-    #[arg(long, default_value_t = OptimiserArgs::TRAINING.epochs,
-          value_parser = flags::usize_in(flags::EPOCHS))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = OptimiserArgs::TRAINING.epochs,
+          value_parser = flags::usize_in(flags::EPOCHS)))]
     pub epochs: usize,
     /// Batch size (1 to 1024; a search uses it for the weight and the architecture steps).
-    #[arg(long, default_value_t = OptimiserArgs::TRAINING.batch,
-          value_parser = flags::usize_in(flags::BATCH))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = OptimiserArgs::TRAINING.batch,
+          value_parser = flags::usize_in(flags::BATCH)))]
     pub batch: usize,
     /// Initial learning rate of the weights (cosine annealed per epoch).
-    #[arg(long, default_value_t = OptimiserArgs::TRAINING.lr, value_parser = flags::positive)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = OptimiserArgs::TRAINING.lr, value_parser = flags::positive))]
     pub lr: f64,
     /// Final learning rate of the cosine schedule.
-    #[arg(long, default_value_t = OptimiserArgs::TRAINING.lr_min,
-          value_parser = flags::non_negative)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = OptimiserArgs::TRAINING.lr_min,
+          value_parser = flags::non_negative))]
     pub lr_min: f64,
     /// SGD momentum, in [0, 1).
-    #[arg(long, default_value_t = OptimiserArgs::TRAINING.momentum,
-          value_parser = flags::fraction)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = OptimiserArgs::TRAINING.momentum,
+          value_parser = flags::fraction))]
     pub momentum: f64,
     /// Weight decay (L2, added to the gradient).
-    #[arg(long, default_value_t = OptimiserArgs::TRAINING.weight_decay,
-          value_parser = flags::non_negative)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = OptimiserArgs::TRAINING.weight_decay,
+          value_parser = flags::non_negative))]
     pub weight_decay: f64,
     /// Global gradient-norm clip of the weights.
-    #[arg(long, default_value_t = OptimiserArgs::TRAINING.grad_clip,
-          value_parser = flags::positive)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = OptimiserArgs::TRAINING.grad_clip,
+          value_parser = flags::positive))]
     pub grad_clip: f64,
 }
 
@@ -162,35 +165,36 @@ impl OptimiserArgs {
 }
 
 /// The run: its seed, folder, device, and how this invocation starts and ends.
-#[derive(Debug, Clone, Default, Args, Serialize, Deserialize, PartialEq)]
-#[command(next_help_heading = "Run")]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli", command(next_help_heading = "Run"))]
 pub struct RunArgs {
     /// Random seed (split when drawn here, initialisation, batches, augmentation, drop path).
-    #[arg(long, default_value_t = 0)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0))]
     pub seed: u64,
     /// Run folder (search: `runs/search-<algo>`; train: `<search run>/train` for a
     /// run-folder genotype, else `runs/train-<genotype>`; cv: `runs/cv-<genotype>`).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub out: Option<PathBuf>,
     /// Continue the run in --out from its checkpoint, with its settings (a setting given
     /// differently is refused; --data and --genotype may be left out).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub resume: bool,
     /// With --resume: run to this invocation's --epochs (per stage) instead of the run's.
-    #[arg(long, requires = "resume")]
+    #[cfg_attr(feature = "cli", arg(long, requires = "resume"))]
     #[serde(default)]
     pub extend_epochs: bool,
     /// Compute device: cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "cpu"))]
     pub device: DeviceChoice,
     /// End this invocation once this many epochs (over all stages) are complete; continue
     /// with --resume.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     #[serde(skip)]
     pub stop_after: Option<usize>,
     /// The settings given on the command line (field names; set by the binary), which a
     /// resumed run compares with the run's; `None` compares every setting.
-    #[arg(skip)]
+    #[cfg_attr(feature = "cli", arg(skip))]
     #[serde(skip)]
     pub explicit: Option<Vec<String>>,
 }

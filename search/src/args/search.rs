@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
 use hands_models::Op;
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +11,8 @@ use crate::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
 use crate::flags;
 
 /// The search algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Algo {
     /// DARTS, first order: one weight step per architecture step.
@@ -28,13 +28,14 @@ pub enum Algo {
 /// Arguments of `hands-search search`. The defaults shown for --epochs, --batch, --lr-min
 /// and --seed are DARTS' (`--algo darts`); [`SearchArgs::apply_paper_defaults`] sets the
 /// chosen algorithm's.
-#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
-#[command(
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli", command(
     mut_arg("epochs", |a| a.default_value("50")),
     mut_arg("batch", |a| a.default_value("64")),
     mut_arg("lr_min", |a| a.default_value("0.001")),
     mut_arg("seed", |a| a.default_value("2"))
-)]
+))]
 pub struct SearchArgs {
     /// Search algorithm. Each brings its paper's settings for --batch, --epochs, --lr,
     /// --lr-min, --arch-lr, --arch-warmup-epochs, --partial-k and --arch-grad-clip, each
@@ -42,39 +43,39 @@ pub struct SearchArgs {
     /// lr 0.025 to 0.001, arch lr 3e-4; pcdarts batch 256, 50 epochs, lr 0.1 to 0, arch lr
     /// 6e-4, 15 warm-up epochs, K 4; pdarts batch 96, 25 epochs per stage, lr 0.025 to 0,
     /// arch lr 6e-4, architecture gradients clipped at 5.
-    #[arg(long, value_enum, default_value_t = Algo::Darts)]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = Algo::Darts))]
     pub algo: Algo,
     /// Also mirror the images top-bottom half the time, besides DARTS' padded crop and
     /// left-right flip (as `train --vertical-flip`: hands pointing up and down).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default)]
     pub vertical_flip: bool,
     /// The images.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
     pub data: DataArgs,
     /// The supernet's width and depth.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
     pub network: NetworkArgs,
     /// The weight step.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
     pub optimiser: OptimiserArgs,
     /// The architecture step.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
     pub architecture: ArchitectureArgs,
     /// P-DARTS' stages.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
     pub pdarts: PdartsArgs,
     /// The resource budget of the final network.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
     pub budget: BudgetArgs,
     /// Seed, folder, device, resumption.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
     pub run: RunArgs,
 }
@@ -84,42 +85,43 @@ pub const SEARCH_SEED: u64 = 2;
 
 /// The architecture step: Adam on the architecture logits, its warm-up, PC-DARTS' channel
 /// sampling and the counter-measures and diagnostics of collapse.
-#[derive(Debug, Clone, Copy, Args, Serialize, Deserialize, PartialEq)]
-#[command(next_help_heading = "Architecture")]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli", command(next_help_heading = "Architecture"))]
 pub struct ArchitectureArgs {
     /// Architecture learning rate (default 3e-4, 6e-4 for pcdarts and pdarts); 0 keeps the
     /// architecture weights where they start (a baseline for what noise gives).
-    #[arg(long, value_parser = flags::non_negative)]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = flags::non_negative))]
     pub arch_lr: Option<f64>,
     /// Architecture weight decay.
-    #[arg(long, default_value_t = ArchitectureArgs::DEFAULT.arch_weight_decay,
-          value_parser = flags::non_negative)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = ArchitectureArgs::DEFAULT.arch_weight_decay,
+          value_parser = flags::non_negative))]
     pub arch_weight_decay: f64,
     /// Gradient-norm clip of the architecture parameters (default: none; 5 for pdarts, as
     /// P-DARTS clips them with its weights' clip).
-    #[arg(long, value_parser = flags::positive)]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = flags::positive))]
     #[serde(default)]
     pub arch_grad_clip: Option<f64>,
     /// PC-DARTS channel sampling factor K, 1 to 64 (default 4 for pcdarts, 1 otherwise).
-    #[arg(long, value_parser = flags::usize_in(flags::PARTIAL_K))]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = flags::usize_in(flags::PARTIAL_K)))]
     pub partial_k: Option<usize>,
     /// Architecture steps to take (per stage for pdarts), instead of --epochs: the epochs
     /// become the warm-up plus as many as these steps need, at the data's architecture
     /// batches per epoch (the smaller half of the training subjects' images / --batch). The
     /// papers' searches take thousands (DARTS on CIFAR-10: 50 epochs of 391 steps); a small
     /// data set at their epochs takes far fewer, which `finished.json` may report as noise.
-    #[arg(long, conflicts_with = "epochs", value_parser = flags::usize_in(1..=10_000_000))]
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with = "epochs", value_parser = flags::usize_in(1..=10_000_000)))]
     #[serde(default)]
     pub arch_steps: Option<usize>,
     /// Epochs with frozen architecture at the start, fewer than --epochs (default 15 for
     /// pcdarts, else 0; P-DARTS uses --stage-warmup).
-    #[arg(long, value_parser = flags::usize_in(0..=*flags::EPOCHS.end()))]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = flags::usize_in(0..=*flags::EPOCHS.end())))]
     pub arch_warmup_epochs: Option<usize>,
     /// β-DARTS' Beta-Decay regularisation of the architecture logits against collapse
     /// (`hands_search::architect::add_beta_decay`): its weight at the last epoch, reached
     /// linearly from 0 at the first architecture epoch of each stage; 0 turns it off.
-    #[arg(long, default_value_t = ArchitectureArgs::DEFAULT.beta_decay,
-          value_parser = flags::non_negative)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = ArchitectureArgs::DEFAULT.beta_decay,
+          value_parser = flags::non_negative))]
     #[serde(default)]
     pub beta_decay: f64,
     /// R-DARTS' sharpness diagnostic: the largest eigenvalue of the Hessian of the
@@ -128,27 +130,27 @@ pub struct ArchitectureArgs {
     /// negative eigenvalue dominates), taken after every epoch on one fixed batch of the
     /// architecture half and logged as `hessian_eigenvalue` (0 = off, at most 100; each
     /// iteration costs two forward-backward passes).
-    #[arg(long, default_value_t = ArchitectureArgs::DEFAULT.hessian_iterations,
-          value_parser = flags::usize_in(0..=100))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = ArchitectureArgs::DEFAULT.hessian_iterations,
+          value_parser = flags::usize_in(0..=100)))]
     #[serde(default)]
     pub hessian_iterations: usize,
     /// R-DARTS' early stop (DARTS-ES): end the search once the eigenvalue averaged over the
     /// last --early-stop-window epochs exceeds this factor times its average over the window
     /// before, keeping the genotype of the last epoch before the rise (R-DARTS: 1.33, i.e.
     /// 1 / 0.75). Needs --hessian-iterations; not with pdarts.
-    #[arg(long, value_parser = flags::positive)]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = flags::positive))]
     #[serde(default)]
     pub early_stop_factor: Option<f64>,
     /// The early stop's window, in epochs (1 to 100; R-DARTS: 5).
-    #[arg(long, default_value_t = ArchitectureArgs::DEFAULT.early_stop_window,
-          value_parser = flags::usize_in(1..=100))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = ArchitectureArgs::DEFAULT.early_stop_window,
+          value_parser = flags::usize_in(1..=100)))]
     #[serde(default = "default_early_stop_window")]
     pub early_stop_window: usize,
     /// The early stop's first epoch: it never goes back to an epoch before this one
     /// (R-DARTS' `es_start_epoch`: 10), and it compares only epochs with architecture steps
     /// (after --arch-warmup-epochs).
-    #[arg(long, default_value_t = ArchitectureArgs::DEFAULT.early_stop_start,
-          value_parser = flags::usize_in(0..=*flags::EPOCHS.end()))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = ArchitectureArgs::DEFAULT.early_stop_start,
+          value_parser = flags::usize_in(0..=*flags::EPOCHS.end())))]
     #[serde(default = "default_early_stop_start")]
     pub early_stop_start: usize,
 }
@@ -174,28 +176,29 @@ impl ArchitectureArgs {
 /// P-DARTS' stages: the depth, candidate operations and skip-connect dropout of each (the
 /// three lists run in parallel, one entry per stage), its warm-up and the final cell's skip
 /// limit. Read only with `--algo pdarts`.
-#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
-#[command(next_help_heading = "P-DARTS")]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli", command(next_help_heading = "P-DARTS"))]
 pub struct PdartsArgs {
     /// Cells per stage.
-    #[arg(long, value_delimiter = ',', default_value = "5,11,17",
-          value_parser = flags::usize_in(flags::SEARCH_LAYERS))]
+    #[cfg_attr(feature = "cli", arg(long, value_delimiter = ',', default_value = "5,11,17",
+          value_parser = flags::usize_in(flags::SEARCH_LAYERS)))]
     pub stages: Vec<usize>,
     /// Candidate operations per edge in each stage (1 to the number of operations, 8;
     /// default: all of them, then 5, then 3).
-    #[arg(long, value_delimiter = ',', default_values_t = PdartsArgs::default().stage_ops,
-          value_parser = flags::usize_in(1..=Op::ALL.len() as u64))]
+    #[cfg_attr(feature = "cli", arg(long, value_delimiter = ',', default_values_t = PdartsArgs::default().stage_ops,
+          value_parser = flags::usize_in(1..=Op::ALL.len() as u64)))]
     pub stage_ops: Vec<usize>,
     /// Skip-connect dropout rate per stage, in [0, 1).
-    #[arg(long, value_delimiter = ',', default_value = "0.1,0.4,0.7",
-          value_parser = flags::fraction)]
+    #[cfg_attr(feature = "cli", arg(long, value_delimiter = ',', default_value = "0.1,0.4,0.7",
+          value_parser = flags::fraction))]
     pub skip_dropout: Vec<f64>,
     /// Weight-only warm-up epochs of each stage, fewer than --epochs.
-    #[arg(long, default_value_t = Algo::Pdarts.paper_defaults().arch_warmup,
-          value_parser = flags::usize_in(0..=*flags::EPOCHS.end()))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = Algo::Pdarts.paper_defaults().arch_warmup,
+          value_parser = flags::usize_in(0..=*flags::EPOCHS.end())))]
     pub stage_warmup: usize,
     /// Most skip connections in the final normal cell (0 to 8).
-    #[arg(long, default_value_t = 2, value_parser = flags::usize_in(0..=8))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 2, value_parser = flags::usize_in(0..=8)))]
     pub max_skip: usize,
 }
 
@@ -246,38 +249,39 @@ impl PdartsArgs {
 
 /// A resource budget on the final network ([`crate::budget`]): off unless --cost and
 /// --cost-target are given.
-#[derive(Debug, Clone, Copy, Args, Serialize, Deserialize, PartialEq)]
-#[command(next_help_heading = "Resource budget")]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli", command(next_help_heading = "Resource budget"))]
 pub struct BudgetArgs {
     /// What the budget counts in the final network: `mflops` (millions of multiply-adds of
     /// one image), `params` (millions of parameters) or `latency` (milliseconds of one ONNX
     /// Runtime CPU run at batch 1 with the search's threads, from a latency lookup table
     /// measured on this machine and cached).
-    #[arg(long, value_enum, requires = "cost_target")]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, requires = "cost_target"))]
     #[serde(default)]
     pub cost: Option<CostMeasure>,
     /// The target in --cost's unit: an expected cost above it is penalised.
-    #[arg(long, value_parser = flags::positive, requires = "cost")]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = flags::positive, requires = "cost"))]
     #[serde(default)]
     pub cost_target: Option<f64>,
     /// Weight of the penalty `max(0, E[cost] / target - 1)` in the architecture loss.
-    #[arg(long, default_value_t = BudgetArgs::DEFAULT.cost_weight,
-          value_parser = flags::non_negative)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = BudgetArgs::DEFAULT.cost_weight,
+          value_parser = flags::non_negative))]
     #[serde(default = "default_cost_weight")]
     pub cost_weight: f64,
     /// Channels of the final network's first cell, which the costs are of.
-    #[arg(long, default_value_t = BudgetArgs::DEFAULT.cost_init_channels,
-          value_parser = flags::usize_in(flags::INIT_CHANNELS))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = BudgetArgs::DEFAULT.cost_init_channels,
+          value_parser = flags::usize_in(flags::INIT_CHANNELS)))]
     #[serde(default = "default_cost_init_channels")]
     pub cost_init_channels: usize,
     /// Cells of the final network, which the costs are of (3 to 64).
-    #[arg(long, default_value_t = BudgetArgs::DEFAULT.cost_layers,
-          value_parser = flags::usize_in(flags::TRAIN_LAYERS))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = BudgetArgs::DEFAULT.cost_layers,
+          value_parser = flags::usize_in(flags::TRAIN_LAYERS)))]
     #[serde(default = "default_cost_layers")]
     pub cost_layers: usize,
     /// Derive only genotypes within the target: when the argmax genotype is over it, trade
     /// the weakest choices for cheaper ones until it fits (`derive::fit_to_budget`).
-    #[arg(long, requires = "cost")]
+    #[cfg_attr(feature = "cli", arg(long, requires = "cost"))]
     #[serde(default)]
     pub cost_strict: bool,
 }
@@ -611,7 +615,8 @@ pub struct StagePlan {
 }
 
 /// What a budget counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum CostMeasure {
     /// Millions of multiply-adds of one image.
@@ -623,7 +628,7 @@ pub enum CostMeasure {
     Latency,
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use super::*;
 

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use clap::Args;
 use hands_models::genotype::GENOTYPE_FILE;
 use serde::{Deserialize, Serialize};
 
@@ -14,138 +13,140 @@ use hands_data::{Augment, AugmentRecipe};
 use hands_reports::run_dir::RunDir;
 
 /// Arguments of `hands-search train`.
-#[derive(Debug, Clone, Args, Serialize, Deserialize, PartialEq)]
-#[command(mut_arg("layers", |a| a.value_parser(flags::usize_in(flags::TRAIN_LAYERS))))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli", command(mut_arg("layers", |a| a.value_parser(flags::usize_in(flags::TRAIN_LAYERS)))))]
 pub struct TrainArgs {
     /// The genotype: a published name (DARTS_V1, DARTS_V2, PC_DARTS_cifar, PDARTS),
     /// `random:SEED` (drawn uniformly from the search space, the random baseline), a search run
     /// folder (its genotype.json, and its split.json unless --split-file), or a file in JSON or
     /// DARTS' Python notation.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub genotype: String,
     /// Train the genotype of a search run folder that has not finished (its genotype of the
     /// last epoch run); without it such a folder is refused.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default)]
     pub allow_unfinished: bool,
     /// The subject split to use (default: the search run's split.json when --genotype is a
     /// run folder or a file in one, else a new split drawn with --seed).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub split_file: Option<PathBuf>,
     /// Share of the subjects (per label) held out as test subjects when the split is drawn
     /// here; the validation share is 0.15. 0 trains on every subject but the validation ones
     /// (a final model, measured by cross-validation instead).
-    #[arg(long, default_value_t = TrainArgs::TEST_SHARE, value_parser = flags::test_share)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = TrainArgs::TEST_SHARE, value_parser = flags::test_share))]
     #[serde(default = "default_test_share")]
     pub test_share: f64,
     /// A `hands-search cv` run folder that cross-validated this training's genotype with
     /// this training's settings: its figures go into the model card as the headline metrics
     /// (refused when the settings differ).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default)]
     pub cross_validation: Option<PathBuf>,
     /// Which epoch's weights are kept: `accuracy`, the best validation mean per-class
     /// accuracy (ties: the lower validation loss); `loss`, the lowest validation loss;
     /// `last`, the last epoch (the validation share is then only watched; the only rule a
     /// split without validation subjects allows).
-    #[arg(long, value_enum, default_value_t = SelectBy::Accuracy)]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = SelectBy::Accuracy))]
     #[serde(default)]
     pub select: SelectBy,
     /// Before each validation, and so in the weights kept, replace the BatchNorm running
     /// statistics (a moving average over the last few batches, taken while the weights
     /// moved) by the average batch statistics of the current weights over one more pass of
     /// the training images, augmented and batched as in training ("precise BN").
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default)]
     pub precise_bn: bool,
     /// The images.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
     pub data: DataArgs,
     /// The network's width and depth.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
     pub network: NetworkArgs,
     /// The weights' optimiser.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
     pub optimiser: OptimiserArgs,
     /// Auxiliary head, drop path, augmentation, loss.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
     pub regularisation: RegularisationArgs,
     /// Seed, folder, device, resumption.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
     pub run: RunArgs,
 }
 
 /// What keeps the trained network from fitting its few subjects by heart: the auxiliary
 /// head, drop path, augmentation, label smoothing and the class weighting of the loss.
-#[derive(Debug, Clone, Copy, Args, Serialize, Deserialize, PartialEq)]
-#[command(next_help_heading = "Regularisation")]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(feature = "cli", command(next_help_heading = "Regularisation"))]
 pub struct RegularisationArgs {
     /// Weight of the auxiliary head's loss (0 builds no auxiliary head).
-    #[arg(long, default_value_t = RegularisationArgs::DEFAULT.auxiliary_weight,
-          value_parser = flags::non_negative)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = RegularisationArgs::DEFAULT.auxiliary_weight,
+          value_parser = flags::non_negative))]
     pub auxiliary_weight: f64,
     /// Final drop-path probability, ramped linearly from 0 over the epochs; in [0, 1).
-    #[arg(long, default_value_t = RegularisationArgs::DEFAULT.drop_path,
-          value_parser = flags::fraction)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = RegularisationArgs::DEFAULT.drop_path,
+          value_parser = flags::fraction))]
     pub drop_path: f64,
     /// Cutout square side in pixels (0 = off; at most 512).
-    #[arg(long, default_value_t = RegularisationArgs::DEFAULT.cutout,
-          value_parser = flags::u32_in(0..=512))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = RegularisationArgs::DEFAULT.cutout,
+          value_parser = flags::u32_in(0..=512)))]
     pub cutout: u32,
     /// Label smoothing of the cross-entropy loss, in [0, 1).
-    #[arg(long, default_value_t = RegularisationArgs::DEFAULT.label_smoothing,
-          value_parser = flags::fraction)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = RegularisationArgs::DEFAULT.label_smoothing,
+          value_parser = flags::fraction))]
     pub label_smoothing: f64,
     /// How the loss weighs the classes: `balanced` (each class by N / (K n_c) over the
     /// training images) or `none`.
-    #[arg(long, value_enum, default_value_t = RegularisationArgs::DEFAULT.class_weight)]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = RegularisationArgs::DEFAULT.class_weight))]
     #[serde(default = "unweighted")]
     pub class_weight: ClassWeight,
     /// Training augmentation: `photo` (random resized crop, rotation, flip, colour jitter) or
     /// `darts` (DARTS' padded crop and flip); --cutout, --vertical-flip and --colour-jitter
     /// adjust either.
-    #[arg(long, default_value_t = RegularisationArgs::DEFAULT.augment,
-          value_parser = flags::choice::<AugmentRecipe>())]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = RegularisationArgs::DEFAULT.augment,
+          value_parser = flags::choice::<AugmentRecipe>()))]
     #[serde(default = "darts_augment")]
     pub augment: AugmentRecipe,
     /// Also mirror training images top-bottom half the time, so that a hand pointing down
     /// reads as one pointing up (11K Hands' originals point down, its older square copies
     /// up).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default)]
     pub vertical_flip: bool,
     /// Brightness, contrast and saturation jitter of the training images, each factor drawn
     /// from [1 - J, 1 + J], in place of the recipe's own (`photo` 0.2, `darts` 0); in [0, 1).
-    #[arg(long, value_name = "J", value_parser = flags::fraction)]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "J", value_parser = flags::fraction))]
     #[serde(default)]
     pub colour_jitter: Option<f64>,
     /// Probability of turning a training image grey (its luma in all three channels, as
     /// torchvision's `RandomGrayscale`); in [0, 1).
-    #[arg(long, value_name = "P", default_value_t = RegularisationArgs::DEFAULT.greyscale,
-          value_parser = flags::fraction)]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "P", default_value_t = RegularisationArgs::DEFAULT.greyscale,
+          value_parser = flags::fraction))]
     #[serde(default)]
     pub greyscale: f64,
     /// Mixup's alpha (Zhang et al. 2018): each training batch is blended with a shuffled
     /// copy of itself by a weight drawn from Beta(alpha, alpha), the loss likewise (0 = off).
-    #[arg(long, value_name = "ALPHA", default_value_t = RegularisationArgs::DEFAULT.mixup,
-          value_parser = flags::non_negative)]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "ALPHA", default_value_t = RegularisationArgs::DEFAULT.mixup,
+          value_parser = flags::non_negative))]
     #[serde(default)]
     pub mixup: f64,
     /// Share of original photos (images that are not square: 11K Hands' 4:3 originals, like
     /// a user's own) in each training epoch, in (0, 1): originals drawn more often and the
     /// square copies less (or the reverse), the epoch's length kept. Default: the training
     /// images' own share.
-    #[arg(long, value_name = "S", value_parser = flags::open_fraction)]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "S", value_parser = flags::open_fraction))]
     #[serde(default)]
     pub originals_share: Option<f64>,
     /// Loss weight of original photos (images that are not square) against 1 for the square
     /// copies, every image still drawn once an epoch; positive. Default: no weighting.
-    #[arg(long, value_name = "W", value_parser = flags::positive)]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "W", value_parser = flags::positive))]
     #[serde(default)]
     pub originals_weight: Option<f64>,
 }
@@ -305,7 +306,8 @@ impl TrainArgs {
 }
 
 /// How the epoch whose weights are kept is chosen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum SelectBy {
     /// The best validation mean per-class accuracy (ties: the lower validation loss), so
@@ -334,7 +336,8 @@ impl SelectBy {
 }
 
 /// How the training loss weighs the classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum ClassWeight {
     /// Every image counts the same (the majority class dominates the loss).
@@ -370,7 +373,7 @@ impl ClassWeight {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use super::*;
 
