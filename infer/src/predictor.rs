@@ -261,7 +261,7 @@ pub(crate) fn open_session(
 /// `init_channels` on `size` x `size` inputs: its input floats three times (the decoded
 /// batch waiting, the batch being decoded, the session's input tensor) and the network's
 /// activations inside ONNX Runtime, which grow with `init_channels`
-/// ([`ACTIVATION_PLANES_PER_CHANNEL`] planes per channel).
+/// (`ACTIVATION_PLANES_PER_CHANNEL` planes per channel).
 pub fn bytes_per_image(size: u32, init_channels: usize) -> u64 {
     let plane = 4 * u64::from(size).pow(2);
     plane * (3 * 3 + ACTIVATION_PLANES_PER_CHANNEL * init_channels as u64)

@@ -10,7 +10,7 @@
 //! libjpeg-turbo at 1/8 scale, against ~2 ms for Pillow's `draft()`. Hence:
 //!
 //! - JPEG: libjpeg-turbo decodes at the smallest DCT scale (1/8, 1/4, 1/2 or 1) that keeps
-//!   both sides at least the input size, see [`jpeg`].
+//!   both sides at least the input size, see `jpeg`.
 //! - PNG, BMP, WebP (and CMYK JPEGs): the `image` crate decodes at full size.
 //! - Then the EXIF orientation is applied and the image is stretched to a square with a
 //!   bilinear (triangle) filter by `fast_image_resize`.

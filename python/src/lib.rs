@@ -4,7 +4,7 @@
 //!
 //! The Python side (`python/hands_infer/`) re-exports what is here and adds the Ray Data job;
 //! `python/hands_infer/_native.pyi` holds the type stubs. The GIL is released while images
-//! are decoded and the network runs, so one [`predictor::PyPredictor`] serves several Python
+//! are decoded and the network runs, so one `predictor::PyPredictor` serves several Python
 //! threads at once.
 
 use pyo3::prelude::*;

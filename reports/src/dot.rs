@@ -86,7 +86,7 @@ fn dot_of(edges: &[Edge], concat: &[usize], name: &str) -> String {
 }
 
 /// The SVG picture of one cell of `genotype`: the graph of [`cell_dot`], laid out left to right
-/// the way Graphviz' `dot` would (see [`layout_cell`]) and drawn in Rust.
+/// the way Graphviz' `dot` would (see `layout_cell`) and drawn in Rust.
 pub fn cell_svg(genotype: &Genotype, reduction: bool) -> String {
     let (edges, concat) = genotype.cell(reduction);
     let title = if reduction {

@@ -53,7 +53,7 @@ impl Preprocess {
 }
 
 /// A cell's two inputs brought to its `C` channels and resolution (`preprocess0`: the cell
-/// before the previous one, see [`Preprocess`]; `preprocess1`: the previous cell, a 1x1
+/// before the previous one, see `Preprocess`; `preprocess1`: the previous cell, a 1x1
 /// ReLU-conv-BN). The discrete cells and the search cells both start with it.
 #[derive(Debug, Clone)]
 pub struct CellInputs {

@@ -2,7 +2,7 @@
 //!
 //! A plain `fold` adds one element after the other: every addition waits for the one before,
 //! and the compiler may not reorder float additions to vectorise them. These keep
-//! [`SUM_LANES`] partial sums (one AVX-512 register of `f32`) and add them up at the end,
+//! `SUM_LANES` partial sums (one AVX-512 register of `f32`) and add them up at the end,
 //! which the compiler turns into vector additions; they are also compiled for AVX2 + FMA and
 //! AVX-512, chosen at run time. The result differs from a sequential sum by rounding only.
 
