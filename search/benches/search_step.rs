@@ -19,9 +19,9 @@ use hands_models::device::DeviceChoice;
 use hands_models::Op;
 use hands_search::architect::LabelledBatch;
 use hands_search::args::search::{Algo, SearchArgs};
-use hands_search::device::open_device;
 use hands_search::stage_run::StageRun;
 use hands_search::supernet::{Supernet, SupernetConfig};
+use hands_train::device::open_device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -75,7 +75,7 @@ fn main() -> Result<()> {
     let bench = BenchArgs::parse();
     // As `hands-search` does at start-up.
     let heap_reuse = hands_search::memory::keep_freed_tensor_memory();
-    hands_search::device::set_cpu_threads(bench.threads)?;
+    hands_train::device::set_cpu_threads(bench.threads)?;
     let pdarts = bench.algo == Algo::Pdarts;
     let partial_k = bench
         .partial_k

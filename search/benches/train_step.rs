@@ -22,7 +22,7 @@ use clap::Parser;
 use hands_models::device::DeviceChoice;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::Genotype;
-use hands_search::device::open_device;
+use hands_train::device::open_device;
 use hands_train::optim::trainable_vars;
 use hands_train::optim::{Sgd, SgdConfig};
 use hands_train::step::{train_step, StepConfig};
@@ -75,7 +75,7 @@ fn main() -> Result<()> {
     let bench = BenchArgs::parse();
     // As `hands-search` does at start-up.
     hands_search::memory::keep_freed_tensor_memory();
-    hands_search::device::set_cpu_threads(bench.threads)?;
+    hands_train::device::set_cpu_threads(bench.threads)?;
     let device = open_device(bench.device)?;
     let config = NetworkConfig {
         init_channels: bench.init_channels,

@@ -12,9 +12,9 @@ use anyhow::Context;
 use hands_export::{export, ExportOptions, OnnxOptions, Parity};
 use hands_infer::{Options, Predictor};
 use hands_search::args::search::{Algo, SearchArgs};
-use hands_search::args::train::TrainArgs;
 use hands_search::search::run_search;
-use hands_search::train::train;
+use hands_train::args::train::TrainArgs;
+use hands_train::train::train;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

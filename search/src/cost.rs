@@ -15,10 +15,10 @@ use hands_models::output::write_atomic;
 use hands_models::Genotype;
 use serde::Serialize;
 
-use crate::args::NetworkArgs;
 use crate::final_network::FinalNetwork;
-use crate::flags;
 use crate::latency::{network_graph, network_latency_ms, LatencyModel, Machine};
+use hands_train::args::NetworkArgs;
+use hands_train::flags;
 
 /// Arguments of `hands-search cost`.
 #[derive(Debug, Clone)]
@@ -32,7 +32,7 @@ pub struct CostArgs {
     #[cfg_attr(feature = "cli", command(flatten))]
     pub network: NetworkArgs,
     /// Side of the square input images (8 to 512).
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = crate::args::DataArgs::SIZE, value_parser = flags::u32_in(flags::SIZE)))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = hands_train::args::DataArgs::SIZE, value_parser = flags::u32_in(flags::SIZE)))]
     pub size: u32,
     /// Classes of the classifier (2 to 1000).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 2, value_parser = flags::usize_in(2..=1000)))]

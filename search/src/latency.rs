@@ -40,8 +40,8 @@ use hands_models::{Genotype, ModelCard, Op};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::inference_tensors;
 use crate::final_network::FinalNetwork;
+use hands_train::checkpoint::inference_tensors;
 
 /// Random genotypes a latency table is fitted to.
 pub const FIT_NETWORKS: usize = 48;

@@ -8,18 +8,18 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Subcommand};
 
 use hands_reports::plot::plot_run;
-use hands_search::args::cv::CvArgs;
 use hands_search::args::search::SearchArgs;
 use hands_search::args::stored::complete_resume;
-use hands_search::args::train::TrainArgs;
-use hands_search::calibrate::{run_calibrate, CalibrateArgs};
-use hands_search::compare::{run_compare, CompareArgs};
 use hands_search::cost::{run_cost, CostArgs};
-use hands_search::cv::run_cv;
-use hands_search::ensemble::{run_ensemble, EnsembleArgs};
-use hands_search::eval::{run_eval, EvalArgs};
 use hands_search::search::run_search;
-use hands_search::train::run_train;
+use hands_train::args::cv::CvArgs;
+use hands_train::args::train::TrainArgs;
+use hands_train::calibrate::{run_calibrate, CalibrateArgs};
+use hands_train::compare::{run_compare, CompareArgs};
+use hands_train::cv::run_cv;
+use hands_train::ensemble::{run_ensemble, EnsembleArgs};
+use hands_train::eval::{run_eval, EvalArgs};
+use hands_train::train::run_train;
 
 /// Differentiable architecture search for hand-gender networks.
 #[derive(Debug, clap::Parser)]
@@ -29,7 +29,7 @@ struct Cli {
     command: Command,
     /// CPU threads for the kernels, matrix products and image decoding, 1 to 1024 (default:
     /// all cores).
-    #[arg(long, global = true, value_parser = hands_search::flags::usize_in(1..=1024))]
+    #[arg(long, global = true, value_parser = hands_train::flags::usize_in(1..=1024))]
     threads: Option<usize>,
 }
 
@@ -119,7 +119,7 @@ fn run() -> Result<()> {
     let threads = cli.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    hands_search::device::set_cpu_threads(threads)?;
+    hands_train::device::set_cpu_threads(threads)?;
     match &cli.command {
         Command::Search(args) => run_search(args),
         Command::Train(args) => run_train(args),

@@ -16,13 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::args::search::StagePlan;
 use crate::args::search::{Algo, SearchArgs};
 use crate::budget::CostSource;
-use crate::checkpoint;
-use crate::device::open_device;
 use crate::final_network::FinalNetwork;
 use crate::hessian;
 use crate::latency::{LatencyModel, Machine};
 use crate::pdarts::{prune_candidates, skip_fallback};
-use crate::resume::{self, changed_settings, Epochs};
 use crate::search_state::{EarlyStop, SearchState};
 use crate::stage_run::{ArchValues, StageRun};
 use crate::supernet::{Supernet, SupernetConfig};
@@ -34,6 +31,9 @@ use hands_reports::outputs::{in_folder, Inputs};
 use hands_reports::records::{EpochStats, SearchEpoch};
 use hands_reports::run_dir::{RunDir, SEARCH_FILES};
 use hands_reports::runlog::RunLog;
+use hands_train::checkpoint;
+use hands_train::device::open_device;
+use hands_train::resume::{self, changed_settings, Epochs};
 
 /// What `finished.json` records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

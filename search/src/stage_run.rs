@@ -20,13 +20,13 @@ use crate::budget::{Budget, CostSource};
 use crate::derive::{derive_genotype, fit_to_budget};
 use crate::hessian;
 use crate::pdarts::{limit_skips, skip_dropout_rate};
-use crate::schedule::{beta_decay_weight, cosine_lr};
 use crate::search_state::SearchState;
 use crate::supernet::{SkipDropout, Supernet, EDGES};
 use hands_data::{Batch, Loader};
 use hands_reports::records::EpochStats;
 use hands_reports::runlog::progress_bar;
 use hands_train::optim::{clip_grad_norm, Adam, AdamConfig, Sgd, SgdConfig};
+use hands_train::schedule::{beta_decay_weight, cosine_lr};
 
 /// The ChaCha stream of the Hessian power iteration's start vectors.
 const HESSIAN_STREAM: u64 = 7;

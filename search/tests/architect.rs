@@ -8,8 +8,8 @@ use hands_search::architect::{
     add_beta_decay, first_order, second_order, LabelledBatch, Unrolling,
 };
 use hands_search::hessian::{architecture_eigenvalue, architecture_gradient, PowerIteration};
-use hands_search::schedule::beta_decay_weight;
 use hands_search::supernet::{Supernet, SupernetConfig};
+use hands_train::schedule::beta_decay_weight;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -15,18 +15,18 @@ use hands_data::{
 };
 use hands_models::card::MeanStd;
 use hands_models::graph::argmax;
-use hands_search::args::cv::CvArgs;
-use hands_search::args::train::{ClassWeight, SelectBy};
-use hands_search::calibrate::{run_calibrate, CalibrateArgs};
-use hands_search::compare::compare;
-use hands_search::cv::cross_validate;
-use hands_search::cv_report::{CvReport, FoldResult};
-use hands_search::ensemble::ensemble;
-use hands_search::eval::mirror;
-use hands_search::eval::{eval_model, load_model, EvalArgs, EvalSplit};
-use hands_search::train::train;
 use hands_tests::datasets::{class_folders, class_folders_of_two_sources};
+use hands_train::args::cv::CvArgs;
+use hands_train::args::train::{ClassWeight, SelectBy};
+use hands_train::calibrate::{run_calibrate, CalibrateArgs};
+use hands_train::compare::compare;
+use hands_train::cv::cross_validate;
+use hands_train::cv_report::{CvReport, FoldResult};
+use hands_train::ensemble::ensemble;
+use hands_train::eval::mirror;
+use hands_train::eval::{eval_model, load_model, EvalArgs, EvalSplit};
 use hands_train::step::{cross_entropy, weighted_cross_entropy};
+use hands_train::train::train;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -936,7 +936,7 @@ fn calibrate_fits_the_out_of_fold_predictions_and_writes_the_model_calibrated() 
     assert_eq!(calibration.coverage.len(), 50);
     assert!(calibration.fitted_on.contains("out-of-fold"));
     assert_eq!(calibrated.card.temperature(), calibration.temperature);
-    let weights = |m: &hands_search::eval::LoadedModel| {
+    let weights = |m: &hands_train::eval::LoadedModel| {
         let mut named: Vec<(String, Vec<f32>)> = m
             .varmap
             .data()

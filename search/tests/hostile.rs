@@ -15,12 +15,12 @@ use hands_models::device::DeviceChoice;
 use hands_reports::plot::plot_run;
 use hands_reports::run_dir::FINISHED;
 use hands_search::args::search::{Algo, SearchArgs};
-use hands_search::args::train::TrainArgs;
-use hands_search::checkpoint;
-use hands_search::eval::{eval_model, run_eval, EvalArgs, EvalSplit};
 use hands_search::search::run_search;
-use hands_search::train::train;
 use hands_tests::datasets::hands_info;
+use hands_train::args::train::TrainArgs;
+use hands_train::checkpoint;
+use hands_train::eval::{eval_model, run_eval, EvalArgs, EvalSplit};
+use hands_train::train::train;
 
 fn tiny_search(data: &Path, out: &Path) -> SearchArgs {
     let mut args = SearchArgs::new(data, Algo::Darts);

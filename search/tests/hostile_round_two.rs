@@ -12,10 +12,10 @@ use common::{tiny_cv, tiny_train, trained_model};
 use hands_models::lock::RunLock;
 use hands_models::nn::model_file::ModelFile;
 use hands_search::args::search::{Algo, SearchArgs};
-use hands_search::cv::cross_validate;
 use hands_search::search::run_search;
-use hands_search::train::train;
 use hands_tests::datasets::{class_folders, hands_info};
+use hands_train::cv::cross_validate;
+use hands_train::train::train;
 
 /// How long a run may take before it counts as hung (a guard, not a measurement).
 const HANG_GUARD: Duration = Duration::from_secs(300);
@@ -213,5 +213,5 @@ fn a_signal_keeps_the_last_checkpoint_and_removes_the_lock_and_temporaries() {
     );
 
     // The last checkpoint is whole: a resume would go on from it.
-    hands_search::checkpoint::load(&checkpoint, &candle_core::Device::Cpu).unwrap();
+    hands_train::checkpoint::load(&checkpoint, &candle_core::Device::Cpu).unwrap();
 }

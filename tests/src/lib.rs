@@ -87,7 +87,7 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 /// The tensors of `varmap` by name, in name order (the VarMap's own order is a HashMap's).
 /// They are the variables' own tensors, so gradients taken through them reach the variables;
-/// `hands_search::checkpoint::varmap_tensors` gives detached copies instead, for saving.
+/// `hands_train::checkpoint::varmap_tensors` gives detached copies instead, for saving.
 #[cfg(feature = "tensors")]
 pub fn named_tensors(varmap: &VarMap) -> BTreeMap<String, Tensor> {
     varmap

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use hands_models::preprocess::load_input;
 use hands_models::Genotype;
-use hands_search::eval::load_model;
+use hands_train::eval::load_model;
 
 use common::{have_onnx_runtime, run};
 use hands_tests::sample_dir;

@@ -10,8 +10,8 @@ use std::process::Command;
 
 use common::{binary, have_onnx_runtime};
 use hands_models::{Genotype, ModelCard};
-use hands_search::cv_report::{CvReport, MAJORITY};
 use hands_tests::sample_dir;
+use hands_train::cv_report::{CvReport, MAJORITY};
 
 fn pretrained(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

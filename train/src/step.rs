@@ -15,7 +15,7 @@ use crate::optim::{clip_grad_norm, Sgd};
 /// Loss settings of a training step.
 #[derive(Debug, Clone)]
 pub struct StepConfig {
-    /// Per-class loss weights `[K]` (`hands_search::train::ClassWeight`); `None` weighs every
+    /// Per-class loss weights `[K]` (`hands_train::train::ClassWeight`); `None` weighs every
     /// image the same.
     pub class_weights: Option<Tensor>,
     /// Weight of the auxiliary head's loss (ignored when the network has none).

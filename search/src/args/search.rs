@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use hands_models::Op;
 use serde::{Deserialize, Serialize};
 
-use crate::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
-use crate::flags;
+use hands_train::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
+use hands_train::flags;
 
 /// The search algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use hands_search::args::cv::CvArgs;
-use hands_search::args::train::TrainArgs;
-use hands_search::train::train;
 use hands_tests::datasets::hands_info;
+use hands_train::args::cv::CvArgs;
+use hands_train::args::train::TrainArgs;
+use hands_train::train::train;
 
 /// A one-epoch training of `genotype` at 16 px, batch 4, C 4, 3 cells, no cutout, into `out`.
 pub fn tiny_train(data: &Path, genotype: &str, out: &Path) -> TrainArgs {

@@ -21,11 +21,11 @@ use crate::checkpoint::{self, inference_tensors, load_varmap, varmap_tensors};
 use crate::eval::{evaluate, Evaluation};
 use crate::schedule::{cosine_lr, linear_ramp};
 
+use crate::optim::{trainable_vars, Sgd, SgdConfig};
+use crate::step::{train_step, StepConfig};
 use hands_data::{ChannelStats, Dataset, ImageCache, Loader, SourceShare, SourceWeight, Split};
 use hands_reports::records::TrainEpoch;
 use hands_reports::runlog::progress_bar;
-use hands_train::optim::{trainable_vars, Sgd, SgdConfig};
-use hands_train::step::{train_step, StepConfig};
 
 /// Checkpoint tensor prefix of the current weights.
 const MODEL_PREFIX: &str = "model.";

@@ -32,7 +32,6 @@ use crate::eval::{evaluate, Evaluation};
 use crate::learner::{EpochData, Learner, TrainState};
 use crate::provenance::Selection;
 use crate::resume::{self, changed_settings, Epochs};
-use crate::search::Finished;
 use hands_data::{ChannelStats, Dataset, Fractions, ImageCache, Part, Split};
 use hands_reports::outputs::{in_folder, Inputs};
 use hands_reports::run_dir::{self, RunDir, FINISHED, TRAIN_FILES};
@@ -306,6 +305,16 @@ fn resume_settings(state: &mut TrainState, given: &TrainArgs, out: &Path) -> Res
     state.args.check()
 }
 
+/// What training reads of a search run's `finished.json` (`hands_search::search::Finished`
+/// writes more).
+#[derive(Deserialize)]
+struct FinishedSearch {
+    /// Epochs run, over all stages.
+    epochs: usize,
+    /// The final genotype (the one in `genotype.json`).
+    genotype: Genotype,
+}
+
 /// A genotype from a search run folder must be the one the search finished with (its
 /// `finished.json`), unless `--allow-unfinished`; says which genotype is trained.
 fn check_search_finished(args: &TrainArgs, genotype: &Genotype) -> Result<()> {
@@ -316,7 +325,7 @@ fn check_search_finished(args: &TrainArgs, genotype: &Genotype) -> Result<()> {
     if finished_path.is_file() {
         let text = std::fs::read_to_string(&finished_path)
             .with_context(|| format!("cannot read {}", finished_path.display()))?;
-        let finished: Finished = serde_json::from_str(&text).with_context(|| {
+        let finished: FinishedSearch = serde_json::from_str(&text).with_context(|| {
             format!("{}: not a finished-search record", finished_path.display())
         })?;
         if finished.genotype != *genotype {
