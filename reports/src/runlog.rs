@@ -6,32 +6,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use hands_models::output::write_atomic;
+
+use crate::file_error::RunFileError;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-
-/// A run log that could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum RunLogError {
-    /// The file could not be read, written or synced.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// A record could not be written as JSON.
-    #[error("{path}: {reason}")]
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The kept records could not be written back safely (see [`hands_models::output`]).
-    #[error(transparent)]
-    Output(#[from] hands_models::Error),
-}
 
 /// A JSON-lines log of per-epoch records.
 ///
@@ -46,8 +24,8 @@ pub struct RunLog {
 
 impl RunLog {
     /// Starts an empty log at `path`, truncating an existing one.
-    pub fn create(path: &Path) -> Result<RunLog, RunLogError> {
-        let file = File::create(path).map_err(|e| io(path, e))?;
+    pub fn create(path: &Path) -> Result<RunLog, RunFileError> {
+        let file = File::create(path).map_err(|e| RunFileError::io(path, e))?;
         Ok(RunLog {
             path: path.to_path_buf(),
             file,
@@ -58,12 +36,12 @@ impl RunLog {
     /// `epoch` field is below `resumed_epoch` are kept, records of later epochs and lines
     /// that are not JSON objects are dropped (the file is rewritten atomically), and lines
     /// without an `epoch` field are kept. A missing file starts empty.
-    pub fn resume(path: &Path, resumed_epoch: usize) -> Result<RunLog, RunLogError> {
+    pub fn resume(path: &Path, resumed_epoch: usize) -> Result<RunLog, RunFileError> {
         let mut kept = String::new();
         match File::open(path) {
             Ok(file) => {
                 for line in BufReader::new(file).lines() {
-                    let line = line.map_err(|e| io(path, e))?;
+                    let line = line.map_err(|e| RunFileError::io(path, e))?;
                     let Ok(serde_json::Value::Object(record)) = serde_json::from_str(&line) else {
                         continue;
                     };
@@ -78,13 +56,13 @@ impl RunLog {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(path, e)),
+            Err(e) => return Err(RunFileError::io(path, e)),
         }
         write_atomic(path, kept.as_bytes())?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)
-            .map_err(|e| io(path, e))?;
+            .map_err(|e| RunFileError::io(path, e))?;
         Ok(RunLog {
             path: path.to_path_buf(),
             file,
@@ -92,7 +70,7 @@ impl RunLog {
     }
 
     /// Opens `path` fresh (`resume_from = None`) or for a run resumed at that epoch.
-    pub fn open(path: &Path, resume_from: Option<usize>) -> Result<RunLog, RunLogError> {
+    pub fn open(path: &Path, resume_from: Option<usize>) -> Result<RunLog, RunFileError> {
         match resume_from {
             None => RunLog::create(path),
             Some(epoch) => RunLog::resume(path, epoch),
@@ -100,28 +78,20 @@ impl RunLog {
     }
 
     /// Appends `record` as one line and flushes it.
-    pub fn write(&mut self, record: &impl Serialize) -> Result<(), RunLogError> {
-        let mut line = serde_json::to_string(record).map_err(|e| RunLogError::Format {
-            path: self.path.clone(),
-            reason: format!("cannot serialise record: {e}"),
+    pub fn write(&mut self, record: &impl Serialize) -> Result<(), RunFileError> {
+        let mut line = serde_json::to_string(record).map_err(|e| {
+            RunFileError::format(&self.path, format!("cannot serialise record: {e}"))
         })?;
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
             .and_then(|()| self.file.flush())
-            .map_err(|e| io(&self.path, e))
+            .map_err(|e| RunFileError::io(&self.path, e))
     }
 
     /// The file written.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-}
-
-fn io(path: &Path, source: std::io::Error) -> RunLogError {
-    RunLogError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 

@@ -10,13 +10,14 @@
 //! refused, not resumed into another run.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use hands_models::nn::model_file;
 use hands_models::plan::{is_under, AUXILIARY};
 use hands_models::seal::Seal;
+use hands_reports::file_error::RunFileError;
 use serde::Serialize;
 
 /// Metadata key of the run state JSON in a checkpoint.
@@ -27,54 +28,14 @@ pub const CHECKSUM_METADATA_KEY: &str = "hands.tensors_crc32";
 /// A safetensors file's `__metadata__`: string keys to string values.
 pub type Metadata = HashMap<String, String>;
 
-/// What can go wrong reading or writing a checkpoint; every variant names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    /// The file could not be read, written, synced or renamed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// The file is not a valid checkpoint, or the data cannot be stored.
-    #[error("{path}: {reason}")]
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The file could not be written safely (see [`hands_models::output`]).
-    #[error(transparent)]
-    Output(#[from] hands_models::Error),
-}
-
-impl CheckpointError {
-    fn io(path: &Path, source: std::io::Error) -> Self {
-        CheckpointError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-
-    fn format(path: &Path, reason: impl ToString) -> Self {
-        CheckpointError::Format {
-            path: path.to_path_buf(),
-            reason: reason.to_string(),
-        }
-    }
-}
-
 /// Saves `tensors` and the JSON of `state` to `path` atomically, see the module docs.
 pub fn save(
     path: &Path,
     tensors: &[(String, Tensor)],
     state: &impl Serialize,
-) -> Result<(), CheckpointError> {
+) -> Result<(), RunFileError> {
     let json = serde_json::to_string(state)
-        .map_err(|e| CheckpointError::format(path, format!("cannot serialise state: {e}")))?;
+        .map_err(|e| RunFileError::format(path, format!("cannot serialise state: {e}")))?;
     let metadata = HashMap::from([(STATE_METADATA_KEY.to_string(), json)]);
     write_safetensors(path, tensors, metadata, true)
 }
@@ -83,23 +44,23 @@ pub fn save(
 pub fn load(
     path: &Path,
     device: &Device,
-) -> Result<(HashMap<String, Tensor>, serde_json::Value), CheckpointError> {
+) -> Result<(HashMap<String, Tensor>, serde_json::Value), RunFileError> {
     let bytes = read_file(path)?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| CheckpointError::format(path, format!("not a valid safetensors file: {e}")))?;
+        .map_err(|e| RunFileError::format(path, format!("not a valid safetensors file: {e}")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
     let stored = metadata.get(CHECKSUM_METADATA_KEY).ok_or_else(|| {
-        CheckpointError::format(
+        RunFileError::format(
             path,
             format!("no `{CHECKSUM_METADATA_KEY}` metadata: not a checkpoint of this version"),
         )
     })?;
     let parsed = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| CheckpointError::format(path, format!("not a valid safetensors file: {e}")))?;
+        .map_err(|e| RunFileError::format(path, format!("not a valid safetensors file: {e}")))?;
     let tensors = parsed.tensors();
     let actual = checksum(tensors.iter().map(|(name, view)| (name.as_str(), view)));
     if *stored != actual {
-        return Err(CheckpointError::format(
+        return Err(RunFileError::format(
             path,
             format!(
                 "its tensors do not match their checksum (stored {stored}, computed {actual}): \
@@ -108,15 +69,15 @@ pub fn load(
         ));
     }
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-        .map_err(|e| CheckpointError::format(path, format!("not a valid safetensors file: {e}")))?;
+        .map_err(|e| RunFileError::format(path, format!("not a valid safetensors file: {e}")))?;
     let json = metadata.get(STATE_METADATA_KEY).ok_or_else(|| {
-        CheckpointError::format(
+        RunFileError::format(
             path,
             format!("not a checkpoint: no `{STATE_METADATA_KEY}` metadata"),
         )
     })?;
     let state = serde_json::from_str(json)
-        .map_err(|e| CheckpointError::format(path, format!("bad state JSON: {e}")))?;
+        .map_err(|e| RunFileError::format(path, format!("bad state JSON: {e}")))?;
     Ok((tensors, state))
 }
 
@@ -128,14 +89,14 @@ fn write_safetensors(
     tensors: &[(String, Tensor)],
     mut metadata: HashMap<String, String>,
     with_checksum: bool,
-) -> Result<(), CheckpointError> {
-    let cpu = model_file::serializable(tensors).map_err(|e| CheckpointError::format(path, e))?;
+) -> Result<(), RunFileError> {
+    let cpu = model_file::serializable(tensors).map_err(|e| RunFileError::format(path, e))?;
     if with_checksum {
         let crc = checksum(cpu.iter().map(|(name, t)| (*name, t)));
         metadata.insert(CHECKSUM_METADATA_KEY.to_string(), crc);
     }
-    let bytes = safetensors::serialize(cpu, Some(metadata))
-        .map_err(|e| CheckpointError::format(path, e))?;
+    let bytes =
+        safetensors::serialize(cpu, Some(metadata)).map_err(|e| RunFileError::format(path, e))?;
     hands_models::output::write_atomic(path, &bytes)?;
     Ok(())
 }
@@ -148,8 +109,8 @@ fn checksum<'a, V: safetensors::View>(tensors: impl IntoIterator<Item = (&'a str
     seal.finish()
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {
-    std::fs::read(path).map_err(|e| CheckpointError::io(path, e))
+fn read_file(path: &Path) -> Result<Vec<u8>, RunFileError> {
+    std::fs::read(path).map_err(|e| RunFileError::io(path, e))
 }
 
 /// Reads a safetensors file: its tensors on `device` and its `__metadata__` (empty when the
@@ -157,10 +118,10 @@ fn read_file(path: &Path) -> Result<Vec<u8>, CheckpointError> {
 pub fn read_safetensors(
     path: &Path,
     device: &Device,
-) -> Result<(HashMap<String, Tensor>, Metadata), CheckpointError> {
+) -> Result<(HashMap<String, Tensor>, Metadata), RunFileError> {
     let bytes = read_file(path)?;
     let invalid = |e: &dyn std::fmt::Display| {
-        CheckpointError::format(path, format!("not a valid safetensors file: {e}"))
+        RunFileError::format(path, format!("not a valid safetensors file: {e}"))
     };
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| invalid(&e))?;
     let metadata = header.metadata().clone().unwrap_or_default();
@@ -193,7 +154,7 @@ pub fn load_varmap(
     tensors: &HashMap<String, Tensor>,
     prefix: &str,
     path: &Path,
-) -> Result<(), CheckpointError> {
+) -> Result<(), RunFileError> {
     let vars = varmap.data().lock().expect("varmap lock");
     let mut names: Vec<&String> = vars.keys().collect();
     names.sort();
@@ -201,10 +162,10 @@ pub fn load_varmap(
         let var = &vars[name];
         let key = format!("{prefix}{name}");
         let tensor = tensors.get(&key).ok_or_else(|| {
-            CheckpointError::format(path, format!("tensor `{key}` of the network is missing"))
+            RunFileError::format(path, format!("tensor `{key}` of the network is missing"))
         })?;
         if tensor.dims() != var.dims() {
-            return Err(CheckpointError::format(
+            return Err(RunFileError::format(
                 path,
                 format!(
                     "tensor `{key}` has shape {:?}, the network expects {:?}",
@@ -217,7 +178,7 @@ pub fn load_varmap(
             .to_dtype(var.dtype())
             .and_then(|t| t.to_device(var.device()))
             .and_then(|t| var.set(&t))
-            .map_err(|e| CheckpointError::format(path, format!("tensor `{key}`: {e}")))?;
+            .map_err(|e| RunFileError::format(path, format!("tensor `{key}`: {e}")))?;
     }
     let mut extra: Vec<&String> = tensors
         .keys()
@@ -228,7 +189,7 @@ pub fn load_varmap(
         .collect();
     if !extra.is_empty() {
         extra.sort();
-        return Err(CheckpointError::format(
+        return Err(RunFileError::format(
             path,
             format!("tensors {extra:?} are not parameters of the network (another architecture?)"),
         ));
