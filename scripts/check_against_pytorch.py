@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compares one hands-search supernet with the PyTorch reference ../shared/bench/darts_ref.py.
 
-Reads what `cargo run -p hands-search --example supernet_dump` wrote (weights, architecture
+Reads what `cargo run -p hands-nas --features cli --example supernet_dump` wrote (weights, architecture
 parameters, input batches, logits, loss, gradients, Beta-Decay's gradient, the weights and
 momentum buffers after three SGD steps with momentum, weight decay and the gradient clip, and
 the unrolled second-order architecture gradient at those weights, all f64), builds the same

@@ -22,7 +22,7 @@ use hands_models::Op;
 use serde::{Deserialize, Serialize};
 
 /// Standard deviation of the architecture logits at initialisation (see
-/// `hands_search::supernet::Supernet::new`).
+/// `hands_nas::supernet::Supernet::new`).
 pub const INITIAL_LOGIT_STD: f64 = 1e-3;
 
 /// How far one cell's architecture weights have moved from uniform.

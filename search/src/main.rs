@@ -7,11 +7,10 @@ use anyhow::Result;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Subcommand};
 
+use hands_nas::args::SearchArgs;
+use hands_nas::cost::{run_cost, CostArgs};
+use hands_nas::search::run_search;
 use hands_reports::plot::plot_run;
-use hands_search::args::search::SearchArgs;
-use hands_search::args::stored::complete_resume;
-use hands_search::cost::{run_cost, CostArgs};
-use hands_search::search::run_search;
 use hands_train::args::cv::CvArgs;
 use hands_train::args::train::TrainArgs;
 use hands_train::calibrate::{run_calibrate, CalibrateArgs};
@@ -20,6 +19,10 @@ use hands_train::cv::run_cv;
 use hands_train::ensemble::{run_ensemble, EnsembleArgs};
 use hands_train::eval::{run_eval, EvalArgs};
 use hands_train::train::run_train;
+
+mod stored;
+
+use stored::complete_resume;
 
 /// Differentiable architecture search for hand-gender networks.
 #[derive(Debug, clap::Parser)]
@@ -115,7 +118,7 @@ fn run() -> Result<()> {
         | Command::Plot(_)
         | Command::Cost(_) => {}
     }
-    hands_search::memory::keep_freed_tensor_memory();
+    hands_nas::memory::keep_freed_tensor_memory();
     let threads = cli.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });

@@ -4,11 +4,9 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::loss::cross_entropy;
 use hands_models::Op;
-use hands_search::architect::{
-    add_beta_decay, first_order, second_order, LabelledBatch, Unrolling,
-};
-use hands_search::hessian::{architecture_eigenvalue, architecture_gradient, PowerIteration};
-use hands_search::supernet::{Supernet, SupernetConfig};
+use hands_nas::architect::{add_beta_decay, first_order, second_order, LabelledBatch, Unrolling};
+use hands_nas::hessian::{architecture_eigenvalue, architecture_gradient, PowerIteration};
+use hands_nas::supernet::{Supernet, SupernetConfig};
 use hands_train::schedule::beta_decay_weight;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -264,7 +262,7 @@ fn flat_arch_grads(net: &Supernet, grads: &candle_core::backprop::GradStore) -> 
 
 #[test]
 fn skip_dropout_reaches_the_architecture_gradient() {
-    use hands_search::supernet::SkipDropout;
+    use hands_nas::supernet::SkipDropout;
     let f = fixture();
     let val = LabelledBatch {
         images: &f.val.0,

@@ -5,13 +5,13 @@
 use candle_core::{DType, Device, Tensor};
 use hands_models::cost::network_cost;
 use hands_models::{Genotype, Op};
-use hands_search::args::search::CostMeasure;
-use hands_search::args::search::{Algo, SearchArgs};
-use hands_search::budget::{Budget, CostSource, CostTable};
-use hands_search::final_network::FinalNetwork;
-use hands_search::latency::{EdgeKind, LatencyModel, Machine};
-use hands_search::search::{run_search, Finished};
-use hands_search::supernet::{node_edges, Supernet, SupernetConfig};
+use hands_nas::args::CostMeasure;
+use hands_nas::args::{Algo, SearchArgs};
+use hands_nas::budget::{Budget, CostSource, CostTable};
+use hands_nas::final_network::FinalNetwork;
+use hands_nas::latency::{EdgeKind, LatencyModel, Machine};
+use hands_nas::search::{run_search, Finished};
+use hands_nas::supernet::{node_edges, Supernet, SupernetConfig};
 use hands_tests::datasets::class_folders;
 
 const FINAL: FinalNetwork = FinalNetwork {

@@ -8,9 +8,9 @@ use hands_infer::timing::LATENCY_BATCHES;
 use hands_models::cost::network_cost;
 use hands_models::nn::network::{parameter_count, Network, NetworkConfig};
 use hands_models::Genotype;
-use hands_search::cost::{measure_cost, run_cost, CostArgs};
-use hands_search::final_network::FinalNetwork;
-use hands_search::latency::{LatencyModel, Machine, FIT_NETWORKS};
+use hands_nas::cost::{measure_cost, run_cost, CostArgs};
+use hands_nas::final_network::FinalNetwork;
+use hands_nas::latency::{LatencyModel, Machine, FIT_NETWORKS};
 use hands_train::args::NetworkArgs;
 
 fn args(genotype: &str, init_channels: usize, layers: usize, size: u32, runs: usize) -> CostArgs {

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use hands_models::Genotype;
+use hands_nas::args::{Algo, SearchArgs};
+use hands_nas::hessian::early_stop_epoch;
+use hands_nas::search::{run_search, Finished};
 use hands_reports::run_dir::FINISHED;
-use hands_search::args::search::{Algo, SearchArgs};
-use hands_search::hessian::early_stop_epoch;
-use hands_search::search::{run_search, Finished};
 use hands_tests::datasets::class_folders;
 
 fn tiny(data: &Path, out: PathBuf, algo: Algo) -> SearchArgs {

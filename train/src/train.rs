@@ -305,7 +305,7 @@ fn resume_settings(state: &mut TrainState, given: &TrainArgs, out: &Path) -> Res
     state.args.check()
 }
 
-/// What training reads of a search run's `finished.json` (`hands_search::search::Finished`
+/// What training reads of a search run's `finished.json` (`hands_nas::search::Finished`
 /// writes more).
 #[derive(Deserialize)]
 struct FinishedSearch {

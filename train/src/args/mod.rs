@@ -7,7 +7,7 @@
 //! run's stored settings) with the bounds the parser uses.
 //!
 //! The groups the subcommands share live here; each subcommand's own groups live in its
-//! submodule (the search's in `hands_search::args`). A default that differs between
+//! submodule (the search's in `hands_nas::args`). A default that differs between
 //! subcommands is the group's default here, changed for the other subcommand with clap's
 //! `mut_arg` (and in its constructor).
 

@@ -8,7 +8,7 @@ use hands_reports::learning::ArchitectureLearning;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::args::search::SearchArgs;
+use crate::args::SearchArgs;
 use crate::supernet::EDGES;
 
 /// What a checkpoint records besides tensors.

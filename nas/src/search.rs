@@ -13,8 +13,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::args::search::StagePlan;
-use crate::args::search::{Algo, SearchArgs};
+use crate::args::StagePlan;
+use crate::args::{Algo, SearchArgs};
 use crate::budget::CostSource;
 use crate::final_network::FinalNetwork;
 use crate::hessian;

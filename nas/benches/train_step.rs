@@ -9,7 +9,7 @@
 //! configuration per process, so that the peak memory belongs to that configuration alone.
 //!
 //! ```text
-//! cargo bench -p hands-search --bench train_step -- --genotype DARTS_V2 --size 32 --batch 32 \
+//! cargo bench -p hands-nas --features cli --bench train_step -- --genotype DARTS_V2 --size 32 --batch 32 \
 //!     --init-channels 12 --layers 6 --threads 2
 //! ```
 
@@ -74,7 +74,7 @@ fn genotype(name: &str) -> Result<Genotype> {
 fn main() -> Result<()> {
     let bench = BenchArgs::parse();
     // As `hands-search` does at start-up.
-    hands_search::memory::keep_freed_tensor_memory();
+    hands_nas::memory::keep_freed_tensor_memory();
     hands_train::device::set_cpu_threads(bench.threads)?;
     let device = open_device(bench.device)?;
     let config = NetworkConfig {
@@ -143,7 +143,7 @@ fn main() -> Result<()> {
             "step_ms_median": (median * 1e5).round() / 100.0,
             "step_ms_min": (times[0] * 1e5).round() / 100.0,
             "images_per_s": (b as f64 / median * 10.0).round() / 10.0,
-            "peak_rss_mb": hands_search::memory::peak_rss_mb().map(|m| (m * 10.0).round() / 10.0),
+            "peak_rss_mb": hands_nas::memory::peak_rss_mb().map(|m| (m * 10.0).round() / 10.0),
             "params": parameter_count(&varmap, false),
         })
     );

@@ -6,7 +6,7 @@
 //! configuration per process, so that the peak memory belongs to that configuration alone.
 //!
 //! ```text
-//! cargo bench -p hands-search --bench search_step -- --algo darts --size 32 --batch 64 \
+//! cargo bench -p hands-nas --features cli --bench search_step -- --algo darts --size 32 --batch 64 \
 //!     --init-channels 16 --layers 8 --threads 2
 //! ```
 
@@ -17,10 +17,10 @@ use candle_core::{DType, Device, Tensor};
 use clap::Parser;
 use hands_models::device::DeviceChoice;
 use hands_models::Op;
-use hands_search::architect::LabelledBatch;
-use hands_search::args::search::{Algo, SearchArgs};
-use hands_search::stage_run::StageRun;
-use hands_search::supernet::{Supernet, SupernetConfig};
+use hands_nas::architect::LabelledBatch;
+use hands_nas::args::{Algo, SearchArgs};
+use hands_nas::stage_run::StageRun;
+use hands_nas::supernet::{Supernet, SupernetConfig};
 use hands_train::device::open_device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -74,7 +74,7 @@ fn random_batch(
 fn main() -> Result<()> {
     let bench = BenchArgs::parse();
     // As `hands-search` does at start-up.
-    let heap_reuse = hands_search::memory::keep_freed_tensor_memory();
+    let heap_reuse = hands_nas::memory::keep_freed_tensor_memory();
     hands_train::device::set_cpu_threads(bench.threads)?;
     let pdarts = bench.algo == Algo::Pdarts;
     let partial_k = bench
@@ -135,7 +135,7 @@ fn main() -> Result<()> {
             "steps": bench.steps,
             "step_ms_median": (median * 10.0).round() / 10.0,
             "step_ms_min": (times[0] * 10.0).round() / 10.0,
-            "peak_rss_mb": hands_search::memory::peak_rss_mb().map(|m| m.round()),
+            "peak_rss_mb": hands_nas::memory::peak_rss_mb().map(|m| m.round()),
             "params": params,
         })
     );

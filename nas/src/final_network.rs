@@ -5,7 +5,7 @@ use hands_models::cost::{network_cost, Cost};
 use hands_models::plan::NetworkPlan;
 use hands_models::Genotype;
 
-use crate::args::search::SearchArgs;
+use crate::args::SearchArgs;
 
 /// The final network a budget is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! data folder, the found cell trained from scratch, exported to ONNX, and the exported model
 //! predicting the folder's first images (tiny settings: a demonstration, not a recipe).
 //!
-//! `cargo run --release -p hands-search --example pipeline -- DATA OUT` (it needs none of the
+//! `cargo run --release -p hands-nas --example pipeline -- DATA OUT` (it needs none of the
 //! command line: it builds with `--no-default-features` too, without clap)
 //! (DATA: an 11K Hands folder such as `../shared/data/hands-11k-sample`)
 
@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use hands_export::{export, ExportOptions, OnnxOptions, Parity};
 use hands_infer::{Options, Predictor};
-use hands_search::args::search::{Algo, SearchArgs};
-use hands_search::search::run_search;
+use hands_nas::args::{Algo, SearchArgs};
+use hands_nas::search::run_search;
 use hands_train::args::train::TrainArgs;
 use hands_train::train::train;
 

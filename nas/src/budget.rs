@@ -25,7 +25,7 @@ use candle_core::{DType, Device, Tensor};
 use hands_models::cost::{edge_cost, fixed_cost, input_sides, Cost};
 use hands_models::{Genotype, Op};
 
-use crate::args::search::{CostMeasure, SearchArgs};
+use crate::args::{CostMeasure, SearchArgs};
 use crate::final_network::FinalNetwork;
 use crate::latency::{EdgeKind, LatencyModel};
 use crate::supernet::{node_edges, CellArch, Supernet, EDGES};

@@ -4,7 +4,7 @@
 use hands_models::genotype::{Genotype, EDGES_PER_NODE};
 use hands_models::Op;
 
-use crate::args::search::StagePlan;
+use crate::args::StagePlan;
 use crate::derive::derive_genotype;
 use crate::supernet::node_edges;
 

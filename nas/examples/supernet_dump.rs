@@ -7,7 +7,7 @@
 //! buffers; all in f64, as one safetensors file.
 //!
 //! ```text
-//! cargo run -p hands-search --example supernet_dump -- --algo darts|pcdarts --out FILE
+//! cargo run -p hands-nas --features cli --example supernet_dump -- --algo darts|pcdarts --out FILE
 //! ```
 
 use std::path::PathBuf;
@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::Parser;
-use hands_search::architect::{add_beta_decay, evaluate, second_order, LabelledBatch, Unrolling};
-use hands_search::supernet::{SkipDropout, Supernet, SupernetConfig};
+use hands_nas::architect::{add_beta_decay, evaluate, second_order, LabelledBatch, Unrolling};
+use hands_nas::supernet::{SkipDropout, Supernet, SupernetConfig};
 use hands_train::optim::{clip_grad_norm, Sgd, SgdConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -118,7 +118,7 @@ pub struct ArchitectureArgs {
     #[cfg_attr(feature = "cli", arg(long, value_parser = flags::usize_in(0..=*flags::EPOCHS.end())))]
     pub arch_warmup_epochs: Option<usize>,
     /// β-DARTS' Beta-Decay regularisation of the architecture logits against collapse
-    /// (`hands_search::architect::add_beta_decay`): its weight at the last epoch, reached
+    /// (`hands_nas::architect::add_beta_decay`): its weight at the last epoch, reached
     /// linearly from 0 at the first architecture epoch of each stage; 0 turns it off.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = ArchitectureArgs::DEFAULT.beta_decay,
           value_parser = flags::non_negative))]

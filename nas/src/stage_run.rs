@@ -14,8 +14,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::architect::{self, LabelledBatch, Unrolling};
-use crate::args::search::StagePlan;
-use crate::args::search::{Algo, SearchArgs};
+use crate::args::StagePlan;
+use crate::args::{Algo, SearchArgs};
 use crate::budget::{Budget, CostSource};
 use crate::derive::{derive_genotype, fit_to_budget};
 use crate::hessian;
