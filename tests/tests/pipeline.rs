@@ -181,7 +181,7 @@ fn search_train_export_infer_on_the_sample() {
     }
 }
 
-/// `search/examples/pipeline.rs`, the pipeline through the libraries alone (built by `cargo
+/// `nas/examples/pipeline.rs`, the pipeline through the libraries alone (built by `cargo
 /// test --workspace` with the examples), runs on the sample: it writes the search's genotype,
 /// the trained model and the export, and prints a label for each of the first four images.
 #[test]
