@@ -20,7 +20,7 @@ use hands_models::Op;
 use hands_nas::architect::LabelledBatch;
 use hands_nas::args::{Algo, SearchArgs};
 use hands_nas::stage_run::StageRun;
-use hands_nas::supernet::{Supernet, SupernetConfig};
+use hands_nas::supernet::{Memory, Supernet, SupernetConfig};
 use hands_train::device::open_device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -47,6 +47,10 @@ struct BenchArgs {
     /// cpu, cuda[:N] or auto (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: DeviceChoice,
+    /// What a step keeps for its backward pass: fast (the whole graph) or lean (the cells
+    /// recomputed).
+    #[arg(long, value_enum, default_value_t = Memory::Fast)]
+    memory: Memory,
     /// Measured steps (after two warm-up steps).
     #[arg(long, default_value_t = 10)]
     steps: usize,
@@ -92,7 +96,7 @@ fn main() -> Result<()> {
         reduce_candidates: vec![Op::ALL.to_vec(); 14],
     };
     let device = open_device(bench.device)?;
-    let net = Supernet::new(&config, 0, DType::F32, &device)?;
+    let net = Supernet::new(&config, 0, DType::F32, &device)?.with_memory(bench.memory);
     let args = SearchArgs::new("", bench.algo);
     let mut run = StageRun::new(&net, &args, None)?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -131,6 +135,7 @@ fn main() -> Result<()> {
             "partial_k": partial_k,
             "threads": bench.threads,
             "heap_reuse": heap_reuse,
+            "memory": bench.memory,
             "device": bench.device,
             "steps": bench.steps,
             "step_ms_median": (median * 10.0).round() / 10.0,

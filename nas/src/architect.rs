@@ -5,7 +5,8 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::loss::cross_entropy;
 
-use crate::supernet::{SkipDropout, Supernet};
+use crate::recompute;
+use crate::supernet::{Memory, SkipDropout, Supernet};
 
 /// A labelled batch.
 #[derive(Debug, Clone, Copy)]
@@ -31,15 +32,64 @@ pub fn evaluate(
     batch: LabelledBatch<'_>,
     drop_skip: Option<SkipDropout<'_>>,
 ) -> Result<Evaluated> {
-    let logits = net.forward(batch.images, drop_skip)?;
-    let loss = cross_entropy(&logits, batch.labels)?;
+    score(&net.forward(batch.images, drop_skip)?, batch.labels)
+}
+
+/// The mean cross-entropy of `logits` against `labels` and the number of correct ones.
+pub(crate) fn score(logits: &Tensor, labels: &Tensor) -> Result<Evaluated> {
+    let loss = cross_entropy(logits, labels)?;
     let correct = logits
         .argmax(1)?
-        .eq(batch.labels)?
+        .eq(labels)?
         .to_dtype(DType::U32)?
         .sum_all()?
         .to_scalar::<u32>()? as usize;
     Ok(Evaluated { loss, correct })
+}
+
+/// A batch's loss, its correct predictions and the gradients of every variable.
+#[derive(Debug)]
+pub struct Graded {
+    /// Mean cross-entropy (finite).
+    pub loss: f64,
+    /// Correctly classified samples of the batch.
+    pub correct: usize,
+    /// Gradients of the loss.
+    pub grads: GradStore,
+}
+
+/// The forward and backward pass of `net` on `batch`, refusing a non-finite loss (`what` names
+/// the step in the error). Under [`Memory::Lean`] the cells are recomputed one at a time
+/// ([`recompute`]), except with a skip-connect dropout to apply, whose masks a second
+/// forward pass would draw again.
+pub fn loss_and_grads(
+    net: &Supernet,
+    batch: LabelledBatch<'_>,
+    drop_skip: Option<SkipDropout<'_>>,
+    what: &str,
+) -> Result<Graded> {
+    let drops = drop_skip.as_ref().is_some_and(|d| d.prob > 0.0);
+    if net.memory() == Memory::Lean && !drops {
+        let ((loss, correct), grads) = recompute::loss_and_grads(net, batch.images, |logits| {
+            let eval = score(logits, batch.labels)?;
+            let loss = finite_loss(&eval.loss, what)?;
+            Ok((eval.loss, (loss, eval.correct)))
+        })?;
+        return Ok(Graded {
+            loss,
+            correct,
+            grads,
+        });
+    }
+    let eval = evaluate(net, batch, drop_skip)?;
+    let loss = finite_loss(&eval.loss, what)?;
+    // Detached, the gradients let the batch's graph go with `eval` (see
+    // [`recompute::detached`]): the second-order step keeps them through two more passes.
+    Ok(Graded {
+        loss,
+        correct: eval.correct,
+        grads: recompute::detached(eval.loss.backward()?),
+    })
 }
 
 /// The scalar value of a loss, refusing NaN and infinity.
@@ -105,12 +155,11 @@ pub fn first_order(
     val: LabelledBatch<'_>,
     drop_skip: Option<SkipDropout<'_>>,
 ) -> Result<ArchGradient> {
-    let eval = evaluate(net, val, drop_skip)?;
-    let val_loss = finite_loss(&eval.loss, "architecture step")?;
+    let graded = loss_and_grads(net, val, drop_skip, "architecture step")?;
     Ok(ArchGradient {
-        grads: eval.loss.backward()?,
-        val_loss,
-        val_correct: eval.correct,
+        grads: graded.grads,
+        val_loss: graded.loss,
+        val_correct: graded.correct,
     })
 }
 
@@ -165,11 +214,11 @@ fn unrolled_gradient(
     virtual_step(net, weights, original, buffers, train, &u)?;
 
     // grad_alpha and grad_w' of L_val(w')
-    let (val_loss, val_correct, mut val_grads) = {
-        let eval = evaluate(net, val, None)?;
-        let val_loss = finite_loss(&eval.loss, "architecture step")?;
-        (val_loss, eval.correct, eval.loss.backward()?)
-    };
+    let Graded {
+        loss: val_loss,
+        correct: val_correct,
+        grads: mut val_grads,
+    } = loss_and_grads(net, val, None, "architecture step")?;
     let dw: Vec<Option<Tensor>> = weights
         .iter()
         .map(|w| val_grads.get(w.as_tensor()).cloned())
@@ -214,11 +263,7 @@ fn virtual_step(
     train: LabelledBatch<'_>,
     u: &Unrolling,
 ) -> Result<()> {
-    let grads = {
-        let train_loss = evaluate(net, train, None)?.loss;
-        finite_loss(&train_loss, "unrolled step")?;
-        train_loss.backward()?
-    };
+    let grads = loss_and_grads(net, train, None, "unrolled step")?.grads;
     set_all(
         weights,
         weights
@@ -268,11 +313,7 @@ fn arch_grad_at(
             None => Ok(o.clone()),
         }),
     )?;
-    let g = {
-        let loss = evaluate(net, train, None)?.loss;
-        finite_loss(&loss, "Hessian-vector product")?;
-        loss.backward()?
-    };
+    let g = loss_and_grads(net, train, None, "Hessian-vector product")?.grads;
     Ok(arch
         .iter()
         .map(|(_, a)| g.get(a.as_tensor()).cloned())

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use hands_train::args::{DataArgs, NetworkArgs, OptimiserArgs, RunArgs};
 use hands_train::flags;
 
+use crate::supernet::Memory;
+
 /// The search algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
@@ -50,6 +52,15 @@ pub struct SearchArgs {
     #[cfg_attr(feature = "cli", arg(long))]
     #[serde(default)]
     pub vertical_flip: bool,
+    /// What a search step keeps for its backward pass: `lean` only each cell's output, the
+    /// cells recomputed one at a time in the backward pass (about a quarter of the memory of
+    /// `fast` for about 1.4 times its time: one more forward pass through the cells; the same
+    /// gradients up to the order of floating-point sums); `fast` every activation of the
+    /// batch. Steps with P-DARTS' skip-connect dropout run as `fast`. May change when
+    /// resuming (runs written before the option resume as `fast`).
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = Memory::Lean))]
+    #[serde(default)]
+    pub memory: Memory,
     /// The images.
     #[cfg_attr(feature = "cli", command(flatten))]
     #[serde(flatten)]
@@ -561,6 +572,7 @@ impl SearchArgs {
         let mut args = SearchArgs {
             algo,
             vertical_flip: false,
+            memory: Memory::Lean,
             data: DataArgs::new(data),
             network: NetworkArgs::DEFAULT,
             optimiser: OptimiserArgs::TRAINING,

@@ -16,7 +16,7 @@ use candle_core::{DType, Result, Tensor, Var};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::architect::{evaluate, LabelledBatch};
+use crate::architect::{loss_and_grads, LabelledBatch};
 use crate::supernet::Supernet;
 
 /// Finite-difference radius of the Hessian-vector products, along a unit vector.
@@ -171,7 +171,7 @@ pub fn architecture_gradient(
     batch: LabelledBatch<'_>,
     vars: &[Var],
 ) -> Result<Vec<Tensor>> {
-    let grads = evaluate(net, batch, None)?.loss.backward()?;
+    let grads = loss_and_grads(net, batch, None, "architecture gradient")?.grads;
     vars.iter()
         .map(|v| match grads.get(v.as_tensor()) {
             Some(g) => Ok(g.clone()),

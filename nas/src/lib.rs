@@ -9,7 +9,8 @@
 //!   ([`stage_run`]), checkpointing what [`search_state`] records.
 //! - Resource budgets: the expected-cost term ([`budget`]) over the network a budget is
 //!   about ([`final_network`]), costs ([`cost`]) and measured latencies ([`latency`]).
-//! - [`memory`]: the allocator setting and peak memory the command and benchmarks use.
+//! - Memory: cells recomputed in the backward pass instead of kept ([`recompute`]); the
+//!   allocator setting and peak memory the command and benchmarks use ([`memory`]).
 //!
 //! The found networks are trained and measured by `hands-train`. The settings are plain
 //! serde structs built with their constructors (e.g. [`args::SearchArgs::new`]); their clap
@@ -26,6 +27,7 @@ pub mod hessian;
 pub mod latency;
 pub mod memory;
 pub mod pdarts;
+pub mod recompute;
 pub mod search;
 pub mod search_state;
 pub mod stage_run;

@@ -334,7 +334,7 @@ impl Search<'_> {
             reduce_candidates: state.reduce_candidates.clone(),
         };
         let seed = args.run.seed + state.stage as u64;
-        let net = Supernet::new(&config, seed, DType::F32, self.device)?;
+        let net = Supernet::new(&config, seed, DType::F32, self.device)?.with_memory(args.memory);
         let mut stage_run = StageRun::new(&net, args, self.cost_source.as_ref())?;
         let checkpoint_path = self.run.checkpoint();
         if let Some(t) = tensors.filter(|_| state.epoch > 0) {
@@ -492,10 +492,11 @@ impl Search<'_> {
     }
 }
 
-/// Takes the per-invocation settings of `given` into a resumed run's stored settings and
-/// refuses any other setting given differently, except `--epochs` with `--extend-epochs`.
+/// Takes the per-invocation settings of `given` into a resumed run's stored settings (the
+/// device, where to stop, and `--memory` when given) and refuses any other setting given
+/// differently, except `--epochs` with `--extend-epochs`.
 fn resume_settings(state: &mut SearchState, given: &SearchArgs, out: &Path) -> Result<()> {
-    let ignore = ["resume", "out", "device", "extend_epochs"];
+    let ignore = ["resume", "out", "device", "extend_epochs", "memory"];
     let changes = changed_settings(&state.args, given, given.run.explicit.as_deref(), &ignore)?;
     let epochs = Epochs {
         stored: state.args.optimiser.epochs,
@@ -514,6 +515,12 @@ fn resume_settings(state: &mut SearchState, given: &SearchArgs, out: &Path) -> R
     state.args.run.out = Some(out.to_path_buf());
     state.args.run.device = given.run.device;
     state.args.run.stop_after = given.run.stop_after;
+    // The run's own unless given (the command line's default is not a request).
+    let memory_given =
+        (given.run.explicit.as_ref()).is_none_or(|names| names.iter().any(|name| name == "memory"));
+    if memory_given {
+        state.args.memory = given.memory;
+    }
     state.args.check()
 }
 

@@ -346,14 +346,12 @@ impl<'a> StageRun<'a> {
             rng,
             record: None,
         };
-        let eval = architect::evaluate(self.net, train, Some(dropout))?;
-        let loss = architect::finite_loss(&eval.loss, "weight step")?;
-        let mut grads = eval.loss.backward()?;
-        clip_grad_norm(&self.weight_vars, &mut grads, self.grad_clip)?;
-        self.sgd.step(&grads)?;
+        let mut weights = architect::loss_and_grads(self.net, train, Some(dropout), "weight step")?;
+        clip_grad_norm(&self.weight_vars, &mut weights.grads, self.grad_clip)?;
+        self.sgd.step(&weights.grads)?;
         Ok(StepOutcome {
             arch,
-            weights: (loss, eval.correct),
+            weights: (weights.loss, weights.correct),
         })
     }
 

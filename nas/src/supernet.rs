@@ -13,6 +13,32 @@ use hands_models::plan::{CellPlan, NetworkPlan};
 use hands_models::Op;
 use rand::Rng;
 
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// How a search step keeps what its backward pass needs ([`Supernet::with_memory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Memory {
+    /// The whole forward graph of a batch is kept for its backward pass.
+    #[default]
+    Fast,
+    /// The cells are recomputed one at a time in the backward pass (one more forward pass
+    /// through the cells, a fraction of the memory).
+    Lean,
+}
+
+impl fmt::Display for Memory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Memory::Fast => "fast",
+            Memory::Lean => "lean",
+        })
+    }
+}
+
 /// Intermediate nodes of a search cell (those of a derived cell).
 pub use hands_models::genotype::NODES;
 /// Edges of a search cell: node `i` (0..4) reads all `2 + i` earlier states (14).
@@ -349,6 +375,7 @@ pub struct Supernet {
     /// Reduction cell architecture.
     pub reduce: CellArch,
     weights: VarMap,
+    memory: Memory,
 }
 
 impl std::fmt::Debug for Supernet {
@@ -356,6 +383,7 @@ impl std::fmt::Debug for Supernet {
         f.debug_struct("Supernet")
             .field("config", &self.config)
             .field("cells", &self.cells.len())
+            .field("memory", &self.memory)
             .finish_non_exhaustive()
     }
 }
@@ -397,7 +425,19 @@ impl Supernet {
             normal,
             reduce,
             weights,
+            memory: Memory::Fast,
         })
+    }
+
+    /// The same supernet with its search steps keeping their backward passes' activations as
+    /// `memory` says (lean: [`crate::recompute`]).
+    pub fn with_memory(self, memory: Memory) -> Supernet {
+        Supernet { memory, ..self }
+    }
+
+    /// How its search steps keep their backward passes' activations.
+    pub fn memory(&self) -> Memory {
+        self.memory
     }
 
     /// The configuration.
@@ -448,6 +488,21 @@ impl Supernet {
     /// Class logits of a batch, in training mode.
     pub fn forward(&self, images: &Tensor, drop_skip: Option<SkipDropout<'_>>) -> Result<Tensor> {
         let mut drop_skip = drop_skip;
+        let mixes = self.mixes()?;
+        let stem = self.stem(images)?;
+        let (mut s0, mut s1) = (stem.clone(), stem);
+        for cell in 0..self.cells.len() {
+            let s2 = self.cell(cell, (&s0, &s1), &mixes, &mut drop_skip)?;
+            s0 = s1;
+            s1 = s2;
+        }
+        self.classify(&s1)
+    }
+
+    /// The mixture weights of both cell types (per edge, one scalar tensor per candidate,
+    /// and the edge weights with edge normalisation), as functions of the architecture
+    /// variables.
+    pub(crate) fn mixes(&self) -> Result<CellMixes> {
         let split = |arch: &CellArch| -> Result<CellMix> {
             let w = arch.op_weights()?;
             let per_edge = (0..EDGES)
@@ -464,22 +519,51 @@ impl Supernet {
             };
             Ok((per_edge, betas))
         };
-        let normal = split(&self.normal)?;
-        let reduce = split(&self.reduce)?;
-        let stem = self.stem.forward_t(images, true)?;
-        let (mut s0, mut s1) = (stem.clone(), stem);
-        for cell in &self.cells {
-            let (ops, betas) = if cell.plan.reduction {
-                &reduce
-            } else {
-                &normal
-            };
-            let s2 = cell.forward(&s0, &s1, ops, betas.as_deref(), &mut drop_skip)?;
-            s0 = s1;
-            s1 = s2;
-        }
-        self.classifier.forward(&s1)
+        Ok(CellMixes {
+            normal: split(&self.normal)?,
+            reduce: split(&self.reduce)?,
+        })
     }
+
+    /// Number of cells.
+    pub(crate) fn cell_count(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// The stem's output for `images`, in training mode (its BatchNorm's running statistics
+    /// move).
+    pub(crate) fn stem(&self, images: &Tensor) -> Result<Tensor> {
+        self.stem.forward_t(images, true)
+    }
+
+    /// Cell `cell`'s output from its two inputs (the outputs of the two cells before it, the
+    /// stem standing in for those before the first).
+    pub(crate) fn cell(
+        &self,
+        cell: usize,
+        (s0, s1): (&Tensor, &Tensor),
+        mixes: &CellMixes,
+        drop_skip: &mut Option<SkipDropout<'_>>,
+    ) -> Result<Tensor> {
+        let cell = &self.cells[cell];
+        let (ops, betas) = if cell.plan.reduction {
+            &mixes.reduce
+        } else {
+            &mixes.normal
+        };
+        cell.forward(s0, s1, ops, betas.as_deref(), drop_skip)
+    }
+
+    /// Class logits from the last cell's output.
+    pub(crate) fn classify(&self, last: &Tensor) -> Result<Tensor> {
+        self.classifier.forward(last)
+    }
+}
+
+/// The mixture weights of the normal and the reduction cell ([`Supernet::mixes`]).
+pub(crate) struct CellMixes {
+    normal: CellMix,
+    reduce: CellMix,
 }
 
 fn small_normal(

@@ -7,6 +7,7 @@ use hands_models::Genotype;
 use hands_nas::args::{Algo, SearchArgs};
 use hands_nas::hessian::early_stop_epoch;
 use hands_nas::search::{run_search, Finished};
+use hands_nas::supernet::Memory;
 use hands_reports::run_dir::FINISHED;
 use hands_tests::datasets::class_folders;
 
@@ -452,4 +453,42 @@ fn arch_steps_sets_the_epochs_that_take_them() {
         "{learning:?}"
     );
     assert_eq!(finished(&run).epochs, epochs);
+}
+
+#[test]
+fn memory_may_change_on_resume_and_both_paths_learn_the_same_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    class_folders(&data, 12);
+    let mut fast = tiny(&data, dir.path().join("fast"), Algo::Darts);
+    fast.memory = Memory::Fast;
+    run_search(&fast).unwrap();
+    let mut lean = tiny(&data, dir.path().join("lean"), Algo::Darts);
+    lean.memory = Memory::Lean;
+    run_search(&lean).unwrap();
+    // The same gradients up to the order of floating-point sums (f32 here).
+    let (fast_log, lean_log) = (
+        log_without_seconds(&dir.path().join("fast")),
+        log_without_seconds(&dir.path().join("lean")),
+    );
+    let difference = max_difference(&fast_log[1]["alphas_normal"], &lean_log[1]["alphas_normal"]);
+    assert!(difference < 1e-5, "alphas differ by {difference}");
+
+    // A fast run stopped after one epoch resumes lean when asked, and says so in its config.
+    let mut partial = tiny(&data, dir.path().join("switched"), Algo::Darts);
+    partial.memory = Memory::Fast;
+    partial.run.stop_after = Some(1);
+    run_search(&partial).unwrap();
+    partial.run.stop_after = None;
+    partial.run.resume = true;
+    partial.memory = Memory::Lean;
+    run_search(&partial).unwrap();
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("switched").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["memory"], "lean");
+    let switched = log_without_seconds(&dir.path().join("switched"));
+    let difference = max_difference(&fast_log[1]["alphas_normal"], &switched[1]["alphas_normal"]);
+    assert!(difference < 1e-5, "alphas differ by {difference}");
 }
