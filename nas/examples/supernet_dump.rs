@@ -15,8 +15,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::Parser;
-use hands_nas::architect::{add_beta_decay, evaluate, second_order, LabelledBatch, Unrolling};
-use hands_nas::supernet::{SkipDropout, Supernet, SupernetConfig};
+use hands_nas::architect::{
+    add_beta_decay, evaluate, loss_and_grads, second_order, LabelledBatch, Unrolling,
+};
+use hands_nas::supernet::{Memory, SkipDropout, Supernet, SupernetConfig};
 use hands_train::optim::{clip_grad_norm, Sgd, SgdConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -47,6 +49,9 @@ struct Args {
     /// Seed of the weights, the architecture parameters and the batches.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// What the steps keep for their backward passes (the gradients must agree either way).
+    #[arg(long, value_enum, default_value_t = Memory::Fast)]
+    memory: Memory,
     /// The safetensors file to write.
     #[arg(long)]
     out: PathBuf,
@@ -96,7 +101,7 @@ fn main() -> Result<()> {
         normal_candidates: SupernetConfig::full_candidates(),
         reduce_candidates: SupernetConfig::full_candidates(),
     };
-    let net = Supernet::new(&config, args.seed, DType::F64, &Device::Cpu)?;
+    let net = Supernet::new(&config, args.seed, DType::F64, &Device::Cpu)?.with_memory(args.memory);
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed + 1);
     // Architecture parameters away from the near-uniform initialisation, so that a wrong
     // weighting shows.
@@ -133,9 +138,12 @@ fn main() -> Result<()> {
     // Forward and backward on the training batch.
     let logits = net.forward(&x_train, None)?;
     out.push(("output/logits".into(), logits));
-    let eval = evaluate(&net, train, None)?;
-    out.push(("output/loss".into(), eval.loss.reshape(1)?));
-    let grads = eval.loss.backward()?;
+    let graded = loss_and_grads(&net, train, None, "training batch")?;
+    out.push((
+        "output/loss".into(),
+        Tensor::new(&[graded.loss], &Device::Cpu)?,
+    ));
+    let grads = &graded.grads;
     for (name, var) in weights.iter().chain(&net.arch_vars()) {
         let grad = grads
             .get(var.as_tensor())
@@ -169,7 +177,7 @@ fn main() -> Result<()> {
 
     // Beta-Decay's gradient alone (weight 1): the gradient of the mean smooth maximum of each
     // edge's logits, summed over the two cells.
-    let mut beta_grads = eval.loss.backward()?;
+    let mut beta_grads = loss_and_grads(&net, train, None, "training batch")?.grads;
     for (_, var) in net.arch_vars() {
         beta_grads.remove(var.as_tensor());
     }
@@ -198,7 +206,7 @@ fn main() -> Result<()> {
         },
     )?;
     for _ in 0..WEIGHT_STEPS {
-        let mut grads = evaluate(&net, train, None)?.loss.backward()?;
+        let mut grads = loss_and_grads(&net, train, None, "weight step")?.grads;
         clip_grad_norm(&weight_vars, &mut grads, GRAD_CLIP)?;
         sgd.step(&grads)?;
     }
