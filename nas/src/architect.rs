@@ -60,21 +60,21 @@ pub struct Graded {
 
 /// The forward and backward pass of `net` on `batch`, refusing a non-finite loss (`what` names
 /// the step in the error). Under [`Memory::Lean`] the cells are recomputed one at a time
-/// ([`recompute`]), except with a skip-connect dropout to apply, whose masks a second
-/// forward pass would draw again.
+/// ([`recompute`]).
 pub fn loss_and_grads(
     net: &Supernet,
     batch: LabelledBatch<'_>,
     drop_skip: Option<SkipDropout<'_>>,
     what: &str,
 ) -> Result<Graded> {
-    let drops = drop_skip.as_ref().is_some_and(|d| d.prob > 0.0);
-    if net.memory() == Memory::Lean && !drops {
-        let ((loss, correct), grads) = recompute::loss_and_grads(net, batch.images, |logits| {
+    if net.memory() == Memory::Lean {
+        let head = |logits: &Tensor| {
             let eval = score(logits, batch.labels)?;
             let loss = finite_loss(&eval.loss, what)?;
             Ok((eval.loss, (loss, eval.correct)))
-        })?;
+        };
+        let ((loss, correct), grads) =
+            recompute::loss_and_grads(net, batch.images, drop_skip, head)?;
         return Ok(Graded {
             loss,
             correct,

@@ -14,25 +14,33 @@
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
 
-use crate::supernet::Supernet;
+use crate::supernet::{SkipDropout, SkipMasks, Supernet};
 
 /// The gradients of every variable of `net` for the loss that `head` makes of `net`'s logits
 /// for `images`, with what else `head` returns; the cells are recomputed one at a time in the
-/// backward pass. `head` runs before any gradient is taken (it may refuse the loss).
+/// backward pass, each with the skip-connect dropout masks (P-DARTS) that the forward pass
+/// drew for it. `head` runs before any gradient is taken (it may refuse the loss).
 pub fn loss_and_grads<T>(
     net: &Supernet,
     images: &Tensor,
+    drop_skip: Option<SkipDropout<'_>>,
     head: impl FnOnce(&Tensor) -> Result<(Tensor, T)>,
 ) -> Result<(T, GradStore)> {
+    let mut dropout = drop_skip.filter(|dropout| dropout.prob > 0.0);
     let mixes = net.mixes()?;
     let stem = net.stem(images)?;
     let cells = net.cell_count();
-    // states[0]: the stem's output; states[k + 1]: cell k's output.
+    // states[0]: the stem's output; states[k + 1]: cell k's output; masks[k]: cell k's.
     let mut states: Vec<Option<Var>> = Vec::with_capacity(cells + 1);
+    let mut masks: Vec<Vec<Tensor>> = vec![Vec::new(); cells];
     states.push(Some(Var::from_tensor(&stem)?));
-    for cell in 0..cells {
+    for (cell, drawn) in masks.iter_mut().enumerate() {
         let (s0, s1) = inputs(&states, cell);
-        let output = net.cell(cell, (s0.as_tensor(), s1.as_tensor()), &mixes, &mut None)?;
+        let mut draw = dropout.as_mut().map(|dropout| SkipMasks::Draw {
+            dropout,
+            drawn: Some(drawn),
+        });
+        let output = net.cell(cell, (s0.as_tensor(), s1.as_tensor()), &mixes, &mut draw)?;
         states.push(Some(Var::from_tensor(&output)?));
     }
 
@@ -49,7 +57,10 @@ pub fn loss_and_grads<T>(
             continue;
         };
         let (s0, s1) = inputs(&states, cell);
-        let output = net.cell(cell, (s0.as_tensor(), s1.as_tensor()), &mixes, &mut None)?;
+        let mut replay = dropout
+            .is_some()
+            .then(|| SkipMasks::Replay(masks[cell].iter()));
+        let output = net.cell(cell, (s0.as_tensor(), s1.as_tensor()), &mixes, &mut replay)?;
         let mut cell_grads = detached((output * seed)?.sum_all()?.backward()?);
         let (from0, from1) = input_states(cell);
         add(&mut seeds[from0], cell_grads.remove(s0.as_tensor()))?;
@@ -59,6 +70,7 @@ pub fn loss_and_grads<T>(
         grads.extend(cell_grads)?;
         // Cell `cell`'s output fed the cells after it, all of them recomputed by now.
         states[cell + 1] = None;
+        masks[cell] = Vec::new();
     }
     if let Some(seed) = seeds[0].take() {
         grads.extend(detached((stem * seed)?.sum_all()?.backward()?))?;

@@ -134,7 +134,7 @@ impl MixedOp {
         acc: Option<Tensor>,
         x: &Activated,
         weights: &[Tensor],
-        drop_skip: &mut Option<SkipDropout<'_>>,
+        drop_skip: &mut Option<SkipMasks<'_, '_>>,
     ) -> Result<Option<Tensor>> {
         let mut acc = acc;
         for ((op, bn), w) in self.ops.iter().zip(weights) {
@@ -160,7 +160,7 @@ impl MixedOp {
         &self,
         x: &Tensor,
         weights: &[Tensor],
-        drop_skip: &mut Option<SkipDropout<'_>>,
+        drop_skip: &mut Option<SkipMasks<'_, '_>>,
     ) -> Result<Tensor> {
         let c = x.dim(1)?;
         let part = c / self.partial_k;
@@ -216,9 +216,10 @@ pub struct SkipDropout<'a> {
 }
 
 impl SkipDropout<'_> {
-    fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
+    /// `x` times a fresh mask, and the mask (none when nothing is dropped).
+    fn apply(&mut self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
         if self.prob <= 0.0 {
-            return Ok(x.clone());
+            return Ok((x.clone(), None));
         }
         let keep = 1.0 - self.prob;
         let (b, c, h, w) = x.dims4()?;
@@ -235,7 +236,38 @@ impl SkipDropout<'_> {
         if let Some(record) = self.record.as_mut() {
             record.push(mask.clone());
         }
-        x * mask
+        Ok(((x * &mask)?, Some(mask)))
+    }
+}
+
+/// Where a forward pass's skip-connect dropout masks come from.
+pub(crate) enum SkipMasks<'s, 'a> {
+    /// Drawn by the dropout, each one also kept in `drawn` when given.
+    Draw {
+        dropout: &'s mut SkipDropout<'a>,
+        drawn: Option<&'s mut Vec<Tensor>>,
+    },
+    /// The masks an earlier pass over the same inputs drew, in the order it drew them.
+    Replay(std::slice::Iter<'s, Tensor>),
+}
+
+impl SkipMasks<'_, '_> {
+    fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            SkipMasks::Draw { dropout, drawn } => {
+                let (dropped, mask) = dropout.apply(x)?;
+                if let (Some(drawn), Some(mask)) = (drawn.as_mut(), mask) {
+                    drawn.push(mask);
+                }
+                Ok(dropped)
+            }
+            SkipMasks::Replay(masks) => match masks.next() {
+                Some(mask) => x * mask,
+                None => candle_core::bail!(
+                    "a replayed pass needs more skip-dropout masks than were drawn"
+                ),
+            },
+        }
     }
 }
 
@@ -279,7 +311,7 @@ impl SearchCell {
         s1: &Tensor,
         op_weights: &[Vec<Tensor>],
         edge_weights: Option<&[Tensor]>,
-        drop_skip: &mut Option<SkipDropout<'_>>,
+        drop_skip: &mut Option<SkipMasks<'_, '_>>,
     ) -> Result<Tensor> {
         // Each state's ReLU is computed once for all the edges that read it.
         let mut states: Vec<Activated> = self
@@ -487,7 +519,11 @@ impl Supernet {
 
     /// Class logits of a batch, in training mode.
     pub fn forward(&self, images: &Tensor, drop_skip: Option<SkipDropout<'_>>) -> Result<Tensor> {
-        let mut drop_skip = drop_skip;
+        let mut dropout = drop_skip;
+        let mut drop_skip = dropout.as_mut().map(|dropout| SkipMasks::Draw {
+            dropout,
+            drawn: None,
+        });
         let mixes = self.mixes()?;
         let stem = self.stem(images)?;
         let (mut s0, mut s1) = (stem.clone(), stem);
@@ -543,7 +579,7 @@ impl Supernet {
         cell: usize,
         (s0, s1): (&Tensor, &Tensor),
         mixes: &CellMixes,
-        drop_skip: &mut Option<SkipDropout<'_>>,
+        drop_skip: &mut Option<SkipMasks<'_, '_>>,
     ) -> Result<Tensor> {
         let cell = &self.cells[cell];
         let (ops, betas) = if cell.plan.reduction {
