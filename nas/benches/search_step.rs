@@ -36,8 +36,9 @@ struct BenchArgs {
     batch: usize,
     #[arg(long, default_value_t = 16)]
     init_channels: usize,
-    #[arg(long, default_value_t = 8)]
-    layers: usize,
+    /// Cells (default 8; 5 for pdarts, its first stage: 17 is its last stage's depth).
+    #[arg(long)]
+    layers: Option<usize>,
     /// PC-DARTS channel factor (default 4 for pcdarts, 1 otherwise).
     #[arg(long)]
     partial_k: Option<usize>,
@@ -84,7 +85,7 @@ fn main() -> Result<()> {
     let partial_k = bench
         .partial_k
         .unwrap_or(if bench.algo == Algo::Pcdarts { 4 } else { 1 });
-    let layers = if pdarts { 5 } else { bench.layers };
+    let layers = bench.layers.unwrap_or(if pdarts { 5 } else { 8 });
     let config = SupernetConfig {
         init_channels: bench.init_channels,
         layers,
