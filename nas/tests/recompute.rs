@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use hands_models::Op;
 use hands_nas::architect::{loss_and_grads, second_order, LabelledBatch, Unrolling};
 use hands_nas::supernet::{Memory, SkipDropout, Supernet, SupernetConfig};
+use hands_tests::max_abs_diff;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -55,19 +56,6 @@ fn variables(net: &Supernet) -> Vec<(String, Var)> {
     vars
 }
 
-fn max_difference(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
-
 /// Asserts that `lean`'s gradients are `fast`'s, variable by variable, within 1e-12.
 fn assert_same_grads(
     names: &[(String, Var)],
@@ -79,7 +67,7 @@ fn assert_same_grads(
     for ((name, f), (_, l)) in names.iter().zip(lean_vars) {
         match (fast.get(f.as_tensor()), lean.get(l.as_tensor())) {
             (Some(gf), Some(gl)) => {
-                let difference = max_difference(gf, gl);
+                let difference = max_abs_diff(gf, gl);
                 assert!(
                     difference <= 1e-12,
                     "{name}: gradients differ by {difference}"
@@ -122,7 +110,7 @@ fn lean_and_fast_give_the_same_loss_and_gradients_for_darts_and_pcdarts() {
             .iter()
             .zip(lean_net.all_weight_vars().iter())
         {
-            let difference = max_difference(f.as_tensor(), l.as_tensor());
+            let difference = max_abs_diff(f.as_tensor(), l.as_tensor());
             assert!(difference <= 1e-12, "{name} differs by {difference}");
         }
     }
@@ -154,7 +142,7 @@ fn lean_and_fast_give_the_same_second_order_architecture_gradient() {
     let (fast, lean) = (gradient(&fast_net), gradient(&lean_net));
     assert!((fast.val_loss - lean.val_loss).abs() <= 1e-12);
     for ((name, f), (_, l)) in fast_net.arch_vars().iter().zip(&lean_net.arch_vars()) {
-        let difference = max_difference(
+        let difference = max_abs_diff(
             fast.grads.get(f.as_tensor()).unwrap(),
             lean.grads.get(l.as_tensor()).unwrap(),
         );
